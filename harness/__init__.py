@@ -1,0 +1,3 @@
+"""harness: a neutral referee for text-prompted image segmentation models."""
+
+__version__ = "0.1.0"

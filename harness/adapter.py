@@ -1,0 +1,79 @@
+"""The one interface every model is wrapped behind.
+
+An adapter is constructed with its options (from the run config), ``load``-ed once, then
+asked to ``predict`` batches of samples that share one image: the runner decodes the image
+once and hands the pixels over, so an adapter that encodes images (SAM, a ViT) can do it
+once per image. It declares what it outputs and in which coordinate space its boxes are;
+the runner converts boxes to original pixels, so an adapter never guesses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from harness.types import Box, Prediction, Sample
+
+BoxSpace = Literal["pixel", "norm1", "norm1000"]
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What an adapter produces.
+
+    ``box_space``: ``pixel`` (original image pixels), ``norm1`` ([0, 1] of width/height) or
+    ``norm1000`` ([0, 1000], Qwen2-VL style). A model that answers in the pixels of a resized
+    input (Qwen2.5-VL, Seg-Zero's 840x840) rescales in its adapter, as upstream does, and
+    declares ``pixel``. ``outputs`` lists which of mask, box, text, reasoning it produces.
+    """
+
+    name: str
+    description: str
+    outputs: tuple[str, ...] = ("mask",)
+    box_space: BoxSpace = "pixel"
+    version: str = "1"
+    checkpoints: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Adapter(ABC):
+    """Base class of all adapters. Subclasses set ``info`` and implement ``predict``."""
+
+    info: ClassVar[AdapterInfo]
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TypeError(f"adapter {self.info.name!r} takes no options, got {', '.join(sorted(options))}")
+        self.options: dict[str, Any] = {}
+
+    def load(self, device: str = "cpu") -> None:
+        """Load weights once, before the first batch. Weight-free adapters do nothing."""
+
+    @abstractmethod
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        """Predict one Prediction per sample; every sample shares ``image`` (h, w, 3 uint8 RGB).
+
+        Boxes are in ``info.box_space``; masks are RLE at the original resolution. Raise for
+        a failure of the whole batch: the runner records each of its samples as failed.
+        """
+
+    def config(self) -> dict[str, Any]:
+        """What identifies this adapter's behaviour, for the run's fingerprint."""
+        return {"adapter": self.info.name, "version": self.info.version, "options": self.options}
+
+
+def box_to_pixels(box: Box, space: BoxSpace, width: int, height: int) -> Box:
+    """Convert a box from an adapter's declared space to original pixels [x1, y1, x2, y2]."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if space == "pixel":
+        sx = sy = 1.0
+    elif space == "norm1":
+        sx, sy = float(width), float(height)
+    elif space == "norm1000":
+        sx, sy = width / 1000.0, height / 1000.0
+    else:
+        raise ValueError(f"unknown box space {space!r}")
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)

@@ -1,0 +1,91 @@
+"""Scoring conventions as named data (UPSTREAM 1.3). The defaults are LISA's reference behaviour.
+
+Every knob the field disagrees on is a field here, is set by the suite spec (or a run
+config), and is written into results.json beside the numbers it produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+SampleUnit = Literal["sentence", "first_text", "object"]
+EmptyUnion = Literal["one", "zero", "drop"]
+FailurePolicy = Literal["zero", "as_empty", "skip_ciou", "drop"]
+IgnoreHandling = Literal["exclude", "background", "foreground"]
+GtOverlap = Literal["lisa_sum", "binarise"]
+PrecisionOver = Literal["all", "targeted"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "sample_unit": ("sentence", "first_text", "object"),
+    "empty_union": ("one", "zero", "drop"),
+    "failure": ("zero", "as_empty", "skip_ciou", "drop"),
+    "ignore": ("exclude", "background", "foreground"),
+    "gt_overlap": ("lisa_sum", "binarise"),
+    "precision_over": ("all", "targeted"),
+}
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """How a split is scored.
+
+    - ``sample_unit``: what one sample is; read by the source that enumerates samples
+      (LISA: every sentence; ReasonSeg: ``first_text``; Ricky06662 copies: ``object``).
+    - ``empty_union``: per-sample IoU when prediction and ground truth are both empty:
+      ``one`` (LISA, "no-object target"), ``zero`` (VisionReasoner, GroundingSuite), or
+      ``drop`` (left out of gIoU). Such a sample adds nothing to cIoU's sums either way.
+    - ``failure``: a prediction without a mask (error, crash, unparsable answer):
+      ``zero`` (I=0, U=|GT|, IoU 0 even on an empty target), ``as_empty`` (scored as an
+      empty mask by the normal rules), ``skip_ciou`` (Sa2VA: nothing added to cIoU, 0 in
+      gIoU), ``drop`` (left out of everything; Seg-Zero's dropped SAM errors).
+    - ``ignore``: pixels of the ignore region: ``exclude`` (LISA: neither target nor
+      prediction), ``background``, ``foreground`` (the Ricky06662 ReasonSeg copies).
+    - ``gt_overlap``: pixels covered by two polygons of one target: ``lisa_sum`` (LISA sums
+      the polygons, value 2 is not target: a predicted pixel there only enters the union)
+      or ``binarise`` (labelled non-compatible variant).
+    - ``giou_eps`` / ``ciou_eps``: LISA's I/(U+1e-5) per sample and ΣI/(ΣU+1e-10).
+    - ``precision_over``: Prec@X over ``all`` scored samples or ``targeted`` only (ReLA).
+    - ``box_threshold``: box IoU needed for box Acc (>=, REC convention).
+    """
+
+    sample_unit: SampleUnit = "sentence"
+    empty_union: EmptyUnion = "one"
+    failure: FailurePolicy = "zero"
+    ignore: IgnoreHandling = "exclude"
+    gt_overlap: GtOverlap = "lisa_sum"
+    giou_eps: float = 1e-5
+    ciou_eps: float = 1e-10
+    precision_over: PrecisionOver = "all"
+    box_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(f"convention {name}={value!r} is not one of {', '.join(choices)}")
+        for name in ("giou_eps", "ciou_eps", "box_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"convention {name}={value!r} must be a non-negative number")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, where: str = "conventions") -> Conventions:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown convention(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        for key in ("giou_eps", "ciou_eps", "box_threshold"):
+            if key in data and isinstance(data[key], str):  # YAML reads 1e-5 as a string
+                data[key] = float(data[key])
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> Conventions:
+        return Conventions.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,118 @@
+"""Masks as COCO RLE end to end, through pycocotools (no hand-written run-length code).
+
+Every RLE the harness stores or passes on has ``counts`` as a str so it is JSON-safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from harness.types import RLE, Box
+
+
+class MaskError(ValueError):
+    """A mask that cannot be used: malformed RLE, or a size that does not match the image."""
+
+
+def _to_coco(rle: RLE) -> dict[str, Any]:
+    return {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
+
+
+def _from_coco(obj: dict[str, Any]) -> RLE:
+    counts = obj["counts"]
+    return {"size": [int(v) for v in obj["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def encode(mask: np.ndarray) -> RLE:
+    """Encode a 2-D boolean/0-1 array (h, w) to RLE."""
+    if mask.ndim != 2:
+        raise MaskError(f"a mask must be 2-D (h, w), got shape {mask.shape}")
+    return _from_coco(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8, copy=False))))
+
+
+def decode(rle: RLE) -> np.ndarray:
+    """Decode RLE to a (h, w) bool array."""
+    return cast(np.ndarray, mask_utils.decode(_to_coco(rle))).astype(bool)
+
+
+def empty(height: int, width: int) -> RLE:
+    return encode(np.zeros((height, width), dtype=np.uint8))
+
+
+def full(height: int, width: int) -> RLE:
+    return encode(np.ones((height, width), dtype=np.uint8))
+
+
+def area(rle: RLE) -> int:
+    return int(mask_utils.area(_to_coco(rle)))
+
+
+def intersection_area(a: RLE, b: RLE) -> int:
+    """|a ∧ b| computed on the runs, without decoding."""
+    return int(mask_utils.area(mask_utils.merge([_to_coco(a), _to_coco(b)], intersect=True)))
+
+
+def union(rles: list[RLE], height: int, width: int) -> RLE:
+    """The OR of several masks (an empty mask for none)."""
+    if not rles:
+        return empty(height, width)
+    return _from_coco(mask_utils.merge([_to_coco(r) for r in rles], intersect=False))
+
+
+def validate(obj: Any, height: int, width: int, where: str) -> RLE:
+    """Check that ``obj`` is an RLE of the image's size; return it normalised.
+
+    ``where`` names the file or sample so the error says where the bad mask came from.
+    """
+    if not isinstance(obj, dict) or "size" not in obj or "counts" not in obj:
+        raise MaskError(f"{where}: a mask must be a COCO RLE object with 'size' and 'counts', got {type(obj).__name__}")
+    size = obj["size"]
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        raise MaskError(f"{where}: RLE 'size' must be [height, width], got {size!r}")
+    if list(size) != [height, width]:
+        raise MaskError(f"{where}: RLE size {list(size)} does not match the image size [{height}, {width}]")
+    counts = obj["counts"]
+    if isinstance(counts, list):  # uncompressed RLE: convert through pycocotools
+        rle = _from_coco(mask_utils.frPyObjects({"size": list(size), "counts": counts}, height, width))
+    elif isinstance(counts, (str, bytes)):
+        rle = {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    else:
+        raise MaskError(f"{where}: RLE 'counts' must be a string or a list of ints")
+    try:
+        total = int(mask_utils.area(_to_coco(rle)))
+    except Exception as exc:  # pycocotools raises bare errors on garbage counts
+        raise MaskError(f"{where}: RLE counts cannot be decoded ({exc})") from exc
+    if total < 0 or total > height * width:
+        raise MaskError(f"{where}: RLE counts describe {total} pixels, more than the image's {height * width}")
+    return rle
+
+
+def box_mask(box: Box, height: int, width: int) -> RLE:
+    """The mask of a pixel box [x1, y1, x2, y2]: pixels whose centres lie inside it."""
+    x1, y1, x2, y2 = box
+    mask = np.zeros((height, width), dtype=np.uint8)
+    c0, c1 = max(0, int(np.ceil(x1 - 0.5))), min(width, int(np.ceil(x2 - 0.5)))
+    r0, r1 = max(0, int(np.ceil(y1 - 0.5))), min(height, int(np.ceil(y2 - 0.5)))
+    if c1 > c0 and r1 > r0:
+        mask[r0:r1, c0:c1] = 1
+    return encode(mask)
+
+
+def mask_box(rle: RLE) -> Box | None:
+    """The tight pixel box [x1, y1, x2, y2] of a mask (None when empty)."""
+    if area(rle) == 0:
+        return None
+    x, y, w, h = (float(v) for v in mask_utils.toBbox(_to_coco(rle)))
+    return (x, y, x + w, y + h)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """IoU of two pixel boxes in continuous coordinates (no +1)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    ua = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1]) + max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1]) - inter
+    return inter / ua if ua > 0 else 0.0
