@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from harness.errors import HarnessError
+
 SampleUnit = Literal["sentence", "first_text", "object"]
 EmptyUnion = Literal["one", "zero", "drop"]
 FailurePolicy = Literal["zero", "as_empty", "skip_ciou", "drop"]
@@ -63,11 +65,11 @@ class Conventions:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
-                raise ValueError(f"convention {name}={value!r} is not one of {', '.join(choices)}")
+                raise HarnessError(f"convention {name}={value!r} is not one of {', '.join(choices)}")
         for name in ("giou_eps", "ciou_eps", "box_threshold"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"convention {name}={value!r} must be a non-negative number")
+                raise HarnessError(f"convention {name}={value!r} must be a non-negative number")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, where: str = "conventions") -> Conventions:
@@ -75,14 +77,14 @@ class Conventions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown convention(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise HarnessError(f"{where}: unknown convention(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         for key in ("giou_eps", "ciou_eps", "box_threshold"):
             if key in data and isinstance(data[key], str):  # YAML reads 1e-5 as a string
                 data[key] = float(data[key])
         try:
             return cls(**data)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from exc
+        except HarnessError as exc:
+            raise HarnessError(f"{where}: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

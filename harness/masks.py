@@ -10,10 +10,11 @@ from typing import Any, cast
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from harness.errors import HarnessError
 from harness.types import RLE, Box
 
 
-class MaskError(ValueError):
+class MaskError(HarnessError):
     """A mask that cannot be used: malformed RLE, or a size that does not match the image."""
 
 

@@ -105,7 +105,8 @@ def summarize(
     if n_records == 0:
         return out
     out["ciou"] = ciou(arr, conv)
-    out["giou"] = giou(arr)
+    if out["n_giou"]:
+        out["giou"] = giou(arr)
 
     # Prec@X on the plain I/U (an empty union is a hit under empty_union="one").
     with np.errstate(invalid="ignore", divide="ignore"):

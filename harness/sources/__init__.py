@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.conventions import Conventions
+from harness.errors import HarnessError
 from harness.types import Sample
 
 SOURCE_FORMATS: dict[str, str] = {
@@ -19,7 +20,7 @@ SOURCE_FORMATS: dict[str, str] = {
 }
 
 
-class SourceError(ValueError):
+class SourceError(HarnessError):
     """Data that cannot be read: names the file and what is wrong with it."""
 
 

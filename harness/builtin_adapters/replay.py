@@ -1,0 +1,111 @@
+"""Score predictions a user already has: ``--models replay:PATH``.
+
+How the outputs of an upstream script (LENS's, LISA's, anything) enter the harness. PATH is a
+JSONL file with one object per line (a stable contract other tools rely on)::
+
+    {"id": SAMPLE_ID, "mask": {"size": [h, w], "counts": "<COCO RLE string>"},
+     "box": [x1, y1, x2, y2], "text": "..."}
+
+``box`` (original pixels) and ``text`` are optional; a ``<think>``/``<answer>`` text is split
+into reasoning and answer. An id absent from the file is a failed prediction, scored by the
+suite's failure policy. ``"mask": null`` with an ``"error"`` records a failure the upstream saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import masks
+from harness.adapter import Adapter, AdapterInfo
+from harness.answer import split_reasoning
+from harness.errors import HarnessError
+from harness.types import ParseStatus, Prediction, Sample
+
+
+class ReplayError(HarnessError):
+    """A replay file that cannot be used; names the file and line."""
+
+
+def load_replay_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Read a replay JSONL into id -> record, with errors that name the file and line."""
+    if not path.is_file():
+        raise ReplayError(f"replay file {path} does not exist")
+    records: dict[str, dict[str, Any]] = {}
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReplayError(f"{path}:{lineno}: not valid JSON ({exc.msg}); is the line truncated?") from exc
+            if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+                raise ReplayError(f"{path}:{lineno}: each line must be an object with a string 'id'")
+            if "mask" not in rec:
+                raise ReplayError(f"{path}:{lineno}: record {rec['id']!r} has no 'mask' (use null for a failed prediction)")
+            box = rec.get("box")
+            if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+                raise ReplayError(f"{path}:{lineno}: 'box' must be [x1, y1, x2, y2] numbers, got {box!r}")
+            if rec["id"] in records:
+                raise ReplayError(f"{path}:{lineno}: id {rec['id']!r} appears twice")
+            rec["_where"] = f"{path}:{lineno}"
+            records[rec["id"]] = rec
+    return records
+
+
+class ReplayAdapter(Adapter):
+    info = AdapterInfo(
+        name="replay",
+        description="scores predictions from a JSONL file (replay:PATH)",
+        outputs=("mask", "box", "text", "reasoning"),
+    )
+
+    def __init__(self, arg: str | None = None, path: str | None = None) -> None:
+        given = path or arg
+        if not given:
+            raise ReplayError("the replay adapter needs a file: --models replay:PATH")
+        self.path = Path(given).expanduser()
+        self.options = {"path": str(self.path)}
+        self._records: dict[str, dict[str, Any]] | None = None
+
+    def load(self, device: str = "cpu") -> None:
+        self._records = load_replay_file(self.path)
+
+    def config(self) -> dict[str, Any]:
+        # The file's content, not just its name, identifies what is being scored.
+        import hashlib
+
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest() if self.path.is_file() else None
+        return {**super().config(), "file_sha256": digest}
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        if self._records is None:
+            self.load()
+        assert self._records is not None
+        h, w = image.shape[:2]
+        out = []
+        for s in samples:
+            rec = self._records.get(s.id)
+            if rec is None:
+                out.append(Prediction(mask=None, error=f"no prediction for this id in {self.path}"))
+                continue
+            text = rec.get("text")
+            reasoning, answer = split_reasoning(text) if isinstance(text, str) else (None, None)
+            if rec["mask"] is None:
+                out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer,
+                                      error=str(rec.get("error") or f"{rec['_where']}: mask is null")))
+                continue
+            try:
+                mask = masks.validate(rec["mask"], h, w, rec["_where"])
+            except masks.MaskError as exc:  # one bad mask fails its sample, not the batch
+                out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer, error=str(exc)))
+                continue
+            box = tuple(float(v) for v in rec["box"]) if rec.get("box") is not None else None
+            out.append(Prediction(mask=mask, box=box, text=text, reasoning=reasoning, answer=answer,  # type: ignore[arg-type]
+                                  parse_status=ParseStatus(rec.get("parse_status", "none"))))
+        return out

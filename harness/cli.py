@@ -1,0 +1,99 @@
+"""The ``harness`` command: run, list, report.
+
+Imports are deferred to the subcommand that needs them, so ``harness list`` stays quick and
+never imports torch or any model code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.config import build_config
+    from harness.runner import run
+
+    config = build_config(
+        config_file=args.config, models=args.models, suite=args.suite, splits=args.splits, out=args.out,
+        data_root=args.data_root, limit=args.limit, batch_size=args.batch_size, device=args.device,
+    )
+    outcome = run(config, argv=sys.argv, render=not args.no_report)
+    print(f"results: {outcome.results_path}")
+    if outcome.report_path is not None:
+        print(f"report:  {outcome.report_path}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from harness.registry import all_adapters
+    from harness.suites import load_suite, builtin_suites
+
+    print("models:")
+    for name, entry in sorted(all_adapters().items()):
+        origin = "" if entry.origin == "builtin" else f"  [{entry.origin}]"
+        print(f"  {name:<18} {entry.summary or entry.target}{origin}")
+    print("suites:")
+    for name, path in builtin_suites().items():
+        suite = load_suite(str(path))
+        print(f"  {name:<18} v{suite.version}  splits: {', '.join(suite.splits)}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.reporting import report_run
+
+    path = report_run(args.run_dir, data_root=args.data_root)
+    print(f"report:  {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Evaluate text-prompted segmentation models under one set of rules.")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run models over a suite, score them, write results and a report")
+    run.add_argument("--models", help="comma-separated model names (registered adapters, names from --config, or replay:PATH)")
+    run.add_argument("--suite", help="a built-in suite name or a suite YAML path (default: shapes)")
+    run.add_argument("--splits", help="comma-separated splits (default: the suite's default splits)")
+    run.add_argument("--out", type=Path, help="run directory; the same --out resumes (default: runs/<suite>)")
+    run.add_argument("--data-root", type=Path, help="where datasets live (default: config file, then $HARNESS_DATA)")
+    run.add_argument("--limit", type=int, help="at most N samples per split (a quick look, not a result)")
+    run.add_argument("--batch-size", type=int, help="samples per adapter call; a batch never spans two images (default 8)")
+    run.add_argument("--device", help="device for the models, e.g. cuda or cpu (default cpu)")
+    run.add_argument("--config", type=Path, help="a run config YAML (per-model settings live here)")
+    run.add_argument("--no-report", action="store_true", help="write results.json but no HTML report")
+    run.set_defaults(func=_cmd_run)
+
+    lst = sub.add_parser("list", help="list models and suites (imports no model code)")
+    lst.set_defaults(func=_cmd_list)
+
+    rep = sub.add_parser("report", help="recompute results.json from a run's logs and render its HTML report")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--data-root", type=Path, help="where datasets live, for the gallery's images")
+    rep.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from harness.errors import HarnessError
+
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted: finished samples are kept; run the same command to resume", file=sys.stderr)
+        return 130
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

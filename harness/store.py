@@ -1,0 +1,145 @@
+"""The run directory: append-only prediction logs, the manifest, results.json.
+
+    RUN/manifest.json           config, fingerprints, versions, git commit, status per model x split
+    RUN/<model>/<split>.jsonl   one line per sample: id, expression, prediction (RLE), score
+    RUN/results.json            metrics per model x split (schema in harness/schema.py)
+    RUN/report/index.html       the rendered report
+
+Lines are flushed as they are written, so a killed run loses at most the line being
+written; on resume a truncated last line is cut off and every complete line is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import HarnessError
+
+
+class StoreError(HarnessError):
+    """A run directory file that cannot be read; names the file and line."""
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """All complete records of a JSONL log. A truncated last line is skipped (a killed run);
+    a bad line anywhere else is corruption and raises, naming the file and line."""
+    return [rec for rec, _ in _scan(path)]
+
+
+def _scan(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
+    """Yield (record, byte offset after it) for every complete line."""
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        data = fh.read()
+    offset, lineno = 0, 0
+    while offset < len(data):
+        lineno += 1
+        end = data.find(b"\n", offset)
+        last = end == -1
+        line = data[offset:] if last else data[offset:end]
+        next_offset = len(data) if last else end + 1
+        if line.strip():
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                if last or data[next_offset:].strip() == b"":
+                    return  # a truncated tail: the run was killed while writing it
+                raise StoreError(f"{path}:{lineno}: corrupt record ({exc}); the file is damaged before its end") from exc
+            if last:
+                return  # complete JSON but no newline: may have been cut; redo it
+            yield rec, next_offset
+        offset = next_offset
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StoreError(f"{path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
+
+
+class PredictionLog:
+    """Append-only JSONL log of one model on one split."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: TextIO | None = None
+
+    def done(self) -> dict[str, dict[str, Any]]:
+        """Records already written, by id; cuts a truncated tail so appends start clean."""
+        records: dict[str, dict[str, Any]] = {}
+        good_end = 0
+        for rec, end in _scan(self.path):
+            records[str(rec["id"])] = rec
+            good_end = end
+        if self.path.exists() and self.path.stat().st_size != good_end:
+            with self.path.open("r+b") as fh:
+                fh.truncate(good_end)
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class RunDir:
+    """Paths of one run directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def results_path(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "report" / "index.html"
+
+    def log(self, model: str, split: str) -> PredictionLog:
+        return PredictionLog(self.root / model / f"{split}.jsonl")
+
+    def records(self, model: str, split: str) -> list[dict[str, Any]]:
+        return read_records(self.root / model / f"{split}.jsonl")
+
+    def manifest(self) -> dict[str, Any] | None:
+        return read_json(self.manifest_path) if self.manifest_path.exists() else None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json_atomic(self.manifest_path, manifest)
