@@ -1,0 +1,48 @@
+"""Adapters used only by the tests: they count calls, fail on purpose, or misbehave."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness import masks
+from harness.adapter import Adapter, AdapterInfo
+from harness.types import Prediction, Sample
+
+
+class CountingAdapter(Adapter):
+    """Predicts the ground-truth box as a mask and counts every image and sample it sees."""
+
+    info = AdapterInfo(name="counting", description="counts calls", outputs=("mask", "box"), box_space="norm1")
+    calls: ClassVar[list[tuple[int, list[str]]]] = []
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        CountingAdapter.calls.append((id(image), [s.id for s in samples]))
+        h, w = image.shape[:2]
+        out = []
+        for s in samples:
+            if s.gt.box is None:
+                out.append(Prediction(mask=masks.empty(h, w)))
+            else:
+                x1, y1, x2, y2 = s.gt.box
+                out.append(Prediction(mask=masks.box_mask(s.gt.box, h, w), box=(x1 / w, y1 / h, x2 / w, y2 / h)))
+        return out
+
+
+class FlakyAdapter(Adapter):
+    """Raises on every second image, returns a wrongly sized mask for samples ending in /1."""
+
+    info = AdapterInfo(name="flaky", description="fails on purpose")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        self.images = 0
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        self.images += 1
+        if self.images % 2 == 0:
+            raise RuntimeError("CUDA went away")
+        h, w = image.shape[:2]
+        return [Prediction(mask=masks.empty(h + 1, w) if s.id.endswith("/1") else masks.full(h, w)) for s in samples]

@@ -1,0 +1,224 @@
+"""The runner end to end on a small shapes suite: layout, batching, resume, failures, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import registry
+from harness.cli import main
+from harness.config import build_config
+from harness.manifest import RunConflictError
+from harness.registry import AdapterEntry, UnknownNameError, create_adapter
+from harness.runner import run
+from harness.schema import check_results
+from harness.store import read_records
+from harness.suites import load_suite
+
+sys.path.insert(0, str(Path(__file__).parent))
+import helper_adapters  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    extra = {
+        "counting": AdapterEntry("counting", "helper_adapters:CountingAdapter", "test"),
+        "flaky": AdapterEntry("flaky", "helper_adapters:FlakyAdapter", "test"),
+    }
+    monkeypatch.setattr(registry, "BUILTINS", {**registry.BUILTINS, **extra})
+    helper_adapters.CountingAdapter.calls.clear()
+
+
+def write_suite(tmp_path: Path, val: int = 4, test: int = 3, **conventions: str) -> Path:
+    path = tmp_path / "mini.yaml"
+    conv = "".join(f"\n  {k}: {v}" for k, v in conventions.items()) or " {}"
+    path.write_text(textwrap.dedent(f"""\
+        name: mini
+        version: 1
+        source: {{format: shapes, seed: 3, images: {{val: {val}, test: {test}}}}}
+        splits: {{val: {{}}, test: {{}}}}
+        conventions:""") + conv + "\n")
+    return path
+
+
+def results_of(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())["results"]
+
+
+def test_run_writes_the_run_directory(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path)
+    outcome = run(build_config(models="empty,oracle-box", suite=str(suite), out=tmp_path / "run"), render=False)
+    out = outcome.run_dir
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["suite"]["fingerprint"] == load_suite(str(suite)).fingerprint
+    assert set(manifest["models"]) == {"empty", "oracle-box"}
+    assert all(len(m["fingerprint"]) == 16 for m in manifest["models"].values())
+    assert manifest["status"] == {"empty": {"val": "done", "test": "done"}, "oracle-box": {"val": "done", "test": "done"}}
+    assert {"harness", "numpy", "pycocotools", "python"} <= set(manifest["versions"])
+    assert "git_commit" in manifest and manifest["conventions"]["empty_union"] == "one"
+    data = json.loads((out / "results.json").read_text())
+    check_results(data, "results.json")
+    assert data["unit"] == "percent"
+    res = data["results"]["oracle-box"]["val"]
+    assert {"ciou", "giou", "n", "prec@0.5", "ciou_ci95", "box_acc@0.5"} <= set(res)
+    assert res["box_acc@0.5"] == 100.0 and res["complete"] is True
+    records = read_records(out / "oracle-box" / "val.jsonl")
+    assert len(records) == res["n_records"] == res["n_expected"]
+    assert all(r["id"].startswith("shapes/val/") and r["expression"] for r in records)
+    assert data["results"]["empty"]["val"]["ciou"] == 0.0
+
+
+def test_batches_share_one_image_and_boxes_are_converted(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, val=3, test=1)
+    run(build_config(models="counting", suite=str(suite), splits="val", out=tmp_path / "run", batch_size=2), render=False)
+    calls = helper_adapters.CountingAdapter.calls
+    for _, ids in calls:
+        assert len({i.rsplit("/", 1)[0] for i in ids}) == 1, "a batch spans two images"
+        assert len(ids) <= 2
+    records = read_records(tmp_path / "run" / "counting" / "val.jsonl")
+    assert len(records) == sum(len(ids) for _, ids in calls)
+    # The adapter declared norm1 boxes; stored boxes are original pixels, equal to the GT box.
+    res = results_of(tmp_path / "run")["counting"]["val"]
+    assert res["box_acc@0.5"] == 100.0 and res["box_miou"] == pytest.approx(100.0)
+
+
+def test_resume_skips_finished_samples_and_gives_identical_results(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path)
+    clean = run(build_config(models="counting", suite=str(suite), out=tmp_path / "clean"), render=False).run_dir
+    n_total = sum(len(ids) for _, ids in helper_adapters.CountingAdapter.calls)
+
+    # A run killed midway: 5 complete lines of val, the 6th cut while being written, no test split.
+    out = tmp_path / "resumed"
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)
+    log = out / "counting" / "val.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:5]) + lines[5][:40])
+    (out / "counting" / "test.jsonl").unlink()
+    helper_adapters.CountingAdapter.calls.clear()
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)
+    redone = sum(len(ids) for _, ids in helper_adapters.CountingAdapter.calls)
+    n_test = len(read_records(clean / "counting" / "test.jsonl"))
+    assert redone == (len(lines) - 5) + n_test < n_total
+    assert results_of(out) == results_of(clean)
+
+
+def test_resume_refuses_changed_conventions(tmp_path: Path) -> None:
+    run(build_config(models="empty", suite=str(write_suite(tmp_path)), out=tmp_path / "run"), render=False)
+    changed = write_suite(tmp_path, empty_union="zero")
+    with pytest.raises(RunConflictError, match="fingerprint"):
+        run(build_config(models="empty", suite=str(changed), out=tmp_path / "run"), render=False)
+
+
+def test_failures_are_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, val=4, test=1)
+    run(build_config(models="empty", suite=str(suite), splits="val", out=tmp_path / "warm"), render=False)
+    # Corrupt one generated image (the source reuses existing files).
+    image = next((tmp_path / "cache").rglob("val/0002.png"))
+    image.write_bytes(image.read_bytes()[:100])
+    run(build_config(models="flaky", suite=str(suite), splits="val", out=tmp_path / "run"), render=False)
+    records = read_records(tmp_path / "run" / "flaky" / "val.jsonl")
+    errors = [r["prediction"]["error"] for r in records if r["prediction"]["error"]]
+    assert any("CUDA went away" in e for e in errors)
+    assert any("0002.png" in e and "corrupt or truncated" in e for e in errors)
+    assert any("does not match the image size" in e for e in errors)
+    res = results_of(tmp_path / "run")["flaky"]["val"]
+    assert res["n_failed"] == len(errors) and res["n_records"] == res["n_expected"]
+
+
+def test_replay_contract(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, val=3, test=1)
+    run(build_config(models="oracle-box", suite=str(suite), splits="val", out=tmp_path / "oracle"), render=False)
+    records = read_records(tmp_path / "oracle" / "oracle-box" / "val.jsonl")
+    replay = tmp_path / "preds.jsonl"
+    with replay.open("w") as fh:
+        for r in records[1:]:  # the first id is missing: a failed prediction
+            line = {"id": r["id"], "mask": r["prediction"]["mask"], "text": "<think>easy</think><answer>x</answer>"}
+            if r["prediction"]["box"] is not None:
+                line["box"] = r["prediction"]["box"]
+            fh.write(json.dumps(line) + "\n")
+    out = tmp_path / "replayed"
+    assert main(["run", "--models", f"replay:{replay}", "--suite", str(suite), "--splits", "val", "--out", str(out), "--no-report"]) == 0
+    got = read_records(out / "replay-preds" / "val.jsonl")
+    assert got[0]["prediction"]["error"].startswith("no prediction for this id")
+    assert got[1]["prediction"]["reasoning"] == "easy" and got[1]["prediction"]["answer"] == "x"
+    assert [g["score"] for g in got[1:]] == [r["score"] for r in records[1:]]
+    assert results_of(out)["replay-preds"]["val"]["n_failed"] == 1
+
+    # A malformed line is a clear error naming the file and line, exit status 2.
+    replay.write_text(replay.read_text() + '{"id": "x", "mask": \n')
+    code = main(["run", "--models", f"replay:{replay}", "--suite", str(suite), "--splits", "val", "--out", str(tmp_path / "bad")])
+    assert code == 2
+
+
+def test_unknown_names_get_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'shapes-reasoner'"):
+        create_adapter("shapes-reasoners")
+    assert main(["run", "--suite", "shape", "--models", "empty"]) == 2
+    assert "Did you mean 'shapes'" in capsys.readouterr().err
+    assert main(["run", "--suite", str(write_suite(tmp_path)), "--splits", "vall", "--models", "empty"]) == 2
+    assert "Did you mean 'val'" in capsys.readouterr().err
+
+
+def test_list_imports_no_torch() -> None:
+    code = textwrap.dedent("""\
+        import sys
+        sys.modules['torch'] = None  # any import of torch now raises ImportError
+        sys.modules['transformers'] = None
+        from harness.cli import main
+        assert main(['list']) == 0
+        assert 'matplotlib' not in sys.modules
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "shapes-reasoner" in res.stdout and "shapes " in res.stdout
+
+
+def test_plugins_come_from_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    (site / "my_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "my_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 1.0\n")
+    (site / "my_plugin-1.0.dist-info" / "entry_points.txt").write_text("[harness.adapters]\nmine = my_plugin:Mine\n")
+    (site / "my_plugin.py").write_text(textwrap.dedent("""\
+        from harness.builtin_adapters.trivial import EmptyAdapter
+        class Mine(EmptyAdapter):
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(site))
+    entries = registry.all_adapters()
+    assert entries["mine"].origin == "my-plugin" and entries["mine"].target == "my_plugin:Mine"
+    assert type(create_adapter("mine")).__name__ == "Mine"
+
+
+@pytest.mark.slow
+def test_killed_cli_run_resumes_to_identical_results(tmp_path: Path) -> None:
+    """A real `harness run` process killed with SIGKILL midway, then run again."""
+    suite = write_suite(tmp_path, val=12, test=8)
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "harness.cli", "run", "--suite", str(suite), "--models", "shapes-reasoner", "--no-report"]
+    subprocess.run([*args, "--out", str(tmp_path / "clean")], check=True, env=env, capture_output=True, timeout=300)
+    proc = subprocess.Popen([*args, "--out", str(tmp_path / "killed"), "--batch-size", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed" / "shapes-reasoner" / "val.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 5):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = log.read_text().count("\n")
+    assert 5 <= done_before < 48, "the run was not killed midway"
+    assert not (tmp_path / "killed" / "results.json").exists()
+    subprocess.run([*args, "--out", str(tmp_path / "killed")], check=True, env=env, capture_output=True, timeout=300)
+    assert results_of(tmp_path / "killed") == results_of(tmp_path / "clean")
+    clean_ids = [r["id"] for r in read_records(tmp_path / "clean" / "shapes-reasoner" / "val.jsonl")]
+    killed_ids = [r["id"] for r in read_records(tmp_path / "killed" / "shapes-reasoner" / "val.jsonl")]
+    assert sorted(killed_ids) == sorted(clean_ids)  # every sample once: nothing redone, nothing lost
