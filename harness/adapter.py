@@ -49,7 +49,7 @@ class Adapter(ABC):
             raise TypeError(f"adapter {self.info.name!r} takes no options, got {', '.join(sorted(options))}")
         self.options: dict[str, Any] = {}
 
-    def load(self, device: str = "cpu") -> None:
+    def load(self, device: str = "cpu") -> None:  # noqa: B027 (optional hook, not abstract)
         """Load weights once, before the first batch. Weight-free adapters do nothing."""
 
     @abstractmethod

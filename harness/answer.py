@@ -77,7 +77,8 @@ def parse_bbox_answer(answer: str | None) -> list[BBox]:
     for i, item in enumerate(items):
         where = "answer" if not isinstance(data, list) else f"answer[{i}]"
         if not isinstance(item, dict):
-            raise AnswerParseError(f"{where}: expected an object with 'bbox_2d', got {type(item).__name__}: {_short(json.dumps(item))}")
+            got = f"{type(item).__name__}: {_short(json.dumps(item))}"
+            raise AnswerParseError(f"{where}: expected an object with 'bbox_2d', got {got}")
         if "bbox_2d" not in item:
             raise AnswerParseError(f"{where}: no 'bbox_2d' key (keys: {', '.join(map(str, item)) or 'none'})")
         box = _box(item["bbox_2d"], where)

@@ -7,9 +7,14 @@ never imports torch or any model code.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+# Further subcommands live beside the code they drive; each module has
+# ``add_parser(subparsers)`` that registers its parser with ``set_defaults(func=...)``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -29,7 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from harness.registry import all_adapters
-    from harness.suites import load_suite, builtin_suites
+    from harness.suites import builtin_suites, load_suite
 
     print("models:")
     for name, entry in sorted(all_adapters().items()):
@@ -74,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--data-root", type=Path, help="where datasets live, for the gallery's images")
     rep.set_defaults(func=_cmd_report)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

@@ -66,7 +66,8 @@ def display_name(spec: str) -> str:
     name, arg = split_model_name(spec)
     if arg is not None:
         name = f"{name}-{Path(arg).stem}"
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+    # The name is a directory of the run: no separators, no leading dot ("..", hidden files).
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip(".") or "model"
 
 
 def _model_specs(names: list[str], from_file: dict[str, Any], where: str) -> tuple[ModelSpec, ...]:

@@ -45,32 +45,37 @@ def _scan(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
         line = data[offset:] if last else data[offset:end]
         next_offset = len(data) if last else end + 1
         if line.strip():
+            # A record is written with its newline in one call, so only a line without its
+            # newline can be a write cut short by a kill: skip it (resume redoes it). A bad
+            # newline-terminated line is damage, and is reported.
+            if last:
+                return
             try:
                 rec = json.loads(line)
-                if not isinstance(rec, dict):
-                    raise ValueError("not a JSON object")
             except ValueError as exc:
-                if last or data[next_offset:].strip() == b"":
-                    return  # a truncated tail: the run was killed while writing it
                 raise StoreError(f"{path}:{lineno}: corrupt record ({exc}); the file is damaged before its end") from exc
-            if last:
-                return  # complete JSON but no newline: may have been cut; redo it
+            if not isinstance(rec, dict):
+                raise StoreError(f"{path}:{lineno}: a record must be a JSON object, got {type(rec).__name__}")
             yield rec, next_offset
         offset = next_offset
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False)
-            fh.write("\n")
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared or served
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -24,7 +24,7 @@ from harness.store import read_records
 from harness.suites import load_suite
 
 sys.path.insert(0, str(Path(__file__).parent))
-import helper_adapters  # noqa: E402
+import helper_adapters
 
 
 @pytest.fixture(autouse=True)

@@ -50,7 +50,7 @@ def test_write_json_atomic_and_read_errors(tmp_path: Path) -> None:
     assert read_json(path) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left behind
     path.write_text('{"a": ')
-    with pytest.raises(StoreError, match="results.json: malformed JSON"):
+    with pytest.raises(StoreError, match=r"results\.json: malformed JSON"):
         read_json(path)
     with pytest.raises(StoreError, match="does not exist"):
         read_json(tmp_path / "missing.json")
