@@ -14,13 +14,13 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from harness import masks
+from harness.images import ImageError, load_image
 from harness.types import RLE, Sample
 
 Key = tuple[str, str]  # (split, sample id)
@@ -108,12 +108,11 @@ class Thumbnailer:
         scale = min(1.0, self.max_width / max(w, 1))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         try:
-            with Image.open(Path(sample.image)) as img:
-                rgb = img.convert("RGB")
-                if rgb.size != (w, h):  # masks are at original resolution: bring the image to it
-                    rgb = rgb.resize((w, h), Image.Resampling.BILINEAR)
-                arr = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
-        except (OSError, ValueError):
+            rgb = Image.fromarray(load_image(sample.image))
+            if rgb.size != (w, h):  # masks are at original resolution: bring the image to it
+                rgb = rgb.resize((w, h), Image.Resampling.BILINEAR)
+            arr = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+        except ImageError:
             arr = np.full((size[1], size[0], 3), 190, dtype=np.uint8)
         self._base[key] = (arr, scale)
         return arr, scale
@@ -124,7 +123,8 @@ class Thumbnailer:
         th, tw = base.shape[:2]
         out = base.astype(np.float64)
         gt = _fit(masks.decode(sample.gt.mask), tw, th)
-        out[gt] = 0.65 * out[gt] + 0.35 * _GT_RGB
+        if pred_mask is None:  # the ground-truth panel: tint it; model panels only outline it
+            out[gt] = 0.55 * out[gt] + 0.45 * _GT_RGB
         pred = _decode_or_none(pred_mask, tw, th)
         if pred is not None:
             out[pred] = 0.5 * out[pred] + 0.5 * _PRED_RGB
