@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # Further subcommands live beside the code they drive; each module has
 # ``add_parser(subparsers)`` that registers its parser with ``set_defaults(func=...)``.
@@ -24,11 +25,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = build_config(
         config_file=args.config, models=args.models, suite=args.suite, splits=args.splits, out=args.out,
         data_root=args.data_root, limit=args.limit, batch_size=args.batch_size, device=args.device,
+        shard=args.shard, timeout=args.timeout, fail_fast=args.fail_fast,
     )
     outcome = run(config, argv=sys.argv, render=not args.no_report)
-    print(f"results: {outcome.results_path}")
+    _print_outcome(outcome)
+    return 0
+
+
+def _print_outcome(outcome: Any) -> None:
+    if outcome.pending:
+        print(f"this process is done; {outcome.pending}. The last shard to finish merges; or: harness merge {outcome.run_dir}")
+    if outcome.results_path is not None:
+        print(f"results: {outcome.results_path}")
     if outcome.report_path is not None:
         print(f"report:  {outcome.report_path}")
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from harness.reporting import merge_and_report
+
+    _print_outcome(merge_and_report(args.run_dir, data_root=args.data_root, render=not args.no_report))
     return 0
 
 
@@ -70,7 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="device for the models, e.g. cuda or cpu (default cpu)")
     run.add_argument("--config", type=Path, help="a run config YAML (per-model settings live here)")
     run.add_argument("--no-report", action="store_true", help="write results.json but no HTML report")
+    run.add_argument("--shard", help="i/N: run only the i-th of N exact, disjoint slices (0-based; torchrun sets it from RANK)")
+    run.add_argument("--timeout", type=float, help="seconds allowed per sample; a slower sample is recorded as failed")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failed sample with its traceback (debugging)")
     run.set_defaults(func=_cmd_run)
+
+    mrg = sub.add_parser("merge", help="merge the shard logs of a run (checks ids against the split), then write results and report")
+    mrg.add_argument("run_dir", type=Path)
+    mrg.add_argument("--data-root", type=Path, help="where datasets live")
+    mrg.add_argument("--no-report", action="store_true")
+    mrg.set_defaults(func=_cmd_merge)
 
     lst = sub.add_parser("list", help="list models and suites (imports no model code)")
     lst.set_defaults(func=_cmd_list)

@@ -28,10 +28,11 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.registry import split_model_name
+from harness.sharding import Shard, parse_shard
 
 DEFAULT_SUITE = "shapes"
 DEFAULT_MODELS = ("empty", "full", "oracle-box", "shapes-reasoner")
-_CONFIG_KEYS = {"suite", "splits", "out", "data_root", "models", "limit", "batch_size", "device", "bootstrap_rounds"}
+_CONFIG_KEYS = {"suite", "splits", "out", "data_root", "models", "limit", "batch_size", "device", "bootstrap_rounds", "timeout"}
 _MODEL_KEYS = {"adapter", "options"}
 
 
@@ -59,6 +60,9 @@ class RunConfig:
     batch_size: int = 8
     device: str = "cpu"
     bootstrap_rounds: int = 1000
+    shard: Shard | None = None
+    timeout: float | None = None  # seconds per sample; a batch gets timeout x its size
+    fail_fast: bool = False
 
 
 def display_name(spec: str) -> str:
@@ -125,6 +129,9 @@ def build_config(
     limit: int | None = None,
     batch_size: int | None = None,
     device: str | None = None,
+    shard: str | None = None,
+    timeout: float | None = None,
+    fail_fast: bool = False,
 ) -> RunConfig:
     """Merge the config file (if any) with flags (which win) into one RunConfig."""
     data = load_config_file(config_file) if config_file else {}
@@ -149,4 +156,7 @@ def build_config(
         batch_size=bs,
         device=device or str(data.get("device", "cpu")),
         bootstrap_rounds=int(data.get("bootstrap_rounds", 1000)),
+        shard=parse_shard(shard) if shard else None,
+        timeout=timeout if timeout is not None else (float(data["timeout"]) if data.get("timeout") else None),
+        fail_fast=fail_fast,
     )

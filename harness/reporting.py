@@ -1,21 +1,30 @@
-"""``harness report RUN_DIR``: recompute results.json from the logs and render the report.
+"""Commands that reopen a finished (or interrupted) run: ``harness report`` and ``harness merge``.
 
 The suite comes from the manifest (its file if it still exists, else the built-in of that
-name); the fingerprint must match, so a report is never drawn against other ground truth.
+name); the fingerprint must match, so numbers are never recomputed against other ground truth.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.manifest import check_compatible
-from harness.results import write_results
-from harness.runner import load_samples
+from harness.runner import RunOutcome, finish, load_samples, merge_run
 from harness.store import RunDir, StoreError
-from harness.suites import load_suite
+from harness.suites import Suite, load_suite
+from harness.types import Sample
 
 
-def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
+@dataclass(frozen=True)
+class ReopenedRun:
+    run_dir: RunDir
+    suite: Suite
+    samples: dict[str, list[Sample]]
+    bootstrap_rounds: int
+
+
+def reopen(run_dir: Path, data_root: Path | None = None) -> ReopenedRun:
     rd = RunDir(run_dir)
     manifest = rd.manifest()
     if manifest is None:
@@ -27,8 +36,18 @@ def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
     config = manifest.get("config", {})
     root = data_root or (Path(config["data_root"]) if config.get("data_root") else None)
     samples = load_samples(suite, manifest["splits"], root, config.get("limit"))
-    write_results(rd, suite, samples, bootstrap_rounds=int(config.get("bootstrap_rounds", 1000)))
-    from harness.report import render_report
+    return ReopenedRun(rd, suite, samples, int(config.get("bootstrap_rounds", 1000)))
 
-    return render_report(run_dir, {split: {s.id: s for s in ss} for split, ss in samples.items()})
 
+def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
+    """Recompute results.json from the logs and render the report."""
+    r = reopen(run_dir, data_root)
+    outcome = finish(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render=True)
+    assert outcome.report_path is not None
+    return outcome.report_path
+
+
+def merge_and_report(run_dir: Path, data_root: Path | None = None, render: bool = True) -> RunOutcome:
+    """Merge shard logs (ids checked against each split), then results and report."""
+    r = reopen(run_dir, data_root)
+    return merge_run(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render)

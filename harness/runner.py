@@ -1,37 +1,37 @@
-"""Run models over a suite's splits: predict, score, store; resumable, failure-tolerant.
+"""Run models over a suite's splits: predict, score, store; resumable, shardable, failure-tolerant.
 
-Samples that share an image are grouped so the image is decoded once, and batches never
-straddle two images (an adapter can encode the image once for all its sentences). Every
-prediction is scored as it arrives and appended to the model's log, so a killed run resumes
-where it stopped. A failure (unreadable image, adapter exception, malformed mask) fails its
-samples with the reason and the run goes on.
+Every prediction is scored as it arrives and appended to its log, so a killed run resumes
+where it stopped (at any world size: samples found in any log are skipped). With sharding
+each rank writes its own log; the last rank to finish (or ``harness merge``) merges them
+after checking the union of ids against the split, then results and report are written.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from harness import masks
-from harness.adapter import Adapter, box_to_pixels
+from harness import locks
+from harness.adapter import Adapter
 from harness.config import RunConfig
 from harness.conventions import Conventions
-from harness.images import ImageError, load_image
 from harness.manifest import check_compatible, fingerprint, new_manifest, now
+from harness.merge import coverage, merge_split
+from harness.predict import Predicted, image_groups, predict_on_image
 from harness.registry import create_adapter
 from harness.results import write_results
 from harness.scoring import score_sample
+from harness.sharding import Shard, shard_from_env
 from harness.sources import source_class
-from harness.store import PredictionLog, RunDir
+from harness.store import PredictionLog, RunDir, read_records
 from harness.suites import Suite, load_suite
-from harness.types import Prediction, Sample
+from harness.types import Sample
 
 
 def cache_dir() -> Path:
@@ -47,86 +47,93 @@ def load_samples(suite: Suite, splits: Sequence[str], data_root: Path | None, li
     return out
 
 
-def image_batches(samples: Sequence[Sample], batch_size: int) -> Iterator[tuple[str, list[Sample]]]:
-    """Group samples by image (first-appearance order), then cut each group into batches."""
-    groups: dict[str, list[Sample]] = {}
-    for s in samples:
-        groups.setdefault(s.image, []).append(s)
-    for image, group in groups.items():
-        for i in range(0, len(group), batch_size):
-            yield image, group[i : i + batch_size]
-
-
-def _finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, width: int, seconds: float) -> Prediction:
-    """Check the mask's size, convert the box to original pixels, fill in the timing."""
-    changes: dict[str, Any] = {}
-    if pred.seconds is None:
-        changes["seconds"] = seconds
-    if pred.mask is not None:
-        try:
-            changes["mask"] = masks.validate(pred.mask, height, width, f"{adapter.info.name} on {sample.id}")
-        except masks.MaskError as exc:
-            changes.update(mask=None, error=str(exc))
-    if pred.box is not None:
-        changes["box"] = box_to_pixels(pred.box, adapter.info.box_space, width, height)
-    return replace(pred, **changes) if changes else pred
-
-
-def predict_batch(adapter: Adapter, image_path: str, batch: list[Sample]) -> list[Prediction]:
-    """One image's batch -> one prediction per sample; failures become failed predictions."""
-    start = time.perf_counter()
-    try:
-        image = load_image(image_path)
-    except ImageError as exc:
-        return [Prediction(mask=None, error=str(exc)) for _ in batch]
-    try:
-        preds = adapter.predict(image, batch)
-        if len(preds) != len(batch):
-            raise RuntimeError(f"returned {len(preds)} predictions for {len(batch)} samples")
-    except Exception as exc:  # a model error fails its batch, never the run
-        msg = f"{adapter.info.name} failed on {image_path}: {type(exc).__name__}: {exc}"
-        return [Prediction(mask=None, error=msg) for _ in batch]
-    per_sample = (time.perf_counter() - start) / len(batch)
-    h, w = image.shape[:2]
-    return [_finalize(p, s, adapter, h, w, per_sample) for p, s in zip(preds, batch)]
-
-
-def record(sample: Sample, pred: Prediction, conv: Conventions) -> dict[str, Any]:
-    return {
+def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
+    pred = predicted.prediction
+    rec: dict[str, Any] = {
         "id": sample.id,
         "expression": sample.expression,
         "prediction": pred.to_json(),
         "score": score_sample(pred, sample.gt, conv).to_json(),
     }
+    if predicted.oom_halvings:
+        rec["oom_halvings"] = predicted.oom_halvings
+    return rec
 
 
-def run_model_split(adapter: Adapter, model: str, split: str, samples: list[Sample], log: PredictionLog,
-                    conv: Conventions, batch_size: int) -> int:
-    """Predict every sample not yet in the log; return how many were predicted now."""
-    done = log.done()
+@dataclass(frozen=True)
+class SplitProgress:
+    predicted: int
+    failed: int
+    oom_halvings: int
+
+
+def run_model_split(
+    adapter: Adapter, model: str, split: str, samples: list[Sample], log: PredictionLog, done_elsewhere: set[str],
+    conv: Conventions, batch_size: int, timeout: float | None = None, fail_fast: bool = False,
+) -> SplitProgress:
+    """Predict every sample found in no log yet, appending to ``log``."""
+    done = set(log.done()) | done_elsewhere
     todo = [s for s in samples if s.id not in done]
+    predicted = failed = halvings = 0
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc=f"{model} {split}",
                disable=None, file=sys.stderr, dynamic_ncols=True)
     try:
-        for image_path, batch in image_batches(todo, batch_size):
-            for sample, pred in zip(batch, predict_batch(adapter, image_path, batch)):
-                log.append(record(sample, pred, conv))
-            bar.update(len(batch))
+        for image_path, group in image_groups(todo):
+            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast):
+                log.append(record(sample, result, conv))
+                predicted += 1
+                failed += result.prediction.failed
+                halvings = max(halvings, result.oom_halvings)
+                bar.update(1)
     finally:
         bar.close()
         log.close()
-    return len(todo)
+    return SplitProgress(predicted, failed, halvings)
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     run_dir: Path
-    results_path: Path
+    results_path: Path | None
     report_path: Path | None
+    pending: str | None = None  # why results are not written yet (shards still running)
 
 
 def default_out(suite: Suite) -> Path:
     return Path("runs") / suite.name
+
+
+class ManifestUpdate:
+    """Read-modify-write of the manifest under its lock (ranks share one manifest)."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+
+    def __call__(self, change: Any) -> dict[str, Any]:
+        with locks.waiting(self.run_dir.manifest_lock_path):
+            manifest = self.run_dir.manifest() or {}
+            change(manifest)
+            manifest["updated"] = now()
+            self.run_dir.write_manifest(manifest)
+            return manifest
+
+
+def _mark(model: str, split: str, shard: Shard | None, state: str) -> Any:
+    """A manifest change: one rank (``all`` when unsharded) of model x split is running or done.
+
+    The split's own status turns ``done`` only when its merged log is complete (merge_run).
+    """
+
+    def change(m: dict[str, Any]) -> None:
+        ranks = m.setdefault("shards", {}).setdefault(model, {}).setdefault(split, {})
+        key = str(shard) if shard else "all"
+        if state == "running" and ranks.get(key) == "running":
+            # We hold this part's lock, so whoever marked it running is gone: it was killed.
+            m.setdefault("events", []).append({"at": now(), "event": "interrupted", "model": model, "split": split, "shard": key})
+        ranks[key] = state
+        m.setdefault("status", {}).setdefault(model, {})[split] = "done" if state == "done" and not shard else "running"
+
+    return change
 
 
 def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -> RunOutcome:
@@ -135,36 +142,99 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     splits = suite.select_splits(list(config.splits))
     out = config.out or default_out(suite)
     run_dir = RunDir(out)
+    shard = config.shard or shard_from_env()
     adapters = {m.name: create_adapter(m.adapter, m.options) for m in config.models}
     model_entries = {
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
         for (name, a), spec in zip(adapters.items(), config.models)
     }
-    manifest = run_dir.manifest()
-    if manifest is None:
-        config_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-        manifest = new_manifest(out.name, suite, config_dict, argv or [])
-    else:
-        check_compatible(manifest, suite, model_entries, out)
-    # Results cover every split this directory holds, including ones run by earlier commands.
-    manifest["splits"] = sorted(set(manifest["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
-    samples = load_samples(suite, manifest["splits"], config.data_root, config.limit)
-    for name, adapter in adapters.items():
-        manifest["models"][name] = model_entries[name]
-        adapter.load(config.device)
-        for split in splits:
-            manifest["status"].setdefault(name, {})[split] = "running"
-            manifest["updated"] = now()
-            run_dir.write_manifest(manifest)
-            run_model_split(adapter, name, split, samples[split], run_dir.log(name, split), suite.conventions, config.batch_size)
-            manifest["status"][name][split] = "done"
-    manifest["updated"] = now()
-    run_dir.write_manifest(manifest)
-    return finish(run_dir, suite, samples, config, render)
+    update = ManifestUpdate(run_dir)
+    with locks.held(run_dir.writer_lock_path, shared=shard is not None, what=str(out)):
+
+        def start(m: dict[str, Any]) -> None:
+            if not m:
+                config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
+                m.update(new_manifest(out.name, suite, config_dict, argv or []))
+            check_compatible(m, suite, model_entries, out)
+            m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
+            m["models"].update(model_entries)
+
+        manifest = update(start)
+        # Results cover every split this directory holds, including ones run by earlier commands.
+        samples = load_samples(suite, manifest["splits"], config.data_root, config.limit)
+        device = _rank_device(config.device)
+        for name, adapter in adapters.items():
+            adapter.load(device)
+            for split in splits:
+                mine = shard.take(samples[split]) if shard else samples[split]
+                suffix = shard.suffix if shard else None
+                log = run_dir.log(name, split, suffix)
+                with locks.held(log.path.with_suffix(".lock"), what=f"{log.path}"):
+                    update(_mark(name, split, shard, "running"))
+                    others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in read_records(p)}
+                    progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
+                                               config.batch_size, config.timeout, config.fail_fast)
+                    update(_mark(name, split, shard, "done"))
+                    if progress.oom_halvings:
+                        update(lambda m, n=name, s=split, k=progress.oom_halvings: m.setdefault("events", []).append(
+                            {"at": now(), "event": "oom_halved", "model": n, "split": s, "max_halvings": k}))
+    if shard is not None and _barrier() and shard.index != 0:
+        return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
+    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render)
 
 
-def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], config: RunConfig, render: bool) -> RunOutcome:
-    write_results(run_dir, suite, samples, bootstrap_rounds=config.bootstrap_rounds)
+def _rank_device(device: str) -> str:
+    """Under torchrun each process takes its own GPU: ``cuda`` -> ``cuda:<LOCAL_RANK>``."""
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local}" if device == "cuda" and local is not None else device
+
+
+def _barrier() -> bool:
+    """Under torchrun with torch.distributed available, wait for every rank (gloo works on CPU).
+
+    Returns False when there is no process group to wait on: then whichever rank finishes
+    last finds every sample covered and merges.
+    """
+    if "MASTER_ADDR" not in os.environ:
+        return False
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+    return True
+
+
+def _other_logs(run_dir: RunDir, model: str, split: str, own: Path) -> list[Path]:
+    return [p for p in (run_dir.log_path(model, split), *run_dir.shard_logs(model, split)) if p != own]
+
+
+def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool) -> RunOutcome:
+    """Merge shard logs where every sample is covered; write results once all are merged."""
+    pending = []
+    with locks.waiting(run_dir.manifest_lock_path):
+        manifest = run_dir.manifest() or {}
+        for model, status in manifest.get("status", {}).items():
+            for split in status:
+                if split not in samples:
+                    continue
+                have, total = coverage(run_dir, model, split, samples[split])
+                if have < total:
+                    pending.append(f"{model} {split}: {have}/{total}")
+                    continue
+                merge_split(run_dir, model, split, samples[split])
+                status[split] = "done"
+        manifest["updated"] = now()
+        run_dir.write_manifest(manifest)
+    if pending:
+        return RunOutcome(run_dir.root, None, None, pending="samples still without predictions: " + "; ".join(pending))
+    return finish(run_dir, suite, samples, bootstrap_rounds, render)
+
+
+def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool) -> RunOutcome:
+    write_results(run_dir, suite, samples, bootstrap_rounds=bootstrap_rounds)
     report = None
     if render:
         from harness.report import render_report

@@ -21,6 +21,11 @@ from typing import Any, TextIO
 from harness.errors import HarnessError
 
 
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters in a split or model name."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 class StoreError(HarnessError):
     """A run directory file that cannot be read; names the file and line."""
 
@@ -137,11 +142,34 @@ class RunDir:
     def report_path(self) -> Path:
         return self.root / "report" / "index.html"
 
-    def log(self, model: str, split: str) -> PredictionLog:
-        return PredictionLog(self.root / model / f"{split}.jsonl")
+    @property
+    def writer_lock_path(self) -> Path:
+        return self.root / ".writer.lock"
+
+    @property
+    def manifest_lock_path(self) -> Path:
+        return self.root / ".manifest.lock"
+
+    def log_path(self, model: str, split: str, shard_suffix: str | None = None) -> Path:
+        name = f"{split}.{shard_suffix}.jsonl" if shard_suffix else f"{split}.jsonl"
+        return self.root / model / name
+
+    def log(self, model: str, split: str, shard_suffix: str | None = None) -> PredictionLog:
+        return PredictionLog(self.log_path(model, split, shard_suffix))
+
+    def shard_logs(self, model: str, split: str) -> list[Path]:
+        """Per-rank logs of a split not merged yet (any world size)."""
+        return sorted((self.root / model).glob(f"{glob_escape(split)}.shard-*-of-*.jsonl"))
 
     def records(self, model: str, split: str) -> list[dict[str, Any]]:
-        return read_records(self.root / model / f"{split}.jsonl")
+        return read_records(self.log_path(model, split))
+
+    def all_records(self, model: str, split: str) -> list[dict[str, Any]]:
+        """Records of the merged log and of every shard log of a split."""
+        out = self.records(model, split)
+        for path in self.shard_logs(model, split):
+            out.extend(read_records(path))
+        return out
 
     def manifest(self) -> dict[str, Any] | None:
         return read_json(self.manifest_path) if self.manifest_path.exists() else None

@@ -46,3 +46,33 @@ class FlakyAdapter(Adapter):
             raise RuntimeError("CUDA went away")
         h, w = image.shape[:2]
         return [Prediction(mask=masks.empty(h + 1, w) if s.id.endswith("/1") else masks.full(h, w)) for s in samples]
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named like torch.cuda.OutOfMemoryError, which the runner recognises by name."""
+
+
+class GreedyAdapter(Adapter):
+    """Runs out of 'memory' on any batch of more than one sample."""
+
+    info = AdapterInfo(name="greedy", description="OOM on batches > 1")
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        if len(samples) > 1:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        h, w = image.shape[:2]
+        return [Prediction(mask=masks.full(h, w))]
+
+
+class SlowAdapter(Adapter):
+    """Sleeps on samples whose id ends in /0."""
+
+    info = AdapterInfo(name="slow", description="too slow on purpose")
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        import time
+
+        if any(s.id.endswith("/0") for s in samples):
+            time.sleep(5)
+        h, w = image.shape[:2]
+        return [Prediction(mask=masks.empty(h, w)) for _ in samples]

@@ -11,48 +11,21 @@ import textwrap
 import time
 from pathlib import Path
 
+import helper_adapters
 import pytest
+from conftest import results_of, write_suite
 
 from harness import registry
 from harness.cli import main
 from harness.config import build_config
 from harness.manifest import RunConflictError
-from harness.registry import AdapterEntry, UnknownNameError, create_adapter
+from harness.registry import UnknownNameError, create_adapter
 from harness.runner import run
 from harness.schema import check_results
 from harness.store import read_records
 from harness.suites import load_suite
 
-sys.path.insert(0, str(Path(__file__).parent))
-import helper_adapters
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    extra = {
-        "counting": AdapterEntry("counting", "helper_adapters:CountingAdapter", "test"),
-        "flaky": AdapterEntry("flaky", "helper_adapters:FlakyAdapter", "test"),
-    }
-    monkeypatch.setattr(registry, "BUILTINS", {**registry.BUILTINS, **extra})
-    helper_adapters.CountingAdapter.calls.clear()
-
-
-def write_suite(tmp_path: Path, val: int = 4, test: int = 3, **conventions: str) -> Path:
-    path = tmp_path / "mini.yaml"
-    conv = "".join(f"\n  {k}: {v}" for k, v in conventions.items()) or " {}"
-    path.write_text(textwrap.dedent(f"""\
-        name: mini
-        version: 1
-        source: {{format: shapes, seed: 3, images: {{val: {val}, test: {test}}}}}
-        splits: {{val: {{}}, test: {{}}}}
-        conventions:""") + conv + "\n")
-    return path
-
-
-def results_of(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())["results"]
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def test_run_writes_the_run_directory(tmp_path: Path) -> None:

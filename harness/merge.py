@@ -1,0 +1,62 @@
+"""Merge per-rank logs into each split's log, checking ids against the split exactly.
+
+The merge refuses to write anything unless the union of the logs' ids is the split's ids,
+with no id twice and none missing. The merged log is written in the split's order, so the
+numbers (and their bootstrap intervals) equal those of a single-process run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.store import RunDir, read_records, write_text_atomic
+from harness.types import Sample
+
+
+class MergeError(HarnessError):
+    """Shard logs whose union is not the split."""
+
+
+def _examples(ids: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def coverage(run_dir: RunDir, model: str, split: str, samples: Sequence[Sample]) -> tuple[int, int]:
+    """(samples with a record in any log, samples in the split)."""
+    have = {r["id"] for r in run_dir.all_records(model, split)}
+    return sum(s.id in have for s in samples), len(samples)
+
+
+def merge_split(run_dir: RunDir, model: str, split: str, samples: Sequence[Sample]) -> bool:
+    """Merge the shard logs of one model x split; False when there were none to merge."""
+    shard_paths = run_dir.shard_logs(model, split)
+    if not shard_paths:
+        return False
+    by_id: dict[str, dict[str, Any]] = {}
+    dupes: list[str] = []
+    for path in (run_dir.log_path(model, split), *shard_paths):
+        for rec in read_records(path):
+            if rec["id"] in by_id:
+                dupes.append(rec["id"])
+            by_id[rec["id"]] = rec
+    if dupes:
+        raise MergeError(f"{run_dir.root / model}: {len(dupes)} sample id(s) of {split!r} appear in two logs: {_examples(dupes)}")
+    wanted = [s.id for s in samples]
+    missing = [i for i in wanted if i not in by_id]
+    if missing:
+        raise MergeError(
+            f"{run_dir.root / model}: {len(missing)} of {len(wanted)} samples of {split!r} have no prediction in any shard log "
+            f"({_examples(missing)}); run the missing shards (or the same command again) before merging"
+        )
+    extra = sorted(set(by_id) - set(wanted))
+    if extra:
+        raise MergeError(f"{run_dir.root / model}: {len(extra)} id(s) in the logs are not samples of {split!r}: {_examples(extra)}")
+    text = "".join(json.dumps(by_id[i], separators=(",", ":"), allow_nan=False) + "\n" for i in wanted)
+    write_text_atomic(run_dir.log_path(model, split), text)
+    for path in shard_paths:  # only after the merged log is safely in place
+        path.unlink()
+    return True
