@@ -258,3 +258,15 @@ def test_unsafe_model_name_is_not_followed(run: tuple[Path, dict[str, dict[str, 
     (run_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     html = render_report(run_dir, samples).read_text(encoding="utf-8")
     assert "leads outside the run directory" in html
+
+
+def test_failures_and_events_are_listed(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
+    run_dir, samples = run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["events"] = [{"at": "2026-01-01T00:00:00+00:00", "event": "interrupted", "model": "alpha", "split": "val", "shard": "all"}]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    html = render_report(run_dir, samples).read_text(encoding="utf-8")
+    section = html[html.index('id="failures"'):]
+    failed = [r["id"] for m in MODELS for r in read_records(run_dir / m / f"{SPLIT}.jsonl") if r["prediction"]["mask"] is None]
+    assert failed and all(i in section for i in failed)
+    assert f"{len(failed)} in all" in section and "interrupted" in section

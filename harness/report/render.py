@@ -153,6 +153,21 @@ def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Seq
     return {"split": split, "columns": [label for _, label, _ in DETAIL_COLUMNS], "rows": rows}
 
 
+MAX_FAILURE_ROWS = 500
+
+
+def _failures(records: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Every failed sample with its reason (the first MAX_FAILURE_ROWS rows, and the total)."""
+    rows = [
+        {"model": model, "split": split, "id": r.get("id", ""), "error": (r.get("prediction") or {}).get("error") or "no mask"}
+        for model, by_split in records.items()
+        for split, recs in by_split.items()
+        for r in recs
+        if (r.get("prediction") or {}).get("mask") is None
+    ]
+    return {"total": len(rows), "rows": rows[:MAX_FAILURE_ROWS]}
+
+
 def _environment() -> Environment:
     return Environment(
         loader=FileSystemLoader(str(resource_dir("reports") / "templates")),
@@ -240,6 +255,8 @@ def render_report(
         "details": [_details(results, models, s) for s in splits],
         "figures": figures,
         "gallery": sections,
+        "failures": _failures(records),
+        "events": manifest.get("events") or [],
         "has_images": samples is not None,
         "per_category": gallery_per_category,
         "notes": notes,

@@ -1,0 +1,122 @@
+"""Bad input gets a clear error naming the file and the problem, never a traceback or silent loss."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_suite
+from PIL import Image
+
+from harness import masks
+from harness.cli import main
+from harness.config import ConfigError, build_config
+from harness.images import ImageError, load_image
+from harness.reporting import report_run
+from harness.runner import run
+from harness.store import StoreError
+from harness.suites import SuiteError, load_suite
+
+pytestmark = pytest.mark.usefixtures("isolated")
+
+
+def _jpeg(path: Path) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+def test_images(tmp_path: Path) -> None:
+    good = tmp_path / "good.jpg"
+    data = _jpeg(good)
+    assert load_image(good).shape == (64, 80, 3)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=r"truncated\.jpg is corrupt or truncated"):
+        load_image(truncated)
+    with pytest.raises(ImageError, match=r"missing\.jpg does not exist"):
+        load_image(tmp_path / "missing.jpg")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ImageError, match=r"notes\.png is not a readable image file"):
+        load_image(text)
+
+
+def test_rle(tmp_path: Path) -> None:
+    rle = masks.encode(np.ones((2, 2), np.uint8))
+    with pytest.raises(masks.MaskError, match=r"sample x: RLE size \[2, 2\] does not match the image size \[3, 3\]"):
+        masks.validate(rle, 3, 3, "sample x")
+    with pytest.raises(masks.MaskError, match="cannot be decoded|more than the image"):
+        masks.validate({"size": [3, 3], "counts": "\x7f\x7f\x7f"}, 3, 3, "sample y")
+    with pytest.raises(masks.MaskError, match="must be a COCO RLE object"):
+        masks.validate(np.ones((3, 3)), 3, 3, "sample z")
+
+
+def test_suite_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsplits: [unclosed\n")
+    with pytest.raises(SuiteError, match=r"bad\.yaml: malformed YAML"):
+        load_suite(str(bad))
+    bad.write_text("name: x\nversion: 1\nsplits: {val: {}}\n")
+    with pytest.raises(SuiteError, match=r"bad\.yaml: missing required field 'source'"):
+        load_suite(str(bad))
+    bad.write_text("name: x\nversion: 1\nsource: {format: shapes}\nsplits: {val: {}}\nconventions: {empty_union: maybe}\n")
+    with pytest.raises(SuiteError, match=r"bad\.yaml: conventions: convention empty_union='maybe' is not one of one, zero, drop"):
+        load_suite(str(bad))
+    assert main(["run", "--suite", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.yaml" in err and "Traceback" not in err
+
+
+def test_config_files(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("models: [a, b\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: malformed YAML"):
+        build_config(config_file=cfg)
+    cfg.write_text("modles: {empty: {}}\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: unknown key\(s\) modles"):
+        build_config(config_file=cfg)
+    cfg.write_text("models: {mine: {adapter: empty, extra: 1}}\n")
+    with pytest.raises(ConfigError, match="model 'mine' takes only"):
+        build_config(config_file=cfg)
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(config_file=tmp_path / "nope.yaml")
+
+
+def test_run_directory_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(build_config(models="empty", suite=str(write_suite(tmp_path, val=1, test=1)), out=out), render=False)
+    manifest = out / "manifest.json"
+    good = manifest.read_text()
+    manifest.write_text(good[: len(good) // 2])
+    with pytest.raises(StoreError, match=r"manifest\.json: malformed JSON at line"):
+        report_run(out)
+    manifest.write_text(good)
+    log = out / "empty" / "val.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(["{broken\n", *lines]))
+    with pytest.raises(StoreError, match=r"val\.jsonl:1: corrupt record"):
+        report_run(out)
+    with pytest.raises(StoreError, match="not a run directory"):
+        report_run(tmp_path)
+
+
+def test_model_text_with_markup_is_escaped_in_the_report(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, val=1, test=1)
+    out = tmp_path / "run"
+    run(build_config(models="oracle-box", suite=str(suite), splits="val", out=out), render=False)
+    from harness.store import read_records
+
+    first = read_records(out / "oracle-box" / "val.jsonl")[0]
+    replay = tmp_path / "evil.jsonl"
+    text = "<think><script>alert('x')</script><img src=x onerror=alert(1)></think><answer>{}</answer>"
+    replay.write_text(json.dumps({"id": first["id"], "mask": None, "text": text, "error": "<b>boom</b>"}) + "\n")
+    report = run(build_config(models=f"replay:{replay}", suite=str(suite), splits="val", out=out)).report_path
+    assert report is not None
+    html = report.read_text()
+    assert "<script>alert" not in html and "<img src=x" not in html and "<b>boom</b>" not in html
+    assert "&lt;script&gt;alert(" in html and "&lt;b&gt;boom&lt;/b&gt;" in html
