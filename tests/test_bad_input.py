@@ -50,7 +50,7 @@ def test_rle(tmp_path: Path) -> None:
     rle = masks.encode(np.ones((2, 2), np.uint8))
     with pytest.raises(masks.MaskError, match=r"sample x: RLE size \[2, 2\] does not match the image size \[3, 3\]"):
         masks.validate(rle, 3, 3, "sample x")
-    with pytest.raises(masks.MaskError, match="cannot be decoded|more than the image"):
+    with pytest.raises(masks.MaskError, match=r"cannot be decoded|more than the image"):
         masks.validate({"size": [3, 3], "counts": "\x7f\x7f\x7f"}, 3, 3, "sample y")
     with pytest.raises(masks.MaskError, match="must be a COCO RLE object"):
         masks.validate(np.ones((3, 3)), 3, 3, "sample z")
