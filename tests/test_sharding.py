@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import results_of, write_suite
+
 from harness import locks
 from harness.config import build_config
 from harness.locks import LockedError
@@ -132,7 +132,7 @@ def test_timeout_and_fail_fast(tmp_path: Path) -> None:
     run(build_config(models="slow", suite=suite, splits="val", out=tmp_path / "t", batch_size=1, timeout=0.3), render=False)
     errors = [r["prediction"]["error"] for r in read_records(tmp_path / "t" / "slow" / "val.jsonl")]
     assert sum("timed out after" in (e or "") for e in errors) == 2  # the two samples ending in /0
-    with pytest.raises(RuntimeError, match="CUDA went away|does not match"):
+    with pytest.raises(RuntimeError, match=r"CUDA went away|does not match"):
         run(build_config(models="flaky", suite=suite, splits="val", out=tmp_path / "ff", fail_fast=True), render=False)
 
 
