@@ -9,6 +9,7 @@ the runner converts boxes to original pixels, so an adapter never guesses.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,9 +61,37 @@ class Adapter(ABC):
         a failure of the whole batch: the runner records each of its samples as failed.
         """
 
+    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
+        """What the model is shown for ``sample``, for ``harness inputs`` (reviewable without a GPU).
+
+        Return one entry per component: the exact prompt text the model receives (after its
+        chat template) and hashes, or the arrays themselves, of the preprocessed inputs (resized
+        and normalised pixel tensors, token ids). ``harness inputs`` hashes every value (text,
+        bytes, numpy arrays, JSON values; convert tensors with ``.cpu().numpy()``) and diffs them
+        per component, so a change to a template, a resize or a normalisation shows up in review.
+        It is called without ``load()``: load only what preprocessing needs (tokenizer, image
+        processor), never weights. The default is the expression as given and a hash of the
+        decoded image (shape, dtype and bytes); override it when the model sees anything else.
+        """
+        h = hashlib.sha256(f"{image.dtype.str}{image.shape}".encode())
+        h.update(np.ascontiguousarray(image).tobytes())
+        return {"prompt": sample.expression, "image": f"sha256:{h.hexdigest()}"}
+
     def config(self) -> dict[str, Any]:
         """What identifies this adapter's behaviour, for the run's fingerprint."""
         return {"adapter": self.info.name, "version": self.info.version, "options": self.options}
+
+    def stats(self) -> dict[str, float]:
+        """Cumulative efficiency counters since construction, so that cost claims can be checked.
+
+        Report what only the model knows, e.g. ``segmenter_images`` (images encoded by the
+        segmenter: one per image when its embedding is reused across sentences),
+        ``generated_tokens``, ``forward_passes``, ``peak_gpu_memory_bytes``. Names starting
+        with ``peak_`` are maxima (merged with ``max`` across worker restarts and shards);
+        all others are sums. Called after every batch in an isolated worker: keep it cheap.
+        The engine adds its own counters (samples, batches, seconds; see harness.remote).
+        """
+        return {}
 
 
 def box_to_pixels(box: Box, space: BoxSpace, width: int, height: int) -> Box:

@@ -53,8 +53,13 @@ class Suite:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the canonical spec: changes whenever data, splits or conventions change."""
-        canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        """sha256 of what decides the numbers: name, version, source, splits and conventions.
+
+        The description and the published rows are left out, so correcting a published number
+        does not make every stored run and baseline incomparable.
+        """
+        scored = {k: v for k, v in self.raw.items() if k not in ("description", "published")}
+        canonical = json.dumps(scored, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def select_splits(self, names: list[str] | None) -> list[str]:
@@ -83,6 +88,23 @@ def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path
     return data[key]
 
 
+COUNT_KEYS = ("images", "objects", "expressions")
+
+
+def _check_counts(counts: Any, where: str) -> None:
+    """A split's optional official ``counts``: images, objects, expressions (int, or null if unpublished)."""
+    if counts is None:
+        return
+    if not isinstance(counts, dict):
+        raise SuiteError(f"{where}: counts must be a mapping of {', '.join(COUNT_KEYS)}")
+    unknown = sorted(set(counts) - set(COUNT_KEYS))
+    if unknown:
+        raise SuiteError(f"{where}: unknown count(s) {', '.join(unknown)}; known: {', '.join(COUNT_KEYS)}")
+    for key, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise SuiteError(f"{where}: counts.{key} must be a non-negative integer or null, got {value!r}")
+
+
 def parse_suite(data: Any, path: Path) -> Suite:
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite must be a YAML mapping")
@@ -97,6 +119,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
     for split, spec in splits.items():
         if spec is not None and not isinstance(spec, dict):
             raise SuiteError(f"{path}: split {split!r} must be a mapping")
+        _check_counts((spec or {}).get("counts"), f"{path}: split {split!r}")
     default = data.get("default_splits", list(splits))
     if not isinstance(default, list) or any(s not in splits for s in default):
         raise SuiteError(f"{path}: default_splits must list splits of the suite ({', '.join(splits)})")
