@@ -15,7 +15,7 @@ from typing import Any
 
 # Further subcommands live beside the code they drive; each module has
 # ``add_parser(subparsers)`` that registers its parser with ``set_defaults(func=...)``.
-COMMAND_MODULES: tuple[str, ...] = ("harness.gate", "harness.baseline", "harness.leaderboard", "harness.inputs")
+COMMAND_MODULES: tuple[str, ...] = ("harness.gate", "harness.baseline", "harness.leaderboard", "harness.inputs", "harness.datacheck")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -51,7 +51,8 @@ class ScoreArrays:
 
 
 def ciou(arr: ScoreArrays, conv: Conventions) -> float:
-    return float(100.0 * arr.inter[arr.in_ciou].sum() / (arr.union[arr.in_ciou].sum() + conv.ciou_eps))
+    denominator = arr.union[arr.in_ciou].sum() + conv.ciou_eps
+    return float(100.0 * arr.inter[arr.in_ciou].sum() / denominator) if denominator > 0 else 0.0
 
 
 def giou(arr: ScoreArrays) -> float:
@@ -73,7 +74,8 @@ def _bootstrap(arr: ScoreArrays, conv: Conventions, rounds: int, seed: int) -> d
     chunk = max(1, 2_000_000 // n)  # bound memory at about 16 MB of indices per chunk
     for start in range(0, rounds, chunk):
         idx = rng.integers(0, n, size=(min(chunk, rounds - start), n))
-        c_vals.append(100.0 * inter[idx].sum(1) / (union[idx].sum(1) + conv.ciou_eps))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c_vals.append(np.nan_to_num(100.0 * inter[idx].sum(1) / (union[idx].sum(1) + conv.ciou_eps)))
         with np.errstate(invalid="ignore"):
             g_vals.append(100.0 * iou[idx].sum(1) / kept[idx].sum(1))
     out = {}

@@ -68,9 +68,8 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions) -> Sample
         )
 
     inter, union, gt_area, p_area = intersection_union(pred.mask, gt, conv)
-    iou: float | None = inter / (union + conv.giou_eps)
-    if union == 0:
-        iou = {"one": 1.0, "zero": 0.0, "drop": None}[conv.empty_union]
+    # The empty-union rule first, so that giou_eps may be 0 (ReLA divides exactly).
+    iou = {"one": 1.0, "zero": 0.0, "drop": None}[conv.empty_union] if union == 0 else inter / (union + conv.giou_eps)
     return SampleScore(
         intersection=inter,
         union=union,

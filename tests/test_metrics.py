@@ -254,3 +254,16 @@ def test_equals_lisa_reference(backend: str) -> None:
     # float64 here vs float32 histograms upstream: equal to float32 precision.
     assert res["ciou"] == pytest.approx(ref_ciou, rel=1e-6)
     assert res["giou"] == pytest.approx(ref_giou, rel=1e-6)
+
+
+def test_exact_division_with_zero_eps() -> None:
+    """ReLA divides I/U exactly: eps 0 must work, including on empty unions."""
+    conv = LISA.replace(giou_eps=0, ciou_eps=0)
+    gt = GroundTruth(mask=block(4, 4, 0, 2, 0, 2))
+    exact = score_sample(Prediction(mask=block(4, 4, 0, 2, 0, 1)), gt, conv)
+    assert exact.iou == 0.5
+    empty = score_sample(Prediction(mask=masks.empty(4, 4)), GroundTruth(mask=masks.empty(4, 4)), conv)
+    assert empty.iou == 1.0
+    res = summarize([exact, empty], conv, bootstrap_rounds=50)
+    assert res["ciou"] == 50.0 and res["giou"] == 75.0
+    assert summarize([empty, empty], conv, bootstrap_rounds=50)["ciou"] == 0.0

@@ -17,6 +17,12 @@ from harness.types import Sample
 
 SOURCE_FORMATS: dict[str, str] = {
     "shapes": "harness.sources.shapes:ShapesSource",
+    "refer": "harness.sources.refer:ReferSource",
+    "reasonseg": "harness.sources.reasonseg:ReasonSegSource",
+    "gseval": "harness.sources.gseval:GSEvalSource",
+    "grefcoco": "harness.sources.grefcoco:GRefCocoSource",
+    "refcoco_m": "harness.sources.refcoco_m:RefCocoMSource",
+    "hf": "harness.sources.hf:HFSource",
 }
 
 
