@@ -15,7 +15,8 @@ from typing import Any
 
 # Further subcommands live beside the code they drive; each module has
 # ``add_parser(subparsers)`` that registers its parser with ``set_defaults(func=...)``.
-COMMAND_MODULES: tuple[str, ...] = ("harness.gate", "harness.baseline", "harness.leaderboard", "harness.inputs", "harness.datacheck")
+COMMAND_MODULES: tuple[str, ...] = ("harness.gate", "harness.baseline", "harness.leaderboard", "harness.inputs", "harness.env_cli",
+                                     "harness.datacheck")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -126,6 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:
+        if type(exc).__name__ != "WorkerAbort":  # harness.remote; not imported here to keep `list` light
+            raise
+        print(f"error: {exc}\nfinished samples are kept; fix the model environment and run the same command to resume",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ The YAML file holds what does not fit on a command line, per-model settings abov
       lens-cot:                   # a display name of your own...
         adapter: lens             # ...for a registered adapter
         options: {variant: cot}   # passed to the adapter's constructor
+        env: lens                 # run in the environment `harness env create lens` made
+      segzero:
+        python: /opt/venvs/segzero/bin/python   # or in any interpreter that has the engine
 
 Command-line flags override the file; ``--models`` picks models by display name from the
 file, or names registered adapters directly (``replay:PATH`` included).
@@ -33,7 +36,7 @@ from harness.sharding import Shard, parse_shard
 DEFAULT_SUITE = "shapes"
 DEFAULT_MODELS = ("empty", "full", "oracle-box", "shapes-reasoner")
 _CONFIG_KEYS = {"suite", "splits", "out", "data_root", "models", "limit", "batch_size", "device", "bootstrap_rounds", "timeout"}
-_MODEL_KEYS = {"adapter", "options"}
+_MODEL_KEYS = {"adapter", "options", "python", "env"}
 
 
 class ConfigError(HarnessError):
@@ -42,11 +45,17 @@ class ConfigError(HarnessError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model of a run: its display name (directory name), adapter spec and options."""
+    """A model of a run: its display name (directory name), adapter spec and options.
+
+    ``python`` (an interpreter) or ``env`` (a managed environment, ``local`` = in-process) run
+    the model isolated in its own environment (harness.remote); neither changes its fingerprint.
+    """
 
     name: str
     adapter: str
     options: dict[str, Any] = field(default_factory=dict)
+    python: str | None = None
+    env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,14 @@ def _model_specs(names: list[str], from_file: dict[str, Any], where: str) -> tup
             options = entry.get("options") or {}
             if not isinstance(options, dict):
                 raise ConfigError(f"{where}: options of model {name!r} must be a mapping")
-            specs.append(ModelSpec(name=display_name(name), adapter=str(entry.get("adapter", name)), options=options))
+            python, env = entry.get("python"), entry.get("env")
+            if not isinstance(python, (str, type(None))) or not isinstance(env, (str, type(None))) or (python and env):
+                raise ConfigError(f"{where}: model {name!r}: give at most one of python (an interpreter path) and env (a name)")
+            # A relative interpreter path is taken from the working directory, like out:; never
+            # resolve symlinks (a venv's python is a symlink out of the venv).
+            python = os.path.abspath(os.path.expanduser(python)) if python and ("/" in python or python.startswith("~")) else python
+            specs.append(ModelSpec(name=display_name(name), adapter=str(entry.get("adapter", name)), options=options,
+                                   python=python or None, env=env or None))
         else:
             specs.append(ModelSpec(name=display_name(name), adapter=name))
     seen = [s.name for s in specs]

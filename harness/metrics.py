@@ -71,7 +71,7 @@ def _bootstrap(arr: ScoreArrays, conv: Conventions, rounds: int, seed: int) -> d
     kept = ~np.isnan(arr.iou)
     iou = np.where(kept, arr.iou, 0.0)
     c_vals, g_vals = [], []
-    chunk = max(1, 2_000_000 // n)  # bound memory at about 16 MB of indices per chunk
+    chunk = max(1, 200_000 // n)  # a few MB of indices and gathered values per chunk, whatever n
     for start in range(0, rounds, chunk):
         idx = rng.integers(0, n, size=(min(chunk, rounds - start), n))
         with np.errstate(invalid="ignore", divide="ignore"):

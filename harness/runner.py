@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from harness.conventions import Conventions
 from harness.manifest import check_compatible, fingerprint, new_manifest, now
 from harness.merge import coverage, merge_split
 from harness.predict import Predicted, image_groups, predict_on_image
-from harness.registry import create_adapter
+from harness.remote import collect_stats, counters_since, make_adapter, release, runtime
 from harness.results import write_results
 from harness.scoring import score_sample
 from harness.sharding import Shard, shard_from_env
@@ -65,6 +66,7 @@ class SplitProgress:
     predicted: int
     failed: int
     oom_halvings: int
+    seconds: float
 
 
 def run_model_split(
@@ -75,6 +77,7 @@ def run_model_split(
     done = set(log.done()) | done_elsewhere
     todo = [s for s in samples if s.id not in done]
     predicted = failed = halvings = 0
+    start = time.perf_counter()
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc=f"{model} {split}",
                disable=None, file=sys.stderr, dynamic_ncols=True)
     try:
@@ -88,7 +91,7 @@ def run_model_split(
     finally:
         bar.close()
         log.close()
-    return SplitProgress(predicted, failed, halvings)
+    return SplitProgress(predicted, failed, halvings, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,17 @@ def _mark(model: str, split: str, shard: Shard | None, state: str) -> Any:
     return change
 
 
+def _record_efficiency(model: str, split: str, shard: Shard | None, counters: dict[str, float], where: dict[str, Any]) -> Any:
+    """A manifest change: the model's efficiency counters on this split (per rank) and where it ran."""
+
+    def change(m: dict[str, Any]) -> None:
+        entry = m["models"][model]
+        entry.setdefault("efficiency", {}).setdefault(split, {})[str(shard) if shard else "all"] = counters
+        entry["runtime"] = where
+
+    return change
+
+
 def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -> RunOutcome:
     """Run every model of the config over the suite's splits, then write results and report."""
     suite = load_suite(config.suite)
@@ -143,7 +157,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     out = config.out or default_out(suite)
     run_dir = RunDir(out)
     shard = config.shard or shard_from_env()
-    adapters = {m.name: create_adapter(m.adapter, m.options) for m in config.models}
+    adapters = {m.name: make_adapter(m, out, shard.suffix if shard else None) for m in config.models}
     model_entries = {
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
         for (name, a), spec in zip(adapters.items(), config.models)
@@ -165,6 +179,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
         device = _rank_device(config.device)
         for name, adapter in adapters.items():
             adapter.load(device)
+            counted = collect_stats(adapter)
             for split in splits:
                 mine = shard.take(samples[split]) if shard else samples[split]
                 suffix = shard.suffix if shard else None
@@ -174,10 +189,17 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in read_records(p)}
                     progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
                                                config.batch_size, config.timeout, config.fail_fast)
+                    now_counted = collect_stats(adapter)
+                    # The engine's own counts where the adapter (or its worker) does not keep them.
+                    spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),
+                             **counters_since(now_counted, counted)}
+                    update(_record_efficiency(name, split, shard, spent, runtime(adapter)))
+                    counted = now_counted
                     update(_mark(name, split, shard, "done"))
                     if progress.oom_halvings:
                         update(lambda m, n=name, s=split, k=progress.oom_halvings: m.setdefault("events", []).append(
                             {"at": now(), "event": "oom_halved", "model": n, "split": s, "max_halvings": k}))
+            release(adapter)  # free this model's memory (and its worker) before the next one loads
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
     return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render)

@@ -153,6 +153,20 @@ def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Seq
     return {"split": split, "columns": [label for _, label, _ in DETAIL_COLUMNS], "rows": rows}
 
 
+def _efficiency(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per model x split (x rank) the cost counters the model reported, with samples/s when known."""
+    rows = []
+    for model, entry in (manifest.get("models") or {}).items():
+        for split, ranks in (entry.get("efficiency") or {}).items():
+            for rank, counters in ranks.items():
+                shown = {k: (f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}") for k, v in counters.items()}
+                if counters.get("samples") and counters.get("predict_seconds"):
+                    shown["samples/s"] = f"{counters['samples'] / counters['predict_seconds']:,.2f}"
+                rows.append({"model": model, "split": split, "rank": rank,
+                             "counters": ", ".join(f"{k} {v}" for k, v in shown.items()) or "–"})
+    return rows
+
+
 MAX_FAILURE_ROWS = 500
 
 
@@ -256,6 +270,7 @@ def render_report(
         "figures": figures,
         "gallery": sections,
         "failures": _failures(records),
+        "efficiency": _efficiency(manifest),
         "events": manifest.get("events") or [],
         "has_images": samples is not None,
         "per_category": gallery_per_category,
