@@ -5,6 +5,7 @@ Every RLE the harness stores or passes on has ``counts`` as a str so it is JSON-
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 import numpy as np
@@ -39,12 +40,21 @@ def decode(rle: RLE) -> np.ndarray:
     return cast(np.ndarray, mask_utils.decode(_to_coco(rle))).astype(bool)
 
 
+@functools.lru_cache(maxsize=64)
+def _constant(height: int, width: int, value: int) -> tuple[list[int], str]:
+    rle = encode(np.full((height, width), value, dtype=np.uint8))
+    return rle["size"], rle["counts"]
+
+
 def empty(height: int, width: int) -> RLE:
-    return encode(np.zeros((height, width), dtype=np.uint8))
+    """An all-background mask (cached per size: predicting nothing must cost nothing)."""
+    size, counts = _constant(height, width, 0)
+    return {"size": list(size), "counts": counts}
 
 
 def full(height: int, width: int) -> RLE:
-    return encode(np.ones((height, width), dtype=np.uint8))
+    size, counts = _constant(height, width, 1)
+    return {"size": list(size), "counts": counts}
 
 
 def area(rle: RLE) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.store import RunDir, read_records, write_text_atomic
+from harness.store import RunDir, iter_records, read_records, write_text_atomic
 from harness.types import Sample
 
 
@@ -27,7 +27,8 @@ def _examples(ids: Sequence[str], limit: int = 5) -> str:
 
 def coverage(run_dir: RunDir, model: str, split: str, samples: Sequence[Sample]) -> tuple[int, int]:
     """(samples with a record in any log, samples in the split)."""
-    have = {r["id"] for r in run_dir.all_records(model, split)}
+    logs = (run_dir.log_path(model, split), *run_dir.shard_logs(model, split))
+    have = {r["id"] for path in logs for r in iter_records(path)}
     return sum(s.id in have for s in samples), len(samples)
 
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from harness.metrics import summarize
 from harness.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
-from harness.store import RunDir, write_json_atomic
+from harness.store import RunDir, iter_records, write_json_atomic
 from harness.suites import Suite
 from harness.types import Sample, SampleScore
 
 
-def split_result(records: list[dict[str, Any]], samples: list[Sample], suite: Suite, bootstrap_rounds: int) -> dict[str, Any]:
+def split_result(records: Iterable[dict[str, Any]], samples: list[Sample], suite: Suite, bootstrap_rounds: int) -> dict[str, Any]:
     """Metrics of one model on one split, over the split's samples in their order.
 
-    Records of ids that are not in the split (e.g. beyond a smaller ``--limit``) are ignored.
+    Only each record's small score is kept (the masks are not needed once scored). Records of
+    ids that are not in the split (e.g. beyond a smaller ``--limit``) are ignored.
     """
-    by_id = {r["id"]: r for r in records}
-    scores = [SampleScore.from_json(by_id[s.id]["score"]) for s in samples if s.id in by_id]
+    wanted = {s.id for s in samples}
+    by_id = {r["id"]: SampleScore.from_json(r["score"]) for r in records if r["id"] in wanted}
+    scores = [by_id[s.id] for s in samples if s.id in by_id]
     res = summarize(scores, suite.conventions, bootstrap_rounds=bootstrap_rounds)
     res["n_expected"] = len(samples)
     res["complete"] = len(scores) == len(samples)
@@ -30,7 +33,8 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
     for model, status in manifest.get("status", {}).items():
         for split in status:
             if split in samples:
-                results.setdefault(model, {})[split] = split_result(run_dir.records(model, split), samples[split], suite, bootstrap_rounds)
+                records = iter_records(run_dir.log_path(model, split))
+                results.setdefault(model, {})[split] = split_result(records, samples[split], suite, bootstrap_rounds)
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,

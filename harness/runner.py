@@ -30,7 +30,7 @@ from harness.results import write_results
 from harness.scoring import score_sample
 from harness.sharding import Shard, shard_from_env
 from harness.sources import source_class
-from harness.store import PredictionLog, RunDir, read_records
+from harness.store import PredictionLog, RunDir, iter_records
 from harness.suites import Suite, load_suite
 from harness.types import Sample
 
@@ -74,7 +74,7 @@ def run_model_split(
     conv: Conventions, batch_size: int, timeout: float | None = None, fail_fast: bool = False,
 ) -> SplitProgress:
     """Predict every sample found in no log yet, appending to ``log``."""
-    done = set(log.done()) | done_elsewhere
+    done = log.done() | done_elsewhere
     todo = [s for s in samples if s.id not in done]
     predicted = failed = halvings = 0
     start = time.perf_counter()
@@ -186,7 +186,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 log = run_dir.log(name, split, suffix)
                 with locks.held(log.path.with_suffix(".lock"), what=f"{log.path}"):
                     update(_mark(name, split, shard, "running"))
-                    others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in read_records(p)}
+                    others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in iter_records(p)}
                     progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
                                                config.batch_size, config.timeout, config.fail_fast)
                     now_counted = collect_stats(adapter)

@@ -36,33 +36,34 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [rec for rec, _ in _scan(path)]
 
 
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a log one at a time (a 20k-sample log never sits in memory whole)."""
+    for rec, _ in _scan(path):
+        yield rec
+
+
 def _scan(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
-    """Yield (record, byte offset after it) for every complete line."""
+    """Yield (record, byte offset after it) for every complete line, streaming."""
     if not path.exists():
         return
+    offset = 0
     with path.open("rb") as fh:
-        data = fh.read()
-    offset, lineno = 0, 0
-    while offset < len(data):
-        lineno += 1
-        end = data.find(b"\n", offset)
-        last = end == -1
-        line = data[offset:] if last else data[offset:end]
-        next_offset = len(data) if last else end + 1
-        if line.strip():
+        for lineno, line in enumerate(fh, 1):
             # A record is written with its newline in one call, so only a line without its
             # newline can be a write cut short by a kill: skip it (resume redoes it). A bad
             # newline-terminated line is damage, and is reported.
-            if last:
+            if not line.endswith(b"\n"):
                 return
+            offset += len(line)
+            if not line.strip():
+                continue
             try:
                 rec = json.loads(line)
             except ValueError as exc:
                 raise StoreError(f"{path}:{lineno}: corrupt record ({exc}); the file is damaged before its end") from exc
             if not isinstance(rec, dict):
                 raise StoreError(f"{path}:{lineno}: a record must be a JSON object, got {type(rec).__name__}")
-            yield rec, next_offset
-        offset = next_offset
+            yield rec, offset
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -99,17 +100,17 @@ class PredictionLog:
         self.path = path
         self._fh: TextIO | None = None
 
-    def done(self) -> dict[str, dict[str, Any]]:
-        """Records already written, by id; cuts a truncated tail so appends start clean."""
-        records: dict[str, dict[str, Any]] = {}
+    def done(self) -> set[str]:
+        """Ids already written; cuts a truncated tail so appends start clean."""
+        ids: set[str] = set()
         good_end = 0
         for rec, end in _scan(self.path):
-            records[str(rec["id"])] = rec
+            ids.add(str(rec["id"]))
             good_end = end
         if self.path.exists() and self.path.stat().st_size != good_end:
             with self.path.open("r+b") as fh:
                 fh.truncate(good_end)
-        return records
+        return ids
 
     def append(self, record: dict[str, Any]) -> None:
         if self._fh is None:
@@ -163,13 +164,6 @@ class RunDir:
 
     def records(self, model: str, split: str) -> list[dict[str, Any]]:
         return read_records(self.log_path(model, split))
-
-    def all_records(self, model: str, split: str) -> list[dict[str, Any]]:
-        """Records of the merged log and of every shard log of a split."""
-        out = self.records(model, split)
-        for path in self.shard_logs(model, split):
-            out.extend(read_records(path))
-        return out
 
     def manifest(self) -> dict[str, Any] | None:
         return read_json(self.manifest_path) if self.manifest_path.exists() else None

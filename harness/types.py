@@ -7,7 +7,7 @@ only its small ``SampleScore`` travels on: metrics are reductions over those.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, TypedDict
 
@@ -35,7 +35,7 @@ class ParseStatus(str, Enum):
     NONE = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GroundTruth:
     """Ground truth of one sample at original resolution.
 
@@ -60,7 +60,7 @@ class GroundTruth:
         return int(self.mask["size"][1])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One expression to segment in one image.
 
@@ -79,7 +79,7 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prediction:
     """What a model said about one sample.
 
@@ -103,7 +103,8 @@ class Prediction:
         return self.mask is None
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        # A shallow dict, not dataclasses.asdict: asdict deep-copies the RLE on every sample.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["parse_status"] = self.parse_status.value
         if self.box is not None:
             out["box"] = [float(v) for v in self.box]
@@ -124,7 +125,7 @@ class Prediction:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SampleScore:
     """The small record metrics reduce over (UPSTREAM 1.6).
 
@@ -147,7 +148,7 @@ class SampleScore:
     box_iou: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SampleScore:
