@@ -1,0 +1,200 @@
+"""The LENS adapter: upstream's evaluation path, one image's sentences per batch.
+
+Per ``predict`` call (all samples share the image):
+
+1. preprocess both branches once (``preprocess.PREPROCESSING[variant]``);
+2. render each sentence's chat with the checkpoint's template (``prompts``);
+3. one left-padded processor call and greedy generation (``generation``);
+4. upstream's second pass (``use_learnable_query=True``) on the generated sequences with the
+   SAM image, where SAM's image encoder runs once for the image (``model.SamImageEncoder``);
+5. per sentence: 256x256 logits -> bilinear to the original size -> ``> 0`` -> RLE
+   (``postprocess``), and the box, reasoning and answer read from the text (``parse``).
+
+Options (run config ``options:``): ``variant`` (``refcoco`` default, ``refcoco-demo``,
+``reasonseg-cot``, ``reasonseg-ft``; see ``manifest.VARIANTS``), and to override a
+variant's parts ``checkpoint`` (hub id or path), ``template``, ``preprocessing``,
+``max_length``, ``max_new_tokens``; ``upstream_repo`` (else ``$HARNESS_LENS_REPO``),
+``device``, ``dtype``, ``attn_implementation``, ``reuse_sam_embedding`` (default true),
+``strict_load`` (default true), ``sam_config`` / ``sam_overrides`` (build SAM2 from another
+config; tests only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from harness.adapter import Adapter, AdapterInfo
+from harness.types import Prediction, Sample
+
+from harness_lens import manifest, prompts
+from harness_lens.parse import parse_answer
+from harness_lens.preprocess import PREPROCESSING, Preprocessed, Preprocessing
+
+_SETTINGS = ("checkpoint", "template", "preprocessing", "max_length", "max_new_tokens")
+_OTHER = ("variant", "upstream_repo", "device", "dtype", "attn_implementation", "reuse_sam_embedding", "strict_load",
+          "sam_config", "sam_overrides")
+# options that change no output: kept out of the run's fingerprint
+_NOT_FINGERPRINTED = ("upstream_repo", "device")
+
+
+def _sha1(array: np.ndarray) -> str:
+    a = np.ascontiguousarray(array)
+    h = hashlib.sha1(str((a.shape, a.dtype.str)).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The variant's settings with the explicit overrides applied, checked."""
+    unknown = sorted(set(options) - set(_SETTINGS) - set(_OTHER))
+    if unknown:
+        raise TypeError(f"adapter 'lens' got unknown options {', '.join(unknown)}; known: {', '.join(_SETTINGS + _OTHER)}")
+    name = options.get("variant", manifest.DEFAULT_VARIANT)
+    if name not in manifest.VARIANTS:
+        raise ValueError(f"unknown LENS variant {name!r}; known: {', '.join(manifest.VARIANTS)}")
+    settings = {"variant": name, **manifest.VARIANTS[name].settings()}
+    for key in _SETTINGS:
+        if key in options:
+            settings[key] = options[key]
+    if "max_new_tokens" in options and options["max_new_tokens"] and "max_length" not in options:
+        settings["max_length"] = None  # max_new_tokens replaces the variant's max_length
+    if settings["template"] not in prompts.TEMPLATES:
+        raise ValueError(f"unknown template {settings['template']!r}; known: {', '.join(prompts.TEMPLATES)}")
+    if settings["preprocessing"] not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {settings['preprocessing']!r}; known: {', '.join(PREPROCESSING)}")
+    if not settings["max_length"] and not settings["max_new_tokens"]:
+        raise ValueError("set max_length (upstream: 768, prompt included) or max_new_tokens")
+    for key in _OTHER[1:]:
+        if key in options:
+            settings[key] = options[key]
+    settings.setdefault("reuse_sam_embedding", True)
+    settings.setdefault("strict_load", True)
+    return settings
+
+
+class LensAdapter(Adapter):
+    """LENS behind the harness's adapter interface (see the module docstring)."""
+
+    info: ClassVar[AdapterInfo] = AdapterInfo(
+        name=manifest.NAME,
+        description=manifest.DESCRIPTION,
+        outputs=manifest.OUTPUTS,
+        box_space="pixel",
+        version=manifest.VERSION,
+        checkpoints=tuple(manifest.CHECKPOINTS),
+    )
+    MANIFEST: ClassVar[dict[str, Any]] = manifest.manifest()
+
+    def __init__(self, **options: Any) -> None:
+        self.settings = resolve_options(options)
+        self.options = {k: v for k, v in self.settings.items() if k not in _NOT_FINGERPRINTED}
+        self.preprocessing: Preprocessing = PREPROCESSING[self.settings["preprocessing"]]
+        self._lens: Any = None
+        self._processor: Any = None
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self, device: str = "cpu") -> None:
+        from harness_lens.model import load_lens
+
+        s = self.settings
+        self._lens = load_lens(
+            s["checkpoint"], s.get("device") or device, upstream_repo=s.get("upstream_repo"), dtype=s.get("dtype"),
+            attn=s.get("attn_implementation"), reuse_sam_embedding=bool(s["reuse_sam_embedding"]),
+            strict=bool(s["strict_load"]), sam_config=s.get("sam_config") or "sam2_hiera_l.yaml",
+            sam_overrides=s.get("sam_overrides"),
+        )
+        self._processor = self._lens.processor
+
+    def processor(self) -> Any:
+        """The checkpoint's processor (loaded alone, without weights, when the model is not)."""
+        if self._processor is None:
+            from harness_lens.model import load_processor
+
+            self._processor = load_processor(self.settings["checkpoint"])
+        return self._processor
+
+    # -- prediction ----------------------------------------------------------------------
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        import torch
+
+        from harness_lens.generation import generate, mask_pass_inputs, processor_inputs
+        from harness_lens.postprocess import logits_to_rle
+
+        if self._lens is None:
+            raise RuntimeError("LensAdapter.predict before load()")
+        if not samples:
+            return []
+        lens, s = self._lens, self.settings
+        pre = self.preprocessing(image)
+        texts = [prompts.render(lens.processor, s["template"], sample.expression) for sample in samples]
+        with torch.inference_mode():
+            inputs = processor_inputs(lens.processor, texts, pre.llm_image, lens.device, lens.dtype)
+            gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"])
+            lens.counters.generated_tokens += sum(gen.new_tokens)
+            sam_image = torch.from_numpy(pre.sam_image).to(lens.device)
+            second = mask_pass_inputs(gen, lens.processor.tokenizer.pad_token_id, sam_image)
+            lens.encoder.expect((self.preprocessing.name, _sha1(image)))
+            outputs, low_res = lens.model(output_hidden_states=True, use_learnable_query=True, **second)
+            del outputs, second
+            llm_hw = self._llm_hw(inputs)
+            preds = []
+            for i in range(len(samples)):
+                parsed = parse_answer(gen.texts[i], llm_hw, pre.original_hw)
+                preds.append(Prediction(
+                    mask=logits_to_rle(low_res[i], pre.original_hw), box=parsed.box, text=gen.texts[i],
+                    reasoning=parsed.reasoning, answer=parsed.answer, parse_status=parsed.status,
+                ))
+        return preds
+
+    def _llm_hw(self, inputs: Any) -> tuple[int, int]:
+        """(h, w) of the image as the language model saw it: the processor's patch grid x patch size.
+
+        For ``refcoco`` this equals ``smart_resize(h, w, 28, max_pixels=1e6)`` (the processor does
+        not resize again); for ``reasonseg`` the processor resizes the 640-longest image once more.
+        """
+        _, gh, gw = (int(v) for v in inputs["image_grid_thw"][0].tolist())
+        patch = int(getattr(self.processor().image_processor, "patch_size", 14))
+        return gh * patch, gw * patch
+
+    # -- review and efficiency hooks -----------------------------------------------------
+
+    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
+        """The exact prompt and digests of the preprocessed tensors, for input-diff review."""
+        processor = self.processor()
+        pre: Preprocessed = self.preprocessing(image)
+        prompt = prompts.render(processor, self.settings["template"], sample.expression)
+        enc = processor(text=[prompt], images=[pre.llm_image], padding=True, return_tensors="np")
+        llm = np.asarray(pre.llm_image)
+        return {
+            "prompt": prompt,
+            "template": self.settings["template"],
+            "preprocessing": self.preprocessing.name,
+            "llm_image_hw": [int(llm.shape[0]), int(llm.shape[1])],
+            "llm_image_sha1": _sha1(llm),
+            "pixel_values_sha1": _sha1(np.asarray(enc["pixel_values"], dtype=np.float32)),
+            "image_grid_thw": [int(v) for v in np.asarray(enc["image_grid_thw"])[0]],
+            "input_ids_sha1": _sha1(np.asarray(enc["input_ids"], dtype=np.int64)),
+            "prompt_tokens": int(np.asarray(enc["input_ids"]).shape[1]),
+            "sam_image_sha1": _sha1(pre.sam_image),
+        }
+
+    def stats(self) -> dict[str, float]:
+        if self._lens is None:
+            return {}
+        c = self._lens.counters
+        out = {
+            "segmenter_images": float(c.segmenter_images),
+            "generated_tokens": float(c.generated_tokens),
+            "forward_passes": float(c.forward_passes),
+            "vision_encoder_images": float(c.vision_encoder_images),
+        }
+        if str(self._lens.device).startswith("cuda"):
+            import torch
+
+            out["peak_gpu_memory_bytes"] = float(torch.cuda.max_memory_allocated(self._lens.device))
+        return out

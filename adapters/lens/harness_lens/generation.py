@@ -1,0 +1,86 @@
+"""The generation half of LENS: prompt batch -> greedy generation -> the new tokens' text.
+
+As upstream (``eval/evaluate_res2.py RefCOCOEvaluator.evaluate_single``): one processor call
+for all sentences of the image (``padding=True``, the same image repeated), inputs moved to
+the device with floating tensors cast to the model's dtype, ``model.generate(max_length=768,
+use_cache=True, do_sample=False)``; everything else comes from the checkpoint's
+``generation_config.json`` exactly as for upstream's call. Two deliberate differences:
+padding is forced to the left (upstream inherits the checkpoint's side, and right padding
+breaks batched generation), and only the new tokens are decoded (upstream decodes prompt
+and answer together, ``skip_special_tokens=True``, then searches the box in all of it).
+
+This module works with any Qwen2.5-VL model, LENS or stock, so the tests run it on a tiny
+random ``Qwen2_5_VLForConditionalGeneration`` without the LENS checkout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+UPSTREAM_MAX_LENGTH = 768
+
+
+@dataclass
+class Generated:
+    inputs: Any  # the processor's BatchFeature, on the device (reused by the mask pass)
+    sequences: torch.Tensor  # (n, prompt + new) token ids, left-padded prompt
+    prompt_length: int
+    texts: list[str]  # decoded new tokens, skip_special_tokens=True
+    new_tokens: list[int]  # per sentence: new tokens up to and including the first end token
+
+
+def processor_inputs(processor: Any, prompts: list[str], llm_image: Image.Image, device: str | torch.device,
+                     dtype: torch.dtype) -> Any:
+    """``processor(text=prompts, images=[img] * n, padding=True, return_tensors="pt")``, left-padded."""
+    processor.tokenizer.padding_side = "left"
+    inputs = processor(text=prompts, images=[llm_image] * len(prompts), padding=True, return_tensors="pt")
+    return inputs.to(device=device, dtype=dtype)
+
+
+def _end_ids(model: Any) -> set[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
+
+
+def count_new_tokens(new: torch.Tensor, end_ids: set[int]) -> list[int]:
+    """Tokens each sentence really generated: up to and including its first end token."""
+    counts = []
+    for row in new.tolist():
+        n = len(row)
+        for i, tok in enumerate(row):
+            if tok in end_ids:
+                n = i + 1
+                break
+        counts.append(n)
+    return counts
+
+
+def generate(model: Any, processor: Any, inputs: Any, max_length: int | None = UPSTREAM_MAX_LENGTH,
+             max_new_tokens: int | None = None) -> Generated:
+    """Greedy generation; ``max_new_tokens`` (as ``demo.py``) replaces ``max_length`` when given."""
+    budget: dict[str, int] = (
+        {"max_new_tokens": max_new_tokens} if max_new_tokens else {"max_length": int(max_length or UPSTREAM_MAX_LENGTH)}
+    )
+    sequences = model.generate(**inputs, use_cache=True, do_sample=False, **budget)
+    prompt_length = int(inputs["input_ids"].shape[1])
+    new = sequences[:, prompt_length:]
+    texts = processor.batch_decode(new, skip_special_tokens=True)
+    return Generated(inputs, sequences, prompt_length, texts, count_new_tokens(new, _end_ids(model)))
+
+
+def mask_pass_inputs(generated: Generated, pad_token_id: int, sam_image: torch.Tensor) -> dict[str, Any]:
+    """Upstream's second-pass inputs: the generated sequences, attention 1 except at pad tokens,
+    the processor's image tensors, and the SAM image repeated once per sentence."""
+    sequences = generated.sequences
+    attention = torch.ones_like(sequences, dtype=torch.int64)
+    attention[sequences == pad_token_id] = 0
+    inputs = dict(generated.inputs)
+    n = sequences.shape[0]
+    inputs.update(input_ids=sequences, attention_mask=attention, sam_images=sam_image.unsqueeze(0).repeat(n, 1, 1, 1))
+    return inputs

@@ -1,0 +1,254 @@
+"""Loading LENS from an upstream checkout, and the SAM image-encoder wrapper that reuses embeddings.
+
+LENS's model class is not on PyPI: it lives in hustvl/LENS under the top-level package
+``src`` (``src/open_r1/trainer/samr1.py``, ``SAMR1ForConditionalGeneration_qwen2p5``), whose
+vendored SAM2 initialises Hydra's global state when imported and whose YAML targets
+hard-code ``src.``. So the checkout's root goes on ``sys.path`` only in the process that
+loads the model (the adapter's worker), only when ``load`` runs, and the import refuses
+to proceed when another ``src`` package or another Hydra initialisation is already there.
+Nothing of the checkout is copied into this repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+UPSTREAM_ENV = "HARNESS_LENS_REPO"
+UPSTREAM_REVISION = "28cf510"  # the hustvl/LENS commit the adapter was written against (UPSTREAM.md)
+UPSTREAM_MODULE = "src.open_r1.trainer.samr1"
+UPSTREAM_CLASS = "SAMR1ForConditionalGeneration_qwen2p5"
+SAM_CONFIG = "sam2_hiera_l.yaml"  # what samr1.py builds
+
+
+class UpstreamError(RuntimeError):
+    """The LENS checkout is missing, wrong, or cannot be imported in this process."""
+
+
+def resolve_upstream(path: str | os.PathLike[str] | None) -> Path:
+    """The checkout named by the ``upstream_repo`` option, else by ``$HARNESS_LENS_REPO``."""
+    raw = path if path else os.environ.get(UPSTREAM_ENV)
+    if not raw:
+        raise UpstreamError(
+            f"LENS needs a checkout of hustvl/LENS (revision {UPSTREAM_REVISION}): set the adapter option "
+            f"upstream_repo or the environment variable {UPSTREAM_ENV} to its path"
+        )
+    repo = Path(raw).expanduser().resolve()
+    marker = repo / "src" / "open_r1" / "trainer" / "samr1.py"
+    if not marker.is_file():
+        raise UpstreamError(f"{repo} is not a hustvl/LENS checkout: {marker.relative_to(repo)} is missing")
+    return repo
+
+
+def upstream_commit(repo: Path) -> str | None:
+    """The checkout's commit when it is a git work tree (read without running git)."""
+    head = repo / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (repo / ".git" / ref[5:]).read_text().strip()
+        return ref
+    except OSError:
+        return None
+
+
+def import_upstream(repo: Path) -> ModuleType:
+    """Import ``src.open_r1.trainer.samr1`` from the checkout (once per process)."""
+    src_dir = (repo / "src").resolve()
+    loaded = sys.modules.get("src")
+    if loaded is not None:
+        where = [Path(p).resolve() for p in getattr(loaded, "__path__", [])]
+        if src_dir not in where:
+            raise UpstreamError(
+                f"another package named 'src' is already imported in this process ({', '.join(map(str, where)) or loaded!r}); "
+                "LENS must run in its own worker process"
+            )
+    else:
+        with contextlib.suppress(ImportError):
+            from hydra.core.global_hydra import GlobalHydra
+
+            if GlobalHydra.instance().is_initialized():
+                raise UpstreamError(
+                    "Hydra is already initialised in this process (another SAM2 package?); LENS's vendored SAM2 "
+                    "initialises it on import, so LENS must run in its own worker process"
+                )
+        if str(repo) not in sys.path:
+            sys.path.insert(0, str(repo))
+    try:
+        module = importlib.import_module(UPSTREAM_MODULE)
+    except ImportError as exc:
+        raise UpstreamError(f"cannot import {UPSTREAM_MODULE} from {repo}: {exc}") from exc
+    if Path(module.__file__ or "").resolve().parent.parent.parent != src_dir:
+        raise UpstreamError(f"{UPSTREAM_MODULE} was imported from {module.__file__}, not from {repo}")
+    return module
+
+
+def flash_attention_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def choose_precision(device: str, dtype: str | None = None, attn: str | None = None) -> tuple[torch.dtype, str]:
+    """bf16 with flash-attention 2 (upstream) or sdpa on GPU; fp32 with sdpa on CPU."""
+    on_gpu = device.startswith("cuda")
+    names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+             "float32": torch.float32, "fp32": torch.float32}
+    if dtype is not None and dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
+    torch_dtype = names[dtype] if dtype else (torch.bfloat16 if on_gpu else torch.float32)
+    if attn is None:
+        attn = "flash_attention_2" if on_gpu and flash_attention_available() else "sdpa"
+    return torch_dtype, attn
+
+
+@contextlib.contextmanager
+def sam_builder(samr1: ModuleType, config: str, overrides: list[str]) -> Iterator[None]:
+    """While constructing the model, build SAM2 from ``config`` with Hydra ``overrides``.
+
+    ``samr1.py`` hard-codes ``build_sam2("sam2_hiera_l.yaml", ...)``; the defaults change
+    nothing. The tests use this to build a tiny SAM2 (same code, small dimensions).
+    """
+    if config == SAM_CONFIG and not overrides:
+        yield
+        return
+    original = samr1.build_sam2
+
+    @functools.wraps(original)
+    def build(_config_file: str, *args: Any, hydra_overrides_extra: list[str] | None = None, **kwargs: Any) -> Any:
+        return original(config, *args, hydra_overrides_extra=[*(hydra_overrides_extra or []), *overrides], **kwargs)
+
+    samr1.build_sam2 = build
+    try:
+        yield
+    finally:
+        samr1.build_sam2 = original
+
+
+@dataclass
+class Counters:
+    """Cumulative work done, for ``Adapter.stats``."""
+
+    segmenter_images: int = 0  # images through SAM's image encoder
+    generated_tokens: int = 0  # new tokens up to and including the end token, summed over sentences
+    forward_passes: int = 0  # batched calls of the model's forward: prefill, each decoding step, mask pass
+    vision_encoder_images: int = 0  # images through the Qwen ViT (generation and mask pass each run it)
+
+
+def _repeat(obj: Any, n: int) -> Any:
+    """A fresh copy of a backbone output with every tensor repeated n times along the batch."""
+    if isinstance(obj, torch.Tensor):
+        return obj.repeat(n, *([1] * (obj.dim() - 1)))
+    if isinstance(obj, dict):
+        return {k: _repeat(v, n) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_repeat(v, n) for v in obj)
+    return obj
+
+
+class SamImageEncoder:
+    """Stands in for ``model.sam.forward_image``: one encoding per image, repeated for its sentences.
+
+    Upstream's mask pass feeds the same 1024x1024 image once per sentence and SAM2 encodes
+    each copy. With ``reuse`` this encodes the first row only when every row is the same
+    image, and keeps the result for the next call when the adapter says it is the same
+    image again (``expect``). The rest of upstream's forward runs unchanged on the repeated
+    features. ``reuse=False`` is upstream's behaviour (for checking, and the counters).
+    """
+
+    def __init__(self, sam: torch.nn.Module, counters: Counters, reuse: bool = True) -> None:
+        self._encode = sam.forward_image
+        self.counters = counters
+        self.reuse = reuse
+        self._key: Any = None
+        self._cached: Any = None
+        self._expected: Any = None
+        sam.forward_image = self  # instance attribute shadows the method
+
+    def expect(self, key: Any) -> None:
+        """The identity of the image the next call will encode (None: do not keep across calls)."""
+        self._expected = key
+
+    def clear(self) -> None:
+        self._key = self._cached = None
+
+    def __call__(self, img_batch: torch.Tensor) -> Any:
+        n = int(img_batch.shape[0])
+        same = n == 1 or all(torch.equal(img_batch[0], img_batch[i]) for i in range(1, n))
+        if not self.reuse or not same:
+            self.counters.segmenter_images += n
+            return self._encode(img_batch)
+        key = self._expected
+        if key is None or key != self._key or self._cached is None:
+            self._cached = self._encode(img_batch[:1])
+            self._key = key
+            self.counters.segmenter_images += 1
+        return _repeat(self._cached, n)
+
+
+def count_forward_passes(model: torch.nn.Module, counters: Counters) -> None:
+    def hook(module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        counters.forward_passes += 1
+        grid = kwargs.get("image_grid_thw")
+        if kwargs.get("pixel_values") is not None and grid is not None:
+            counters.vision_encoder_images += int(grid.shape[0])
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@dataclass
+class LoadedLens:
+    model: Any
+    processor: Any
+    encoder: SamImageEncoder
+    counters: Counters
+    device: str
+    dtype: torch.dtype
+    attn_implementation: str
+    upstream: Path
+    upstream_commit: str | None
+
+
+def load_processor(checkpoint: str) -> Any:
+    """The checkpoint's processor with left padding forced (batched generation needs it)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def load_lens(
+    checkpoint: str, device: str, upstream_repo: str | None = None, dtype: str | None = None, attn: str | None = None,
+    reuse_sam_embedding: bool = True, strict: bool = True, sam_config: str = SAM_CONFIG, sam_overrides: list[str] | None = None,
+) -> LoadedLens:
+    """Import the upstream class from the checkout, load the checkpoint as upstream does, wrap SAM."""
+    repo = resolve_upstream(upstream_repo)
+    samr1 = import_upstream(repo)
+    cls = getattr(samr1, UPSTREAM_CLASS)
+    torch_dtype, attn_impl = choose_precision(device, dtype, attn)
+    with sam_builder(samr1, sam_config, list(sam_overrides or [])):
+        model, info = cls.from_pretrained(checkpoint, torch_dtype=torch_dtype, attn_implementation=attn_impl,
+                                          output_loading_info=True)
+    missing = list(info.get("missing_keys") or [])
+    if missing and strict:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise RuntimeError(
+            f"{checkpoint}: {len(missing)} weights are missing from the checkpoint and would be random ({shown}); "
+            "a LENS checkpoint carries the language model, the queries, the connector and SAM (sam.*). "
+            "Set the option strict_load: false to load it anyway."
+        )
+    model.to(device).eval()
+    counters = Counters()
+    encoder = SamImageEncoder(model.sam, counters, reuse=reuse_sam_embedding)
+    count_forward_passes(model, counters)
+    return LoadedLens(model, load_processor(checkpoint), encoder, counters, device, torch_dtype, attn_impl, repo, upstream_commit(repo))

@@ -1,0 +1,132 @@
+"""A tiny random LISA built from the checkout's classes, saved, loaded through the adapter's
+real loading path, and run end to end; its masks are compared with upstream's own
+``model_forward(inference=True)`` and ``evaluate`` (whose hard-coded ``.cuda()`` is made a
+no-op for the comparison). Skipped without HARNESS_LISA_REPO."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from harness import masks
+from harness.types import GroundTruth, ParseStatus, Sample
+from tiny import llama_like_tokenizer, save_tiny_clip, tiny_sam
+
+from harness_lisa.adapter import LisaAdapter
+from harness_lisa.preprocess import preprocess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(lisa_repo, tmp_path_factory):
+    from harness_lisa.upstream import import_module
+
+    lisa = import_module(lisa_repo, "model.LISA")
+    build_sam = import_module(lisa_repo, "model.segment_anything.build_sam")
+    llava = import_module(lisa_repo, "model.llava.model.language_model.llava_llama")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(lisa, "build_sam_vit_h", lambda checkpoint=None: tiny_sam(build_sam))  # ViT-H is 630M parameters
+    root = tmp_path_factory.mktemp("lisa")
+    clip_dir = save_tiny_clip(root / "tiny-clip-vit")
+    tok = llama_like_tokenizer()
+    config = llava.LlavaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                               num_attention_heads=4, max_position_embeddings=2048, pad_token_id=0, bos_token_id=1,
+                               eos_token_id=2)
+    config.train_mask_decoder, config.out_dim = True, 256
+    config.vision_tower = config.mm_vision_tower = str(clip_dir)
+    config.mm_hidden_size, config.mm_vision_select_layer, config.mm_use_im_start_end = 32, -2, True
+    torch.manual_seed(0)
+    model = lisa.LISAForCausalLM(config, seg_token_idx=tok.convert_tokens_to_ids("[SEG]"))
+    ckpt = root / "tiny-lisa"
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    adapter = LisaAdapter(checkpoint=str(ckpt), upstream_repo=str(lisa_repo), vision_tower=str(clip_dir),
+                          use_fast_tokenizer=True)
+    adapter.load("cpu")
+    yield adapter
+    patch.undo()
+
+
+def _samples(h: int, w: int, texts: list[str]) -> list[Sample]:
+    gt = GroundTruth(mask=masks.empty(h, w))
+    return [Sample(id=f"t/{i}", image="x.jpg", expression=t, gt=gt, dataset="refcoco", split="val") for i, t in enumerate(texts)]
+
+
+def _image(h: int = 48, w: int = 64) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def test_teacher_forced_end_to_end_matches_upstream_model_forward(tiny, monkeypatch) -> None:
+    image = _image()
+    samples = _samples(48, 64, ["the red car", "A dog on the LEFT", "sky"])
+    preds = tiny.predict(image, samples)
+    assert len(preds) == 3
+    for p in preds:
+        assert p.mask is not None and p.mask["size"] == [48, 64]
+        assert p.box == masks.mask_box(p.mask) and p.parse_status is ParseStatus.NONE
+    stats = tiny.stats()
+    assert stats["segmenter_images"] == 1 and stats["forward_passes"] == 1 and stats["generated_tokens"] == 0
+
+    # upstream's own path on the same inputs, as train_ds.py validate feeds it
+    from harness_lisa import tokens
+
+    rt = tiny._rt
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
+    pre = preprocess(image)
+    ids, att = tokens.pad_right([tokens.tokenizer_image_token(tiny.prompt(s), rt.tokenizer) for s in samples],
+                                rt.tokenizer.pad_token_id)
+    with torch.no_grad():
+        out = rt.model(images=torch.from_numpy(pre.sam_image)[None], images_clip=torch.from_numpy(pre.clip_image)[None],
+                       input_ids=ids, labels=None, attention_masks=att, offset=torch.tensor([0, 3]),
+                       masks_list=[torch.zeros(3, 48, 64)], label_list=[torch.ones(48, 64) * 255],
+                       resize_list=[pre.resize_hw], inference=True)
+    upstream = (out["pred_masks"][0] > 0).numpy()
+    for i, p in enumerate(preds):
+        np.testing.assert_array_equal(masks.decode(p.mask), upstream[i])
+
+
+def _force_next_token(model, token_id: int) -> None:
+    """Replace the LM head by one that always prefers ``token_id`` (a test-only steering)."""
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    head.weight.data.zero_()
+    head.bias.data.zero_()
+    head.bias.data[token_id] = 10.0
+    model.lm_head = head
+
+
+def test_generate_variant_matches_upstream_evaluate(tiny, monkeypatch) -> None:
+    rt = tiny._rt
+    gen = LisaAdapter.from_runtime(rt, protocol="generate", max_new_tokens=3)
+    _force_next_token(rt.model, rt.seg_token_idx)
+    image = _image()
+    samples = _samples(48, 64, ["the red car"])
+    [pred] = gen.predict(image, samples)
+    assert pred.text == "[SEG][SEG][SEG]" and pred.parse_status is ParseStatus.OK
+    assert pred.box == masks.mask_box(pred.mask)
+
+    from harness_lisa import tokens
+
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
+    rt.model.generation_config.use_cache = False  # what LisaModel's config.use_cache = False gives the released checkpoints
+    pre = preprocess(image)
+    ids = torch.tensor([tokens.tokenizer_image_token(gen.prompt(samples[0]), rt.tokenizer)])
+    output_ids, pred_masks = rt.model.evaluate(torch.from_numpy(pre.clip_image)[None], torch.from_numpy(pre.sam_image)[None],
+                                               ids, [pre.resize_hw], [(48, 64)], max_new_tokens=3, tokenizer=rt.tokenizer)
+    assert output_ids[0, ids.shape[1]:].tolist() == [rt.seg_token_idx] * 3
+    np.testing.assert_array_equal(masks.decode(pred.mask), (pred_masks[0][0] > 0).numpy())
+
+
+def test_generate_without_seg_gives_empty_mask(tiny) -> None:
+    rt = tiny._rt
+    gen = LisaAdapter.from_runtime(rt, protocol="generate", max_new_tokens=2)
+    _force_next_token(rt.model, rt.tokenizer.convert_tokens_to_ids("a"))
+    [pred] = gen.predict(_image(), _samples(48, 64, ["x"]))
+    assert pred.text == "aa" and pred.parse_status is ParseStatus.FAILED
+    assert pred.mask is not None and masks.area(pred.mask) == 0 and pred.box is None
+
+
+def test_inputs_hook_is_deterministic(tiny) -> None:
+    s = _samples(48, 64, ["the red car"])[0]
+    a, b = tiny.inputs(_image(), s), tiny.inputs(_image(), s)
+    assert a == b and a["prompt"].endswith("ASSISTANT: [SEG].</s>") and a["sam_resize_hw"] == [768, 1024]

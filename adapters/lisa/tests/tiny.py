@@ -1,0 +1,82 @@
+"""Tiny offline stand-ins: a LLaMA-like tokenizer with a 32000-entry base vocabulary, a tiny CLIP
+vision tower saved to disk, and a tiny LISA built from the upstream classes.
+
+Nothing here touches the network: the tokenizer is made with ``tokenizers`` (Metaspace
+pre-tokenizer, one token per character, fillers up to 32000 so that added tokens get LLaMA's
+ids 32000+), the CLIP tower from a ``CLIPVisionConfig``.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BASE_VOCAB = 32000
+
+
+def llama_like_tokenizer(added: tuple[str, ...] = ("[SEG]",), special: tuple[str, ...] = ("<im_start>", "<im_end>"),
+                         base_vocab: int = BASE_VOCAB) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for ch in ["▁", "\n", *string.printable]:
+        if ch not in vocab and ch not in " \t\r\x0b\x0c":
+            vocab[ch] = len(vocab)
+    while len(vocab) < base_vocab:
+        vocab[f"<unused{len(vocab)}>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", fuse_unk=True))
+    try:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", add_prefix_space=True)
+        tok.decoder = decoders.Metaspace(replacement="▁", add_prefix_space=True)
+    except TypeError:  # tokenizers >= 0.19
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])  # matched in text, as LLaMA's tokenizer does
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   padding_side="right", model_max_length=2048)
+    if added:
+        fast.add_tokens(list(added))
+    if special:
+        fast.add_tokens(list(special), special_tokens=True)
+    fast.pad_token = fast.unk_token
+    return fast
+
+
+def save_tiny_clip(directory: Path, image_size: int = 224, patch_size: int = 14, hidden: int = 32) -> Path:
+    """A random CLIP vision tower and its image processor; the directory name contains "clip"
+    (LLaVA's ``build_vision_tower`` accepts only names with "clip", "openai" or "laion")."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=image_size, patch_size=patch_size, projection_dim=hidden)
+    torch.manual_seed(0)
+    CLIPVisionModel(cfg).save_pretrained(directory)
+    CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+    ).save_pretrained(directory)
+    return directory
+
+
+def tiny_sam(build_sam_module: Any) -> Any:
+    """SAM with a 2-block, 32-wide image encoder (prompt encoder and mask decoder as upstream builds them)."""
+    return build_sam_module._build_sam(encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2,
+                                       encoder_global_attn_indexes=[1], checkpoint=None)
+
+
+def openai_clip_processor(size: int) -> Any:
+    """CLIPImageProcessor configured as openai/clip-vit-large-patch14(-336)'s preprocessor_config.json."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        do_resize=True, size={"shortest_edge": size}, resample=3, do_center_crop=True,
+        crop_size={"height": size, "width": size}, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        do_convert_rgb=True,
+    )

@@ -1,0 +1,114 @@
+"""SAM 3 on a tiny random model: image + expression -> processor -> Sam3Model -> selection -> mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from harness import masks
+from harness.registry import adapter_class
+from harness.types import GroundTruth, ParseStatus, Sample
+
+from harness_sam3.adapter import Sam3Adapter, Sam3UnionAdapter
+
+H, W = 90, 130
+
+
+def sample(expr: str, i: int = 0) -> Sample:
+    return Sample(id=f"t/val/0/{i}", image="unused.jpg", expression=expr, gt=GroundTruth(mask=masks.empty(H, W)), dataset="t", split="val")
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.random.default_rng(2).integers(0, 256, size=(H, W, 3), dtype=np.uint8)
+
+
+def load(path: str, **options) -> Sam3Adapter:
+    cls = Sam3UnionAdapter if options.pop("union", False) else Sam3Adapter
+    adapter = cls(model_path=path, **options)
+    adapter.load("cpu")
+    return adapter
+
+
+def reference(adapter: Sam3Adapter, image: np.ndarray, expr: str, threshold: float):
+    """Upstream's rule written out by hand on the raw outputs: per-instance masks, scores, boxes."""
+    with torch.no_grad():
+        px = adapter.processor(images=[image], return_tensors="pt")["pixel_values"]
+        text = adapter.processor(text=expr, return_tensors="pt")
+        out = adapter.model(pixel_values=px, input_ids=text["input_ids"], attention_mask=text["attention_mask"])
+    scores = out.pred_logits[0].sigmoid() * out.presence_logits[0].sigmoid()
+    keep = scores > threshold
+    if not keep.any():
+        return np.zeros((0, H, W), bool), np.zeros(0), np.zeros((0, 4))
+    logits = torch.nn.functional.interpolate(out.pred_masks[:, keep], size=(H, W), mode="bilinear", align_corners=False)[0]
+    inst = (logits.sigmoid() > 0.5).numpy()
+    boxes = (out.pred_boxes[0, keep] * torch.tensor([W, H, W, H])).numpy()
+    return inst, scores[keep].numpy(), boxes
+
+
+def test_default_threshold_random_model_gives_an_empty_mask(tiny_path, image) -> None:
+    adapter = load(tiny_path)
+    inst, _, _ = reference(adapter, image, "the man on the left", 0.5)
+    (p,) = adapter.predict(image, [sample("the man on the left")])
+    assert p.mask["size"] == [H, W] and p.parse_status is ParseStatus.NONE and not p.failed
+    assert len(inst) == 0  # random scores sit near 0.25: nothing passes 0.5 -> SAM 3's "no target"
+    assert masks.area(p.mask) == 0 and p.box is None
+    assert adapter.stats()["instances_kept"] == 0
+
+
+def test_top1_is_the_highest_scoring_instance(tiny_path, image) -> None:
+    adapter = load(tiny_path, score_threshold=0.0)
+    inst, scores, boxes = reference(adapter, image, "a red car", 0.0)
+    best = int(np.argmax(scores))
+    (p,) = adapter.predict(image, [sample("a red car")])
+    assert np.array_equal(masks.decode(p.mask), inst[best])
+    assert p.box == pytest.approx(tuple(boxes[best]), abs=1e-3)
+
+
+def test_union_is_the_or_of_kept_instances(tiny_path, image) -> None:
+    adapter = load(tiny_path, union=True, score_threshold=0.0)
+    inst, _, boxes = reference(adapter, image, "two dogs", 0.0)
+    (p,) = adapter.predict(image, [sample("two dogs")])
+    assert np.array_equal(masks.decode(p.mask), inst.any(axis=0))
+    assert p.box == pytest.approx((boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()), abs=1e-3)
+
+
+def test_threshold_between_scores_keeps_only_the_higher(tiny_path, image) -> None:
+    probe = load(tiny_path, score_threshold=0.0)
+    _, scores, _ = reference(probe, image, "zebra", 0.0)
+    cut = float(np.sort(scores)[-2] + np.sort(scores)[-1]) / 2  # only the best instance is above
+    union = load(tiny_path, union=True, score_threshold=cut)
+    top1 = load(tiny_path, score_threshold=0.0)
+    assert union.predict(image, [sample("zebra")])[0].mask == top1.predict(image, [sample("zebra")])[0].mask
+    assert union.stats()["instances_kept"] == 1
+
+
+def test_image_encoded_once_per_image_and_counters(tiny_path, image) -> None:
+    adapter = load(tiny_path, score_threshold=0.0)
+    preds = adapter.predict(image, [sample("the man on the left"), sample("a red car", 1), sample("zebra", 2)])
+    assert len(preds) == 3
+    stats = adapter.stats()
+    assert stats["images_encoded_by_segmenter"] == 1 and stats["forward_passes"] == 3
+    assert stats["tokens_generated"] == 0 and stats["peak_gpu_memory_mb"] == 0
+    # the cached vision features give what a full forward gives
+    inst, scores, _ = reference(adapter, image, "a red car", 0.0)
+    assert np.array_equal(masks.decode(preds[1].mask), inst[int(np.argmax(scores))])
+
+
+def test_inputs_are_recorded(tiny_path, image) -> None:
+    adapter = load(tiny_path)
+    info = adapter.inputs(image, sample("The man on the left."))
+    assert info["prompt"] == "The man on the left."  # the expression itself, unchanged
+    assert info["pixel_values_shape"] == [1, 3, 112, 112]
+    assert info["input_ids"][0] == adapter.processor.tokenizer.bos_token_id and len(info["input_ids"]) == 32
+
+
+def test_variants_and_registry() -> None:
+    assert Sam3Adapter().options == {"model_path": "facebook/sam3", "mode": "top1", "score_threshold": 0.5,
+                                     "mask_threshold": 0.5, "dtype": "auto"}
+    assert Sam3UnionAdapter().options["mode"] == "union"
+    assert adapter_class("sam3") is Sam3Adapter and adapter_class("sam3-union") is Sam3UnionAdapter
+    with pytest.raises(ValueError, match="mode"):
+        Sam3Adapter(mode="all")
+    with pytest.raises(TypeError, match="unknown options"):
+        Sam3Adapter(threshold=0.3)
