@@ -184,7 +184,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 mine = shard.take(samples[split]) if shard else samples[split]
                 suffix = shard.suffix if shard else None
                 log = run_dir.log(name, split, suffix)
-                with locks.held(log.path.with_suffix(".lock"), what=f"{log.path}"):
+                with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
                     update(_mark(name, split, shard, "running"))
                     others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in iter_records(p)}
                     progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,

@@ -100,7 +100,7 @@ def test_a_second_writer_is_refused(tmp_path: Path) -> None:
             run(build_config(models="empty", suite=suite, out=out), render=False)
     # Ranks of one sharded run share the directory; the same shard twice is refused.
     with locks.held(out / ".writer.lock", shared=True):
-        with locks.held(out / "empty" / "val.shard-0-of-2.lock"):
+        with locks.held(out / "empty" / ".val.shard-0-of-2.lock"):
             with pytest.raises(LockedError):
                 run(build_config(models="empty", suite=suite, out=out, shard="0/2"), render=False)
 
