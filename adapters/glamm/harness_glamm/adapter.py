@@ -24,13 +24,14 @@ mmcv's RoIAlign and friends; ``installed``: a real mmcv 1.x).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from harness.adapter import Adapter, AdapterInfo
+from harness.modelkit import counters, llava_sam
+from harness.modelkit.digests import array_sha1 as sha1
 from harness.types import Prediction, Sample
 
 from harness_glamm import __version__, prompts
@@ -51,13 +52,6 @@ NOT_DRAWN = "not drawn"
 _OPTIONS = ("variant", "arg", "checkpoint", "protocol", "seed", "question_template", "answer_template", "upstream_repo",
             "vision_tower", "device", "dtype", "strict_load", "use_fast_tokenizer", "mmcv")
 _NOT_FINGERPRINTED = ("upstream_repo", "device", "arg")
-
-
-def sha1(array: np.ndarray) -> str:
-    a = np.ascontiguousarray(array)
-    h = hashlib.sha1(str((a.shape, a.dtype.str)).encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -147,9 +141,6 @@ class GlammAdapter(Adapter):
     # -- prediction --------------------------------------------------------------------------
 
     def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        from harness_glamm import tokens
-        from harness_glamm.postprocess import logits_to_mask, mask_and_box
-
         if self._rt is None:
             raise RuntimeError("GlammAdapter.predict before load()")
         if not samples:
@@ -157,7 +148,7 @@ class GlammAdapter(Adapter):
         rt = self._rt
         pre = preprocess(image)
         texts, owners = self.conversations(samples)
-        ids = [tokens.tokenizer_image_token(t, rt.tokenizer) for t in texts]
+        ids = [llava_sam.tokenizer_image_token(t, rt.tokenizer) for t in texts]
         embedding = rt.encode_image(pre.sam_image)
         logits = rt.teacher_forced(embedding, rt.clip_tensor(pre.clip_image), ids)
         preds: list[Prediction | None] = [None] * len(samples)
@@ -165,7 +156,7 @@ class GlammAdapter(Adapter):
             if len(conv_logits) != len(idx):
                 raise RuntimeError(f"conversation {row} has {len(conv_logits)} [SEG] tokens for {len(idx)} sentences")
             for low_res, i in zip(conv_logits, idx):
-                rle, box = mask_and_box(logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
+                rle, box = llava_sam.mask_and_box(llava_sam.logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
                 preds[i] = Prediction(mask=rle, box=box)
         seed = self.settings.get("seed")
         return [p if p is not None else Prediction(
@@ -189,11 +180,9 @@ class GlammAdapter(Adapter):
 
         Under GLaMM's protocol the prompt depends on the image's other sentences; this shows the
         prompt the sample would get alone (its own draw of templates)."""
-        from harness_glamm import tokens
-
         pre = preprocess(image)
         texts, _ = self.conversations([sample])
-        ids = tokens.tokenizer_image_token(texts[0], self.tokenizer())
+        ids = llava_sam.tokenizer_image_token(texts[0], self.tokenizer())
         return {
             "prompt": texts[0],
             "protocol": self.settings["protocol"],
@@ -207,11 +196,4 @@ class GlammAdapter(Adapter):
     def stats(self) -> dict[str, float]:
         if self._rt is None:
             return {}
-        c = self._rt.counters
-        out = {"segmenter_images": float(c.segmenter_images), "generated_tokens": float(c.generated_tokens),
-               "forward_passes": float(c.forward_passes)}
-        if str(self._rt.device).startswith("cuda"):
-            import torch
-
-            out["peak_gpu_memory_bytes"] = float(torch.cuda.max_memory_allocated(self._rt.device))
-        return out
+        return counters.stats(self._rt.counters, self._rt.device)

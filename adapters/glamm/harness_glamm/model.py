@@ -3,7 +3,7 @@
 Loading (``eval/referring_seg/infer_and_evaluate.py`` with ``--pretrained``, as
 ``run_evaluation.sh`` calls it): the checkpoint's tokenizer (``model_max_length=1536,
 padding_side="right", use_fast=False``, pad = unk; ``--pretrained`` adds no tokens), the
-``[SEG]`` and ``<bbox>`` ids (checked, see ``tokens``), ``GLaMMForCausalLM.from_pretrained(
+``[SEG]`` and ``<bbox>`` ids (checked, see ``harness.modelkit.llava_sam``), ``GLaMMForCausalLM.from_pretrained(
 version, torch_dtype=bf16, low_cpu_mem_usage=True, **model_args)`` with upstream's
 ``model_args`` (``vision_pretrained`` is None here: upstream builds SAM from
 ``sam_vit_h_4b8939.pth`` and then overwrites every SAM weight with the checkpoint's, so the file
@@ -23,31 +23,18 @@ on the image's embedding, computed once per image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
+from harness.modelkit import llava_sam
+from harness.modelkit.llava_sam import LlavaSamRuntime, WeightsNotLoaded, check_weights_loaded, resolve_dtype, set_special_token_ids
 
-from harness_glamm import tokens
 from harness_glamm.upstream import import_module, resolve_upstream, upstream_commit
 
+__all__ = ["DEFAULT_VISION_TOWER", "GlammRuntime", "WeightsNotLoaded", "load_glamm", "model_args", "resolve_dtype"]
+
 DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14-336"
-_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
-           "float16": torch.float16, "fp16": torch.float16}
-
-
-class WeightsNotLoaded(RuntimeError):
-    """The checkpoint did not provide every weight of the model."""
-
-
-def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
-    """bf16 on a GPU (hard-coded upstream), fp32 elsewhere, unless named."""
-    if dtype:
-        if dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(_DTYPES)}")
-        return _DTYPES[dtype]
-    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
 
 
 def model_args(seg_token_idx: int, bbox_token_idx: int, vision_tower: str) -> dict[str, Any]:
@@ -63,56 +50,18 @@ def model_args(seg_token_idx: int, bbox_token_idx: int, vision_tower: str) -> di
 
 
 @dataclass
-class Counters:
-    segmenter_images: int = 0
-    generated_tokens: int = 0
-    forward_passes: int = 0
+class GlammRuntime(LlavaSamRuntime):
+    """A loaded GLaMM model (image branches and SAM's decoder, ``_generate_and_postprocess_masks``:
+    ``harness.modelkit.llava_sam.LlavaSamRuntime``) and its teacher-forced inference."""
 
-
-@dataclass
-class GlammRuntime:
-    model: Any
-    tokenizer: Any
-    seg_token_idx: int
-    device: torch.device
-    dtype: torch.dtype
-    upstream_commit: str | None = None
-    counters: Counters = field(default_factory=Counters)
-
-    @property
-    def image_tokens(self) -> int:
-        """How many embeddings replace the one ``<image>`` id (576 for CLIP ViT-L/14 at 336)."""
-        return int(self.model.get_model().get_vision_tower().num_patches)
-
-    def _llava_forward(self, **kwargs: Any) -> Any:
-        glamm_cls = next(c for c in type(self.model).__mro__ if c.__name__ == "GLaMMForCausalLM")
-        self.counters.forward_passes += 1
-        return super(glamm_cls, self.model).forward(**kwargs)
-
-    def clip_tensor(self, clip_image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(clip_image)[None].to(device=self.device, dtype=self.dtype)
-
-    def encode_image(self, sam_image: np.ndarray) -> torch.Tensor:
-        """SAM's image embedding (1, 256, 64, 64): ``get_grounding_encoder_embs`` once for the image."""
-        x = torch.from_numpy(sam_image)[None].to(device=self.device, dtype=self.dtype)
-        self.counters.segmenter_images += 1
-        return self.model.get_grounding_encoder_embs(x)
-
-    def decode_masks(self, pred_embeddings: torch.Tensor, image_embedding: torch.Tensor) -> torch.Tensor:
-        """(k, 256) [SEG] vectors -> (k, 1, 256, 256) logits (``_generate_and_postprocess_masks``)."""
-        sam = self.model.get_model().grounding_encoder
-        sparse, dense = sam.prompt_encoder(points=None, boxes=None, masks=None, text_embeds=pred_embeddings.unsqueeze(1))
-        sparse = sparse.to(pred_embeddings.dtype)
-        low_res, _ = sam.mask_decoder(
-            image_embeddings=image_embedding[:1], image_pe=sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
-        )
-        return low_res
+    CAUSAL_LM: ClassVar[str] = "GLaMMForCausalLM"
+    SAM_ATTR: ClassVar[str] = "grounding_encoder"
+    SAM_EMBEDDINGS: ClassVar[str] = "get_grounding_encoder_embs"
 
     @torch.no_grad()
     def teacher_forced(self, image_embedding: torch.Tensor, clip: torch.Tensor, id_lists: list[list[int]]) -> list[list[torch.Tensor]]:
         """Per conversation, the (1, 256, 256) logits of each of its [SEG] tokens, in order."""
-        input_ids, attention = tokens.pad_right(id_lists, self.tokenizer.pad_token_id)
+        input_ids, attention = llava_sam.pad_right(id_lists, self.tokenizer.pad_token_id)
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         n = input_ids.shape[0]
         seg = input_ids[:, 1:] == self.seg_token_idx
@@ -149,21 +98,15 @@ def load_glamm(checkpoint: str, device: str, *, upstream_repo: str | None = None
     tokenizer = AutoTokenizer.from_pretrained(checkpoint, model_max_length=model_max_length, padding_side="right",
                                               use_fast=use_fast)
     tokenizer.pad_token = tokenizer.unk_token
-    seg_token_idx = tokens.special_token_id(tokenizer, "[SEG]")
-    bbox_token_idx = tokens.special_token_id(tokenizer, "<bbox>")
+    seg_token_idx = llava_sam.special_token_id(tokenizer, "[SEG]")
+    bbox_token_idx = llava_sam.special_token_id(tokenizer, "<bbox>")
     torch_dtype = resolve_dtype(dtype, device)
     model, info = glamm.GLaMMForCausalLM.from_pretrained(
         checkpoint, torch_dtype=torch_dtype, low_cpu_mem_usage=True, output_loading_info=True,
         **model_args(seg_token_idx, bbox_token_idx, vision_tower),
     )
-    missing = list(info.get("missing_keys") or [])
-    if strict and missing:
-        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
-        raise WeightsNotLoaded(f"{checkpoint}: {len(missing)} weights missing from the checkpoint ({shown}); "
-                               "GLaMM would run with random weights (set strict_load: false to allow)")
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.bos_token_id = tokenizer.bos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
+    check_weights_loaded(checkpoint, info, strict, "GLaMM")
+    set_special_token_ids(model, tokenizer)
     model.get_model().initialize_vision_modules(model.get_model().config)
     model.get_model().get_vision_tower().to(dtype=torch_dtype)
     model.resize_token_embeddings(len(tokenizer))

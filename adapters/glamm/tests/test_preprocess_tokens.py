@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny import llama_like_tokenizer, openai_clip_processor
+from harness.modelkit import llava_sam as tokens
+from harness.modelkit.llava_sam import logits_to_mask
+from harness.modelkit.testing import llama_like_tokenizer, openai_clip_processor
 
 from harness_glamm import preprocess as pp
-from harness_glamm import prompts, tokens
-from harness_glamm.postprocess import logits_to_mask
+from harness_glamm import prompts
 
 
 @pytest.mark.parametrize("hw", [(5, 9), (480, 640), (336, 337)])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 from harness import masks
+from harness.modelkit.testing import llama_like_tokenizer, save_tiny_clip, tiny_sam
 from harness.types import GroundTruth, Sample
-from tiny import llama_like_tokenizer, save_tiny_clip, tiny_sam
 
 from harness_glamm.adapter import NOT_DRAWN, GlammAdapter
 from harness_glamm.preprocess import preprocess
@@ -66,7 +66,7 @@ def _image():
 
 
 def _upstream(rt, image, prompts_, monkeypatch):
-    from harness_glamm import tokens
+    from harness.modelkit import llava_sam as tokens
 
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
     pre = preprocess(image)

@@ -21,12 +21,13 @@ config; tests only).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from harness.adapter import Adapter, AdapterInfo
+from harness.modelkit import counters
+from harness.modelkit.digests import array_sha1 as _sha1
 from harness.types import Prediction, Sample
 
 from harness_lens import manifest, prompts
@@ -38,13 +39,6 @@ _OTHER = ("variant", "upstream_repo", "device", "dtype", "attn_implementation", 
           "sam_config", "sam_overrides")
 # options that change no output: kept out of the run's fingerprint
 _NOT_FINGERPRINTED = ("upstream_repo", "device")
-
-
-def _sha1(array: np.ndarray) -> str:
-    a = np.ascontiguousarray(array)
-    h = hashlib.sha1(str((a.shape, a.dtype.str)).encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -186,15 +180,4 @@ class LensAdapter(Adapter):
     def stats(self) -> dict[str, float]:
         if self._lens is None:
             return {}
-        c = self._lens.counters
-        out = {
-            "segmenter_images": float(c.segmenter_images),
-            "generated_tokens": float(c.generated_tokens),
-            "forward_passes": float(c.forward_passes),
-            "vision_encoder_images": float(c.vision_encoder_images),
-        }
-        if str(self._lens.device).startswith("cuda"):
-            import torch
-
-            out["peak_gpu_memory_bytes"] = float(torch.cuda.max_memory_allocated(self._lens.device))
-        return out
+        return counters.stats(self._lens.counters, self._lens.device)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import importlib.util
 import os
 import sys
@@ -24,72 +23,46 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from harness.modelkit.counters import WorkCounters
+from harness.modelkit.upstream import Upstream, UpstreamError, upstream_commit
 
-UPSTREAM_ENV = "HARNESS_LENS_REPO"
-UPSTREAM_REVISION = "28cf510"  # the hustvl/LENS commit the adapter was written against (UPSTREAM.md)
+UPSTREAM = Upstream(
+    name="LENS",
+    repository="hustvl/LENS",
+    env="HARNESS_LENS_REPO",
+    revision="28cf510",  # the hustvl/LENS commit the adapter was written against (UPSTREAM.md)
+    marker="src/open_r1/trainer/samr1.py",
+    top_level=("src",),
+    isolation="LENS must run in its own worker process",
+)
 UPSTREAM_MODULE = "src.open_r1.trainer.samr1"
 UPSTREAM_CLASS = "SAMR1ForConditionalGeneration_qwen2p5"
 SAM_CONFIG = "sam2_hiera_l.yaml"  # what samr1.py builds
 
 
-class UpstreamError(RuntimeError):
-    """The LENS checkout is missing, wrong, or cannot be imported in this process."""
-
-
 def resolve_upstream(path: str | os.PathLike[str] | None) -> Path:
     """The checkout named by the ``upstream_repo`` option, else by ``$HARNESS_LENS_REPO``."""
-    raw = path if path else os.environ.get(UPSTREAM_ENV)
-    if not raw:
-        raise UpstreamError(
-            f"LENS needs a checkout of hustvl/LENS (revision {UPSTREAM_REVISION}): set the adapter option "
-            f"upstream_repo or the environment variable {UPSTREAM_ENV} to its path"
-        )
-    repo = Path(raw).expanduser().resolve()
-    marker = repo / "src" / "open_r1" / "trainer" / "samr1.py"
-    if not marker.is_file():
-        raise UpstreamError(f"{repo} is not a hustvl/LENS checkout: {marker.relative_to(repo)} is missing")
-    return repo
+    return UPSTREAM.resolve(path)
 
 
-def upstream_commit(repo: Path) -> str | None:
-    """The checkout's commit when it is a git work tree (read without running git)."""
-    head = repo / ".git" / "HEAD"
-    try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (repo / ".git" / ref[5:]).read_text().strip()
-        return ref
-    except OSError:
-        return None
+def _check_hydra(repo: Path) -> None:
+    """LENS's vendored SAM2 initialises Hydra on import: refuse when something else already did."""
+    if "src" in sys.modules:
+        return
+    with contextlib.suppress(ImportError):
+        from hydra.core.global_hydra import GlobalHydra
+
+        if GlobalHydra.instance().is_initialized():
+            raise UpstreamError(
+                "Hydra is already initialised in this process (another SAM2 package?); LENS's vendored SAM2 "
+                "initialises it on import, so LENS must run in its own worker process"
+            )
 
 
 def import_upstream(repo: Path) -> ModuleType:
     """Import ``src.open_r1.trainer.samr1`` from the checkout (once per process)."""
-    src_dir = (repo / "src").resolve()
-    loaded = sys.modules.get("src")
-    if loaded is not None:
-        where = [Path(p).resolve() for p in getattr(loaded, "__path__", [])]
-        if src_dir not in where:
-            raise UpstreamError(
-                f"another package named 'src' is already imported in this process ({', '.join(map(str, where)) or loaded!r}); "
-                "LENS must run in its own worker process"
-            )
-    else:
-        with contextlib.suppress(ImportError):
-            from hydra.core.global_hydra import GlobalHydra
-
-            if GlobalHydra.instance().is_initialized():
-                raise UpstreamError(
-                    "Hydra is already initialised in this process (another SAM2 package?); LENS's vendored SAM2 "
-                    "initialises it on import, so LENS must run in its own worker process"
-                )
-        if str(repo) not in sys.path:
-            sys.path.insert(0, str(repo))
-    try:
-        module = importlib.import_module(UPSTREAM_MODULE)
-    except ImportError as exc:
-        raise UpstreamError(f"cannot import {UPSTREAM_MODULE} from {repo}: {exc}") from exc
-    if Path(module.__file__ or "").resolve().parent.parent.parent != src_dir:
+    module = UPSTREAM.import_module(repo, UPSTREAM_MODULE, prepare=_check_hydra)
+    if Path(module.__file__ or "").resolve().parent.parent.parent != (repo / "src").resolve():
         raise UpstreamError(f"{UPSTREAM_MODULE} was imported from {module.__file__}, not from {repo}")
     return module
 
@@ -135,12 +108,11 @@ def sam_builder(samr1: ModuleType, config: str, overrides: list[str]) -> Iterato
 
 
 @dataclass
-class Counters:
-    """Cumulative work done, for ``Adapter.stats``."""
+class Counters(WorkCounters):
+    """Cumulative work done, for ``Adapter.stats``: ``generated_tokens`` counts new tokens up to and
+    including the end token; ``forward_passes`` the batched calls of the model's forward (prefill,
+    each decoding step, mask pass)."""
 
-    segmenter_images: int = 0  # images through SAM's image encoder
-    generated_tokens: int = 0  # new tokens up to and including the end token, summed over sentences
-    forward_passes: int = 0  # batched calls of the model's forward: prefill, each decoding step, mask pass
     vision_encoder_images: int = 0  # images through the Qwen ViT (generation and mask pass each run it)
 
 

@@ -24,13 +24,14 @@ Other options: ``checkpoint`` (hub id or directory, overrides the variant's), ``
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
+from harness.modelkit import counters, llava_sam
+from harness.modelkit.digests import array_sha1 as sha1
 from harness.types import ParseStatus, Prediction, Sample
 
 from harness_lisa import __version__, prompts
@@ -54,13 +55,6 @@ MAX_NEW_TOKENS = 512  # chat.py
 _OPTIONS = ("variant", "arg", "checkpoint", "protocol", "max_new_tokens", "upstream_repo", "vision_tower", "device",
             "dtype", "strict_load", "use_fast_tokenizer")
 _NOT_FINGERPRINTED = ("upstream_repo", "device", "arg")
-
-
-def sha1(array: np.ndarray) -> str:
-    a = np.ascontiguousarray(array)
-    h = hashlib.sha1(str((a.shape, a.dtype.str)).encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -132,23 +126,20 @@ class LisaAdapter(Adapter):
     # -- prediction ----------------------------------------------------------------------
 
     def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        from harness_lisa import tokens
-        from harness_lisa.postprocess import logits_to_mask, mask_and_box
-
         if self._rt is None:
             raise RuntimeError("LisaAdapter.predict before load()")
         if not samples:
             return []
         rt = self._rt
         pre: Preprocessed = preprocess(image)
-        ids = [tokens.tokenizer_image_token(self.prompt(s), rt.tokenizer) for s in samples]
+        ids = [llava_sam.tokenizer_image_token(self.prompt(s), rt.tokenizer) for s in samples]
         embedding = rt.encode_image(pre.sam_image)
         clip = rt.clip_tensor(pre.clip_image)
         h, w = pre.original_hw
         preds: list[Prediction] = []
         if not self.generating:
             for low_res in rt.teacher_forced(embedding, clip, ids):
-                rle, box = mask_and_box(logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
+                rle, box = llava_sam.mask_and_box(llava_sam.logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
                 preds.append(Prediction(mask=rle, box=box))
             return preds
         for sample_ids in ids:
@@ -158,7 +149,7 @@ class LisaAdapter(Adapter):
                 preds.append(Prediction(mask=masks.empty(h, w), text=text, answer=text,
                                         parse_status=ParseStatus.FAILED))
                 continue
-            rle, box = mask_and_box(logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
+            rle, box = llava_sam.mask_and_box(llava_sam.logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
             preds.append(Prediction(mask=rle, box=box, text=text, answer=text, parse_status=ParseStatus.OK))
         return preds
 
@@ -183,11 +174,9 @@ class LisaAdapter(Adapter):
 
     def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
         """The exact prompt and digests of the preprocessed tensors, for input-diff review."""
-        from harness_lisa import tokens
-
         pre = preprocess(image)
         prompt = self.prompt(sample)
-        ids = tokens.tokenizer_image_token(prompt, self.tokenizer())
+        ids = llava_sam.tokenizer_image_token(prompt, self.tokenizer())
         return {
             "prompt": prompt,
             "protocol": self.settings["protocol"],
@@ -201,11 +190,4 @@ class LisaAdapter(Adapter):
     def stats(self) -> dict[str, float]:
         if self._rt is None:
             return {}
-        c = self._rt.counters
-        out = {"segmenter_images": float(c.segmenter_images), "generated_tokens": float(c.generated_tokens),
-               "forward_passes": float(c.forward_passes)}
-        if str(self._rt.device).startswith("cuda"):
-            import torch
-
-            out["peak_gpu_memory_bytes"] = float(torch.cuda.max_memory_allocated(self._rt.device))
-        return out
+        return counters.stats(self._rt.counters, self._rt.device)

@@ -2,7 +2,7 @@
 
 Loading (``chat.py`` lines 70-150, bf16 path): the checkpoint's own tokenizer
 (``model_max_length=512, padding_side="right", use_fast=False``, pad = unk), the ``[SEG]`` id
-(checked, see ``tokens``), ``LISAForCausalLM.from_pretrained(version, low_cpu_mem_usage=True,
+(checked, see ``harness.modelkit.llava_sam``), ``LISAForCausalLM.from_pretrained(version, low_cpu_mem_usage=True,
 vision_tower=..., seg_token_idx=..., torch_dtype=...)``, eos/bos/pad ids copied to the config,
 ``initialize_vision_modules`` (CLIP from ``vision_tower``), then the whole model in bf16 on the
 GPU. A checkpoint that leaves any weight missing stops the load (``strict``): LISA with
@@ -32,73 +32,28 @@ generation (``evaluate``, lines 286-356)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-import numpy as np
 import torch
+from harness.modelkit import llava_sam
+from harness.modelkit.llava_sam import LlavaSamRuntime, WeightsNotLoaded, check_weights_loaded, resolve_dtype, set_special_token_ids
 
-from harness_lisa import tokens
 from harness_lisa.upstream import import_module, resolve_upstream, upstream_commit
 
+__all__ = ["DEFAULT_VISION_TOWER", "LisaRuntime", "WeightsNotLoaded", "load_lisa", "resolve_dtype"]
+
 DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14"
-_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
-           "float16": torch.float16, "fp16": torch.float16}
-
-
-class WeightsNotLoaded(RuntimeError):
-    """The checkpoint did not provide every weight of the model."""
-
-
-def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
-    """bf16 on a GPU (upstream's default precision), fp32 elsewhere, unless named."""
-    if dtype:
-        if dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(_DTYPES)}")
-        return _DTYPES[dtype]
-    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
 
 
 @dataclass
-class Counters:
-    segmenter_images: int = 0
-    generated_tokens: int = 0
-    forward_passes: int = 0
+class LisaRuntime(LlavaSamRuntime):
+    """A loaded LISA model with the pieces its inference needs (image branches and SAM's decoder:
+    ``harness.modelkit.llava_sam.LlavaSamRuntime``)."""
 
-
-@dataclass
-class LisaRuntime:
-    """A loaded LISA model with the pieces its inference needs."""
-
-    model: Any
-    tokenizer: Any
-    seg_token_idx: int
-    device: torch.device
-    dtype: torch.dtype
-    upstream_commit: str | None = None
-    counters: Counters = field(default_factory=Counters)
-
-    @property
-    def image_tokens(self) -> int:
-        """How many embeddings replace the one ``<image>`` id (256 for CLIP ViT-L/14 at 224)."""
-        return int(self.model.get_model().get_vision_tower().num_patches)
-
-    def _llava_forward(self, **kwargs: Any) -> Any:
-        # ``super().forward`` inside LISAForCausalLM: LlavaLlamaForCausalLM.forward
-        lisa_cls = next(c for c in type(self.model).__mro__ if c.__name__ == "LISAForCausalLM")
-        self.counters.forward_passes += 1
-        return super(lisa_cls, self.model).forward(**kwargs)
-
-    # -- image branches ---------------------------------------------------------------
-
-    def clip_tensor(self, clip_image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(clip_image)[None].to(device=self.device, dtype=self.dtype)
-
-    def encode_image(self, sam_image: np.ndarray) -> torch.Tensor:
-        """SAM's image embedding (1, 256, 64, 64): ``get_visual_embs`` once for the image."""
-        x = torch.from_numpy(sam_image)[None].to(device=self.device, dtype=self.dtype)
-        self.counters.segmenter_images += 1
-        return self.model.get_visual_embs(x)
+    CAUSAL_LM: ClassVar[str] = "LISAForCausalLM"
+    SAM_ATTR: ClassVar[str] = "visual_model"
+    SAM_EMBEDDINGS: ClassVar[str] = "get_visual_embs"
 
     # -- the [SEG] embeddings and SAM's decoder --------------------------------------
 
@@ -111,23 +66,12 @@ class LisaRuntime:
         last_hidden_state = torch.stack([fcs[0](hidden)], dim=-1).sum(dim=-1)
         return last_hidden_state[seg_token_mask]
 
-    def decode_masks(self, pred_embeddings: torch.Tensor, image_embedding: torch.Tensor) -> torch.Tensor:
-        """(k, 256) [SEG] vectors -> (k, 1, 256, 256) low-resolution logits for one image."""
-        sam = self.model.get_model().visual_model
-        sparse, dense = sam.prompt_encoder(points=None, boxes=None, masks=None, text_embeds=pred_embeddings.unsqueeze(1))
-        sparse = sparse.to(pred_embeddings.dtype)
-        low_res, _ = sam.mask_decoder(
-            image_embeddings=image_embedding[:1], image_pe=sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
-        )
-        return low_res
-
     # -- the two protocols -----------------------------------------------------------
 
     @torch.no_grad()
     def teacher_forced(self, image_embedding: torch.Tensor, clip: torch.Tensor, id_lists: list[list[int]]) -> list[torch.Tensor]:
         """One forward over all sentences of one image; one (1, 256, 256) logit map per sentence."""
-        input_ids, attention = tokens.pad_right(id_lists, self.tokenizer.pad_token_id)
+        input_ids, attention = llava_sam.pad_right(id_lists, self.tokenizer.pad_token_id)
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         n = input_ids.shape[0]
         seg = input_ids[:, 1:] == self.seg_token_idx
@@ -176,20 +120,14 @@ def load_lisa(checkpoint: str, device: str, *, upstream_repo: str | None = None,
     tokenizer = AutoTokenizer.from_pretrained(checkpoint, cache_dir=None, model_max_length=model_max_length,
                                               padding_side="right", use_fast=use_fast)
     tokenizer.pad_token = tokenizer.unk_token
-    seg_token_idx = tokens.special_token_id(tokenizer, "[SEG]")
+    seg_token_idx = llava_sam.special_token_id(tokenizer, "[SEG]")
     torch_dtype = resolve_dtype(dtype, device)
     model, info = lisa.LISAForCausalLM.from_pretrained(
         checkpoint, low_cpu_mem_usage=True, vision_tower=vision_tower, seg_token_idx=seg_token_idx,
         torch_dtype=torch_dtype, output_loading_info=True,
     )
-    missing = list(info.get("missing_keys") or [])
-    if strict and missing:
-        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
-        raise WeightsNotLoaded(f"{checkpoint}: {len(missing)} weights missing from the checkpoint ({shown}); "
-                               "LISA would run with random weights (set strict_load: false to allow)")
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.bos_token_id = tokenizer.bos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
+    check_weights_loaded(checkpoint, info, strict, "LISA")
+    set_special_token_ids(model, tokenizer)
     model.get_model().initialize_vision_modules(model.get_model().config)
     model.get_model().get_vision_tower().to(dtype=torch_dtype)
     model = model.to(dtype=torch_dtype).to(device)

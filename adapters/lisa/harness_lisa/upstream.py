@@ -1,4 +1,4 @@
-"""Finding and importing LISA's model code from a checkout (never copied into this repository).
+"""LISA's checkout (``harness.modelkit.upstream``; the model code is never copied into this repository).
 
 LISA's code is not on PyPI. Its model lives in dvlab-research/LISA under the generic
 top-level names ``model`` (``model/LISA.py``, ``model/llava``, ``model/segment_anything``) and
@@ -13,75 +13,31 @@ or ``utils`` package from somewhere else is already imported.
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
-UPSTREAM_ENV = "HARNESS_LISA_REPO"
-UPSTREAM_REVISION = "3cb2d43"  # the dvlab-research/LISA commit the adapter was written against (UPSTREAM.md)
-_MARKER = Path("model") / "LISA.py"
-_TOP_LEVEL = ("model", "utils")
+from harness.modelkit.upstream import Upstream, UpstreamError, upstream_commit
 
+__all__ = ["UPSTREAM", "UpstreamError", "import_module", "resolve_upstream", "upstream_commit"]
 
-class UpstreamError(RuntimeError):
-    """The LISA checkout is missing, wrong, or cannot be imported in this process."""
+UPSTREAM = Upstream(
+    name="LISA",
+    repository="dvlab-research/LISA",
+    env="HARNESS_LISA_REPO",
+    revision="3cb2d43",  # the dvlab-research/LISA commit the adapter was written against (UPSTREAM.md)
+    marker="model/LISA.py",
+    top_level=("model", "utils"),
+    isolation="LISA must run in its own worker process (harness env create lisa)",
+    import_hints=(("torchvision", " (LISA's model/segment_anything imports torchvision: install the torchvision that matches torch)"),),
+)
 
 
 def resolve_upstream(path: str | os.PathLike[str] | None = None) -> Path:
     """The checkout named by the ``upstream_repo`` option, else by ``$HARNESS_LISA_REPO``."""
-    raw = path if path else os.environ.get(UPSTREAM_ENV)
-    if not raw:
-        raise UpstreamError(
-            f"LISA needs a checkout of dvlab-research/LISA (revision {UPSTREAM_REVISION}): set the adapter option "
-            f"upstream_repo or the environment variable {UPSTREAM_ENV} to its path"
-        )
-    repo = Path(raw).expanduser().resolve()
-    if not (repo / _MARKER).is_file():
-        raise UpstreamError(f"{repo} is not a dvlab-research/LISA checkout: {_MARKER} is missing")
-    return repo
-
-
-def upstream_commit(repo: Path) -> str | None:
-    """The checkout's commit when it is a git work tree (read without running git)."""
-    head = repo / ".git" / "HEAD"
-    try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (repo / ".git" / ref[5:]).read_text().strip()
-        return ref
-    except OSError:
-        return None
-
-
-def _check_top_level(repo: Path) -> None:
-    for name in _TOP_LEVEL:
-        loaded = sys.modules.get(name)
-        if loaded is None:
-            continue
-        paths = [Path(p).resolve() for p in getattr(loaded, "__path__", [])]
-        file = getattr(loaded, "__file__", None)
-        if file:
-            paths.append(Path(file).resolve().parent)
-        if (repo / name).resolve() not in paths:
-            where = ", ".join(map(str, paths)) or repr(loaded)
-            raise UpstreamError(
-                f"another package named {name!r} is already imported in this process ({where}); "
-                "LISA must run in its own worker process (harness env create lisa)"
-            )
+    return UPSTREAM.resolve(path)
 
 
 def import_module(repo: Path, name: str) -> ModuleType:
     """Import ``name`` (e.g. ``model.LISA``) from the checkout, putting it first on sys.path."""
-    _check_top_level(repo)
-    root = str(repo)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        hint = ""
-        if "torchvision" in str(exc):
-            hint = " (LISA's model/segment_anything imports torchvision: install the torchvision that matches torch)"
-        raise UpstreamError(f"cannot import {name} from {repo}: {exc}{hint}") from exc
+    return UPSTREAM.import_module(repo, name)

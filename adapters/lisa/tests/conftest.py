@@ -10,12 +10,14 @@ called. The adapter itself never does this: its environment installs the real to
 from __future__ import annotations
 
 import importlib.machinery
-import os
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from harness.modelkit.testing import checkout_or_skip
+
+from harness_lisa.upstream import UPSTREAM
 
 
 def _torchvision_stand_in() -> None:
@@ -48,11 +50,6 @@ def _torchvision_stand_in() -> None:
 
 @pytest.fixture(scope="session")
 def lisa_repo() -> Path:
-    raw = os.environ.get("HARNESS_LISA_REPO")
-    if not raw:
-        pytest.skip("HARNESS_LISA_REPO is not set (a checkout of dvlab-research/LISA)")
-    repo = Path(raw)
-    if not (repo / "model" / "LISA.py").is_file():
-        pytest.skip(f"HARNESS_LISA_REPO={raw} is not a LISA checkout")
+    repo = checkout_or_skip(UPSTREAM)
     _torchvision_stand_in()
     return repo

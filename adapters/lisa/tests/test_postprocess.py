@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from harness import masks
-
-from harness_lisa.postprocess import logits_to_mask, mask_and_box, postprocess_masks
+from harness.modelkit.llava_sam import logits_to_mask, mask_and_box, postprocess_masks
 
 
 def test_left_half_positive_maps_to_left_half_of_resized_region() -> None:
@@ -47,7 +46,7 @@ def test_matches_checkout_sam_postprocess(lisa_repo) -> None:
     from harness_lisa.upstream import import_module
 
     bs = import_module(lisa_repo, "model.segment_anything.build_sam")
-    from tiny import tiny_sam
+    from harness.modelkit.testing import tiny_sam
 
     sam = tiny_sam(bs)
     torch.manual_seed(1)

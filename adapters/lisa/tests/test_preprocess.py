@@ -37,7 +37,7 @@ def test_clip_centre_crop_by_hand() -> None:
 
 @pytest.mark.parametrize("hw", [(5, 9), (300, 200), (224, 225), (37, 1000)])
 def test_clip_matches_transformers_processor(hw) -> None:
-    from tiny import openai_clip_processor
+    from harness.modelkit.testing import openai_clip_processor
 
     rng = np.random.default_rng(sum(hw))
     image = rng.integers(0, 256, size=(*hw, 3), dtype=np.uint8)

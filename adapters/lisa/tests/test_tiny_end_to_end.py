@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 from harness import masks
+from harness.modelkit.testing import llama_like_tokenizer, save_tiny_clip, tiny_sam
 from harness.types import GroundTruth, ParseStatus, Sample
-from tiny import llama_like_tokenizer, save_tiny_clip, tiny_sam
 
 from harness_lisa.adapter import LisaAdapter
 from harness_lisa.preprocess import preprocess
@@ -69,7 +69,7 @@ def test_teacher_forced_end_to_end_matches_upstream_model_forward(tiny, monkeypa
     assert stats["segmenter_images"] == 1 and stats["forward_passes"] == 1 and stats["generated_tokens"] == 0
 
     # upstream's own path on the same inputs, as train_ds.py validate feeds it
-    from harness_lisa import tokens
+    from harness.modelkit import llava_sam as tokens
 
     rt = tiny._rt
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
@@ -105,7 +105,7 @@ def test_generate_variant_matches_upstream_evaluate(tiny, monkeypatch) -> None:
     assert pred.text == "[SEG][SEG][SEG]" and pred.parse_status is ParseStatus.OK
     assert pred.box == masks.mask_box(pred.mask)
 
-    from harness_lisa import tokens
+    from harness.modelkit import llava_sam as tokens
 
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
     rt.model.generation_config.use_cache = False  # what LisaModel's config.use_cache = False gives the released checkpoints

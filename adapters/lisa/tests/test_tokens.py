@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tiny import llama_like_tokenizer
+from harness.modelkit import llava_sam as tokens
+from harness.modelkit.testing import llama_like_tokenizer
 
-from harness_lisa import prompts, tokens
+from harness_lisa import prompts
 
 
 def test_seg_id_of_a_right_tokenizer() -> None:

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
+from harness.modelkit.counters import update_peak_gpu_memory_mb
 from harness.types import Box, ParseStatus, Prediction, Sample
 from PIL import Image
 
@@ -129,16 +130,9 @@ class Sam3Adapter(Adapter):
                 self._counters["instances_kept"] += kept
                 out.append(Prediction(mask=masks.encode(mask), box=box, answer=f"{kept} instance(s) kept",
                                       parse_status=ParseStatus.NONE))
-        self._update_peak_memory()
+        update_peak_gpu_memory_mb(self._counters, self.device)
         seconds = (time.perf_counter() - start) / max(1, len(samples))
         return [replace(p, seconds=seconds) for p in out]
-
-    def _update_peak_memory(self) -> None:
-        import torch
-
-        if self.device.startswith("cuda") and torch.cuda.is_available():
-            peak = torch.cuda.max_memory_allocated(torch.device(self.device)) / 2**20
-            self._counters["peak_gpu_memory_mb"] = max(self._counters["peak_gpu_memory_mb"], float(peak))
 
     def stats(self) -> dict[str, float]:
         """Cumulative counters; SAM 3 has no language model, so tokens_generated stays 0."""

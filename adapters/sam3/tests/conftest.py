@@ -8,25 +8,10 @@ failure happens, the real torchvision is imported with that one registration mod
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
+from harness.modelkit.testing import import_torchvision_on_cpu_torch
 
-
-def _import_torchvision() -> None:
-    try:
-        import torchvision
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision  # noqa: F401
-
-
-_import_torchvision()
+import_torchvision_on_cpu_torch()
 
 
 @pytest.fixture(scope="session")

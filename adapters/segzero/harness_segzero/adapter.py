@@ -31,6 +31,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.answer import AnswerParseError, split_reasoning
+from harness.modelkit.counters import update_peak_gpu_memory_mb
 from harness.types import ParseStatus, Prediction, Sample
 from PIL import Image
 
@@ -218,16 +219,9 @@ class SegZeroAdapter(Adapter):
                 continue
             out.append(Prediction(mask=masks.encode(mask), box=parsing.union_box(parsed.prompts), text=text,
                                   reasoning=reasoning, answer=parsed.answer, parse_status=ParseStatus.OK))
-        self._update_peak_memory()
+        update_peak_gpu_memory_mb(self._counters, self.device)
         seconds = (time.perf_counter() - start) / max(1, len(samples))
         return [_with_seconds(p, seconds) for p in out]
-
-    def _update_peak_memory(self) -> None:
-        import torch
-
-        if self.device.startswith("cuda") and torch.cuda.is_available():
-            peak = torch.cuda.max_memory_allocated(torch.device(self.device)) / 2**20
-            self._counters["peak_gpu_memory_mb"] = max(self._counters["peak_gpu_memory_mb"], float(peak))
 
     def stats(self) -> dict[str, float]:
         """Cumulative counters since construction (LLM forwards include the prefill)."""

@@ -10,25 +10,10 @@ skipped. torchvision's C operators (nms, roi_align) stay unavailable; nothing he
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
+from harness.modelkit.testing import import_torchvision_on_cpu_torch
 
-
-def _import_torchvision() -> None:
-    try:
-        import torchvision
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision  # noqa: F401
-
-
-_import_torchvision()
+import_torchvision_on_cpu_torch()
 
 
 @pytest.fixture(scope="session")

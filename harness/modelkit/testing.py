@@ -1,20 +1,57 @@
-"""Tiny offline stand-ins: a LLaMA-like tokenizer with a 32000-entry base vocabulary, a tiny CLIP
-vision tower saved to disk, and a tiny LISA built from the upstream classes.
+"""Helpers for the adapters' own tests (imported by their ``tests/``, never by the engine).
 
-Nothing here touches the network: the tokenizer is made with ``tokenizers`` (Metaspace
-pre-tokenizer, one token per character, fillers up to 32000 so that added tokens get LLaMA's
-ids 32000+), the CLIP tower from a ``CLIPVisionConfig``.
+- ``import_torchvision_on_cpu_torch``: torchvision's PyPI wheels are CUDA builds; with the CPU
+  torch of a test environment ``import torchvision`` fails while registering fake kernels for its
+  C operators (``operator torchvision::nms does not exist``). When - and only when - that exact
+  failure happens, the real torchvision is imported with that one registration module skipped:
+  its pure-Python transforms work, its C operators (nms, roi_align) stay unavailable.
+- ``checkout_or_skip``: the upstream checkout a test needs, or a clean skip.
+- tiny offline stand-ins of the LLaVA family (LISA, GLaMM): a LLaMA-like tokenizer with a
+  32000-entry base vocabulary, a tiny CLIP vision tower saved to disk, a tiny SAM, and the
+  ``CLIPImageProcessor`` of openai/clip-vit-large-patch14(-336). Nothing touches the network:
+  the tokenizer is made with ``tokenizers`` (Metaspace pre-tokenizer, one token per character,
+  fillers up to 32000 so that added tokens get LLaMA's ids 32000+), the CLIP tower from a
+  ``CLIPVisionConfig``.
 """
 
 from __future__ import annotations
 
+import os
 import string
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
-import torch
+from harness.modelkit.upstream import Upstream
 
 BASE_VOCAB = 32000
+
+
+def import_torchvision_on_cpu_torch() -> None:
+    """``import torchvision``; on a CPU torch, without its fake-kernel registrations (see the module docstring)."""
+    try:
+        import torchvision
+    except RuntimeError as exc:
+        if "torchvision::" not in str(exc):
+            raise
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision  # noqa: F401
+
+
+def checkout_or_skip(upstream: Upstream) -> Path:
+    """The checkout named by ``$<env>`` (not resolved); skips the test when it is unset or not such a checkout."""
+    import pytest
+
+    raw = os.environ.get(upstream.env)
+    if not raw:
+        pytest.skip(f"{upstream.env} is not set (a checkout of {upstream.repository})")
+    repo = Path(raw)
+    if not (repo / upstream.marker).is_file():
+        pytest.skip(f"{upstream.env}={raw} is not a {upstream.repository} checkout")
+    return repo
 
 
 def llama_like_tokenizer(added: tuple[str, ...] = ("[SEG]",), special: tuple[str, ...] = ("<im_start>", "<im_end>"),
@@ -50,6 +87,7 @@ def llama_like_tokenizer(added: tuple[str, ...] = ("[SEG]",), special: tuple[str
 def save_tiny_clip(directory: Path, image_size: int = 224, patch_size: int = 14, hidden: int = 32) -> Path:
     """A random CLIP vision tower and its image processor; the directory name contains "clip"
     (LLaVA's ``build_vision_tower`` accepts only names with "clip", "openai" or "laion")."""
+    import torch
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     directory.mkdir(parents=True, exist_ok=True)
