@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+from helper_datasets import lisa_iau
 from pycocotools import mask as mask_utils
 
 from harness import masks
@@ -177,16 +178,7 @@ def lisa_reference(outputs: list[np.ndarray], targets: list[np.ndarray], backend
             a_t = torch.histc(t.float(), bins=2, min=0, max=1)
             return float(a_i[1]), float((a_o + a_t - a_i)[1])
     else:
-
-        def iau(output: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-            o = output.astype(np.int64).ravel().copy()
-            t = target.astype(np.int64).ravel()
-            o[t == 255] = 255
-            inter = o[o == t]
-            a_i = np.histogram(inter, bins=2, range=(0, 1))[0]
-            a_o = np.histogram(o, bins=2, range=(0, 1))[0]
-            a_t = np.histogram(t, bins=2, range=(0, 1))[0]
-            return float(a_i[1]), float((a_o + a_t - a_i)[1])
+        iau = lisa_iau  # the same histogram semantics on numpy
 
     sum_i = sum_u = acc = 0.0
     for o, t in zip(outputs, targets):

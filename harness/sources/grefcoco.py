@@ -34,6 +34,7 @@ from harness.sources.refer import (
     COCO_PUBLISHED,
     COCO_TRAIN2014,
     TEXT_MODES,
+    check_refs,
     image_path,
     load_instances,
     memo_load,
@@ -92,18 +93,7 @@ class GRefCocoSource(FileSource):
         ]
 
     def _load_refs(self, path: Path) -> list[dict[str, Any]]:
-        refs = memo_load(path, read_pickle if path.suffix == ".p" else read_json)
-        if not isinstance(refs, list):
-            raise SourceError(f"{path}: expected a list of refs, got {type(refs).__name__}")
-        for i, ref in enumerate(refs):
-            if not isinstance(ref, dict):
-                raise SourceError(f"{path}: ref #{i} is a {type(ref).__name__}, not an object")
-            lacking = [k for k in ("ref_id", "ann_id", "image_id", "split", "sentences") if k not in ref]
-            if lacking:
-                raise SourceError(f"{path}: ref #{i} lacks {', '.join(lacking)}")
-            if not isinstance(ref["sentences"], list) or any(not isinstance(s, dict) for s in ref["sentences"]):
-                raise SourceError(f"{path}: ref {ref['ref_id']} has malformed 'sentences' (a list of objects is expected)")
-        return refs
+        return check_refs(memo_load(path, read_pickle if path.suffix == ".p" else read_json), path)
 
     def _target(self, ann_ids: list[int], inst: Any, h: int, w: int, spec: dict[str, Any],
                 where: str) -> tuple[GroundTruth, dict[str, Any]]:

@@ -20,27 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.store import write_text_atomic
 from harness.types import GroundTruth, Sample
 
 CACHE_FORMAT = 1
 _HASH_CHUNK = 1 << 20
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FileHasher:
@@ -78,7 +66,7 @@ class FileHasher:
     def save(self) -> None:
         if self._dirty and self._memo is not None:
             try:
-                _atomic_write(self.path, json.dumps(self._memo, separators=(",", ":")))
+                write_text_atomic(self.path, json.dumps(self._memo, separators=(",", ":")))
             except OSError:
                 pass  # the memo is an optimisation; an unwritable cache only costs re-hashing
             self._dirty = False
@@ -147,7 +135,7 @@ def save_index(path: Path, key: str, samples: Sequence[Sample], data_root: Path 
         "samples": rows,
     }
     try:
-        _atomic_write(path, json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
+        write_text_atomic(path, json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
     except OSError:
         pass  # a read-only cache: the next run parses again
 

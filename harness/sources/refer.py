@@ -185,18 +185,7 @@ class ReferSource(FileSource):
         ]
 
     def load_refs(self, path: Path) -> list[dict[str, Any]]:
-        refs = memo_load(path, read_pickle)
-        if not isinstance(refs, list):
-            raise SourceError(f"{path}: expected a pickled list of refs, got {type(refs).__name__}")
-        for i, ref in enumerate(refs):
-            if not isinstance(ref, dict):
-                raise SourceError(f"{path}: ref #{i} is a {type(ref).__name__}, not a dict")
-            lacking = [k for k in ("ref_id", "ann_id", "image_id", "split", "sentences") if k not in ref]
-            if lacking:
-                raise SourceError(f"{path}: ref #{i} lacks {', '.join(lacking)}")
-            if not isinstance(ref["sentences"], list) or any(not isinstance(s, dict) for s in ref["sentences"]):
-                raise SourceError(f"{path}: ref {ref['ref_id']} has malformed 'sentences' (a list of dicts is expected)")
-        return refs
+        return check_refs(memo_load(path, read_pickle), path)
 
     def build(self, split: str, spec: dict[str, Any]) -> tuple[list[Sample], list[str]]:
         refs_path, inst_path = self._files(spec)
@@ -243,3 +232,19 @@ class ReferSource(FileSource):
             out.append(Sample(id=sid, image=image, expression=normalise(sent, spec["text"]), gt=gt,
                               dataset=spec["dataset"], split=split, meta=meta))
         return out
+
+
+def check_refs(refs: Any, path: Path) -> list[dict[str, Any]]:
+    """The refs of a REFER-style file (refs(...).p, grefs(...).json), checked field by field."""
+    if not isinstance(refs, list):
+        kind = "a pickled list" if path.suffix == ".p" else "a list"
+        raise SourceError(f"{path}: expected {kind} of refs, got {type(refs).__name__}")
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            raise SourceError(f"{path}: ref #{i} is a {type(ref).__name__}, not a dict")
+        lacking = [k for k in ("ref_id", "ann_id", "image_id", "split", "sentences") if k not in ref]
+        if lacking:
+            raise SourceError(f"{path}: ref #{i} lacks {', '.join(lacking)}")
+        if not isinstance(ref["sentences"], list) or any(not isinstance(s, dict) for s in ref["sentences"]):
+            raise SourceError(f"{path}: ref {ref['ref_id']} has malformed 'sentences' (a list of dicts is expected)")
+    return refs
