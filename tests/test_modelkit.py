@@ -21,7 +21,8 @@ SPEC = Upstream(name="Toy", repository="someone/toy", env="HARNESS_TOY_REPO", re
 
 def test_importing_modelkit_imports_no_torch() -> None:
     code = ("import sys, harness.modelkit.llava_sam, harness.modelkit.upstream, harness.modelkit.counters, "
-            "harness.modelkit.digests, harness.modelkit.testing; assert 'torch' not in sys.modules, 'torch imported'")
+            "harness.modelkit.digests, harness.modelkit.testing, harness.modelkit.llava_prompts, harness.modelkit.llava_adapter; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

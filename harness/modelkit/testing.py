@@ -12,6 +12,8 @@
   the tokenizer is made with ``tokenizers`` (Metaspace pre-tokenizer, one token per character,
   fillers up to 32000 so that added tokens get LLaMA's ids 32000+), the CLIP tower from a
   ``CLIPVisionConfig``.
+- for tiny Qwen2-VL / Qwen2.5-VL tokenizers (LENS, Seg-Zero): ``QWEN2_VL_SPECIAL_TOKENS`` and
+  ``QWEN2_VL_CHAT_TEMPLATE`` (transformers does not ship the template).
 """
 
 from __future__ import annotations
@@ -26,6 +28,27 @@ from typing import Any
 from harness.modelkit.upstream import Upstream
 
 BASE_VOCAB = 32000
+
+# Qwen2-VL / Qwen2.5-VL special tokens, in their order (ids 151643.. in the real vocabulary).
+QWEN2_VL_SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+)
+
+# The chat template of Qwen/Qwen2.5-VL-3B-Instruct and -7B-Instruct (chat_template.json), which
+# LENS and Seg-Zero checkpoints keep (they are fine-tuned from them). Copied as text.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def import_torchvision_on_cpu_torch() -> None:

@@ -1,10 +1,11 @@
 """GLaMM's prompts: the harness's deterministic per-sentence protocol and GLaMM's own.
 
 Both use conversation template ``llava_v1`` (``model/llava/conversation.py conv_llava_v1``,
-``SeparatorStyle.TWO``), the first user turn prefixed with ``The <image> provides an overview
-of the picture.\\n`` (``ReferSegmDataset.begin_str``), ``<image>`` expanded to
-``<im_start><image><im_end>`` (``custom_collate_fn``), and the sentence as
-``create_conversations`` puts it in: ``label.strip()``, then ``.lower()`` inside the template.
+``SeparatorStyle.TWO``; ``harness.modelkit.llava_prompts``, shared with LISA), the first user
+turn prefixed with ``The <image> provides an overview of the picture.\\n``
+(``ReferSegmDataset.begin_str``), ``<image>`` expanded to ``<im_start><image><im_end>``
+(``custom_collate_fn``), and the sentence as ``create_conversations`` puts it in:
+``label.strip()``, then ``.lower()`` inside the template.
 
 ``deterministic`` (the harness default): one sentence per conversation, the fixed question
 ``What is {class_name} in this image? Please output segmentation mask.`` (``SEG_QUESTIONS[3]``,
@@ -38,19 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from harness.modelkit import llava_prompts
+from harness.modelkit.llava_prompts import IM_END_TOKEN, IM_START_TOKEN, IMAGE_TOKEN, ROLES, SEP, SEP2, SYSTEM  # noqa: F401  (API)
 
-# conv_llava_v1 (model/llava/conversation.py)
-SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
-ROLES = ("USER", "ASSISTANT")
-SEP = " "
-SEP2 = "</s>"
-
-IMAGE_TOKEN = "<image>"
-IM_START_TOKEN = "<im_start>"
-IM_END_TOKEN = "<im_end>"
 BEGIN_STR = f"The {IMAGE_TOKEN} provides an overview of the picture.\n"  # ReferSegmDataset.begin_str
 
 DEFAULT_QUESTION = "What is {class_name} in this image? Please output segmentation mask."  # SEG_QUESTIONS[3]
@@ -66,16 +57,8 @@ def question(sentence: str, template: str = DEFAULT_QUESTION) -> str:
 def conversation(turns: Sequence[tuple[str, str]]) -> str:
     """``Conversation.get_prompt`` of ``conv_llava_v1``; ``BEGIN_STR`` before the first question,
     ``<image>`` expanded. An empty answer renders as ``ASSISTANT:``."""
-    seps = (SEP, SEP2)
-    ret = SYSTEM + seps[0]
-    i = 0
-    for k, (user, assistant) in enumerate(turns):
-        if k == 0:
-            user = BEGIN_STR + user
-        for role, message in ((ROLES[0], user), (ROLES[1], assistant)):
-            ret += role + ": " + message + seps[i % 2] if message else role + ":"
-            i += 1
-    return ret.replace(IMAGE_TOKEN, IM_START_TOKEN + IMAGE_TOKEN + IM_END_TOKEN)
+    turns = [(BEGIN_STR + user if k == 0 else user, assistant) for k, (user, assistant) in enumerate(turns)]
+    return llava_prompts.expand_image_token(llava_prompts.conversation(turns))
 
 
 def deterministic_prompt(sentence: str, template: str = DEFAULT_QUESTION, answer: str = DEFAULT_ANSWER) -> str:

@@ -20,26 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# Qwen2-VL / Qwen2.5-VL special tokens, in their order (ids 151643.. in the real vocabulary).
-SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>",
-]
+from harness.modelkit.testing import QWEN2_VL_CHAT_TEMPLATE, QWEN2_VL_SPECIAL_TOKENS
 
-# The chat template of Qwen/Qwen2.5-VL-3B-Instruct (chat_template.json), which LENS checkpoints
-# keep (they are fine-tuned from it). Copied as text; transformers does not ship it.
-QWEN2_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
-    "{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
-    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+# Qwen2-VL's special tokens (a list, as the tokenizer builders take them); the chat template is
+# Qwen/Qwen2.5-VL-3B-Instruct's, which LENS checkpoints keep (harness.modelkit.testing).
+SPECIAL_TOKENS = list(QWEN2_VL_SPECIAL_TOKENS)
 
 CORPUS = [
     "You are a helpful assistant. Output the bounding box of the man on the left in the image.",

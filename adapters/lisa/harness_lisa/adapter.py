@@ -29,13 +29,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 from harness import masks
-from harness.adapter import Adapter, AdapterInfo
-from harness.modelkit import counters, llava_sam
-from harness.modelkit.digests import array_sha1 as sha1
+from harness.adapter import AdapterInfo
+from harness.modelkit.llava_adapter import LlavaSamAdapter
 from harness.types import ParseStatus, Prediction, Sample
 
-from harness_lisa import __version__, prompts
-from harness_lisa.preprocess import Preprocessed, preprocess
+from harness_lisa import __version__, preprocess, prompts
 
 CHECKPOINTS = {
     "7b": "xinlai/LISA-7B-v1",
@@ -52,32 +50,8 @@ VARIANTS: dict[str, dict[str, str]] = {
 DEFAULT_VARIANT = "7b"
 MAX_NEW_TOKENS = 512  # chat.py
 
-_OPTIONS = ("variant", "arg", "checkpoint", "protocol", "max_new_tokens", "upstream_repo", "vision_tower", "device",
-            "dtype", "strict_load", "use_fast_tokenizer")
-_NOT_FINGERPRINTED = ("upstream_repo", "device", "arg")
 
-
-def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(f"adapter 'lisa' got unknown options {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
-    if options.get("arg") and options.get("variant") and options["arg"] != options["variant"]:
-        raise ValueError(f"lisa:{options['arg']} and variant {options['variant']!r} disagree")
-    name = options.get("variant") or options.get("arg") or DEFAULT_VARIANT
-    if name not in VARIANTS:
-        raise ValueError(f"unknown LISA variant {name!r}; known: {', '.join(VARIANTS)}")
-    settings: dict[str, Any] = {"variant": name, **VARIANTS[name], "max_new_tokens": MAX_NEW_TOKENS,
-                                "vision_tower": "openai/clip-vit-large-patch14", "strict_load": True,
-                                "use_fast_tokenizer": False}
-    for key in _OPTIONS[2:]:
-        if key in options and options[key] is not None:
-            settings[key] = options[key]
-    if settings["protocol"] not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {settings['protocol']!r}; known: {', '.join(PROTOCOLS)}")
-    return settings
-
-
-class LisaAdapter(Adapter):
+class LisaAdapter(LlavaSamAdapter):
     """LISA (dvlab-research/LISA) behind the harness's adapter interface (see the module docstring)."""
 
     info: ClassVar[AdapterInfo] = AdapterInfo(
@@ -88,30 +62,21 @@ class LisaAdapter(Adapter):
         version=__version__,
         checkpoints=tuple(CHECKPOINTS.values()),
     )
+    MODEL = "LISA"
+    VARIANTS = VARIANTS
+    DEFAULT_VARIANT = DEFAULT_VARIANT
+    PROTOCOLS = PROTOCOLS
+    OPTIONS = ("variant", "arg", "checkpoint", "protocol", "max_new_tokens", "upstream_repo", "vision_tower", "device",
+               "dtype", "strict_load", "use_fast_tokenizer")
+    DEFAULTS: ClassVar[dict[str, Any]] = {"max_new_tokens": MAX_NEW_TOKENS, "vision_tower": "openai/clip-vit-large-patch14",
+                                          "strict_load": True, "use_fast_tokenizer": False}
+    CLIP_SIZE = preprocess.CLIP_SIZE
+    MODEL_MAX_LENGTH = 512
 
-    def __init__(self, **options: Any) -> None:
-        self.settings = resolve_options(options)
-        self.options = {k: v for k, v in self.settings.items() if k not in _NOT_FINGERPRINTED}
-        self._rt: Any = None
-        self._tokenizer: Any = None
-
-    @classmethod
-    def from_runtime(cls, runtime: Any, **options: Any) -> LisaAdapter:
-        """An adapter around an already loaded ``model.LisaRuntime`` (tests, notebooks)."""
-        adapter = cls(**options)
-        adapter._rt = runtime
-        adapter._tokenizer = runtime.tokenizer
-        return adapter
-
-    def load(self, device: str = "cpu") -> None:
+    def load_runtime(self, checkpoint: str, device: str, **kwargs: Any) -> Any:
         from harness_lisa.model import load_lisa
 
-        s = self.settings
-        self._rt = load_lisa(
-            s["checkpoint"], s.get("device") or device, upstream_repo=s.get("upstream_repo"), dtype=s.get("dtype"),
-            vision_tower=s["vision_tower"], use_fast=bool(s["use_fast_tokenizer"]), strict=bool(s["strict_load"]),
-        )
-        self._tokenizer = self._rt.tokenizer
+        return load_lisa(checkpoint, device, **kwargs)
 
     # -- prompts -------------------------------------------------------------------------
 
@@ -123,23 +88,22 @@ class LisaAdapter(Adapter):
         answer = None if self.generating else prompts.ANSWER
         return prompts.eval_prompt(sample.expression, sample.dataset, bool(sample.meta.get("is_sentence", False)), answer)
 
+    def review_prompt(self, sample: Sample) -> str:
+        return self.prompt(sample)
+
     # -- prediction ----------------------------------------------------------------------
 
     def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        if self._rt is None:
-            raise RuntimeError("LisaAdapter.predict before load()")
+        rt = self.runtime()
         if not samples:
             return []
-        rt = self._rt
-        pre: Preprocessed = preprocess(image)
-        ids = [llava_sam.tokenizer_image_token(self.prompt(s), rt.tokenizer) for s in samples]
-        embedding = rt.encode_image(pre.sam_image)
-        clip = rt.clip_tensor(pre.clip_image)
+        pre = self.preprocess(image)
+        ids, embedding, clip = self.encode(pre, [self.prompt(s) for s in samples])
         h, w = pre.original_hw
         preds: list[Prediction] = []
         if not self.generating:
             for low_res in rt.teacher_forced(embedding, clip, ids):
-                rle, box = llava_sam.mask_and_box(llava_sam.logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
+                rle, box = self.mask_and_box(low_res, pre)
                 preds.append(Prediction(mask=rle, box=box))
             return preds
         for sample_ids in ids:
@@ -149,7 +113,7 @@ class LisaAdapter(Adapter):
                 preds.append(Prediction(mask=masks.empty(h, w), text=text, answer=text,
                                         parse_status=ParseStatus.FAILED))
                 continue
-            rle, box = llava_sam.mask_and_box(llava_sam.logits_to_mask(low_res, pre.resize_hw, pre.original_hw))
+            rle, box = self.mask_and_box(low_res, pre)
             preds.append(Prediction(mask=rle, box=box, text=text, answer=text, parse_status=ParseStatus.OK))
         return preds
 
@@ -160,34 +124,5 @@ class LisaAdapter(Adapter):
             new_ids = new_ids[:-1]
         return str(self._rt.tokenizer.decode(new_ids, skip_special_tokens=False)).strip()
 
-    # -- review and efficiency hooks -----------------------------------------------------
 
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(
-                self.settings["checkpoint"], model_max_length=512, padding_side="right",
-                use_fast=bool(self.settings["use_fast_tokenizer"]))
-            self._tokenizer.pad_token = self._tokenizer.unk_token
-        return self._tokenizer
-
-    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
-        """The exact prompt and digests of the preprocessed tensors, for input-diff review."""
-        pre = preprocess(image)
-        prompt = self.prompt(sample)
-        ids = llava_sam.tokenizer_image_token(prompt, self.tokenizer())
-        return {
-            "prompt": prompt,
-            "protocol": self.settings["protocol"],
-            "input_ids_sha1": sha1(np.asarray(ids, dtype=np.int64)),
-            "prompt_tokens": len(ids),
-            "clip_image_sha1": sha1(pre.clip_image),
-            "sam_image_sha1": sha1(pre.sam_image),
-            "sam_resize_hw": list(pre.resize_hw),
-        }
-
-    def stats(self) -> dict[str, float]:
-        if self._rt is None:
-            return {}
-        return counters.stats(self._rt.counters, self._rt.device)
+resolve_options = LisaAdapter.resolve_options

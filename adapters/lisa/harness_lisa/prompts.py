@@ -20,29 +20,25 @@ Each sentence becomes its own one-turn conversation of template ``llava_v1``
 leaves the answer empty (``chat.py``: ``conv.append_message(conv.roles[1], "")``), so the
 prompt ends with ``ASSISTANT:``.
 
-The strings are written out here (``conversation.py`` is imported only with the whole model
-package); ``tests/test_prompts.py`` checks them against the checkout's ``conv_templates`` when
+The conversation and the tokens are ``harness.modelkit.llava_prompts`` (shared with GLaMM);
+``tests/test_prompts.py`` checks the prompts against the checkout's ``conv_templates`` when
 ``HARNESS_LISA_REPO`` names one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-# conv_llava_v1 (model/llava/conversation.py)
-SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+from harness.modelkit.llava_prompts import (  # noqa: F401  (conv_llava_v1 and the tokens, part of this module's API)
+    IM_END_TOKEN,
+    IM_START_TOKEN,
+    IMAGE_TOKEN,
+    ROLES,
+    SEG_TOKEN,
+    SEP,
+    SEP2,
+    SYSTEM,
+    conversation,
+    expand_image_token,
 )
-ROLES = ("USER", "ASSISTANT")
-SEP = " "
-SEP2 = "</s>"
-
-# utils/utils.py
-IMAGE_TOKEN = "<image>"
-IM_START_TOKEN = "<im_start>"
-IM_END_TOKEN = "<im_end>"
-SEG_TOKEN = "[SEG]"
 
 # utils/dataset.py ValDataset.__getitem__
 QUESTION = IMAGE_TOKEN + "\n What is {} in this image? Please output segmentation mask."
@@ -64,30 +60,6 @@ def normalise(expression: str, dataset: str) -> str:
 def question(text: str, is_sentence: bool = False) -> str:
     """The user turn for one (already normalised) expression, ``<image>`` not yet expanded."""
     return (QUESTION_SENTENCE if is_sentence else QUESTION).format(text)
-
-
-def conversation(turns: Sequence[tuple[str, str]]) -> str:
-    """``Conversation.get_prompt`` of ``conv_llava_v1`` (``SeparatorStyle.TWO``).
-
-    ``turns`` are (user, assistant) pairs; an empty assistant message renders as
-    ``ASSISTANT:`` with nothing after it (the generation prompt).
-    """
-    seps = (SEP, SEP2)
-    ret = SYSTEM + seps[0]
-    i = 0
-    for user, assistant in turns:
-        for role, message in ((ROLES[0], user), (ROLES[1], assistant)):
-            if message:
-                ret += role + ": " + message + seps[i % 2]
-            else:
-                ret += role + ":"
-            i += 1
-    return ret
-
-
-def expand_image_token(prompt: str) -> str:
-    """``collate_fn`` / ``chat.py`` with ``use_mm_start_end``: ``<image>`` -> ``<im_start><image><im_end>``."""
-    return prompt.replace(IMAGE_TOKEN, IM_START_TOKEN + IMAGE_TOKEN + IM_END_TOKEN)
 
 
 def eval_prompt(expression: str, dataset: str = "refcoco", is_sentence: bool = False, answer: str | None = ANSWER) -> str:

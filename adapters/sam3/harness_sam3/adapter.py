@@ -37,17 +37,16 @@ def _sha256(tensor: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(tensor.detach().float().cpu().numpy()).tobytes()).hexdigest()
 
 
+def _info(name: str, selection: str) -> AdapterInfo:
+    """The adapters differ only in how they select among the kept instances."""
+    return AdapterInfo(name=name, description=f"SAM 3 (transformers Sam3Model), expression as the text prompt, {selection}",
+                       outputs=("mask", "box"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
+
+
 class Sam3Adapter(Adapter):
     """SAM 3, highest-scoring instance (mode ``top1``)."""
 
-    info: ClassVar[AdapterInfo] = AdapterInfo(
-        name="sam3",
-        description="SAM 3 (transformers Sam3Model), expression as the text prompt, highest-scoring instance",
-        outputs=("mask", "box"),
-        box_space="pixel",
-        version="1",
-        checkpoints=("facebook/sam3",),
-    )
+    info: ClassVar[AdapterInfo] = _info("sam3", "highest-scoring instance")
     VARIANT: ClassVar[dict[str, Any]] = {
         "model_path": "facebook/sam3",
         "mode": "top1",  # or "union"
@@ -142,12 +141,5 @@ class Sam3Adapter(Adapter):
 class Sam3UnionAdapter(Sam3Adapter):
     """SAM 3, union of all instances scored above the threshold (mode ``union``)."""
 
-    info: ClassVar[AdapterInfo] = AdapterInfo(
-        name="sam3-union",
-        description="SAM 3 (transformers Sam3Model), expression as the text prompt, union of kept instances",
-        outputs=("mask", "box"),
-        box_space="pixel",
-        version="1",
-        checkpoints=("facebook/sam3",),
-    )
+    info: ClassVar[AdapterInfo] = _info("sam3-union", "union of kept instances")
     VARIANT: ClassVar[dict[str, Any]] = {**Sam3Adapter.VARIANT, "mode": "union"}

@@ -45,17 +45,18 @@ def _sha256(array: Any) -> str:
     return hashlib.sha256(data.tobytes()).hexdigest()
 
 
+def _info(name: str, description: str, model: str) -> AdapterInfo:
+    """The adapters' outputs, box space and version are the same; SAM2-L is every variant's segmenter."""
+    return AdapterInfo(name=name, description=description, outputs=("mask", "box", "text", "reasoning"), box_space="pixel",
+                       version="1", checkpoints=(model, SAM2_LARGE))
+
+
 class SegZeroAdapter(Adapter):
     """Seg-Zero-7B with the current (multi-object) prompt; see ``VARIANT`` for the defaults."""
 
-    info: ClassVar[AdapterInfo] = AdapterInfo(
-        name="segzero",
-        description="Seg-Zero (Qwen2.5-VL-7B reasoning -> JSON boxes+points -> SAM2-L), HEAD multi-object prompt",
-        outputs=("mask", "box", "text", "reasoning"),
-        box_space="pixel",
-        version="1",
-        checkpoints=("Ricky06662/Seg-Zero-7B", SAM2_LARGE),
-    )
+    info: ClassVar[AdapterInfo] = _info(
+        "segzero", "Seg-Zero (Qwen2.5-VL-7B reasoning -> JSON boxes+points -> SAM2-L), HEAD multi-object prompt",
+        "Ricky06662/Seg-Zero-7B")
     # Every setting that changes outputs; all of them enter the run's fingerprint.
     VARIANT: ClassVar[dict[str, Any]] = {
         "model_path": "Ricky06662/Seg-Zero-7B",
@@ -231,14 +232,10 @@ class SegZeroAdapter(Adapter):
 class VisionReasonerAdapter(SegZeroAdapter):
     """VisionReasoner-7B: the same prompt and parser, 2048 new tokens, SAM2 in float32."""
 
-    info: ClassVar[AdapterInfo] = AdapterInfo(
-        name="visionreasoner",
-        description="VisionReasoner (Qwen2.5-VL-7B multi-object reasoning -> JSON boxes+points -> SAM2-L), segmentation task forced",
-        outputs=("mask", "box", "text", "reasoning"),
-        box_space="pixel",
-        version="1",
-        checkpoints=("Ricky06662/VisionReasoner-7B", SAM2_LARGE),
-    )
+    info: ClassVar[AdapterInfo] = _info(
+        "visionreasoner",
+        "VisionReasoner (Qwen2.5-VL-7B multi-object reasoning -> JSON boxes+points -> SAM2-L), segmentation task forced",
+        "Ricky06662/VisionReasoner-7B")
     VARIANT: ClassVar[dict[str, Any]] = {
         **SegZeroAdapter.VARIANT,
         "model_path": "Ricky06662/VisionReasoner-7B",
@@ -250,14 +247,8 @@ class VisionReasonerAdapter(SegZeroAdapter):
 class SegZeroSingleAdapter(SegZeroAdapter):
     """Seg-Zero with the single-object prompt and parser of commit 77f9ea5 (box + two points)."""
 
-    info: ClassVar[AdapterInfo] = AdapterInfo(
-        name="segzero-single",
-        description="Seg-Zero with the single-object prompt of commit 77f9ea5 (one box, two points)",
-        outputs=("mask", "box", "text", "reasoning"),
-        box_space="pixel",
-        version="1",
-        checkpoints=("Ricky06662/Seg-Zero-7B", SAM2_LARGE),
-    )
+    info: ClassVar[AdapterInfo] = _info(
+        "segzero-single", "Seg-Zero with the single-object prompt of commit 77f9ea5 (one box, two points)", "Ricky06662/Seg-Zero-7B")
     VARIANT: ClassVar[dict[str, Any]] = {**SegZeroAdapter.VARIANT, "prompt": "single"}
 
 
