@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import HarnessError
 from harness.registry import split_model_name
 from harness.sharding import Shard, parse_shard
+from harness.yamlfile import read_yaml
 
 DEFAULT_SUITE = "shapes"
 DEFAULT_MODELS = ("empty", "full", "oracle-box", "shapes-reasoner")
@@ -111,12 +110,7 @@ def _model_specs(names: list[str], from_file: dict[str, Any], where: str) -> tup
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+    data = read_yaml(path, ConfigError, what="config file ") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a run config must be a YAML mapping")
     unknown = sorted(set(data) - _CONFIG_KEYS)

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import HarnessError
 from harness.resources import resource_dir
 from harness.schema import check_results
 from harness.store import read_json, write_text_atomic
+from harness.yamlfile import read_yaml
 
 METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
 PubKey = tuple[str, str, str, str]  # suite, published model, split, metric
@@ -124,12 +123,7 @@ def load_aliases(path: Path | None) -> dict[str, str]:
 
 
 def _yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LeaderboardError(f"{path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise LeaderboardError(f"{path}: malformed YAML: {exc}") from exc
+    return read_yaml(path, LeaderboardError)
 
 
 def load_tables(path: Path | None = None) -> list[Table]:

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.conventions import Conventions
 from harness.errors import HarnessError
 from harness.registry import did_you_mean
 from harness.resources import resource_dir
+from harness.yamlfile import read_yaml
 
 
 class SuiteError(HarnessError):
@@ -161,8 +160,4 @@ def load_suite(name_or_path: str) -> Suite:
         path = known[name_or_path]
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: malformed YAML: {exc}") from exc
-    return parse_suite(data, path)
+    return parse_suite(read_yaml(path, SuiteError, what="suite file "), path)
