@@ -94,10 +94,10 @@ def harness_cli(args: list[str], env: dict[str, str]) -> tuple[float, int]:
 def bare_loop(suite: Path, root: Path, cache: Path) -> tuple[float, int]:
     """Decode each image once and each sample's ground-truth mask: the floor any evaluator pays."""
     from harness import masks
-    from harness.images import load_image
-    from harness.predict import image_groups
-    from harness.sources.refer import ReferSource
-    from harness.suites import load_suite
+    from harness.data.images import load_image
+    from harness.run.predict import image_groups
+    from harness.data.sources.refer import ReferSource
+    from harness.data.suites import load_suite
 
     s = load_suite(str(suite))
     samples = ReferSource(s.source_params, s.conventions, root, cache).samples("val")
@@ -113,8 +113,8 @@ def engine_in_process(suite: Path, root: Path, out: Path, cache: Path) -> float:
     """Seconds for ``harness run --models empty`` in this process, from a warm index cache."""
     import os
 
-    from harness.config import build_config
-    from harness.runner import run
+    from harness.run.config import build_config
+    from harness.run.runner import run
 
     os.environ["HARNESS_CACHE"] = str(cache)
     config = build_config(models="empty", suite=str(suite), data_root=root, out=out)
@@ -126,9 +126,9 @@ def engine_in_process(suite: Path, root: Path, out: Path, cache: Path) -> float:
 def scoring_throughput(suite: Path, root: Path, cache: Path, limit: int = 5000) -> float:
     """Samples/s of score_sample on real-shaped 640x480 RLE (prediction = the GT shifted)."""
     from harness import masks
-    from harness.scoring import score_sample
-    from harness.sources.refer import ReferSource
-    from harness.suites import load_suite
+    from harness.score.scoring import score_sample
+    from harness.data.sources.refer import ReferSource
+    from harness.data.suites import load_suite
     from harness.types import Prediction
 
     s = load_suite(str(suite))

@@ -72,8 +72,8 @@ def write_dataset(root: Path, n_refs: int, sentences_per_ref: float, seed: int =
 CHILD = """
 import sys, time
 from pathlib import Path
-from harness.conventions import Conventions
-from harness.sources.refer import ReferSource
+from harness.data.conventions import Conventions
+from harness.data.sources.refer import ReferSource
 t = time.perf_counter()
 n = len(ReferSource({"dataset": "refcoco"}, Conventions(), Path(sys.argv[1]), Path(sys.argv[2])).samples("val"))
 print(f"{time.perf_counter() - t:.4f} {n}")
@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences-per-ref", type=float, default=2.84, help="mean sentences per object (RefCOCO val: 2.84)")
     args = parser.parse_args(argv)
 
-    from harness.conventions import Conventions
-    from harness.sources import refer
-    from harness.sources.refer import ReferSource
+    from harness.data.conventions import Conventions
+    from harness.data.sources import refer
+    from harness.data.sources.refer import ReferSource
 
     with tempfile.TemporaryDirectory() as tmp:
         root, cache = Path(tmp) / "data", Path(tmp) / "cache"

@@ -89,7 +89,7 @@ class Adapter(ABC):
         ``generated_tokens``, ``forward_passes``, ``peak_gpu_memory_bytes``. Names starting
         with ``peak_`` are maxima (merged with ``max`` across worker restarts and shards);
         all others are sums. Called after every batch in an isolated worker: keep it cheap.
-        The engine adds its own counters (samples, batches, seconds; see harness.remote).
+        The engine adds its own counters (samples, batches, seconds; see harness.run.remote).
         """
         return {}
 

@@ -16,13 +16,13 @@ from typing import Any
 
 # Further subcommands live beside the code they drive; each module has
 # ``add_parser(subparsers)`` that registers its parser with ``set_defaults(func=...)``.
-COMMAND_MODULES: tuple[str, ...] = ("harness.gate", "harness.baseline", "harness.leaderboard", "harness.inputs", "harness.env_cli",
-                                     "harness.datacheck")
+COMMAND_MODULES: tuple[str, ...] = ("harness.publish.gate", "harness.publish.baseline", "harness.publish.leaderboard",
+                                     "harness.publish.inputs", "harness.run.env_cli")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.config import build_config
-    from harness.runner import run
+    from harness.run.config import build_config
+    from harness.run.runner import run
 
     config = build_config(
         config_file=args.config, models=args.models, suite=args.suite, splits=args.splits, out=args.out,
@@ -44,15 +44,15 @@ def _print_outcome(outcome: Any) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from harness.reporting import merge_and_report
+    from harness.run.merge import merge_and_report
 
     _print_outcome(merge_and_report(args.run_dir, data_root=args.data_root, render=not args.no_report))
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from harness.data.suites import builtin_suites, load_suite
     from harness.registry import all_adapters
-    from harness.suites import builtin_suites, load_suite
 
     print("models:")
     for name, entry in sorted(all_adapters().items()):
@@ -66,11 +66,62 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.reporting import report_run
+    from harness.publish.finish import report_run
 
     path = report_run(args.run_dir, data_root=args.data_root)
     print(f"report:  {path}")
     return 0
+
+
+# `harness data check|layout` (harness.data.datacheck); wired here because the data root may come
+# from a run config, and the data stage never imports the run stage.
+def resolve_data_root(flag: Path | None, config: Path | None) -> Path | None:
+    if flag is not None:
+        return flag.expanduser()
+    if config is not None:
+        from harness.run.config import load_config_file
+
+        value = load_config_file(config).get("data_root")
+        if value:
+            return Path(str(value)).expanduser()
+    env = os.environ.get("HARNESS_DATA")
+    return Path(env).expanduser() if env else None
+
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from harness.data import datacheck
+
+    root = resolve_data_root(args.data_root, args.config)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    return datacheck.run_check(args.suite, root, splits, decode=not args.no_decode)
+
+
+def _cmd_data_layout(args: argparse.Namespace) -> int:
+    from harness.data import datacheck
+    from harness.data.suites import load_suite
+
+    suite = load_suite(args.suite)
+    root = resolve_data_root(args.data_root, args.config)
+    print(datacheck.render_layout(suite, datacheck.make_source(suite, root), root))
+    return 0
+
+
+def _add_data_parser(subparsers: Any) -> None:
+    data = subparsers.add_parser("data", help="check a dataset on disk against a suite, or show the layout it expects")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    chk = sub.add_parser("check", help="check annotation files, images and official counts; exit 1 on problems")
+    chk.add_argument("--suite", required=True, help="a built-in suite name or a suite YAML path")
+    chk.add_argument("--data-root", type=Path, help="where datasets live (default: config file, then $HARNESS_DATA)")
+    chk.add_argument("--config", type=Path, help="a run config YAML whose data_root to use")
+    chk.add_argument("--splits", help="comma-separated splits (default: every split of the suite)")
+    chk.add_argument("--no-decode", action="store_true", help="read image headers only (faster; misses truncated files)")
+    chk.set_defaults(func=_cmd_data_check)
+    lay = sub.add_parser("layout", help="print the directory tree a suite expects and where each file is published")
+    lay.add_argument("suite", help="a built-in suite name or a suite YAML path")
+    lay.add_argument("--data-root", type=Path, help="mark what is present under this data root")
+    lay.add_argument("--config", type=Path, help="a run config YAML whose data_root to use")
+    lay.set_defaults(func=_cmd_data_layout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_parser(sub)
+    _add_data_parser(sub)
     return parser
 
 
@@ -133,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except BaseException as exc:
-        if type(exc).__name__ != "WorkerAbort":  # harness.remote; not imported here to keep `list` light
+        if type(exc).__name__ != "WorkerAbort":  # harness.run.remote; not imported here to keep `list` light
             raise
         print(f"error: {exc}\nfinished samples are kept; fix the model environment and run the same command to resume",
               file=sys.stderr)

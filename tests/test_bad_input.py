@@ -13,12 +13,12 @@ from PIL import Image
 
 from harness import masks
 from harness.cli import main
-from harness.config import ConfigError, build_config
-from harness.images import ImageError, load_image
-from harness.reporting import report_run
-from harness.runner import run
-from harness.store import StoreError
-from harness.suites import SuiteError, load_suite
+from harness.data.images import ImageError, load_image
+from harness.data.suites import SuiteError, load_suite
+from harness.publish.finish import report_run
+from harness.records.store import StoreError
+from harness.run.config import ConfigError, build_config
+from harness.run.runner import run
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -109,7 +109,7 @@ def test_model_text_with_markup_is_escaped_in_the_report(tmp_path: Path) -> None
     suite = write_suite(tmp_path, val=1, test=1)
     out = tmp_path / "run"
     run(build_config(models="oracle-box", suite=str(suite), splits="val", out=out), render=False)
-    from harness.store import read_records
+    from harness.records.store import read_records
 
     first = read_records(out / "oracle-box" / "val.jsonl")[0]
     replay = tmp_path / "evil.jsonl"

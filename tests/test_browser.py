@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from test_leaderboard import LENS_T1, RC_SPLITS, _published, write_results
 
-from harness.config import build_config
-from harness.leaderboard import build_site
-from harness.runner import run
+from harness.publish.leaderboard import build_site
+from harness.run.config import build_config
+from harness.run.runner import run
 
 CHROMIUM = Path(os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import write_suite
 
-from harness import envs
 from harness.cli import main
-from harness.store import read_records
+from harness.records.store import read_records
+from harness.run import envs
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -170,5 +170,6 @@ def test_env_create_for_real(tmp_path: Path, home: Path, dummy: Path) -> None:
     assert rec.adapters == ["dummy", "dummy-too"]
     freeze = (home / "envs" / "dummy" / "harness-freeze.txt").read_text()
     assert "harness-dummy" in freeze.lower().replace("_", "-")
-    listed = json.loads(subprocess.run([rec.python, "-m", "harness.worker", "--list"], capture_output=True, text=True, check=True).stdout)
+    worker = [rec.python, "-m", "harness.run.worker", "--list"]
+    listed = json.loads(subprocess.run(worker, capture_output=True, text=True, check=True).stdout)
     assert listed["adapters"]["dummy"] == "harness-dummy" and listed["prefix"] == str(home / "envs" / "dummy")

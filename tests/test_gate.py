@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import baseline as baselines
 from harness.cli import main
-from harness.conventions import Conventions
-from harness.gate import EXIT_INCOMPARABLE, EXIT_INPUT_ERROR, EXIT_PASS, EXIT_REGRESSION, gate, markdown, paired_spread
-from harness.metrics import summarize
-from harness.schema import SCHEMA_NAME, SCHEMA_VERSION
-from harness.suites import load_suite
+from harness.data.conventions import Conventions
+from harness.data.suites import load_suite
+from harness.publish import baseline as baselines
+from harness.publish.gate import EXIT_INCOMPARABLE, EXIT_INPUT_ERROR, EXIT_PASS, EXIT_REGRESSION, gate, markdown, paired_spread
+from harness.score.metrics import summarize
+from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION
 from harness.types import SampleScore
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from conftest import write_suite
 from harness import masks, registry
 from harness.adapter import Adapter, AdapterInfo
 from harness.cli import main
-from harness.inputs import collect, diff, digest, read, write
+from harness.publish.inputs import collect, diff, digest, read, write
 from harness.registry import AdapterEntry
 from harness.types import Prediction, Sample
 
@@ -51,7 +51,7 @@ def test_digest_is_stable_and_typed() -> None:
 
 def test_default_inputs_are_the_expression_and_the_image(suite: Path) -> None:
     header, lines = collect("shapes-reasoner", str(suite), splits="val")
-    assert header["schema"] == "harness.inputs" and header["suite"]["name"] == "mini"
+    assert header["schema"] == "harness.publish.inputs" and header["suite"]["name"] == "mini"
     assert header["models"]["shapes-reasoner"]["adapter"] == "shapes-reasoner"
     assert len({r["id"] for r in lines}) == len(lines) > 3 and all(r["split"] == "val" for r in lines)
     assert [r["id"] for r in lines] == sorted(r["id"] for r in lines)
@@ -87,7 +87,7 @@ def test_diff_names_the_changed_component(suite: Path, monkeypatch: pytest.Monke
 
 
 def test_added_ids_errors_and_truncation(tmp_path: Path) -> None:
-    header = {"schema": "harness.inputs", "schema_version": 1, "suite": {"fingerprint": "x"}, "models": {}}
+    header = {"schema": "harness.publish.inputs", "schema_version": 1, "suite": {"fingerprint": "x"}, "models": {}}
     lines = [{"model": "m", "split": "val", "id": f"i{k}", "inputs": {"prompt": digest(str(k))}} for k in range(5)]
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write(a, header, lines[:2])
@@ -102,11 +102,11 @@ def test_added_ids_errors_and_truncation(tmp_path: Path) -> None:
 
 
 def test_unreadable_image_is_recorded(suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.images import ImageError
+    from harness.data.images import ImageError
 
     def broken(path: Any) -> np.ndarray:
         raise ImageError(f"image {path} is corrupt")
 
-    monkeypatch.setattr("harness.images.load_image", broken)
+    monkeypatch.setattr("harness.data.images.load_image", broken)
     _, lines = collect("empty", str(suite), splits="val", limit=2)
     assert len(lines) == 2 and all(set(r["inputs"]) == {"error"} for r in lines)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.conventions import Conventions
-from harness.leaderboard import LeaderboardError, build_site, load_tables
-from harness.schema import SCHEMA_NAME, SCHEMA_VERSION
+from harness.data.conventions import Conventions
+from harness.publish.leaderboard import LeaderboardError, build_site, load_tables
+from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION
 
 EVIL = "<script>alert(1)</script>"
 RC_SPLITS = ["refcoco_val", "refcoco_testA", "refcoco_testB", "refcoco+_val", "refcoco+_testA", "refcoco+_testB",
@@ -225,7 +225,7 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
 
 def test_default_table_columns_name_splits_of_the_builtin_suites() -> None:
     """The default layout must follow the suites' split names (skipped for suites not built in)."""
-    from harness.suites import builtin_suites, load_suite
+    from harness.data.suites import builtin_suites, load_suite
 
     columns = [(table.id, col) for table in load_tables() for col in table.columns]
     suites = {name: load_suite(name) for name in {c.suite for _, c in columns} & set(builtin_suites())}

@@ -18,9 +18,9 @@ from helper_datasets import lisa_iau
 from pycocotools import mask as mask_utils
 
 from harness import masks
-from harness.conventions import Conventions
-from harness.metrics import summarize
-from harness.scoring import score_sample
+from harness.data.conventions import Conventions
+from harness.score.metrics import summarize
+from harness.score.scoring import score_sample
 from harness.types import GroundTruth, ParseStatus, Prediction
 
 LISA = Conventions()

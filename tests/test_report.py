@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from harness import masks
-from harness.conventions import Conventions
-from harness.metrics import summarize
-from harness.report import render_report
-from harness.report.gallery import index_records, select
-from harness.report.plots import CURVE_THRESHOLDS, ScoreColumns
-from harness.store import read_records
+from harness.data.conventions import Conventions
+from harness.publish.report import render_report
+from harness.publish.report.gallery import index_records, select
+from harness.publish.report.plots import CURVE_THRESHOLDS, ScoreColumns
+from harness.records.store import read_records
+from harness.score.metrics import summarize
 from harness.types import GroundTruth, Sample, SampleScore
 
 H, W = 24, 32

@@ -17,13 +17,13 @@ from conftest import results_of, write_suite
 
 from harness import registry
 from harness.cli import main
-from harness.config import build_config
-from harness.manifest import RunConflictError
+from harness.data.suites import load_suite
+from harness.records.manifest import RunConflictError
+from harness.records.store import read_records
 from harness.registry import UnknownNameError, create_adapter
-from harness.runner import run
-from harness.schema import check_results
-from harness.store import read_records
-from harness.suites import load_suite
+from harness.run.config import build_config
+from harness.run.runner import run
+from harness.score.schema import check_results
 
 pytestmark = pytest.mark.usefixtures("isolated")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness import safe_pickle
-from harness.safe_pickle import UnsafePickleError
+from harness.data import safe_pickle
+from harness.data.safe_pickle import UnsafePickleError
 
 
 class RunsShell:

@@ -14,10 +14,10 @@ from PIL import Image
 from harness import masks
 from harness.answer import parse_bbox_answer, split_reasoning
 from harness.builtin_adapters.shapes_reasoner import ShapesReasoner
-from harness.conventions import Conventions
-from harness.sources import SourceError
-from harness.sources.shapes import ShapesSource, is_unambiguous, resolve
-from harness.sources.shapes_scene import MAX_SHAPES, MIN_SHAPES, PALETTE, generate_scene
+from harness.data.conventions import Conventions
+from harness.data.sources import SourceError
+from harness.data.sources.shapes import ShapesSource, is_unambiguous, resolve
+from harness.data.sources.shapes_scene import MAX_SHAPES, MIN_SHAPES, PALETTE, generate_scene
 from harness.types import GroundTruth, ParseStatus, Prediction, Sample
 
 SMALL = {"images": {"val": 8, "test": 8}}

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from conftest import results_of, write_suite
 
-from harness import locks
-from harness.config import build_config
-from harness.locks import LockedError
-from harness.merge import MergeError
-from harness.reporting import merge_and_report
-from harness.runner import load_samples, run
-from harness.sharding import Shard, ShardError, parse_shard
-from harness.store import read_records
-from harness.suites import load_suite
+from harness.data.samples import load_samples
+from harness.data.suites import load_suite
+from harness.records import locks
+from harness.records.locks import LockedError
+from harness.records.store import read_records
+from harness.run.config import build_config
+from harness.run.merge import MergeError, merge_and_report
+from harness.run.runner import run
+from harness.run.sharding import Shard, ShardError, parse_shard
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -78,8 +78,8 @@ def test_merge_refuses_missing_and_duplicated_ids(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run(build_config(models="empty", suite=suite, splits="val", out=out, shard="0/2"), render=False)
     with pytest.raises(MergeError, match=r"samples of 'val' have no prediction in any shard log"):
-        from harness.merge import merge_split
-        from harness.store import RunDir
+        from harness.records.store import RunDir
+        from harness.run.merge import merge_split
 
         merge_split(RunDir(out), "empty", "val", load_samples(load_suite(suite), ["val"], None)["val"])
     run(build_config(models="empty", suite=suite, splits="val", out=out, shard="1/2"), render=False)

@@ -13,12 +13,12 @@ from helper_datasets import GREF_ANNS, GREF_IMAGES, GREF_REFS, write_grefcoco
 from pycocotools import mask as mask_utils
 
 from harness import masks
-from harness.conventions import Conventions
-from harness.metrics import summarize
-from harness.scoring import score_sample
-from harness.sources import SourceError
-from harness.sources.grefcoco import GRefCocoSource
-from harness.suites import load_suite
+from harness.data.conventions import Conventions
+from harness.data.sources import SourceError
+from harness.data.sources.grefcoco import GRefCocoSource
+from harness.data.suites import load_suite
+from harness.score.metrics import summarize
+from harness.score.scoring import score_sample
 from harness.types import Prediction, Sample
 
 SUITE = load_suite("grefcoco")

@@ -12,12 +12,12 @@ from helper_datasets import lisa_ciou_giou, rle_of, write_gseval
 from pycocotools import mask as mask_utils
 
 from harness import masks
-from harness.conventions import Conventions
-from harness.metrics import ScoreArrays, ciou
-from harness.scoring import score_sample
-from harness.sources import SourceError
-from harness.sources.gseval import GSEvalSource, lens_mangled
-from harness.suites import load_suite
+from harness.data.conventions import Conventions
+from harness.data.sources import SourceError
+from harness.data.sources.gseval import GSEvalSource, lens_mangled
+from harness.data.suites import load_suite
+from harness.score.metrics import ScoreArrays, ciou
+from harness.score.scoring import score_sample
 from harness.types import Prediction
 
 SPLITS = load_suite("groundingsuite").source_params["splits"]

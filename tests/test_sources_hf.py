@@ -12,11 +12,11 @@ from helper_datasets import REFER_ANNS, REFER_IMAGES, REFER_REFS, coco_name, wri
 from PIL import Image
 
 from harness import masks
-from harness.conventions import Conventions
-from harness.sources import SourceError
-from harness.sources.filesource import DataWarning
-from harness.sources.hf import HFSource
-from harness.sources.refer import ReferSource
+from harness.data.conventions import Conventions
+from harness.data.sources import SourceError
+from harness.data.sources.filesource import DataWarning
+from harness.data.sources.hf import HFSource
+from harness.data.sources.refer import ReferSource
 
 datasets = pytest.importorskip("datasets")
 pa = pytest.importorskip("pyarrow")

@@ -10,12 +10,12 @@ import pytest
 from helper_datasets import cv2_reference_map, lisa_ciou_giou, write_reasonseg
 
 from harness import masks
-from harness.conventions import Conventions
-from harness.metrics import ScoreArrays, ciou, giou
-from harness.scoring import score_sample
-from harness.sources import SourceError
-from harness.sources.reasonseg import ReasonSegSource
-from harness.suites import load_suite
+from harness.data.conventions import Conventions
+from harness.data.sources import SourceError
+from harness.data.sources.reasonseg import ReasonSegSource
+from harness.data.suites import load_suite
+from harness.score.metrics import ScoreArrays, ciou, giou
+from harness.score.scoring import score_sample
 from harness.types import Prediction
 
 pytest.importorskip("cv2")

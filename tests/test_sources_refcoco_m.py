@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from helper_datasets import COCO_DIR, coco_name, jpeg, refcoco_m_rows
 
-from harness.conventions import Conventions
-from harness.images import load_image
-from harness.sources import SourceError
-from harness.sources.refcoco_m import RefCocoMSource
-from harness.suites import load_suite
+from harness.data.conventions import Conventions
+from harness.data.images import load_image
+from harness.data.sources import SourceError
+from harness.data.sources.refcoco_m import RefCocoMSource
+from harness.data.suites import load_suite
 
 SUITE = load_suite("refcoco-m")
 

@@ -15,11 +15,11 @@ from helper_datasets import REFER_ANNS, REFER_COUNTS, REFER_IMAGES, REFER_REFS, 
 
 from harness import masks
 from harness.cli import main
-from harness.conventions import Conventions
-from harness.metrics import ScoreArrays, ciou, giou
-from harness.scoring import score_sample
-from harness.sources import SourceError, source_class
-from harness.sources.refer import ReferSource
+from harness.data.conventions import Conventions
+from harness.data.sources import SourceError, source_class
+from harness.data.sources.refer import ReferSource
+from harness.score.metrics import ScoreArrays, ciou, giou
+from harness.score.scoring import score_sample
 from harness.types import Prediction, Sample
 
 SPLITS = {"refcoco_val": {"split": "val"}, "refcoco_testA": {"split": "testA"}, "refcoco_testB": {"split": "testB"}}

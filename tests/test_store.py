@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import PredictionLog, StoreError, read_json, read_records, write_json_atomic
+from harness.files import write_json_atomic
+from harness.records.store import PredictionLog, StoreError, read_json, read_records
 
 
 def test_append_and_read_back(tmp_path: Path) -> None:

@@ -17,11 +17,15 @@ import pytest
 import worker_adapters
 from conftest import results_of, write_suite
 
-from harness import envs
 from harness.cli import main
-from harness.config import ConfigError, ModelSpec, build_config
+from harness.data.samples import load_samples
+from harness.data.suites import load_suite
+from harness.records.store import read_records
 from harness.registry import create_adapter
-from harness.remote import (
+from harness.run import envs
+from harness.run.channel import alarm_paused
+from harness.run.config import ConfigError, ModelSpec, build_config
+from harness.run.remote import (
     RemoteAdapter,
     WorkerAbort,
     WorkerError,
@@ -32,12 +36,9 @@ from harness.remote import (
     merge_counters,
     runtime,
 )
-from harness.runner import load_samples, run
-from harness.store import read_records
-from harness.suites import load_suite
+from harness.run.runner import run
+from harness.run.worker import PROTOCOL, sample_from_json, sample_to_json, serve
 from harness.types import Sample
-from harness.worker import PROTOCOL, sample_from_json, sample_to_json, serve
-from harness.worker_channel import alarm_paused
 
 TESTS = Path(__file__).parent
 pytestmark = pytest.mark.usefixtures("isolated", "plugins")
@@ -93,7 +94,7 @@ def test_protocol_round_trip_equals_a_direct_call(tmp_path: Path) -> None:
     assert all(r["ok"] for r in replies)
     assert replies[0]["info"]["name"] == "shapes-reasoner" and replies[0]["info"]["box_space"] == "norm1000"
     assert replies[0]["config"] == create_adapter("shapes-reasoner").config()
-    from harness.images import load_image
+    from harness.data.images import load_image
 
     direct = create_adapter("shapes-reasoner").predict(load_image(image), samples)
     got = replies[2]["predictions"]
@@ -207,7 +208,7 @@ def test_a_sample_that_kills_the_worker_fails_alone_and_the_worker_restarts(tmp_
     assert error.startswith(f"worker crashed (exit code -9, SIGKILL) on image {victim.image}") and "worker.log" in error
     assert all(r["prediction"]["mask"] is not None for i, r in records.items() if i != victim.id)
     log = (out / "suicidal" / "worker.log").read_text()
-    assert log.count("harness.worker: pid") == 2 and "restarting worker for suicidal (restart 1)" in log
+    assert log.count("harness.run.worker: pid") == 2 and "restarting worker for suicidal (restart 1)" in log
 
 
 def test_a_worker_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:

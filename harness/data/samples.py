@@ -1,0 +1,24 @@
+"""A suite's samples: the source its format names, built over the data root and the cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.data.sources import source_class
+from harness.data.suites import Suite
+from harness.types import Sample
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness")).expanduser()
+
+
+def load_samples(suite: Suite, splits: Sequence[str], data_root: Path | None, limit: int | None = None) -> dict[str, list[Sample]]:
+    source = source_class(suite.source_format)(suite.source_params, suite.conventions, data_root, cache_dir())
+    out = {}
+    for split in splits:
+        samples = source.samples(split)
+        out[split] = samples[:limit] if limit else samples
+    return out

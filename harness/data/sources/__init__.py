@@ -1,0 +1,57 @@
+"""Sources turn a suite's data on disk (or a generator) into Samples, one split at a time.
+
+Each source format lives in its own module and is named in a suite's ``source.format``;
+the table below maps formats to ``module:Class`` so nothing is imported until used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from harness.data.conventions import Conventions
+from harness.errors import HarnessError
+from harness.types import Sample
+
+SOURCE_FORMATS: dict[str, str] = {
+    "shapes": "harness.data.sources.shapes:ShapesSource",
+    "refer": "harness.data.sources.refer:ReferSource",
+    "reasonseg": "harness.data.sources.reasonseg:ReasonSegSource",
+    "gseval": "harness.data.sources.gseval:GSEvalSource",
+    "grefcoco": "harness.data.sources.grefcoco:GRefCocoSource",
+    "refcoco_m": "harness.data.sources.refcoco_m:RefCocoMSource",
+    "hf": "harness.data.sources.hf:HFSource",
+}
+
+
+class SourceError(HarnessError):
+    """Data that cannot be read: names the file and what is wrong with it."""
+
+
+class Source(ABC):
+    """Enumerates the samples of one split, in a stable order.
+
+    ``params`` is the suite's ``source`` mapping (minus ``format``); ``data_root`` is where
+    the user keeps the data (None for generated sources); ``cache_dir`` is a writable
+    directory for derived files (generated images, parsed indexes).
+    """
+
+    def __init__(self, params: dict[str, Any], conventions: Conventions, data_root: Path | None, cache_dir: Path) -> None:
+        self.params = params
+        self.conventions = conventions
+        self.data_root = data_root
+        self.cache_dir = cache_dir
+
+    @abstractmethod
+    def samples(self, split: str) -> list[Sample]:
+        """All samples of ``split`` in a stable order."""
+
+
+def source_class(fmt: str) -> type[Source]:
+    if fmt not in SOURCE_FORMATS:
+        raise SourceError(f"unknown source format {fmt!r}; known: {', '.join(sorted(SOURCE_FORMATS))}")
+    module, _, attr = SOURCE_FORMATS[fmt].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    return cls  # type: ignore[no-any-return]

@@ -1,0 +1,266 @@
+"""Baselines: the numbers a gate compares a run against, small enough to commit.
+
+``harness baseline save RUN --to FILE`` writes one JSON file::
+
+    schema, schema_version      "harness.baseline", 1
+    from_run                    run id, git commit and creation time of the run it was saved from
+    suite, conventions          name, version and fingerprint of the suite; the scoring conventions
+    models                      adapter and adapter fingerprint per model
+    results                     model -> split -> every metric of results.json (percent), readable
+                                in a diff
+    ids                         model -> split -> {"n", "sha256"} of the sorted sample ids
+    scores                      per-sample scores for the paired bootstrap: model -> split ->
+                                {ids, inter, union, iou, in_ciou} as compact JSON, zlib, base64
+                                (absent with --metrics-only)
+
+A run directory is read into the same ``Baseline`` shape (its results.json plus its logs), so
+the gate compares a run with a baseline file or with another run alike. A plain results.json
+also works as a baseline: metrics only, so the gate falls back to a plain tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.files import write_json_atomic
+from harness.records.manifest import now
+from harness.records.store import RunDir, read_json
+from harness.score.metrics import ScoreArrays
+from harness.score.schema import SCHEMA_NAME as RESULTS_SCHEMA
+from harness.score.schema import check_results
+from harness.types import SampleScore
+
+BASELINE_SCHEMA = "harness.baseline"
+BASELINE_VERSION = 1
+SCORES_ENCODING = "json+zlib+base64"
+
+
+class BaselineError(HarnessError):
+    """A baseline (file or run) that cannot be read; names the file."""
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Per-sample scores of one model on one split, sorted by sample id (so two are aligned
+    whenever their ids are equal). ``iou`` is NaN where the sample is left out of gIoU;
+    ``in_ciou`` is False where it is left out of cIoU's sums."""
+
+    ids: tuple[str, ...]
+    inter: np.ndarray
+    union: np.ndarray
+    iou: np.ndarray
+    in_ciou: np.ndarray
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> PairScores:
+        by_id = {str(r["id"]): r for r in records}  # last write wins, as on resume
+        ids = sorted(by_id)
+        arr = ScoreArrays.of([SampleScore.from_json(by_id[i]["score"]) for i in ids])
+        return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ids": list(self.ids),
+            "inter": [int(v) for v in self.inter],
+            "union": [int(v) for v in self.union],
+            "iou": [None if np.isnan(v) else float(v) for v in self.iou],
+            "in_ciou": [int(v) for v in self.in_ciou],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PairScores:
+        n = len(data["ids"])
+        cols = {k: data[k] for k in ("inter", "union", "iou", "in_ciou")}
+        if any(len(v) != n for v in cols.values()):
+            raise ValueError("columns of different lengths")
+        return cls(
+            ids=tuple(str(i) for i in data["ids"]),
+            inter=np.asarray(cols["inter"], dtype=np.float64),
+            union=np.asarray(cols["union"], dtype=np.float64),
+            iou=np.array([np.nan if v is None else v for v in cols["iou"]], dtype=np.float64),
+            in_ciou=np.asarray(cols["in_ciou"], dtype=bool),
+        )
+
+
+def ids_digest(ids: Sequence[str]) -> dict[str, Any]:
+    """The count and sha256 of a sorted id list: enough to tell two sample sets apart."""
+    return {"n": len(ids), "sha256": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Metrics (and, where known, per-sample scores) of models x splits under one suite."""
+
+    where: str  # the file or run directory it was read from, for messages
+    suite: dict[str, Any]
+    conventions: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+    results: dict[str, dict[str, dict[str, Any]]]
+    ids: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    scores: dict[str, dict[str, PairScores]] = field(default_factory=dict)
+    from_run: dict[str, Any] = field(default_factory=dict)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(m, s) for m, by_split in self.results.items() for s in by_split]
+
+    def select(self, models: Sequence[str] | None = None, splits: Sequence[str] | None = None) -> Baseline:
+        """Only the given models and splits (all when None)."""
+
+        def keep(d: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+            return {
+                m: {s: v for s, v in by.items() if splits is None or s in splits}
+                for m, by in d.items()
+                if models is None or m in models
+            }
+
+        return Baseline(self.where, self.suite, self.conventions, self.models, keep(self.results), keep(self.ids),
+                        keep(self.scores), self.from_run)
+
+    def to_json(self, with_scores: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema": BASELINE_SCHEMA,
+            "schema_version": BASELINE_VERSION,
+            "created": now(),
+            "from_run": self.from_run,
+            "suite": self.suite,
+            "conventions": self.conventions,
+            "models": self.models,
+            "results": self.results,
+            "ids": self.ids,
+        }
+        if with_scores and self.scores:
+            payload = {m: {s: p.to_json() for s, p in by.items()} for m, by in self.scores.items()}
+            raw = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+            out["scores"] = {"encoding": SCORES_ENCODING, "data": base64.b64encode(zlib.compress(raw, 9)).decode("ascii")}
+        return out
+
+
+def _suite_summary(suite: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: suite[k] for k in ("name", "version", "fingerprint") if k in suite}
+
+
+def from_run(run_dir: Path) -> Baseline:
+    """A run directory's results.json plus its per-sample scores from the logs."""
+    rd = RunDir(run_dir)
+    if not rd.results_path.exists():
+        raise BaselineError(f"{run_dir} has no results.json (not a run directory, or not scored yet: run `harness report {run_dir}`)")
+    doc = check_results(read_json(rd.results_path), str(rd.results_path))
+    manifest = rd.manifest() or {}
+    results = {m: {s: dict(r) for s, r in by.items()} for m, by in doc["results"].items()}
+    scores: dict[str, dict[str, PairScores]] = {}
+    ids: dict[str, dict[str, dict[str, Any]]] = {}
+    for model, by_split in results.items():
+        for split in by_split:
+            try:
+                pair = PairScores.from_records(rd.records(model, split))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BaselineError(f"{run_dir / model / (split + '.jsonl')}: a record without a usable score ({exc})") from exc
+            scores.setdefault(model, {})[split] = pair
+            ids.setdefault(model, {})[split] = ids_digest(pair.ids)
+    models: dict[str, dict[str, Any]] = {
+        m: {k: e[k] for k in ("adapter", "fingerprint") if k in e} for m, e in doc.get("models", {}).items()
+    }
+    return Baseline(
+        where=str(run_dir),
+        suite=_suite_summary(doc["suite"]),
+        conventions=dict(doc["conventions"]),
+        models=models,
+        results=results,
+        ids=ids,
+        scores=scores,
+        from_run={"run_id": doc.get("run_id"), "git_commit": manifest.get("git_commit"), "created": manifest.get("created")},
+    )
+
+
+def _decode_scores(blob: Any, where: str) -> dict[str, dict[str, PairScores]]:
+    if blob is None:
+        return {}
+    try:
+        if blob.get("encoding") != SCORES_ENCODING:
+            raise ValueError(f"unknown encoding {blob.get('encoding')!r}")
+        payload = json.loads(zlib.decompress(base64.b64decode(blob["data"])))
+        return {m: {s: PairScores.from_json(p) for s, p in by.items()} for m, by in payload.items()}
+    except (AttributeError, KeyError, TypeError, ValueError, zlib.error) as exc:
+        raise BaselineError(f"{where}: the per-sample scores cannot be decoded ({exc})") from exc
+
+
+def from_file(path: Path) -> Baseline:
+    """A baseline file written by ``harness baseline save``, or a results.json (metrics only)."""
+    data = read_json(path)
+    if isinstance(data, dict) and data.get("schema") == RESULTS_SCHEMA:
+        doc = check_results(data, str(path))
+        return Baseline(str(path), _suite_summary(doc["suite"]), dict(doc["conventions"]), dict(doc.get("models", {})),
+                        {m: {s: dict(r) for s, r in by.items()} for m, by in doc["results"].items()},
+                        from_run={"run_id": doc.get("run_id")})
+    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
+        raise BaselineError(f"{path}: not a harness baseline (schema {BASELINE_SCHEMA!r}) nor a results.json")
+    if data.get("schema_version") != BASELINE_VERSION:
+        raise BaselineError(f"{path}: baseline schema_version {data.get('schema_version')!r}, this harness reads {BASELINE_VERSION}")
+    for key in ("suite", "conventions", "results"):
+        if not isinstance(data.get(key), dict):
+            raise BaselineError(f"{path}: field {key!r} missing or not a mapping")
+    return Baseline(
+        where=str(path),
+        suite=data["suite"],
+        conventions=data["conventions"],
+        models=data.get("models") or {},
+        results=data["results"],
+        ids=data.get("ids") or {},
+        scores=_decode_scores(data.get("scores"), str(path)),
+        from_run=data.get("from_run") or {},
+    )
+
+
+def load(path: Path) -> Baseline:
+    """A run directory or a baseline/results file."""
+    if path.is_dir():
+        return from_run(path)
+    if not path.exists():
+        raise BaselineError(f"baseline {path} does not exist")
+    return from_file(path)
+
+
+def save(run_dir: Path, to: Path, models: Sequence[str] | None = None, splits: Sequence[str] | None = None,
+         with_scores: bool = True) -> Baseline:
+    base = from_run(run_dir).select(models, splits)
+    if not base.pairs():
+        raise BaselineError(f"{run_dir}: no results for the chosen models and splits")
+    write_json_atomic(to, base.to_json(with_scores=with_scores))
+    return base
+
+
+def csv_list(value: str | None) -> list[str] | None:
+    """``a,b`` -> ["a", "b"]; None or empty -> None (meaning: all)."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return items or None
+
+
+def _cmd_save(args: argparse.Namespace) -> int:
+    base = save(args.run_dir, args.to, csv_list(args.models), csv_list(args.splits), with_scores=not args.metrics_only)
+    pairs = ", ".join(f"{m}/{s}" for m, s in base.pairs())
+    print(f"baseline: {args.to} ({args.to.stat().st_size / 1024:.1f} KB; {pairs})")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("baseline", help="save a run's metrics and per-sample scores as a small baseline file to commit")
+    sub = p.add_subparsers(dest="baseline_command", required=True)
+    save_p = sub.add_parser("save", help="write a baseline file from a run directory")
+    save_p.add_argument("run_dir", type=Path, help="a run directory (with results.json and its logs)")
+    save_p.add_argument("--to", type=Path, required=True, help="the baseline file to write (JSON)")
+    save_p.add_argument("--models", help="comma-separated models to keep (default: all)")
+    save_p.add_argument("--splits", help="comma-separated splits to keep (default: all)")
+    save_p.add_argument("--metrics-only", action="store_true",
+                        help="leave out the per-sample scores (the gate then uses a plain tolerance)")
+    save_p.set_defaults(func=_cmd_save)

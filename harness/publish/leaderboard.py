@@ -1,0 +1,374 @@
+"""``harness leaderboard RUN... --out DIR``: a static site across runs, for file:// and GitHub Pages.
+
+    DIR/index.html             benchmarks, runs, link to the paper tables
+    DIR/bench-<suite>.html     per benchmark (suite name and fingerprint): models x splits, cIoU or gIoU
+                               (switchable), sample counts, 95% intervals, the suite's published numbers
+                               with their sources, measured-minus-published deltas; sortable columns
+    DIR/tables.html            LENS's Table 1 (RefCOCO/+/g) and Table 3 (ReasonSeg, GroundingSuite-Eval)
+                               layouts with published and measured rows; the column -> (suite, split,
+                               metric) mapping is data: reports/leaderboard_tables.yaml, or --tables FILE
+    DIR/runs/<run>/            a copy of each run's self-contained report (gallery at #gallery) and results.json
+
+Every link is relative and every page self-contained (CSS inlined, a few lines of inline JS for
+sorting and the metric switch, no external URL). Model and dataset text goes through Jinja's
+autoescape. A measured model is matched to a published row by, in order: ``--aliases FILE``
+(YAML ``measured-name: published name``), a ``published_as`` field of the model's entry in the
+run's results.json or manifest, or the same name (case-insensitive). Published rows come
+from the runs' results.json; the paper tables also show those of built-in suites no run covers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.data.yamlfile import read_yaml
+from harness.errors import HarnessError
+from harness.files import write_text_atomic
+from harness.records.store import read_json
+from harness.resources import resource_dir
+from harness.score.schema import check_results
+
+METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
+PubKey = tuple[str, str, str, str]  # suite, published model, split, metric
+
+
+class LeaderboardError(HarnessError):
+    """A run, aliases or tables file that cannot be used; names the file."""
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    root: Path
+    doc: dict[str, Any]
+    manifest: dict[str, Any]
+    slug: str
+    has_report: bool
+
+    @property
+    def run_id(self) -> str:
+        return str(self.doc.get("run_id") or self.root.name)
+
+    @property
+    def suite(self) -> dict[str, Any]:
+        return dict(self.doc.get("suite") or {})
+
+    def published_as(self, model: str) -> str | None:
+        for entries in (self.doc.get("models") or {}, self.manifest.get("models") or {}):
+            value = (entries.get(model) or {}).get("published_as")
+            if value:
+                return str(value)
+        return None
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    suite: str
+    split: str
+    metric: str
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    title: str
+    caption: str
+    average: bool
+    groups: tuple[tuple[str, tuple[Column, ...]], ...]
+
+    @property
+    def columns(self) -> list[Column]:
+        return [c for _, cols in self.groups for c in cols]
+
+
+def _slug(text: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
+    slug, i = base, 1
+    while slug in taken:
+        i += 1
+        slug = f"{base}-{i}"
+    taken.add(slug)
+    return slug
+
+
+def load_runs(paths: Sequence[Path]) -> list[RunEntry]:
+    """Run directories (or their results.json), in the order given."""
+    runs: list[RunEntry] = []
+    taken: set[str] = set()
+    for p in paths:
+        root = p.parent if p.is_file() else p
+        results = root / "results.json"
+        if not results.exists():
+            raise LeaderboardError(f"{p}: no results.json (give run directories; score one with `harness report {root}`)")
+        doc = dict(check_results(read_json(results), str(results)))
+        manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
+        has_report = (root / "report" / "index.html").is_file()
+        runs.append(RunEntry(root, doc, manifest, _slug(str(doc.get("run_id") or root.name), taken), has_report))
+    return runs
+
+
+def load_aliases(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    data = _yaml(path)
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise LeaderboardError(f"{path}: aliases must map measured model names to published model names (strings)")
+    return {str(k): v for k, v in data.items()}
+
+
+def _yaml(path: Path) -> Any:
+    return read_yaml(path, LeaderboardError)
+
+
+def load_tables(path: Path | None = None) -> list[Table]:
+    """The paper-table layouts (default: reports/leaderboard_tables.yaml)."""
+    path = path or resource_dir("reports") / "leaderboard_tables.yaml"
+    data = _yaml(path)
+    tables = []
+    try:
+        for t in data["tables"]:
+            groups = []
+            for g in t["groups"]:
+                cols = []
+                for c in g["columns"]:
+                    metric = str(c.get("metric") or g.get("metric") or t.get("metric") or "ciou")
+                    if metric not in dict(METRICS):
+                        raise ValueError(f"metric {metric!r} is not one of {', '.join(dict(METRICS))}")
+                    suite = c.get("suite") or g.get("suite") or t.get("suite")
+                    if not suite:
+                        raise ValueError(f"column {c.get('label')!r} of {g.get('label')!r} names no suite")
+                    cols.append(Column(str(c["label"]), str(suite), str(c["split"]), metric))
+                groups.append((str(g["label"]), tuple(cols)))
+            tables.append(Table(str(t["id"]), str(t["title"]), str(t.get("caption", "")), bool(t.get("average")), tuple(groups)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LeaderboardError(f"{path}: a table needs id, title and groups of columns with label and split ({exc})") from exc
+    return tables
+
+
+def _published(runs: Sequence[RunEntry], tables: Sequence[Table]) -> tuple[dict[PubKey, dict[str, Any]], dict[str, list[str]]]:
+    """Published rows (first seen wins) and published model names per suite: from every run's
+    results.json, then, for suites of the paper tables that no run covers, from the built-in suite."""
+    from harness.data.suites import load_suite
+
+    sources: list[tuple[str, list[dict[str, Any]]]] = [(str(r.suite.get("name")), list(r.doc.get("published") or [])) for r in runs]
+    covered = {name for name, _ in sources}
+    for name in dict.fromkeys(c.suite for t in tables for c in t.columns):
+        if name not in covered:
+            try:
+                sources.append((name, [p.to_dict() for p in load_suite(name).published]))
+            except HarnessError:  # not a built-in suite: its columns stay empty
+                continue
+    rows: dict[PubKey, dict[str, Any]] = {}
+    models: dict[str, list[str]] = {}
+    for suite, published in sources:
+        for p in published:
+            rows.setdefault((suite, str(p["model"]), str(p["split"]), str(p["metric"])), dict(p))
+            if str(p["model"]) not in models.setdefault(suite, []):
+                models[suite].append(str(p["model"]))
+    return rows, models
+
+
+def _alias(model: str, run: RunEntry, aliases: Mapping[str, str], published_models: Sequence[str]) -> str | None:
+    name = aliases.get(model) or run.published_as(model)
+    if name:
+        return name
+    return {p.lower(): p for p in published_models}.get(model.lower())
+
+
+class _Sources:
+    """Numbered footnotes of one page."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def ref(self, source: str) -> int:
+        if source not in self.items:
+            self.items.append(source)
+        return self.items.index(source) + 1
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+# An empty cell; "–" is the report's DASH (harness.publish.report.render, imported only when rendering).
+_CELL: dict[str, Any] = {"value": "–", "sort": "", "ci": "", "n": "", "partial": "", "delta": "", "delta_class": "", "delta_title": "",
+                         "best": False, "ref": None, "source": ""}
+
+
+def _measured(res: Mapping[str, Any] | None, metric: str, pub: Mapping[str, Any] | None, alias: str | None) -> dict[str, Any]:
+    """A measured value with its interval, sample count, completeness and delta to the published value."""
+    from harness.publish.report.render import _fmt
+
+    res = res or {}
+    value = _num(res.get(metric))
+    ci = res.get(f"{metric}_ci95")
+    n = res.get(f"n_{metric}")
+    cell = {
+        **_CELL, "value": _fmt(value), "sort": "" if value is None else f"{value:.6f}",
+        "ci": f"[{ci[0]:.1f}, {ci[1]:.1f}]" if isinstance(ci, list) and len(ci) == 2 else "",
+        "n": "" if n is None else f"n={int(n)}",
+        "partial": f"{res.get('n_records')}/{res.get('n_expected')} done" if res.get("complete") is False else "",
+    }
+    pv = _num((pub or {}).get("value"))
+    if value is not None and pv is not None:
+        d = value - pv
+        cell.update(delta=f"Δ {d:+.1f}", delta_class="up" if d >= 0 else "down",
+                    delta_title=f"measured − published {alias} ({pv:.1f}; {(pub or {}).get('source', '')})")
+    return cell
+
+
+def _published_cell(pub: Mapping[str, Any] | None, sources: _Sources) -> dict[str, Any]:
+    """A published value with its numbered source."""
+    from harness.publish.report.render import _fmt
+
+    value = _num((pub or {}).get("value"))
+    if pub is None or value is None:
+        return dict(_CELL)
+    src = str(pub.get("source", ""))
+    return {**_CELL, "value": _fmt(value), "sort": f"{value:.6f}", "ref": sources.ref(src), "source": src}
+
+
+def _mark_best(rows: list[dict[str, Any]], n_cols: int) -> None:
+    for i in range(n_cols):
+        vals = [float(r["cells"][i]["sort"]) for r in rows if not r["published"] and r["cells"][i]["sort"]]
+        for r in rows:
+            if not r["published"] and vals and r["cells"][i]["sort"] and float(r["cells"][i]["sort"]) == max(vals):
+                r["cells"][i]["best"] = True
+
+
+def benchmark_page(runs: Sequence[RunEntry], aliases: Mapping[str, str], pub: Mapping[PubKey, dict[str, Any]],
+                   pub_models: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Models x splits per metric for the runs of one benchmark."""
+    suite = runs[0].suite
+    name = str(suite.get("name"))
+    splits: list[str] = []
+    for run in runs:
+        for by_split in run.doc["results"].values():
+            splits += [s for s in by_split if s not in splits]
+    splits = list(dict.fromkeys([*splits, *(k[2] for k in pub if k[0] == name)]))
+    sources = _Sources()
+    views = []
+    for metric, label in METRICS:
+        rows: list[dict[str, Any]] = []
+        for run in runs:
+            for model, by_split in run.doc["results"].items():
+                alias = _alias(model, run, aliases, pub_models.get(name, []))
+                cells = [_measured(by_split.get(s), metric, pub.get((name, alias or "", s, metric)), alias) for s in splits]
+                rows.append({"label": model, "published": False, "run": run, "alias": alias, "cells": cells})
+        _mark_best(rows, len(splits))
+        for pm in pub_models.get(name, []):
+            cells = [_published_cell(pub.get((name, pm, s, metric)), sources) for s in splits]
+            if any(c["sort"] for c in cells):
+                rows.append({"label": pm, "published": True, "run": None, "alias": None, "cells": cells})
+        views.append({"key": metric, "label": label, "rows": rows})
+    return {"suite": suite, "splits": splits, "views": views, "sources": sources.items, "runs": list(runs)}
+
+
+def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Mapping[str, str],
+                 pub: Mapping[PubKey, dict[str, Any]], pub_models: Mapping[str, list[str]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The paper layouts: measured rows (by model name; a later run wins a cell) and published rows."""
+    sources = _Sources()
+    out = []
+    for table in tables:
+        cols = table.columns
+        found: dict[str, dict[int, tuple[RunEntry, Mapping[str, Any]]]] = {}
+        for run in runs:
+            for model, by_split in run.doc["results"].items():
+                for i, col in enumerate(cols):
+                    if run.suite.get("name") == col.suite and col.split in by_split:
+                        found.setdefault(model, {})[i] = (run, by_split[col.split])
+        rows: list[dict[str, Any]] = []
+        for model, hits in found.items():
+            cells = []
+            for i, col in enumerate(cols):
+                if i not in hits:
+                    cells.append(_measured(None, col.metric, None, None))
+                    continue
+                run, res = hits[i]
+                alias = _alias(model, run, aliases, pub_models.get(col.suite, []))
+                cells.append(_measured(res, col.metric, pub.get((col.suite, alias or "", col.split, col.metric)), alias))
+            run_links = list({id(r): r for r, _ in hits.values()}.values())
+            rows.append({"label": model, "published": False, "runs": run_links, "cells": cells})
+        names = list(dict.fromkeys(m for col in cols for m in pub_models.get(col.suite, [])))
+        for pm in names:
+            cells = [_published_cell(pub.get((c.suite, pm, c.split, c.metric)), sources) for c in cols]
+            if any(c["sort"] for c in cells):
+                rows.append({"label": pm, "published": True, "runs": [], "cells": cells})
+        for row in rows:
+            if table.average:
+                vals = [float(c["sort"]) for c in row["cells"] if c["sort"]]
+                avg = sum(vals) / len(vals) if len(vals) == len(cols) else None
+                row["avg"] = {"value": _CELL["value"] if avg is None else f"{avg:.1f}", "sort": "" if avg is None else f"{avg:.6f}"}
+        _mark_best(rows, len(cols))
+        out.append({"table": table, "rows": rows, "columns": cols})
+    return out, sources.items
+
+
+def _render(template: str, out: Path, **context: Any) -> None:
+    from markupsafe import Markup
+
+    from harness.publish.report.render import _environment
+
+    css = "\n".join((resource_dir("reports") / name).read_text(encoding="utf-8") for name in ("report.css", "leaderboard.css"))
+    html = _environment().get_template(template).render(css=Markup(css), **context)  # our own CSS, not model text
+    write_text_atomic(out, html)
+
+
+def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None = None, tables_file: Path | None = None,
+               title: str = "Leaderboard") -> Path:
+    """Write the site into ``out``; return the path of its index.html."""
+    runs = load_runs(run_paths)
+    if not runs:
+        raise LeaderboardError("no runs given")
+    aliases, tables = load_aliases(aliases_file), load_tables(tables_file)
+    pub, pub_models = _published(runs, tables)
+    out.mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        dest = out / "runs" / run.slug
+        if run.has_report:
+            shutil.copytree(run.root / "report", dest, dirs_exist_ok=True)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.root / "results.json", dest / "results.json")
+    groups: dict[tuple[str, str], list[RunEntry]] = {}
+    for run in runs:
+        groups.setdefault((str(run.suite.get("name")), str(run.suite.get("fingerprint"))), []).append(run)
+    names = [name for name, _ in groups]
+    taken: set[str] = {"index", "tables"}
+    benches: list[dict[str, Any]] = []
+    for (name, fp), members in groups.items():
+        label = name if names.count(name) == 1 else f"{name}-{fp[:8]}"
+        page = f"bench-{_slug(label, taken)}.html"
+        benches.append({"name": name, "label": label, "href": page, "suite": members[0].suite, "runs": members})
+    nav = {"benches": benches, "title": title}
+    for bench in benches:
+        _render("leaderboard.html.j2", out / bench["href"], nav=nav, bench=bench,
+                page=benchmark_page(bench["runs"], aliases, pub, pub_models))
+    rendered, sources = paper_tables(runs, tables, aliases, pub, pub_models)
+    _render("leaderboard_tables.html.j2", out / "tables.html", nav=nav, tables=rendered, sources=sources)
+    _render("leaderboard_index.html.j2", out / "index.html", nav=nav, runs=runs, aliases=aliases)
+    (out / ".nojekyll").touch()  # GitHub Pages: serve the files as they are
+    return out / "index.html"
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    index = build_site(args.runs, args.out, args.aliases, args.tables, args.title)
+    print(f"leaderboard: {index}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("leaderboard", help="build a static leaderboard site from run directories")
+    p.add_argument("runs", type=Path, nargs="+", help="run directories (with results.json); later runs win on the paper tables")
+    p.add_argument("--out", type=Path, required=True, help="site directory to write (serve it, or open index.html)")
+    p.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
+    p.add_argument("--tables", type=Path, help="paper-table layout YAML (default: reports/leaderboard_tables.yaml)")
+    p.add_argument("--title", default="Leaderboard", help="site title")
+    p.set_defaults(func=_cmd_leaderboard)

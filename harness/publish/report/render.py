@@ -1,0 +1,283 @@
+"""Render a run directory into one self-contained HTML report: ``RUN/report/index.html``.
+
+The report is read by people deciding which model is better, often long after the run, on
+another machine, or attached to a ticket; so it is a single file (CSS inlined, figures and
+thumbnails as data URIs, no external URLs) and it states the conventions every number was
+computed with. Everything that comes from models or datasets (names, expressions, chains of
+thought, errors) is escaped by Jinja's autoescape and never marked safe: a model that writes
+``<script>`` into its reasoning must not be able to run it in a reviewer's browser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from harness.files import write_text_atomic
+from harness.publish.report import gallery, plots
+from harness.records.store import read_records
+from harness.resources import resource_dir
+from harness.types import Sample
+
+LEADERBOARD_METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
+# (results.json key, column label, kind): "int" counts, "pct" percentages.
+DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("n", "n", "int"),
+    ("n_failed", "failed", "int"),
+    ("ciou", "cIoU", "pct"),
+    ("giou", "gIoU", "pct"),
+    *((f"prec@{t}", f"Prec@{t}", "pct") for t in ("0.5", "0.6", "0.7", "0.8", "0.9")),
+    ("box_acc@0.5", "box Acc@0.5", "pct"),
+    ("box_miou", "box mIoU", "pct"),
+    ("n_acc", "N-acc", "pct"),
+    ("t_acc", "T-acc", "pct"),
+    ("parse_failure_rate", "parse fail %", "pct"),
+)
+DASH = "–"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _is_false(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_)) and not value
+
+
+def _fmt(value: Any, kind: str = "pct") -> str:
+    if _missing(value):
+        return DASH
+    return str(int(value)) if kind == "int" else f"{float(value):.1f}"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
+
+
+def _log_path(run_dir: Path, model: str, split: str) -> Path | None:
+    """``RUN/<model>/<split>.jsonl``, or None when the names would lead outside the run."""
+    path = run_dir / model / f"{split}.jsonl"
+    try:
+        path.resolve().relative_to(run_dir.resolve())
+    except ValueError:
+        return None
+    return path
+
+
+def _ordered(first: Sequence[str], *more: Sequence[str]) -> list[str]:
+    """Names in manifest order, then any only found elsewhere (results.json), without repeats."""
+    out = list(dict.fromkeys(first))
+    for names in more:
+        out += [n for n in names if n not in out]
+    return out
+
+
+def _leaderboards(
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    published: Sequence[Mapping[str, Any]],
+    models: Sequence[str],
+    splits: Sequence[str],
+    status: Mapping[str, Mapping[str, str]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """One models x splits table per metric, plus the published rows and their sources."""
+    rows = [{"model": m, "split": s, **res} for m, by_split in results.items() for s, res in by_split.items()]
+    frame = pd.DataFrame(rows, columns=["model", "split"]) if not rows else pd.DataFrame(rows)
+    pub = pd.DataFrame(list(published), columns=["model", "split", "metric", "value", "source"])
+    sources = list(dict.fromkeys(str(s) for s in pub["source"].dropna()))
+
+    def grid(column: str, frame: pd.DataFrame = frame) -> pd.DataFrame:
+        if column not in frame.columns:
+            return pd.DataFrame(index=list(models), columns=list(splits), dtype=object)
+        table: pd.DataFrame = frame.pivot(index="model", columns="split", values=column)
+        return table.reindex(index=list(models), columns=list(splits))
+
+    tables = []
+    for key, label in LEADERBOARD_METRICS:
+        values, cis, ns = grid(key), grid(f"{key}_ci95"), grid(f"n_{key}")
+        counts, expected, complete = grid("n_records"), grid("n_expected"), grid("complete")
+        best = values.apply(pd.to_numeric, errors="coerce").max(axis=0)
+        table_rows = []
+        for m in models:
+            cells = []
+            for s in splits:
+                v: Any = values.at[m, s]
+                ci: Any = cis.at[m, s]
+                n_in: Any = ns.at[m, s]
+                ci_text = f"[{float(ci[0]):.1f}, {float(ci[1]):.1f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+                cells.append(
+                    {
+                        "value": _fmt(v),
+                        "ci": ci_text,
+                        "n": "" if _missing(n_in) else f"n={int(n_in)}",
+                        "status": status.get(m, {}).get(s, "done" if not _missing(v) else "missing"),
+                        "partial": (
+                            f"{_fmt(counts.at[m, s], 'int')}/{_fmt(expected.at[m, s], 'int')} done"
+                            if _is_false(complete.at[m, s])
+                            else ""
+                        ),
+                        "best": not _missing(v) and float(v) == best.get(s),
+                    }
+                )
+            table_rows.append({"label": m, "published": False, "cells": cells})
+        mine = pub[(pub["metric"] == key) & pub["split"].isin(list(splits))]
+        for model in dict.fromkeys(mine["model"]):
+            cells = []
+            for s in splits:
+                hit = mine[(mine["model"] == model) & (mine["split"] == s)]
+                if hit.empty:
+                    cells.append({"value": DASH, "source": "", "ref": None})
+                else:
+                    src = str(hit.iloc[0]["source"])
+                    cells.append({"value": _fmt(hit.iloc[0]["value"]), "source": src, "ref": sources.index(src) + 1})
+            table_rows.append({"label": f"(published) {model}", "published": True, "cells": cells})
+        tables.append({"key": key, "label": label, "splits": list(splits), "rows": table_rows})
+    return tables, sources
+
+
+def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Sequence[str], split: str) -> dict[str, Any]:
+    """Every metric of every model on one split (a dash where it does not apply)."""
+    keys = [k for k, _, _ in DETAIL_COLUMNS]
+    data = {m: dict(results[m][split]) for m in models if split in results.get(m, {})}
+    frame = pd.DataFrame.from_dict(data, orient="index").reindex(index=list(models), columns=keys)
+    rows = [{"model": m, "cells": [_fmt(frame.at[m, k], kind) for k, _, kind in DETAIL_COLUMNS]} for m in models]
+    return {"split": split, "columns": [label for _, label, _ in DETAIL_COLUMNS], "rows": rows}
+
+
+def _efficiency(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per model x split (x rank) the cost counters the model reported, with samples/s when known."""
+    rows = []
+    for model, entry in (manifest.get("models") or {}).items():
+        for split, ranks in (entry.get("efficiency") or {}).items():
+            for rank, counters in ranks.items():
+                shown = {k: (f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}") for k, v in counters.items()}
+                if counters.get("samples") and counters.get("predict_seconds"):
+                    shown["samples/s"] = f"{counters['samples'] / counters['predict_seconds']:,.2f}"
+                rows.append({"model": model, "split": split, "rank": rank,
+                             "counters": ", ".join(f"{k} {v}" for k, v in shown.items()) or "–"})
+    return rows
+
+
+MAX_FAILURE_ROWS = 500
+
+
+def _failures(records: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Every failed sample with its reason (the first MAX_FAILURE_ROWS rows, and the total)."""
+    rows = [
+        {"model": model, "split": split, "id": r.get("id", ""), "error": (r.get("prediction") or {}).get("error") or "no mask"}
+        for model, by_split in records.items()
+        for split, recs in by_split.items()
+        for r in recs
+        if (r.get("prediction") or {}).get("mask") is None
+    ]
+    return {"total": len(rows), "rows": rows[:MAX_FAILURE_ROWS]}
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(str(resource_dir("reports") / "templates")),
+        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_report(
+    run_dir: Path,
+    samples: Mapping[str, Mapping[str, Sample]] | None = None,
+    gallery_per_category: int = 6,
+) -> Path:
+    """Write ``run_dir/report/index.html`` from the manifest, results.json and the JSONL logs.
+
+    ``samples`` (split -> sample id -> Sample) supplies images and ground-truth masks for
+    the gallery; without it the gallery is text only. Only gallery samples' masks are
+    decoded, so rendering cost is dominated by reading the logs, not by their size in pixels.
+    """
+    run_dir = Path(run_dir)
+    notes: list[str] = []
+    manifest: dict[str, Any] = _read_json(run_dir / "manifest.json")
+    results_path = run_dir / "results.json"
+    doc: dict[str, Any] = _read_json(results_path) if results_path.exists() else {}
+    if not doc:
+        notes.append("results.json is missing: the run has not been scored yet, so the leaderboard is empty.")
+    results: dict[str, dict[str, dict[str, Any]]] = doc.get("results") or {}
+    conventions: dict[str, Any] = doc.get("conventions") or {}
+    models = _ordered(list(manifest.get("models") or {}), list(results))
+    splits = _ordered(list(manifest.get("splits") or []), [s for by in results.values() for s in by])
+    status: dict[str, dict[str, str]] = manifest.get("status") or {}
+
+    records: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for model in models:
+        for split in splits:
+            path = _log_path(run_dir, model, split)
+            if path is None:
+                notes.append(f"Model {model!r} / split {split!r}: the name leads outside the run directory; log not read.")
+                continue
+            records.setdefault(model, {})[split] = read_records(path)
+
+    leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status)
+    figures = []
+    for split in splits:
+        columns = {m: plots.ScoreColumns.of(records[m][split]) for m in models if records.get(m, {}).get(split)}
+        figures.append(
+            {
+                "split": split,
+                "images": [
+                    uri
+                    for uri in (
+                        plots.metric_bars(split, models, {m: results.get(m, {}).get(split, {}) for m in models}),
+                        plots.iou_histogram(split, columns),
+                        plots.precision_plot(split, columns, conventions),
+                    )
+                    if uri
+                ],
+            }
+        )
+
+    index = gallery.index_records(records)
+    picks = gallery.select(index, gallery_per_category)
+    if samples is None:
+        notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
+    sections = gallery.build_entries(picks, index, models, samples)
+
+    suite = doc.get("suite") or manifest.get("suite") or {}
+    context = {
+        "css": Markup((resource_dir("reports") / "report.css").read_text(encoding="utf-8")),  # our own file, not model text
+        "title": f"{suite.get('name', 'run')} v{suite.get('version', '?')} — {manifest.get('run_id', run_dir.name)}",
+        "suite": suite,
+        "run_id": manifest.get("run_id") or doc.get("run_id") or run_dir.name,
+        "created": manifest.get("created", ""),
+        "git_commit": manifest.get("git_commit"),
+        "argv": manifest.get("argv") or [],
+        "versions": manifest.get("versions") or {},
+        "unit": doc.get("unit", "percent"),
+        "models": [{"name": m, **{k: str(v) for k, v in (manifest.get("models") or {}).get(m, {}).items()}} for m in models],
+        "splits": splits,
+        "conventions": [(str(k), "null" if v is None else str(v)) for k, v in conventions.items()],
+        "leaderboards": leaderboards,
+        "sources": sources,
+        "details": [_details(results, models, s) for s in splits],
+        "figures": figures,
+        "gallery": sections,
+        "failures": _failures(records),
+        "efficiency": _efficiency(manifest),
+        "events": manifest.get("events") or [],
+        "has_images": samples is not None,
+        "per_category": gallery_per_category,
+        "notes": notes,
+    }
+    html = _environment().get_template("report.html.j2").render(**context)
+    out = run_dir / "report" / "index.html"
+    write_text_atomic(out, html)
+    return out

@@ -1,0 +1,147 @@
+"""Calling an adapter on one image's samples, so that one bad sample never stops a run.
+
+The image is decoded once for all its samples; batches never straddle two images. Every
+failure becomes a failed Prediction with its reason: an unreadable image, an adapter
+exception, a timeout, a wrongly sized or malformed mask, a non-finite box. On CUDA
+out-of-memory the batch is halved and retried, down to one sample, and the halvings are
+recorded. ``fail_fast`` re-raises the first failure instead, for debugging.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from harness import masks
+from harness.adapter import Adapter, box_to_pixels
+from harness.data.images import ImageError, load_image
+from harness.types import Prediction, Sample
+
+
+class SampleTimeout(Exception):
+    """The adapter took longer than the per-sample time limit allows."""
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """A prediction and how many times its batch was halved after running out of memory."""
+
+    prediction: Prediction
+    oom_halvings: int = 0
+
+
+def image_groups(samples: Sequence[Sample]) -> Iterator[tuple[str, list[Sample]]]:
+    """Samples grouped by image, groups in order of first appearance."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.image, []).append(s)
+    yield from groups.items()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError, recognised without importing torch."""
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise SampleTimeout in the main thread after ``seconds`` (no limit elsewhere or when None).
+
+    SIGALRM interrupts Python code; a long native call (a CUDA kernel) is interrupted when it
+    returns to Python. Isolated workers are killed instead (harness.run.remote).
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise SampleTimeout(f"timed out after {seconds:.1f} s")
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, width: int, seconds: float) -> Prediction:
+    """Check the mask's size, convert the box to original pixels, fill in the timing."""
+    changes: dict[str, Any] = {}
+    if pred.seconds is None:
+        changes["seconds"] = seconds
+    if pred.mask is not None:
+        try:
+            changes["mask"] = masks.validate(pred.mask, height, width, f"{adapter.info.name} on {sample.id}")
+        except masks.MaskError as exc:
+            changes.update(mask=None, error=str(exc))
+    if pred.box is not None:
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in pred.box):
+            changes.update(box=None, mask=None, error=f"{adapter.info.name} on {sample.id}: box {list(pred.box)!r} is not 4 finite numbers")
+        else:
+            changes["box"] = box_to_pixels(pred.box, adapter.info.box_space, width, height)
+    return replace(pred, **changes) if changes else pred
+
+
+def _release_cuda_cache() -> None:
+    torch = sys.modules.get("torch")  # only when a model already imported it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: float | None) -> list[Prediction]:
+    with time_limit(timeout * len(batch) if timeout else None):
+        preds = adapter.predict(image, batch)
+    if len(preds) != len(batch):
+        raise RuntimeError(f"returned {len(preds)} predictions for {len(batch)} samples")
+    return preds
+
+
+def predict_on_image(
+    adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
+    timeout: float | None = None, fail_fast: bool = False,
+) -> Iterator[tuple[Sample, Predicted]]:
+    """Yield (sample, prediction) for every sample of one image, batch by batch."""
+    try:
+        image = load_image(image_path)
+    except ImageError as exc:
+        if fail_fast:
+            raise
+        for s in samples:
+            yield s, Predicted(Prediction(mask=None, error=str(exc)))
+        return
+    h, w = image.shape[:2]
+    pending: list[tuple[list[Sample], int]] = [(samples[i : i + batch_size], 0) for i in range(0, len(samples), batch_size)]
+    while pending:
+        batch, halvings = pending.pop(0)
+        start = time.perf_counter()
+        try:
+            preds = _call(adapter, image, batch, timeout)
+        except Exception as exc:
+            if fail_fast:
+                raise
+            if is_out_of_memory(exc) and len(batch) > 1:
+                _release_cuda_cache()
+                mid = len(batch) // 2
+                pending[:0] = [(batch[:mid], halvings + 1), (batch[mid:], halvings + 1)]
+                continue
+            msg = f"{adapter.info.name} failed on {image_path}: {type(exc).__name__}: {exc}"
+            for s in batch:
+                yield s, Predicted(Prediction(mask=None, error=msg), halvings)
+            continue
+        per_sample = (time.perf_counter() - start) / len(batch)
+        for s, p in zip(batch, preds):
+            final = finalize(p, s, adapter, h, w, per_sample)
+            if fail_fast and final.mask is None:
+                raise RuntimeError(f"{s.id}: {final.error or 'the adapter returned no mask'}")
+            yield s, Predicted(final, halvings)

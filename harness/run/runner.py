@@ -1,0 +1,211 @@
+"""Run models over a suite's splits: predict, score, store; resumable, shardable, failure-tolerant.
+
+Every prediction is scored as it arrives and appended to its log, so a killed run resumes
+where it stopped (at any world size: samples found in any log are skipped). With sharding
+each rank writes its own log; the last rank to finish (or ``harness merge``) merges them
+after checking the union of ids against the split, then results and report are written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from harness.adapter import Adapter
+from harness.data.conventions import Conventions
+from harness.data.samples import load_samples
+from harness.data.suites import Suite, load_suite
+from harness.publish.finish import RunOutcome
+from harness.records import locks
+from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
+from harness.records.store import PredictionLog, RunDir, iter_records
+from harness.run.config import RunConfig
+from harness.run.merge import merge_run
+from harness.run.predict import Predicted, image_groups, predict_on_image
+from harness.run.remote import collect_stats, counters_since, make_adapter, release, runtime
+from harness.run.sharding import Shard, shard_from_env
+from harness.score.scoring import score_sample
+from harness.types import Sample
+
+
+def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
+    pred = predicted.prediction
+    rec: dict[str, Any] = {
+        "id": sample.id,
+        "expression": sample.expression,
+        "prediction": pred.to_json(),
+        "score": score_sample(pred, sample.gt, conv).to_json(),
+    }
+    if predicted.oom_halvings:
+        rec["oom_halvings"] = predicted.oom_halvings
+    return rec
+
+
+@dataclass(frozen=True)
+class SplitProgress:
+    predicted: int
+    failed: int
+    oom_halvings: int
+    seconds: float
+
+
+def run_model_split(
+    adapter: Adapter, model: str, split: str, samples: list[Sample], log: PredictionLog, done_elsewhere: set[str],
+    conv: Conventions, batch_size: int, timeout: float | None = None, fail_fast: bool = False,
+) -> SplitProgress:
+    """Predict every sample found in no log yet, appending to ``log``."""
+    done = log.done() | done_elsewhere
+    todo = [s for s in samples if s.id not in done]
+    predicted = failed = halvings = 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc=f"{model} {split}",
+               disable=None, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for image_path, group in image_groups(todo):
+            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast):
+                log.append(record(sample, result, conv))
+                predicted += 1
+                failed += result.prediction.failed
+                halvings = max(halvings, result.oom_halvings)
+                bar.update(1)
+    finally:
+        bar.close()
+        log.close()
+    return SplitProgress(predicted, failed, halvings, time.perf_counter() - start)
+
+
+def default_out(suite: Suite) -> Path:
+    return Path("runs") / suite.name
+
+
+class ManifestUpdate:
+    """Read-modify-write of the manifest under its lock (ranks share one manifest)."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+
+    def __call__(self, change: Any) -> dict[str, Any]:
+        with locks.waiting(self.run_dir.manifest_lock_path):
+            manifest = self.run_dir.manifest() or {}
+            change(manifest)
+            manifest["updated"] = now()
+            self.run_dir.write_manifest(manifest)
+            return manifest
+
+
+def _mark(model: str, split: str, shard: Shard | None, state: str) -> Any:
+    """A manifest change: one rank (``all`` when unsharded) of model x split is running or done.
+
+    The split's own status turns ``done`` only when its merged log is complete (merge_run).
+    """
+
+    def change(m: dict[str, Any]) -> None:
+        ranks = m.setdefault("shards", {}).setdefault(model, {}).setdefault(split, {})
+        key = str(shard) if shard else "all"
+        if state == "running" and ranks.get(key) == "running":
+            # We hold this part's lock, so whoever marked it running is gone: it was killed.
+            m.setdefault("events", []).append({"at": now(), "event": "interrupted", "model": model, "split": split, "shard": key})
+        ranks[key] = state
+        m.setdefault("status", {}).setdefault(model, {})[split] = "done" if state == "done" and not shard else "running"
+
+    return change
+
+
+def _record_efficiency(model: str, split: str, shard: Shard | None, counters: dict[str, float], where: dict[str, Any]) -> Any:
+    """A manifest change: the model's efficiency counters on this split (per rank) and where it ran."""
+
+    def change(m: dict[str, Any]) -> None:
+        entry = m["models"][model]
+        entry.setdefault("efficiency", {}).setdefault(split, {})[str(shard) if shard else "all"] = counters
+        entry["runtime"] = where
+
+    return change
+
+
+def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -> RunOutcome:
+    """Run every model of the config over the suite's splits, then write results and report."""
+    suite = load_suite(config.suite)
+    splits = suite.select_splits(list(config.splits))
+    out = config.out or default_out(suite)
+    run_dir = RunDir(out)
+    shard = config.shard or shard_from_env()
+    adapters = {m.name: make_adapter(m, out, shard.suffix if shard else None) for m in config.models}
+    model_entries = {
+        name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
+        for (name, a), spec in zip(adapters.items(), config.models)
+    }
+    update = ManifestUpdate(run_dir)
+    with locks.held(run_dir.writer_lock_path, shared=shard is not None, what=str(out)):
+
+        def start(m: dict[str, Any]) -> None:
+            if not m:
+                config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
+                m.update(new_manifest(out.name, suite, config_dict, argv or []))
+            check_compatible(m, suite, model_entries, out)
+            m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
+            m["models"].update(model_entries)
+
+        manifest = update(start)
+        # Results cover every split this directory holds, including ones run by earlier commands.
+        samples = load_samples(suite, manifest["splits"], config.data_root, config.limit)
+        device = _rank_device(config.device)
+        for name, adapter in adapters.items():
+            adapter.load(device)
+            counted = collect_stats(adapter)
+            for split in splits:
+                mine = shard.take(samples[split]) if shard else samples[split]
+                suffix = shard.suffix if shard else None
+                log = run_dir.log(name, split, suffix)
+                with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
+                    update(_mark(name, split, shard, "running"))
+                    others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in iter_records(p)}
+                    progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
+                                               config.batch_size, config.timeout, config.fail_fast)
+                    now_counted = collect_stats(adapter)
+                    # The engine's own counts where the adapter (or its worker) does not keep them.
+                    spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),
+                             **counters_since(now_counted, counted)}
+                    update(_record_efficiency(name, split, shard, spent, runtime(adapter)))
+                    counted = now_counted
+                    update(_mark(name, split, shard, "done"))
+                    if progress.oom_halvings:
+                        update(lambda m, n=name, s=split, k=progress.oom_halvings: m.setdefault("events", []).append(
+                            {"at": now(), "event": "oom_halved", "model": n, "split": s, "max_halvings": k}))
+            release(adapter)  # free this model's memory (and its worker) before the next one loads
+    if shard is not None and _barrier() and shard.index != 0:
+        return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
+    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render)
+
+
+def _rank_device(device: str) -> str:
+    """Under torchrun each process takes its own GPU: ``cuda`` -> ``cuda:<LOCAL_RANK>``."""
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local}" if device == "cuda" and local is not None else device
+
+
+def _barrier() -> bool:
+    """Under torchrun with torch.distributed available, wait for every rank (gloo works on CPU).
+
+    Returns False when there is no process group to wait on: then whichever rank finishes
+    last finds every sample covered and merges.
+    """
+    if "MASTER_ADDR" not in os.environ:
+        return False
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+    return True
+
+
+def _other_logs(run_dir: RunDir, model: str, split: str, own: Path) -> list[Path]:
+    return [p for p in (run_dir.log_path(model, split), *run_dir.shard_logs(model, split)) if p != own]

@@ -1,0 +1,327 @@
+"""``python -m harness.run.worker``: one adapter in its own interpreter, driven over stdin/stdout.
+
+Models of this field cannot share an environment (UPSTREAM 3.9), so each may run in its own
+virtualenv as this worker. The protocol is one JSON object per line, one reply per request,
+in order; every reply has ``ok`` and echoes the request's ``id``:
+
+    {"op": "hello", "protocol": 1, "adapter": "NAME[:ARG]", "options": {...}}
+        -> {"ok": true, "protocol": 1, "info": {...AdapterInfo}, "config": {...}, "runtime": {...}}
+    {"op": "load", "device": "cuda:0"}                     -> {"ok": true, "runtime": {...}}
+    {"op": "predict", "image": PATH, "samples": [SAMPLE, ...]}
+        -> {"ok": true, "predictions": [Prediction.to_json(), ...], "stats": {...}}
+    {"op": "stats"}                                        -> {"ok": true, "stats": {...}}
+    {"op": "shutdown"}                                     -> {"ok": true}, then exit 0
+    any failure                                            -> {"ok": false, "error": MSG, "type": EXC_NAME}
+
+The worker decodes the image from its path, so pixels never cross the pipe; samples carry
+their ground truth because oracle adapters use it, exactly as in-process. Boxes come back in
+the adapter's declared space and masks unchecked: the parent finalizes predictions exactly
+as for an in-process adapter. Stdout is the protocol channel only: at start-up the real fd 1
+is kept private and fd 1 is pointed at stderr, so prints of any library (C included) land in
+the log. A malformed or oversized request gets an error reply, never a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from importlib.metadata import PackageNotFoundError, version
+from typing import IO, Any
+
+import numpy as np
+
+import harness
+from harness.adapter import Adapter
+from harness.data.images import load_image
+from harness.types import RLE, GroundTruth, Prediction, Sample
+
+PROTOCOL = 1
+MAX_LINE_BYTES = 64 * 1024 * 1024  # requests and replies; a batch of RLE masks is far smaller
+MAX_SAMPLES = 4096
+
+
+class ProtocolError(ValueError):
+    """A request that does not follow the protocol; answered with an error reply."""
+
+
+def sample_to_json(s: Sample) -> dict[str, Any]:
+    gt = {"mask": s.gt.mask, "box": list(s.gt.box) if s.gt.box is not None else None, "ignore": s.gt.ignore, "overlap": s.gt.overlap}
+    return {"id": s.id, "image": s.image, "expression": s.expression, "gt": gt, "dataset": s.dataset,
+            "split": s.split, "no_target": s.no_target, "meta": s.meta}
+
+
+def _rle(value: Any, where: str, optional: bool = False) -> RLE | None:
+    if value is None and optional:
+        return None
+    ok = (isinstance(value, dict) and isinstance(value.get("counts"), str) and isinstance(value.get("size"), list)
+          and len(value["size"]) == 2 and all(isinstance(v, int) and v >= 0 for v in value["size"]))
+    if not ok:
+        raise ProtocolError(f"{where} must be an RLE {{'size': [h, w], 'counts': str}}")
+    return {"size": [int(v) for v in value["size"]], "counts": value["counts"]}
+
+
+def _str(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"{where}: {key!r} must be a string")
+    return value
+
+
+def sample_from_json(data: Any, where: str) -> Sample:
+    """A Sample from its protocol form, checking every field (a request is untrusted input)."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{where} must be an object")
+    gt = data.get("gt")
+    if not isinstance(gt, dict):
+        raise ProtocolError(f"{where}: 'gt' must be an object")
+    box = gt.get("box")
+    if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+        raise ProtocolError(f"{where}: gt box must be 4 numbers or null")
+    meta = data.get("meta", {})
+    if not isinstance(meta, dict) or not isinstance(data.get("no_target", False), bool):
+        raise ProtocolError(f"{where}: 'meta' must be an object and 'no_target' a boolean")
+    mask = _rle(gt.get("mask"), f"{where}: gt mask")
+    assert mask is not None
+    truth = GroundTruth(mask=mask, box=tuple(float(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
+                        ignore=_rle(gt.get("ignore"), f"{where}: gt ignore", optional=True),
+                        overlap=_rle(gt.get("overlap"), f"{where}: gt overlap", optional=True))
+    return Sample(id=_str(data, "id", where), image=_str(data, "image", where), expression=_str(data, "expression", where),
+                  gt=truth, dataset=_str(data, "dataset", where), split=_str(data, "split", where),
+                  no_target=bool(data.get("no_target", False)), meta=meta)
+
+
+def runtime_info(adapter_spec: str | None = None) -> dict[str, Any]:
+    """Where the model really ran: interpreter, environment, and the versions that matter."""
+    from harness.records.manifest import package_versions
+    from harness.registry import all_adapters, split_model_name
+
+    versions = package_versions()
+    if adapter_spec:
+        origin = all_adapters().get(split_model_name(adapter_spec)[0])
+        if origin is not None and origin.origin not in ("builtin", "test"):
+            try:
+                versions[origin.origin] = version(origin.origin)
+            except PackageNotFoundError:
+                pass
+    return {"python": sys.executable, "prefix": sys.prefix, "pid": os.getpid(), "harness": harness.__version__, "versions": versions}
+
+
+def peak_gpu_memory() -> float | None:
+    """Peak CUDA memory of this process, only when the model already initialised CUDA."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+            return None
+        return float(max(torch.cuda.max_memory_allocated(d) for d in range(torch.cuda.device_count())))
+    except Exception:
+        return None
+
+
+class Worker:
+    """The state behind the protocol: one adapter, its counters, the last decoded image."""
+
+    def __init__(self) -> None:
+        self.adapter: Adapter | None = None
+        self.spec: str | None = None
+        self.counters: dict[str, float] = {"samples": 0, "batches": 0, "images": 0, "predict_seconds": 0.0}
+        self._image: tuple[str, np.ndarray] | None = None
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        if op == "hello":
+            return self.hello(req)
+        if op == "shutdown":
+            return {}
+        if self.adapter is None:
+            raise ProtocolError(f"op {op!r} before hello" if op in ("load", "predict", "stats") else f"unknown op {op!r}")
+        if op == "load":
+            device = req.get("device", "cpu")
+            if not isinstance(device, str):
+                raise ProtocolError("'device' must be a string")
+            self.adapter.load(device)
+            return {"runtime": runtime_info(self.spec)}
+        if op == "predict":
+            return self.predict(req)
+        if op == "stats":
+            return {"stats": self.stats()}
+        raise ProtocolError(f"unknown op {op!r}")
+
+    def hello(self, req: dict[str, Any]) -> dict[str, Any]:
+        from harness.registry import create_adapter
+
+        if req.get("protocol") != PROTOCOL:
+            raise ProtocolError(f"this worker (harness {harness.__version__}) speaks protocol {PROTOCOL}, "
+                                f"the caller {req.get('protocol')!r}: install the same harness in both environments")
+        if self.adapter is not None:
+            raise ProtocolError("hello was already sent; one worker serves one adapter")
+        spec, options = req.get("adapter"), req.get("options") or {}
+        if not isinstance(spec, str) or not isinstance(options, dict):
+            raise ProtocolError("hello needs 'adapter' (a string) and 'options' (an object)")
+        self.adapter, self.spec = create_adapter(spec, options), spec
+        info = self.adapter.info
+        return {"protocol": PROTOCOL, "info": {"name": info.name, "description": info.description, "outputs": list(info.outputs),
+                                               "box_space": info.box_space, "version": info.version,
+                                               "checkpoints": list(info.checkpoints)},
+                # Paths and the like as text, exactly as the run's fingerprint serialises them.
+                "config": json.loads(json.dumps(self.adapter.config(), default=str)), "runtime": runtime_info(spec)}
+
+    def _decode(self, path: str) -> np.ndarray:
+        # Consecutive batches of one image (more sentences than the batch size) decode it once.
+        key = f"{path}\0{os.stat(path).st_mtime_ns}" if os.path.exists(path) else path
+        if self._image is None or self._image[0] != key:
+            self._image = (key, load_image(path))
+            self.counters["images"] += 1
+        return self._image[1]
+
+    def predict(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.adapter is not None
+        image_path, raw = req.get("image"), req.get("samples")
+        if not isinstance(image_path, str) or not image_path:
+            raise ProtocolError("predict needs 'image' (a path)")
+        if not isinstance(raw, list) or not 0 < len(raw) <= MAX_SAMPLES:
+            raise ProtocolError(f"predict needs 'samples': a list of 1 to {MAX_SAMPLES} samples")
+        samples = [sample_from_json(s, f"sample {i}") for i, s in enumerate(raw)]
+        if any(s.image != image_path for s in samples):
+            raise ProtocolError("every sample of a batch must be on the request's image")
+        start = time.perf_counter()
+        image = self._decode(image_path)
+        try:
+            preds = self.adapter.predict(image, samples)
+        except Exception as exc:
+            _release_memory_after_oom(exc)
+            raise
+        elapsed = time.perf_counter() - start
+        if not isinstance(preds, list) or len(preds) != len(samples) or not all(isinstance(p, Prediction) for p in preds):
+            n = len(preds) if isinstance(preds, list) else type(preds).__name__
+            raise RuntimeError(f"returned {n} predictions for {len(samples)} samples")
+        self.counters["samples"] += len(samples)
+        self.counters["batches"] += 1
+        self.counters["predict_seconds"] += elapsed
+        # The per-sample time covers decoding and the model, as in-process; never the pipe.
+        return {"predictions": [_wire_form(p, elapsed / len(samples)) for p in preds], "stats": self.stats()}
+
+    def stats(self) -> dict[str, float]:
+        out = dict(self.counters)
+        peak = peak_gpu_memory()
+        if peak is not None:
+            out["peak_gpu_memory_bytes"] = peak
+        if self.adapter is not None:
+            try:
+                out.update({str(k): float(v) for k, v in self.adapter.stats().items()})
+            except Exception:
+                traceback.print_exc()  # a broken counter must not fail predictions
+        return out
+
+
+def _wire_form(pred: Prediction, seconds: float) -> dict[str, Any]:
+    """Prediction.to_json with the batch's time per sample filled in and RLE bytes made text
+    (the parent accepts bytes counts in-process, so the pipe must not refuse them)."""
+    out = pred.to_json()
+    if out.get("seconds") is None:
+        out["seconds"] = seconds
+    mask = out.get("mask")
+    if isinstance(mask, dict) and isinstance(mask.get("counts"), bytes):
+        out["mask"] = {**mask, "counts": mask["counts"].decode("ascii")}
+    return out
+
+
+def _release_memory_after_oom(exc: BaseException) -> None:
+    """The parent halves the batch on OOM and retries; free this process's cache first."""
+    from harness.run.predict import is_out_of_memory
+
+    torch = sys.modules.get("torch")
+    if torch is not None and is_out_of_memory(exc) and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def read_request(inp: IO[bytes], max_bytes: int) -> bytes | None:
+    """One line, at most ``max_bytes``; None at EOF. An oversized line is consumed and refused."""
+    line = inp.readline(max_bytes + 1)
+    if not line:
+        return None
+    if len(line) > max_bytes:
+        while line and not line.endswith(b"\n"):
+            line = inp.readline(1 << 20)
+        raise ProtocolError(f"request longer than {max_bytes} bytes refused")
+    return line
+
+
+def serve(inp: IO[bytes], out: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> int:
+    """Answer requests until shutdown or EOF (the parent went away); return the exit status."""
+    worker = Worker()
+    while True:
+        req: Any = None
+        try:
+            line = read_request(inp, max_bytes)
+            if line is None:
+                return 0
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ProtocolError(f"malformed JSON: {exc}") from None
+            if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+                raise ProtocolError("a request is a JSON object with an 'op' string")
+            reply: dict[str, Any] = {"ok": True, **worker.handle(req)}
+        except Exception as exc:
+            if not isinstance(exc, ProtocolError):
+                traceback.print_exc()  # the full story goes to the log; the reply carries one line
+            reply = {"ok": False, "error": str(exc) or type(exc).__name__, "type": type(exc).__name__,
+                     "traceback": None if isinstance(exc, ProtocolError) else traceback.format_exc(limit=20)}
+        if isinstance(req, dict) and "id" in req:
+            reply["id"] = req["id"]
+        try:
+            data = json.dumps(reply).encode()
+        except (TypeError, ValueError) as exc:  # e.g. an adapter put bytes or an array into a Prediction
+            data = json.dumps({"ok": False, "error": f"reply is not JSON-serialisable: {exc}", "type": "TypeError",
+                               "id": reply.get("id")}).encode()
+        if len(data) > max_bytes:
+            data = json.dumps({"ok": False, "error": f"reply of {len(data)} bytes exceeds the {max_bytes}-byte limit",
+                               "type": "ProtocolError", "id": reply.get("id")}).encode()
+        out.write(data + b"\n")
+        out.flush()
+        if isinstance(req, dict) and req.get("op") == "shutdown":
+            return 0
+
+
+def _take_protocol_streams() -> tuple[IO[bytes], IO[bytes]]:
+    """Keep the real stdin/stdout for the protocol; point fds 0/1 at /dev/null and stderr."""
+    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return proto_in, proto_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.run.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--list", action="store_true", help="print this environment's adapters as JSON and exit")
+    parser.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES)
+    args = parser.parse_args(argv)
+    if args.list:
+        from harness.registry import all_adapters
+
+        print(json.dumps({**runtime_info(), "adapters": {n: e.origin for n, e in sorted(all_adapters().items())}}))
+        return 0
+    # Ctrl-C in the terminal reaches the whole process group: let the parent decide; a worker
+    # whose parent is gone sees EOF and exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proto_in, proto_out = _take_protocol_streams()
+    print(f"harness.run.worker: pid {os.getpid()}, python {sys.executable}, harness {harness.__version__}", file=sys.stderr)
+    try:
+        return serve(proto_in, proto_out, args.max_line_bytes)
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""results.json from the stored logs: metrics per model x split (schema in harness/score/schema.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from harness.data.suites import Suite
+from harness.files import write_json_atomic
+from harness.records.store import RunDir, iter_records
+from harness.score.metrics import summarize
+from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
+from harness.types import Sample, SampleScore
+
+
+def split_result(records: Iterable[dict[str, Any]], samples: list[Sample], suite: Suite, bootstrap_rounds: int) -> dict[str, Any]:
+    """Metrics of one model on one split, over the split's samples in their order.
+
+    Only each record's small score is kept (the masks are not needed once scored). Records of
+    ids that are not in the split (e.g. beyond a smaller ``--limit``) are ignored.
+    """
+    wanted = {s.id for s in samples}
+    by_id = {r["id"]: SampleScore.from_json(r["score"]) for r in records if r["id"] in wanted}
+    scores = [by_id[s.id] for s in samples if s.id in by_id]
+    res = summarize(scores, suite.conventions, bootstrap_rounds=bootstrap_rounds)
+    res["n_expected"] = len(samples)
+    res["complete"] = len(scores) == len(samples)
+    return res
+
+
+def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int = 1000) -> Results:
+    manifest = run_dir.manifest() or {}
+    results: dict[str, dict[str, Any]] = {}
+    for model, status in manifest.get("status", {}).items():
+        for split in status:
+            if split in samples:
+                records = iter_records(run_dir.log_path(model, split))
+                results.setdefault(model, {})[split] = split_result(records, samples[split], suite, bootstrap_rounds)
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "unit": "percent",
+        "run_id": str(manifest.get("run_id", run_dir.root.name)),
+        "suite": suite.summary(),
+        "conventions": suite.conventions.to_dict(),
+        "models": {m: {k: v for k, v in e.items() if k != "config"} for m, e in manifest.get("models", {}).items()},
+        "results": results,  # type: ignore[typeddict-item]
+        "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]
+    }
+
+
+def write_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int = 1000) -> Results:
+    data = compute_results(run_dir, suite, samples, bootstrap_rounds)
+    write_json_atomic(run_dir.results_path, data)
+    return data

@@ -1,0 +1,85 @@
+"""Per-sample scoring: one Prediction against one GroundTruth -> one SampleScore.
+
+Intersection and union are computed on RLE with pycocotools (no decode). The arithmetic
+reproduces LISA's ``intersectionAndUnionGPU`` (utils/utils.py) on its uint8 ground truth:
+
+- ``output[target == 255] = 255`` then a 2-bin histogram over [0, 1]: ignore pixels drop out
+  of the predicted area, the target area and the intersection (``ignore="exclude"``);
+- polygons summed without binarising: pixels of value 2 are outside the histogram, so they
+  are not target and never intersect, but a predicted pixel there still counts in the
+  predicted area and so in the union (``gt_overlap="lisa_sum"``).
+
+With target T = mask minus overlap, prediction P and ignore G (G disjoint from the mask,
+the overlap inside it), everything follows from |P|, |P∧M|, |P∧O|, |P∧G|, |M|, |O|, |G|.
+"""
+
+from __future__ import annotations
+
+from harness import masks
+from harness.data.conventions import Conventions
+from harness.types import GroundTruth, Prediction, SampleScore
+
+
+def intersection_union(pred: masks.RLE, gt: GroundTruth, conv: Conventions) -> tuple[int, int, int, int]:
+    """Return (intersection, union, gt_area, pred_area) under the conventions."""
+    p_area = masks.area(pred)
+    inter = masks.intersection_area(pred, gt.mask) if p_area else 0
+    gt_area = masks.area(gt.mask)
+    if gt.overlap is not None and conv.gt_overlap == "lisa_sum":
+        gt_area -= masks.area(gt.overlap)
+        if inter:
+            inter -= masks.intersection_area(pred, gt.overlap)
+    if gt.ignore is not None:
+        p_ign = masks.intersection_area(pred, gt.ignore) if p_area else 0
+        if conv.ignore == "exclude":
+            p_area -= p_ign
+        elif conv.ignore == "foreground":
+            inter += p_ign
+            gt_area += masks.area(gt.ignore)
+    union = p_area + gt_area - inter
+    return inter, union, gt_area, p_area
+
+
+def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions) -> SampleScore:
+    """Score one prediction. A failed prediction (no mask) follows ``conv.failure``."""
+    parse_failed = pred.parse_status.value == "failed"
+    box_iou = None
+    if gt.box is not None:
+        box_iou = masks.box_iou(pred.box, gt.box) if pred.box is not None else 0.0
+
+    if pred.mask is None:
+        if conv.failure == "as_empty":
+            empty = masks.empty(gt.height, gt.width)
+            scored = score_sample(Prediction(mask=empty, box=pred.box, parse_status=pred.parse_status), gt, conv)
+            return SampleScore(**{**scored.to_json(), "failed": True, "pred_empty": True})
+        _, union, gt_area, _ = intersection_union(masks.empty(gt.height, gt.width), gt, conv)
+        return SampleScore(
+            intersection=0,
+            union=union,
+            gt_area=gt_area,
+            pred_area=0,
+            iou=None if conv.failure == "drop" else 0.0,
+            gt_empty=gt_area == 0,
+            pred_empty=True,
+            failed=True,
+            parse_failed=parse_failed,
+            counted_in_ciou=conv.failure == "zero",
+            box_iou=box_iou,
+        )
+
+    inter, union, gt_area, p_area = intersection_union(pred.mask, gt, conv)
+    # The empty-union rule first, so that giou_eps may be 0 (ReLA divides exactly).
+    iou = {"one": 1.0, "zero": 0.0, "drop": None}[conv.empty_union] if union == 0 else inter / (union + conv.giou_eps)
+    return SampleScore(
+        intersection=inter,
+        union=union,
+        gt_area=gt_area,
+        pred_area=p_area,
+        iou=iou,
+        gt_empty=gt_area == 0,
+        pred_empty=p_area == 0,
+        failed=False,
+        parse_failed=parse_failed,
+        counted_in_ciou=True,
+        box_iou=box_iou,
+    )
