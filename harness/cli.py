@@ -16,8 +16,22 @@ from typing import Any
 
 # Further subcommands live beside the code they drive; each module has
 # ``add_parser(subparsers)`` that registers its parser with ``set_defaults(func=...)``.
-COMMAND_MODULES: tuple[str, ...] = ("harness.publish.gate", "harness.publish.baseline", "harness.publish.leaderboard",
-                                     "harness.publish.inputs", "harness.run.env_cli")
+# Those modules import numpy and friends, so the top-level parser knows them only by name and
+# one-line help (what `harness --help` prints); a module is imported when its command is chosen.
+# tests/test_cli_startup.py checks each help line against the module's own parser.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "gate": ("harness.publish.gate", "compare a run with a baseline; exit 1 on a significant drop, 2 when not comparable"),
+    "baseline": ("harness.publish.baseline", "save a run's metrics and per-sample scores as a small baseline file to commit"),
+    "leaderboard": ("harness.publish.leaderboard", "build a static leaderboard site from run directories"),
+    "inputs": ("harness.publish.inputs", "hash what each model is shown per sample; --diff A B lists what changed"),
+    "env": ("harness.run.env_cli", "create, list and remove the models' own Python environments"),
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(module for module, _ in LAZY_COMMANDS.values())
+
+
+def _chosen_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option); the top parser has no other options."""
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -124,7 +138,10 @@ def _add_data_parser(subparsers: Any) -> None:
     lay.set_defaults(func=_cmd_data_layout)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> argparse.ArgumentParser:
+    """The ``harness`` parser. With ``full=False`` only the subcommand chosen in ``argv`` gets its real parser
+    (and its module imported); the other lazy commands are names with their help line, enough for ``--help``."""
+    chosen = None if full else _chosen_command(argv)
     parser = argparse.ArgumentParser(prog="harness", description="Evaluate text-prompted segmentation models under one set of rules.")
     sub = parser.add_subparsers(dest="command")
 
@@ -158,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--data-root", type=Path, help="where datasets live, for the gallery's images")
     rep.set_defaults(func=_cmd_report)
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).add_parser(sub)
+    for name, (module, help_line) in LAZY_COMMANDS.items():
+        if full or name == chosen:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_line)
     _add_data_parser(sub)
     return parser
 
@@ -167,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from harness.errors import HarnessError
 
-    parser = build_parser()
+    parser = build_parser(argv, full=False)
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.command is None:
         parser.print_help()

@@ -14,10 +14,12 @@ import difflib
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.adapter import Adapter
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # harness.adapter imports numpy; `harness list` reads this registry without it
+    from harness.adapter import Adapter
 
 ENTRY_POINT_GROUP = "harness.adapters"
 
@@ -85,6 +87,8 @@ def adapter_class(name: str) -> type[Adapter]:
     entries = all_adapters()
     if name not in entries:
         raise did_you_mean("model", name, list(entries))
+    from harness.adapter import Adapter
+
     module, _, attr = entries[name].target.partition(":")
     cls = getattr(importlib.import_module(module), attr)
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
