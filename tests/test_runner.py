@@ -195,3 +195,35 @@ def test_killed_cli_run_resumes_to_identical_results(tmp_path: Path) -> None:
     clean_ids = [r["id"] for r in read_records(tmp_path / "clean" / "shapes-reasoner" / "val.jsonl")]
     killed_ids = [r["id"] for r in read_records(tmp_path / "killed" / "shapes-reasoner" / "val.jsonl")]
     assert sorted(killed_ids) == sorted(clean_ids)  # every sample once: nothing redone, nothing lost
+
+
+def test_resuming_a_finished_run_rewrites_nothing_until_an_input_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.publish import finish
+
+    suite = write_suite(tmp_path)
+    out = tmp_path / "run"
+    config = build_config(models="empty", suite=str(suite), out=out)
+    run(config)
+    results, report = out / "results.json", out / "report" / "index.html"
+    before = (results.stat().st_mtime_ns, report.stat().st_mtime_ns, results.read_text())
+    efficiency = json.loads((out / "manifest.json").read_text())["models"]["empty"]["efficiency"]
+    computed: list[int] = []
+    real_write = finish.write_results
+    monkeypatch.setattr(finish, "write_results", lambda *a, **k: computed.append(1) or real_write(*a, **k))
+
+    outcome = run(config)  # nothing changed: both files kept as they are
+    assert computed == [] and outcome.report_path == report
+    assert (results.stat().st_mtime_ns, report.stat().st_mtime_ns, results.read_text()) == before
+    assert json.loads((out / "manifest.json").read_text())["models"]["empty"]["efficiency"] == efficiency
+    run(build_config(models="empty", suite=str(suite), out=out), render=False)  # results alone up to date: kept too
+    assert computed == [] and results.stat().st_mtime_ns == before[0]
+
+    log = out / "empty" / "val.jsonl"
+    os.utime(log, ns=(log.stat().st_atime_ns, log.stat().st_mtime_ns + 10**9))  # a log rewritten since
+    run(config)
+    assert computed == [1] and results.stat().st_mtime_ns != before[0] and results.read_text() == before[2]
+
+    report.write_text("edited")  # an output touched since: redone
+    run(config)
+    assert computed == [1, 1] and report.read_text() != "edited"
+    assert results_of(out) == json.loads(before[2])["results"]

@@ -8,11 +8,16 @@ other ground truth.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import harness
 from harness.data.samples import load_samples
 from harness.data.suites import Suite, load_suite
+from harness.files import write_json_atomic
 from harness.records.manifest import check_compatible
 from harness.records.store import RunDir, StoreError
 from harness.score.results import write_results
@@ -58,11 +63,57 @@ def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
     return outcome.report_path
 
 
-def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool) -> RunOutcome:
+# Beside results.json: a digest of what results.json and the report were computed from, and the
+# size and mtime of each as written, so resuming a finished run skips work that would change nothing.
+FINISHED_NAME = ".finished.json"
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def inputs_digest(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int) -> str:
+    """What results.json and the report are made of: the manifest (less its clock), every log's size
+    and mtime, the suite's fingerprint, the samples (ids and images) and the engine version."""
+    manifest = {k: v for k, v in (run_dir.manifest() or {}).items() if k != "updated"}
+    logs = sorted([str(p.relative_to(run_dir.root)), *(_stat(p) or [])] for p in run_dir.root.glob("*/*.jsonl"))
+    h = hashlib.sha256()
+    h.update(json.dumps([harness.__version__, suite.fingerprint, bootstrap_rounds, manifest, logs], sort_keys=True, default=str).encode())
+    for split in sorted(samples):
+        h.update(f"\n{split}".encode())
+        for s in samples[split]:
+            h.update(f"\n{s.id}\t{s.image}".encode())
+    return h.hexdigest()
+
+
+def _up_to_date(run_dir: RunDir, digest: str, render: bool) -> bool:
+    try:
+        stamp = json.loads((run_dir.root / FINISHED_NAME).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return False
+    if not isinstance(stamp, dict) or stamp.get("inputs") != digest or stamp.get("results") != _stat(run_dir.results_path):
+        return False
+    return not render or (stamp.get("report") is not None and stamp.get("report") == _stat(run_dir.report_path))
+
+
+def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool,
+           reuse: bool = False) -> RunOutcome:
+    """results.json and (with ``render``) the report. With ``reuse`` (resuming ``harness run``), files
+    already written from exactly these inputs, and untouched since, are kept as they are."""
+    digest = inputs_digest(run_dir, suite, samples, bootstrap_rounds)
+    if reuse and _up_to_date(run_dir, digest, render):
+        return RunOutcome(run_dir.root, run_dir.results_path, run_dir.report_path if render else None)
     write_results(run_dir, suite, samples, bootstrap_rounds=bootstrap_rounds)
     report = None
     if render:
         from harness.publish.report import render_report
 
         report = render_report(run_dir.root, {split: {s.id: s for s in ss} for split, ss in samples.items()})
+    stamp: dict[str, Any] = {"inputs": digest, "results": _stat(run_dir.results_path),
+                             "report": _stat(run_dir.report_path) if render else None}
+    write_json_atomic(run_dir.root / FINISHED_NAME, stamp)
     return RunOutcome(run_dir.root, run_dir.results_path, report)

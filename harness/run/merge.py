@@ -69,7 +69,8 @@ def merge_split(run_dir: RunDir, model: str, split: str, samples: Sequence[Sampl
     return True
 
 
-def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool) -> RunOutcome:
+def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool,
+              reuse: bool = False) -> RunOutcome:
     """Merge shard logs where every sample is covered; write results once all are merged."""
     pending = []
     with locks.waiting(run_dir.manifest_lock_path):
@@ -88,7 +89,7 @@ def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], b
         run_dir.write_manifest(manifest)
     if pending:
         return RunOutcome(run_dir.root, None, None, pending="samples still without predictions: " + "; ".join(pending))
-    return finish(run_dir, suite, samples, bootstrap_rounds, render)
+    return finish(run_dir, suite, samples, bootstrap_rounds, render, reuse=reuse)
 
 
 def merge_and_report(run_dir: Path, data_root: Path | None = None, render: bool = True) -> RunOutcome:

@@ -149,7 +149,10 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 m.update(new_manifest(out.name, suite, config_dict, argv or []))
             check_compatible(m, suite, model_entries, out)
             m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
-            m["models"].update(model_entries)
+            for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
+                kept = m["models"].get(name, {})
+                same = kept.get("fingerprint") == entry["fingerprint"]
+                m["models"][name] = {**entry, **{k: kept[k] for k in ("efficiency", "runtime") if same and k in kept}}
 
         manifest = update(start)
         # Results cover every split this directory holds, including ones run by earlier commands.
@@ -171,7 +174,8 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     # The engine's own counts where the adapter (or its worker) does not keep them.
                     spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),
                              **counters_since(now_counted, counted)}
-                    update(_record_efficiency(name, split, shard, spent, runtime(adapter)))
+                    if progress.predicted:  # a resume with nothing left keeps the counters of the run that predicted
+                        update(_record_efficiency(name, split, shard, spent, runtime(adapter)))
                     counted = now_counted
                     update(_mark(name, split, shard, "done"))
                     if progress.oom_halvings:
@@ -180,7 +184,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             release(adapter)  # free this model's memory (and its worker) before the next one loads
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
-    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render)
+    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True)
 
 
 def _rank_device(device: str) -> str:
