@@ -44,6 +44,9 @@ class Adapter(ABC):
     """Base class of all adapters. Subclasses set ``info`` and implement ``predict``."""
 
     info: ClassVar[AdapterInfo]
+    # True for an adapter that decodes ``samples[0].image`` itself (a proxy for a model in a worker):
+    # the engine then reads only the file's header for its size, and passes an (h, w, 0) array.
+    decodes_images: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -366,3 +366,35 @@ def test_two_models_from_two_interpreters_in_one_run(tmp_path: Path) -> None:
     assert texts == {str(venv)}
     assert (out / "report" / "index.html").exists() and set(results_of(out)) == {"shapes-reasoner", "only-here"}
     assert "python " + str(python) in (out / "only-here" / "worker.log").read_text()
+
+
+def test_a_model_in_a_worker_has_its_images_decoded_once_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import ImageFile
+
+    from harness.run import predict
+
+    pixel_loads: list[str] = []
+    real_load = ImageFile.ImageFile.load
+    def counted_load(im: Any) -> Any:  # a pixel decode is a load() with tiles still to decode
+        if im.tile:
+            pixel_loads.append(str(im.filename))
+        return real_load(im)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counted_load)
+    headers: list[str] = []
+    monkeypatch.setattr(predict, "image_size", lambda p, real=predict.image_size: headers.append(p) or real(p))
+    suite = write_suite(tmp_path, val=3, test=1)
+    images = sorted({s.image for s in load_samples(load_suite(str(suite)), ["val"], None)["val"]})
+    config = tmp_path / "run.yaml"
+    config.write_text(f"suite: {suite}\nmodels:\n  isolated: {{adapter: shapes-reasoner, python: {sys.executable}}}\n"
+                      "  local: {adapter: shapes-reasoner}\n")
+    out = tmp_path / "run"
+    pixel_loads.clear()
+    assert main(["run", "--config", str(config), "--out", str(out), "--splits", "val", "--batch-size", "2", "--no-report"]) == 0
+    # The parent read each image's header for the worker model, and decoded each once for the in-process one.
+    assert sorted(headers) == images
+    assert sorted(pixel_loads) == images
+    efficiency = json.loads((out / "manifest.json").read_text())["models"]["isolated"]["efficiency"]["val"]["all"]
+    assert efficiency["images"] == len(images)  # the worker's own count of decodes
+    scores = {m: [r["score"] for r in read_records(out / m / "val.jsonl")] for m in ("isolated", "local")}
+    assert scores["isolated"] == scores["local"]

@@ -23,7 +23,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, box_to_pixels
-from harness.data.images import ImageError, load_image
+from harness.data.images import ImageError, image_size, load_image
 from harness.types import Prediction, Sample
 
 
@@ -113,7 +113,10 @@ def predict_on_image(
 ) -> Iterator[tuple[Sample, Predicted]]:
     """Yield (sample, prediction) for every sample of one image, batch by batch."""
     try:
-        image = load_image(image_path)
+        if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
+            image = np.empty((*image_size(image_path), 0), dtype=np.uint8)
+        else:
+            image = load_image(image_path)
     except ImageError as exc:
         if fail_fast:
             raise

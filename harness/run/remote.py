@@ -102,6 +102,7 @@ class RemoteAdapter(Adapter):
     """An adapter served by ``python -m harness.run.worker`` in another interpreter."""
 
     info = AdapterInfo(name="remote", description="a model served by harness.run.worker in its own interpreter")
+    decodes_images = True  # the worker decodes the file; the parent needs only its size
 
     def __init__(self, adapter: str, options: Mapping[str, Any] | None = None, python: str | None = None, *,
                  label: str | None = None, env_vars: Mapping[str, str] | None = None, log_path: Path | None = None,
