@@ -85,6 +85,30 @@ def test_resume_skips_finished_samples_and_gives_identical_results(tmp_path: Pat
     assert results_of(out) == results_of(clean)
 
 
+def test_cost_counters_accumulate_across_resumes(tmp_path: Path) -> None:
+    from harness.run.remote import add_counters
+
+    suite = write_suite(tmp_path)
+    out = tmp_path / "run"
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)
+    first = json.loads((out / "manifest.json").read_text())["models"]["counting"]["efficiency"]
+    n_val = len(read_records(out / "counting" / "val.jsonl"))
+    assert first["val"]["all"]["samples"] == n_val
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)  # nothing left: adds nothing
+    again = json.loads((out / "manifest.json").read_text())["models"]["counting"]["efficiency"]
+    assert {s: {k: v["all"][k] for k in ("samples",)} for s, v in again.items()} == \
+        {s: {k: v["all"][k] for k in ("samples",)} for s, v in first.items()}
+    assert again["val"]["all"]["predict_seconds"] >= first["val"]["all"]["predict_seconds"]
+    # Resumed after 3 lines were lost: the 3 redone samples add to the first stint's count.
+    log = out / "counting" / "val.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:-3]))
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)
+    third = json.loads((out / "manifest.json").read_text())["models"]["counting"]["efficiency"]
+    assert third["val"]["all"]["samples"] == n_val + 3
+    assert add_counters({"samples": 5, "peak_gpu_memory_bytes": 10}, {"samples": 2, "peak_gpu_memory_bytes": 7}) == \
+        {"samples": 7, "peak_gpu_memory_bytes": 10}
+
+
 def test_resume_refuses_changed_conventions(tmp_path: Path) -> None:
     run(build_config(models="empty", suite=str(write_suite(tmp_path)), out=tmp_path / "run"), render=False)
     changed = write_suite(tmp_path, empty_union="zero")

@@ -28,7 +28,7 @@ from harness.records.store import PredictionLog, RunDir, iter_records
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
-from harness.run.remote import collect_stats, counters_since, make_adapter, release, runtime
+from harness.run.remote import add_counters, collect_stats, counters_since, make_adapter, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
 from harness.types import Sample
@@ -122,7 +122,10 @@ def _record_efficiency(model: str, split: str, shard: Shard | None, counters: di
 
     def change(m: dict[str, Any]) -> None:
         entry = m["models"][model]
-        entry.setdefault("efficiency", {}).setdefault(split, {})[str(shard) if shard else "all"] = counters
+        ranks = entry.setdefault("efficiency", {}).setdefault(split, {})
+        key = str(shard) if shard else "all"
+        # A resumed (or retried) run adds its share to what earlier commands spent, never replaces it.
+        ranks[key] = add_counters(ranks.get(key) or {}, counters)
         entry["runtime"] = where
 
     return change
@@ -149,7 +152,8 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 m.update(new_manifest(out.name, suite, config_dict, argv or []))
             check_compatible(m, suite, model_entries, out)
             m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
-            m["models"].update(model_entries)
+            for name, entry in model_entries.items():  # keep what earlier commands recorded (efficiency, runtime)
+                m["models"][name] = {**m["models"].get(name, {}), **entry}
 
         manifest = update(start)
         # Results cover every split this directory holds, including ones run by earlier commands.
