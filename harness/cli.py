@@ -146,7 +146,10 @@ def _add_data_parser(subparsers: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness import __version__
+
     parser = argparse.ArgumentParser(prog="harness", description="Evaluate text-prompted segmentation models under one set of rules.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="run models over a suite, score them, write results and a report",

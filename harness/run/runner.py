@@ -28,6 +28,7 @@ from harness.records.store import PredictionLog, RunDir, iter_records
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
+from harness.run.progress import LineProgress
 from harness.run.remote import add_counters, collect_stats, counters_since, make_adapter, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
@@ -66,6 +67,7 @@ def run_model_split(
     start = time.perf_counter()
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc=f"{model} {split}",
                disable=None, file=sys.stderr, dynamic_ncols=True)
+    lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
     try:
         for image_path, group in image_groups(todo):
             for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast):
@@ -74,8 +76,10 @@ def run_model_split(
                 failed += result.prediction.failed
                 halvings = max(halvings, result.oom_halvings)
                 bar.update(1)
+                lines.update(1)
     finally:
         bar.close()
+        lines.close()
         log.close()
     return SplitProgress(predicted, failed, halvings, time.perf_counter() - start)
 
