@@ -45,7 +45,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     outcome = run(config, argv=sys.argv, render=not args.no_report)
     _print_outcome(outcome)
-    return 0
+    return _ending(outcome)
+
+
+# `harness run` exit status: 0 every sample predicted; EXIT_SAMPLES_FAILED when any sample failed
+# (results and report are still written); 2 bad input (HarnessError); 130 interrupted.
+EXIT_SAMPLES_FAILED = 4
+
+
+def _ending(outcome: Any) -> int:
+    """Print the run's table (stdout) and its failures (stderr); the exit status they imply."""
+    if outcome.results_path is None:
+        return 0
+    from harness.publish.summary import failed_samples, summary_table
+    from harness.records.store import RunDir, read_json
+
+    doc = read_json(outcome.results_path)
+    print(summary_table(doc), end="")
+    failures = failed_samples(RunDir(outcome.run_dir), doc)
+    for line in failures:
+        print(f"failed: {line}", file=sys.stderr)
+    return EXIT_SAMPLES_FAILED if failures else 0
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -60,8 +80,9 @@ def _print_outcome(outcome: Any) -> None:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.run.merge import merge_and_report
 
-    _print_outcome(merge_and_report(args.run_dir, data_root=args.data_root, render=not args.no_report))
-    return 0
+    outcome = merge_and_report(args.run_dir, data_root=args.data_root, render=not args.no_report)
+    _print_outcome(outcome)
+    return _ending(outcome)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -142,10 +163,15 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> arg
     """The ``harness`` parser. With ``full=False`` only the subcommand chosen in ``argv`` gets its real parser
     (and its module imported); the other lazy commands are names with their help line, enough for ``--help``."""
     chosen = None if full else _chosen_command(argv)
+    from harness import __version__
+
     parser = argparse.ArgumentParser(prog="harness", description="Evaluate text-prompted segmentation models under one set of rules.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command")
 
-    run = sub.add_parser("run", help="run models over a suite, score them, write results and a report")
+    run = sub.add_parser("run", help="run models over a suite, score them, write results and a report",
+                         description="Exit status: 0 every sample predicted; 4 some sample failed (results and report are "
+                                     "still written, the failures are listed on stderr); 2 bad input; 130 interrupted.")
     run.add_argument("--models", help="comma-separated model names (registered adapters, names from --config, or replay:PATH)")
     run.add_argument("--suite", help="a built-in suite name or a suite YAML path (default: shapes)")
     run.add_argument("--splits", help="comma-separated splits (default: the suite's default splits)")

@@ -33,13 +33,17 @@ def _scores(seed: int = 0, n: int = N) -> Pairs:
 
 
 def write_run(root: Path, splits: dict[str, Pairs], model: str = "m", fingerprint: str = "suitefp", split_prefix: str = "s",
-              conventions: dict[str, Any] | None = None, model_fp: str = "modelfp", ids: Sequence[str] | None = None) -> Path:
-    """A run directory by hand: manifest, one JSONL log per split, results.json from summarize()."""
+              conventions: dict[str, Any] | None = None, model_fp: str = "modelfp", ids: Sequence[str] | None = None,
+              limit: int | None = None, failed: int = 0) -> Path:
+    """A run directory by hand: manifest, one JSONL log per split, results.json from summarize().
+
+    ``limit`` is recorded in the manifest's config as ``--limit`` would; the first ``failed``
+    samples of each split are marked failed."""
     conv = Conventions.from_dict(conventions)
     results: dict[str, Any] = {}
     for split, pairs in splits.items():
         names = list(ids) if ids is not None else [f"{split_prefix}/{split}/{k:04d}" for k in range(len(pairs))]
-        scores = [SampleScore(i, u, u, u, i / (u + conv.giou_eps), False, False, False, False) for i, u in pairs]
+        scores = [SampleScore(i, u, u, u, i / (u + conv.giou_eps), False, False, k < failed, False) for k, (i, u) in enumerate(pairs)]
         log = root / model / f"{split}.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("".join(json.dumps({"id": sid, "expression": "x", "prediction": {}, "score": s.to_json()}) + "\n"
@@ -47,7 +51,8 @@ def write_run(root: Path, splits: dict[str, Pairs], model: str = "m", fingerprin
         res = summarize(scores, conv, bootstrap_rounds=50)
         results[split] = {**res, "n_expected": len(scores), "complete": True}
     suite = {"name": "crafted", "version": "1", "fingerprint": fingerprint}
-    (root / "manifest.json").write_text(json.dumps({"run_id": root.name, "git_commit": "abc", "created": "now"}))
+    (root / "manifest.json").write_text(json.dumps({"run_id": root.name, "git_commit": "abc", "created": "now",
+                                                    "config": {"limit": limit}}))
     doc = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "unit": "percent", "run_id": root.name, "suite": suite,
            "conventions": conv.to_dict(), "models": {model: {"adapter": model, "fingerprint": model_fp}},
            "results": {model: results}, "published": []}
@@ -60,14 +65,15 @@ def base_run(tmp_path: Path) -> Path:
     return write_run(tmp_path / "base", {"val": _scores(0), "test": _scores(1)})
 
 
-def _gate(run: Path, base: Path, *extra: str) -> tuple[int, str, str]:
+def _gate(run: Path, base: Path, *extra: str, md: bool = True) -> tuple[int, str, str]:
+    """Exit code, stdout, stderr; stdout is the Markdown table (``--markdown -``) unless md=False."""
     import contextlib
     import io
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = main(["gate", str(run), "--baseline", str(base), *extra])
+            code = main(["gate", str(run), "--baseline", str(base), *extra, *(["--markdown", "-"] if md else [])])
         except SystemExit as exc:
             code = int(exc.code or 0)
     return code, out.getvalue(), err.getvalue()
@@ -246,3 +252,67 @@ def test_committed_shapes_baseline_matches_the_shapes_suite() -> None:
     assert base.conventions == suite.conventions.to_dict()
     assert set(base.scores["shapes-reasoner"]) == set(suite.default_splits)
     assert COMMITTED.stat().st_size < 50_000
+
+
+def test_unknown_names_exit_2_with_the_valid_ones(tmp_path: Path, base_run: Path) -> None:
+    run = write_run(tmp_path / "run", {"val": _scores(0), "test": _scores(1)})
+    code, out, err = _gate(run, base_run, "--metric", "nosuch", md=False)
+    assert code == EXIT_INCOMPARABLE
+    assert "unknown metric 'nosuch' (valid: " in out and "ciou, giou" in out and "prec@0.5" in out and "unknown metric" in err
+    code, out, _ = _gate(run, base_run, "--metric", "cIoU,GIOU")  # names are matched case-insensitively
+    assert code == EXIT_PASS and "| m | val | cIoU |" in out and "| m | val | gIoU |" in out
+    code, out, _ = _gate(run, base_run, "--splits", "vall", md=False)
+    assert code == EXIT_INCOMPARABLE and "split 'vall' is not in the baseline" in out and "(valid: test, val)" in out
+    code, out, _ = _gate(run, base_run, "--models", "nope", md=False)
+    assert code == EXIT_INCOMPARABLE and "model 'nope' is not in the baseline" in out and "(valid: m)" in out
+
+
+def test_limit_run_is_not_comparable_without_allow_partial(tmp_path: Path, base_run: Path) -> None:
+    short = write_run(tmp_path / "short", {"val": _scores(0)[:40], "test": _scores(1)[:40]}, limit=40)
+    code, out, err = _gate(short, base_run, md=False)
+    assert code == EXIT_INCOMPARABLE
+    assert "m/val: partial: run with --limit 40 (40 samples), baseline over the full split" in out
+    assert "--allow-partial" in err
+    # Allowed: gated on the 40 samples both have, the baseline recomputed on them, and the table says so.
+    code, out, _ = _gate(short, base_run, "--allow-partial", "--metric", "ciou,giou")
+    assert code == EXIT_PASS
+    assert out.count("+0.00 | [+0.00, +0.00] | 40 | ✅ pass [partial: run with --limit 40") == 4
+    assert "baseline recomputed on the run's 40 of its 200 samples" in out
+    # A metric that cannot be recomputed on the subset gates nothing: that is not a pass.
+    code, out, _ = _gate(short, base_run, "--allow-partial", "--metric", "prec@0.5", md=False)
+    assert code == EXIT_INCOMPARABLE and "nothing gated" in out
+    # A baseline saved from a run with the same --limit is a like-for-like comparison.
+    same = write_run(tmp_path / "same", {"val": _scores(0)[:40], "test": _scores(1)[:40]}, limit=40)
+    assert _gate(short, same)[0] == EXIT_PASS
+
+
+def test_incomplete_and_failing_runs_are_not_comparable(tmp_path: Path, base_run: Path) -> None:
+    run = write_run(tmp_path / "run", {"val": _scores(0), "test": _scores(1)})
+    doc = json.loads((run / "results.json").read_text())
+    doc["results"]["m"]["val"].update(complete=False, n_expected=250)  # 50 ids never predicted
+    (run / "results.json").write_text(json.dumps(doc))
+    code, out, _ = _gate(run, base_run, md=False)
+    assert code == EXIT_INCOMPARABLE and "m/val: partial: 200 of 250 predicted" in out
+
+    failing = write_run(tmp_path / "failing", {"val": _scores(0), "test": _scores(1)}, failed=3)
+    code, out, _ = _gate(failing, base_run, md=False)
+    assert code == EXIT_INCOMPARABLE and "m/val: 3 of 200 samples failed (over --max-failed 0)" in out
+    code, out, _ = _gate(failing, base_run, "--max-failed", "0.05")
+    assert code == EXIT_PASS and "failed" not in out
+    code, out, _ = _gate(failing, base_run, "--allow-partial")
+    assert code == EXIT_PASS and "✅ pass [3 of 200 samples failed" in out
+    assert _gate(failing, base_run, "--max-failed", "5")[0] == EXIT_INPUT_ERROR
+
+
+def test_terminal_gets_plain_text_and_markdown_only_on_request(tmp_path: Path, base_run: Path) -> None:
+    run = write_run(tmp_path / "run", {"val": _scores(0), "test": _scores(1)}, model_fp="changed")
+    code, out, _ = _gate(run, base_run, md=False)
+    assert code == EXIT_PASS
+    assert out.splitlines()[0].startswith("harness gate: pass (cIoU")
+    assert "|" not in out.replace("|delta|", "") and "&gt;" not in out and "###" not in out
+    assert "adapter fingerprint modelfp -> changed" in out
+    row = next(line for line in out.splitlines() if line.startswith("m "))
+    assert row.split()[:6] == ["m", "val", "cIoU", row.split()[3], row.split()[3], "+0.00"]
+    md = tmp_path / "gate.md"
+    code, out2, _ = _gate(run, base_run, "--markdown", str(md), md=False)
+    assert out2 == out and md.read_text().startswith("### harness gate: ✅ pass") and "| m | val | cIoU |" in md.read_text()

@@ -85,6 +85,30 @@ def test_resume_skips_finished_samples_and_gives_identical_results(tmp_path: Pat
     assert results_of(out) == results_of(clean)
 
 
+def test_cost_counters_accumulate_across_resumes(tmp_path: Path) -> None:
+    from harness.run.remote import add_counters
+
+    suite = write_suite(tmp_path)
+    out = tmp_path / "run"
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)
+    first = json.loads((out / "manifest.json").read_text())["models"]["counting"]["efficiency"]
+    n_val = len(read_records(out / "counting" / "val.jsonl"))
+    assert first["val"]["all"]["samples"] == n_val
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)  # nothing left: adds nothing
+    again = json.loads((out / "manifest.json").read_text())["models"]["counting"]["efficiency"]
+    assert {s: {k: v["all"][k] for k in ("samples",)} for s, v in again.items()} == \
+        {s: {k: v["all"][k] for k in ("samples",)} for s, v in first.items()}
+    assert again["val"]["all"]["predict_seconds"] >= first["val"]["all"]["predict_seconds"]
+    # Resumed after 3 lines were lost: the 3 redone samples add to the first stint's count.
+    log = out / "counting" / "val.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:-3]))
+    run(build_config(models="counting", suite=str(suite), out=out), render=False)
+    third = json.loads((out / "manifest.json").read_text())["models"]["counting"]["efficiency"]
+    assert third["val"]["all"]["samples"] == n_val + 3
+    assert add_counters({"samples": 5, "peak_gpu_memory_bytes": 10}, {"samples": 2, "peak_gpu_memory_bytes": 7}) == \
+        {"samples": 7, "peak_gpu_memory_bytes": 10}
+
+
 def test_resume_refuses_changed_conventions(tmp_path: Path) -> None:
     run(build_config(models="empty", suite=str(write_suite(tmp_path)), out=tmp_path / "run"), render=False)
     changed = write_suite(tmp_path, empty_union="zero")
@@ -120,7 +144,8 @@ def test_replay_contract(tmp_path: Path) -> None:
                 line["box"] = r["prediction"]["box"]
             fh.write(json.dumps(line) + "\n")
     out = tmp_path / "replayed"
-    assert main(["run", "--models", f"replay:{replay}", "--suite", str(suite), "--splits", "val", "--out", str(out), "--no-report"]) == 0
+    # One sample failed: results are written, and the exit status says so (4).
+    assert main(["run", "--models", f"replay:{replay}", "--suite", str(suite), "--splits", "val", "--out", str(out), "--no-report"]) == 4
     got = read_records(out / "replay-preds" / "val.jsonl")
     assert got[0]["prediction"]["error"].startswith("no prediction for this id")
     assert got[1]["prediction"]["reasoning"] == "easy" and got[1]["prediction"]["answer"] == "x"
@@ -131,6 +156,33 @@ def test_replay_contract(tmp_path: Path) -> None:
     replay.write_text(replay.read_text() + '{"id": "x", "mask": \n')
     code = main(["run", "--models", f"replay:{replay}", "--suite", str(suite), "--splits", "val", "--out", str(tmp_path / "bad")])
     assert code == 2
+
+
+def test_a_run_says_how_it_ended(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, val=3, test=1)
+    args = ["--suite", str(suite), "--splits", "val", "--no-report"]
+    assert main(["run", "--models", "oracle-box", "--out", str(tmp_path / "ok"), *args]) == 0
+    out, err = capsys.readouterr()
+    table = out.splitlines()
+    head = next(k for k, line in enumerate(table) if line.startswith("model "))
+    assert table[head].split() == ["model", "split", "cIoU", "gIoU", "n", "failed", "partial"]
+    res = results_of(tmp_path / "ok")["oracle-box"]["val"]
+    assert table[head + 1].split() == ["oracle-box", "val", f"{res['ciou']:.2f}", f"{res['giou']:.2f}", str(res["n"]), "0"]
+    assert "failed" not in err and res["n"] > 3
+
+    # Every sample failed (a replay file whose ids are not the suite's): not 0, and stderr says why.
+    replay = tmp_path / "foreign.jsonl"
+    replay.write_text("".join(json.dumps({"id": f"other/{k}", "mask": None}) + "\n" for k in range(3)))
+    n = res["n_records"]
+    assert main(["run", "--models", f"replay:{replay}", "--out", str(tmp_path / "bad"), *args]) == 4
+    out, err = capsys.readouterr()
+    assert f"failed: replay-foreign/val: {n} of {n} samples failed (" in err and "no prediction for this id" in err
+    assert next(line for line in out.splitlines() if line.startswith("replay-foreign")).split()[-1] == str(n)
+
+    # A non-positive --timeout would fail every sample: refused as bad input.
+    for bad in ("-1", "0"):
+        assert main(["run", "--models", "empty", "--timeout", bad, "--out", str(tmp_path / "t"), *args]) == 2
+        assert "--timeout must be positive" in capsys.readouterr().err
 
 
 def test_unknown_names_get_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

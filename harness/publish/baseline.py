@@ -179,7 +179,9 @@ def from_run(run_dir: Path) -> Baseline:
         results=results,
         ids=ids,
         scores=scores,
-        from_run={"run_id": doc.get("run_id"), "git_commit": manifest.get("git_commit"), "created": manifest.get("created")},
+        from_run={"run_id": doc.get("run_id"), "git_commit": manifest.get("git_commit"), "created": manifest.get("created"),
+                  # a --limit run covers only the first N samples of each split: the gate must know
+                  "limit": (manifest.get("config") or {}).get("limit")},
     )
 
 

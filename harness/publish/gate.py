@@ -7,8 +7,12 @@ Exit codes (``EXIT_*`` below), stable for CI scripts:
   its paired-bootstrap 95% interval lies entirely below zero. Where the baseline has no
   per-sample scores (``--metrics-only`` baselines, a plain results.json) or the metric is not
   cIoU/gIoU, the drop alone decides (plain tolerance);
-- 2: the two are not comparable: different suite fingerprint, different conventions,
-  different sample ids, or a gated model x split missing from the run; every reason is listed;
+- 2: the two are not comparable, or the gate would check nothing: different suite fingerprint,
+  different conventions, different sample ids, a gated model x split missing from the run, an
+  unknown metric, model or split name (the valid names are listed), a run that is partial
+  (``--limit`` other than the baseline's, missing ids, shards not merged) or whose failed share
+  exceeds ``--max-failed`` (unless ``--allow-partial``), or no row gated at all ("nothing
+  gated"); every reason is listed;
 - 3: the inputs cannot be read (missing run, malformed baseline) or the command line is wrong.
 
 ``--two-sided`` also fails a significant *rise* beyond the tolerance: for a deterministic
@@ -19,12 +23,18 @@ seed 0): each round computes the metric on the same resampled ids for the run an
 baseline and takes the difference. The interval printed is the official difference
 (results.json values) plus the 2.5/97.5 percentiles of the bootstrap deviations, so a
 change in aggregation with identical per-sample scores shows as a zero-width interval
-around a real drop, and fails. Output is a Markdown table for a pull-request comment.
+around a real drop, and fails. Output is a plain-text table on the terminal; ``--markdown FILE``
+(or ``-`` for stdout) writes the Markdown table for a pull-request comment.
+
+With ``--allow-partial`` a partial run is gated on the samples it has: where the run's ids are a
+subset of the baseline's and both have per-sample scores, cIoU and gIoU of the baseline are
+recomputed on those ids (other metrics cannot be, and are not gated); every such row says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Sequence
@@ -47,6 +57,8 @@ BOOTSTRAPPED = ("ciou", "giou")
 LABELS = {"ciou": "cIoU", "giou": "gIoU"}
 DEFAULT_ROUNDS = 1000
 _MAX_EXAMPLES = 3
+# Counts, flags and intervals of a results.json split: not metrics a gate can compare.
+_NOT_METRICS = {"n", "n_records", "n_expected", "n_failed", "n_ciou", "n_giou", "n_box", "n_no_target", "complete"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,11 @@ class Row:
     n: int | None
     failed: bool
     verdict: str
+
+    @property
+    def gated(self) -> bool:
+        """False where nothing was compared (no baseline value, a metric not recomputable)."""
+        return not self.verdict.startswith("not gated")
 
 
 @dataclass
@@ -128,6 +145,75 @@ def _examples(ids: set[str]) -> str:
     return ", ".join(shown) + (f" and {len(ids) - len(shown)} more" if len(ids) > len(shown) else "")
 
 
+def metric_names(base: Baseline) -> list[str]:
+    """The metrics a gate can compare: numeric values of the baseline's results."""
+    names = {k for by in base.results.values() for res in by.values() for k, v in res.items()
+             if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return sorted(names)
+
+
+def resolve_metrics(asked: Sequence[str], valid: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(metrics as spelt in results.json, reasons): names match case-insensitively (cIoU is ciou)."""
+    by_lower = {v.lower(): v for v in valid}
+    chosen, unknown = [], []
+    for name in asked:
+        hit = name if name in valid else by_lower.get(name.lower())
+        if hit is None:
+            unknown.append(name)
+        elif hit not in chosen:
+            chosen.append(hit)
+    reasons = [f"unknown metric {m!r} (valid: {', '.join(valid) or 'none'})" for m in unknown]
+    return chosen, reasons
+
+
+def partial_reasons(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]],
+                    max_failed: float) -> dict[tuple[str, str], str]:
+    """Why each model x split of the run is not a full, clean run to compare (absent: it is)."""
+    out: dict[tuple[str, str], str] = {}
+    run_limit, base_limit = run.from_run.get("limit"), base.from_run.get("limit")
+    for model, split in pairs:
+        res = run.results.get(model, {}).get(split)
+        if res is None:
+            continue
+        why = []
+        if res.get("complete") is False:
+            why.append(f"partial: {res.get('n_records')} of {res.get('n_expected')} predicted (missing ids or shards not merged)")
+        if run_limit is not None and run_limit != base_limit:
+            why.append(f"partial: run with --limit {run_limit} ({res.get('n_expected')} samples), baseline "
+                       + (f"with --limit {base_limit}" if base_limit is not None else "over the full split"))
+        n_failed, n_records = int(res.get("n_failed") or 0), int(res.get("n_records") or 0)
+        if n_failed and n_failed > max_failed * n_records:
+            why.append(f"{n_failed} of {n_records} samples failed (over --max-failed {max_failed:g})")
+        if why:
+            out[(model, split)] = "; ".join(why)
+    return out
+
+
+def _restrict(p: PairScores, ids: Sequence[str]) -> PairScores:
+    keep = set(ids)
+    mask = np.array([i in keep for i in p.ids], dtype=bool)
+    return PairScores(tuple(i for i in p.ids if i in keep), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
+
+
+def _subset_baseline(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]) -> tuple[Baseline, list[str]]:
+    """The baseline restricted to the run's ids where the run has a subset of them (--allow-partial)."""
+    scores = {m: dict(by) for m, by in base.scores.items()}
+    results = {m: {s: dict(r) for s, r in by.items()} for m, by in base.results.items()}
+    notes = []
+    for model, split in pairs:
+        rs, bs = run.scores.get(model, {}).get(split), base.scores.get(model, {}).get(split)
+        if rs is None or bs is None or rs.ids == bs.ids or not set(rs.ids) <= set(bs.ids):
+            continue
+        sub = _restrict(bs, rs.ids)
+        eps = float(base.conventions.get("ciou_eps", 1e-10))
+        scores[model][split] = sub
+        results[model][split] = {"ciou": _point(sub, "ciou", eps), "giou": _point(sub, "giou", eps), "n": len(sub.ids),
+                                 "restricted": True}
+        notes.append(f"{model}/{split}: baseline recomputed on the run's {len(sub.ids)} of its {len(bs.ids)} samples "
+                     "(cIoU and gIoU only)")
+    return Baseline(base.where, base.suite, base.conventions, base.models, results, base.ids, scores, base.from_run), notes
+
+
 def incomparable(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]) -> list[str]:
     """Every reason the run cannot be gated against the baseline (empty: comparable)."""
     reasons = []
@@ -157,6 +243,8 @@ def incomparable(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]
                     parts.append(f"not in the baseline: {_examples(extra)}")
                 reasons.append(f"{model}/{split}: different sample ids ({'; '.join(parts)})")
             continue
+        if base.results[model][split].get("restricted"):
+            continue
         ri, bi = run.ids.get(model, {}).get(split), base.ids.get(model, {}).get(split)
         if ri is not None and bi is not None:
             same = ri == bi
@@ -174,6 +262,11 @@ def _row(run: Baseline, base: Baseline, model: str, split: str, metric: str, max
     b = _value(base.results[model][split].get(metric))
     r = _value(run.results[model][split].get(metric))
     n = run.results[model][split].get(f"n_{metric}", run.results[model][split].get("n"))
+    if base.results[model][split].get("restricted"):
+        if metric not in BOOTSTRAPPED:
+            return Row(model, split, metric, None, r, None, None, n, False, "not gated (partial run: not recomputable)")
+        eps = float(run.conventions.get("ciou_eps", 1e-10))
+        r = _value(_point(run.scores[model][split], metric, eps))  # both sides by the same reduction
     if b is None:
         return Row(model, split, metric, b, r, None, None, n, False, "not gated (no baseline value)")
     if r is None:
@@ -201,25 +294,36 @@ def _row(run: Baseline, base: Baseline, model: str, split: str, metric: str, max
 
 def gate(run: Baseline, base: Baseline, metrics: Sequence[str] = ("ciou",), max_drop: float = 0.5,
          models: Sequence[str] | None = None, splits: Sequence[str] | None = None, rounds: int = DEFAULT_ROUNDS,
-         seed: int = 0, two_sided: bool = False) -> GateResult:
+         seed: int = 0, two_sided: bool = False, max_failed: float = 0.0, allow_partial: bool = False) -> GateResult:
     """Compare a run (read as a Baseline) with a baseline; see the module docstring."""
     out = GateResult()
     chosen = base.select(models, splits)
     pairs = chosen.pairs()
+    metrics, out.reasons = resolve_metrics(metrics, metric_names(chosen if pairs else base))
     for m in models or []:
         if m not in base.results:
-            out.reasons.append(f"model {m!r} is not in the baseline {base.where} (it has {', '.join(base.results) or 'none'})")
+            out.reasons.append(f"model {m!r} is not in the baseline {base.where} (valid: {', '.join(base.results) or 'none'})")
     for s in splits or []:
         if not any(s in by for by in chosen.results.values()):
-            out.reasons.append(f"split {s!r} is not in the baseline {base.where}")
+            have = sorted({sp for by in base.select(models, None).results.values() for sp in by})
+            out.reasons.append(f"split {s!r} is not in the baseline {base.where} (valid: {', '.join(have) or 'none'})")
     if not pairs and not out.reasons:
         out.reasons.append(f"nothing to gate: the baseline {base.where} has no results for the chosen models and splits")
+    partial = partial_reasons(run, base, pairs, max_failed)
+    if partial and not allow_partial:
+        out.reasons += [f"{m}/{s}: {why}; not comparable without --allow-partial" for (m, s), why in partial.items()]
+    if allow_partial:
+        base, notes = _subset_baseline(run, base, pairs)
+        out.notes += notes
     out.reasons += incomparable(run, base, pairs)
     if out.reasons:
         return out
     for model, split in pairs:
         for metric in metrics:
-            out.rows.append(_row(run, base, model, split, metric, max_drop, rounds, seed, two_sided))
+            row = _row(run, base, model, split, metric, max_drop, rounds, seed, two_sided)
+            if (model, split) in partial:  # only with --allow-partial: the table says why the row is weaker
+                row = dataclasses.replace(row, verdict=f"{row.verdict} [{partial[(model, split)]}]")
+            out.rows.append(row)
         if split not in run.scores.get(model, {}) or split not in base.scores.get(model, {}):
             side = "the baseline" if split not in base.scores.get(model, {}) else "the run"
             out.notes.append(f"{model}/{split}: {side} has no per-sample scores, so a plain tolerance decides")
@@ -232,6 +336,9 @@ def gate(run: Baseline, base: Baseline, metrics: Sequence[str] = ("ciou",), max_
              and (splits is None or s in splits)]
     if extra:
         out.notes.append("not gated (no baseline): " + ", ".join(extra))
+    if not any(r.gated for r in out.rows):  # a green gate that checked nothing would be a lie
+        out.reasons.append("nothing gated: no baseline value for " + ", ".join(LABELS.get(m, m) for m in metrics)
+                           + " in any chosen model x split")
     return out
 
 
@@ -277,22 +384,59 @@ def markdown(result: GateResult, run: Baseline, base: Baseline, metrics: Sequenc
     return "\n".join(lines) + "\n"
 
 
+def plain(result: GateResult, run: Baseline, base: Baseline, metrics: Sequence[str], max_drop: float, rounds: int,
+          two_sided: bool = False) -> str:
+    """The same verdict as ``markdown`` for a terminal: aligned columns, nothing escaped."""
+    if result.reasons:
+        lines = ["harness gate: NOT COMPARABLE", f"run {run.where} vs baseline {base.where}:"]
+        return "\n".join(lines + [f"  - {r}" for r in result.reasons]) + "\n"
+    failed = sum(r.failed for r in result.rows)
+    head = f"FAIL, {failed} regression{'s' if failed != 1 else ''}" if failed else "pass"
+    names = ", ".join(LABELS.get(m, m) for m in metrics)
+    origin = base.from_run.get("run_id")
+    lines = [f"harness gate: {head} ({names}; max drop {max_drop:g} points)",
+             f"run {run.where} (suite {run.suite.get('name')} v{run.suite.get('version')}, fingerprint "
+             f"{run.suite.get('fingerprint')}) vs baseline {base.where}" + (f" (saved from run {origin})" if origin else ""), ""]
+    table = [("model", "split", "metric", "baseline", "run", "delta", "95% CI of delta", "n", "verdict")]
+    for r in result.rows:
+        ci = f"[{_num(r.ci[0], True)}, {_num(r.ci[1], True)}]" if r.ci else "-"
+        table.append((r.model, r.split, LABELS.get(r.metric, r.metric), _num(r.base), _num(r.run), _num(r.delta, True), ci,
+                      str(r.n) if r.n is not None else "-", r.verdict))
+    widths = [max(len(row[k]) for row in table) for k in range(len(table[0]) - 1)]
+    for row in table:
+        cells = [c.rjust(w) if 3 <= k <= 5 or k == 7 else c.ljust(w) for k, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    rule = (f"|delta| > {max_drop:g} and the 95% interval of delta excludes 0" if two_sided
+            else f"delta < -{max_drop:g} and the 95% interval of delta lies below 0")
+    lines += ["", f"Values in percent; delta = run - baseline in points. A row fails when {rule} "
+              f"(paired bootstrap over sample ids, {rounds} resamples, seed 0)."]
+    lines += [f"  - {n}" for n in result.notes]
+    return "\n".join(lines).replace("–", "-") + "\n"
+
+
 def _cmd_gate(args: argparse.Namespace) -> int:
     metrics = csv_list(args.metric) or ["ciou"]
     try:
         if args.max_drop < 0:
             raise HarnessError(f"--max-drop must be >= 0, got {args.max_drop}")
+        if not 0 <= args.max_failed <= 1:
+            raise HarnessError(f"--max-failed is a share of the samples, from 0 to 1, got {args.max_failed}")
         run = baselines.from_run(args.run_dir)
         base = baselines.load(args.baseline)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    result = gate(run, base, metrics, args.max_drop, csv_list(args.models), csv_list(args.splits), args.rounds, two_sided=args.two_sided)
-    text = markdown(result, run, base, metrics, args.max_drop, args.rounds, args.two_sided)
-    print(text, end="")
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text, encoding="utf-8")
+    result = gate(run, base, metrics, args.max_drop, csv_list(args.models), csv_list(args.splits), args.rounds,
+                  two_sided=args.two_sided, max_failed=args.max_failed, allow_partial=args.allow_partial)
+    md = markdown(result, run, base, metrics, args.max_drop, args.rounds, args.two_sided)
+    if args.markdown == "-":
+        print(md, end="")
+    else:
+        print(plain(result, run, base, metrics, args.max_drop, args.rounds, args.two_sided), end="")
+        if args.markdown is not None:
+            target = Path(args.markdown)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(md, encoding="utf-8")
     if result.reasons:
         print("error: not comparable: " + "; ".join(result.reasons), file=sys.stderr)
     return result.exit_code
@@ -301,7 +445,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "gate", help="compare a run with a baseline; exit 1 on a significant drop, 2 when not comparable",
-        description="Exit codes: 0 pass, 1 significant drop beyond --max-drop, 2 not comparable, 3 unreadable input or bad usage.",
+        description="Exit codes: 0 pass, 1 significant drop beyond --max-drop, 2 not comparable (including unknown metric, model "
+                    "or split names, partial or failing runs without --allow-partial, and nothing gated), 3 unreadable input "
+                    "or bad usage.",
     )
     p.add_argument("run_dir", type=Path, help="the run directory to check")
     p.add_argument("--baseline", type=Path, required=True,
@@ -313,7 +459,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", help="comma-separated models to gate (default: every model of the baseline)")
     p.add_argument("--two-sided", action="store_true", help="also fail a significant rise beyond the tolerance (deterministic fixtures)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"bootstrap resamples (default {DEFAULT_ROUNDS})")
-    p.add_argument("--markdown", type=Path, help="also write the Markdown table to this file (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--max-failed", type=float, default=0.0,
+                   help="largest share (0 to 1) of failed samples a comparable run may have (default 0)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="gate a partial or failing run anyway, on the samples it has; every such row says why")
+    p.add_argument("--markdown", metavar="FILE",
+                   help="write the Markdown table to FILE (e.g. $GITHUB_STEP_SUMMARY), or to stdout with '-'; "
+                        "the terminal gets plain text")
     p.set_defaults(func=_cmd_gate)
 
     def usage_error(message: str) -> NoReturn:  # argparse would exit 2, which means "not comparable" here

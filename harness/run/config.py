@@ -150,6 +150,9 @@ def build_config(
     names = _as_list(models) or list(file_models) or list(DEFAULT_MODELS)
     if limit is not None and limit <= 0:
         raise ConfigError(f"--limit must be positive, got {limit}")
+    seconds = timeout if timeout is not None else (float(data["timeout"]) if data.get("timeout") is not None else None)
+    if seconds is not None and not seconds > 0:  # 0 or less would fail every sample, silently
+        raise ConfigError(f"--timeout must be positive seconds, got {seconds:g}")
     bs = batch_size if batch_size is not None else int(data.get("batch_size", 8))
     if bs <= 0:
         raise ConfigError(f"--batch-size must be positive, got {bs}")
@@ -167,6 +170,6 @@ def build_config(
         device=device or str(data.get("device", "cpu")),
         bootstrap_rounds=int(data.get("bootstrap_rounds", 1000)),
         shard=parse_shard(shard) if shard else None,
-        timeout=timeout if timeout is not None else (float(data["timeout"]) if data.get("timeout") else None),
+        timeout=seconds,
         fail_fast=fail_fast,
     )

@@ -28,7 +28,8 @@ from harness.records.store import PredictionLog, RunDir, iter_records
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
-from harness.run.remote import collect_stats, counters_since, make_adapter, release, runtime
+from harness.run.progress import LineProgress
+from harness.run.remote import add_counters, collect_stats, counters_since, make_adapter, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
 from harness.types import Sample
@@ -66,6 +67,7 @@ def run_model_split(
     start = time.perf_counter()
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc=f"{model} {split}",
                disable=None, file=sys.stderr, dynamic_ncols=True)
+    lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
     try:
         for image_path, group in image_groups(todo):
             for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast):
@@ -74,8 +76,10 @@ def run_model_split(
                 failed += result.prediction.failed
                 halvings = max(halvings, result.oom_halvings)
                 bar.update(1)
+                lines.update(1)
     finally:
         bar.close()
+        lines.close()
         log.close()
     return SplitProgress(predicted, failed, halvings, time.perf_counter() - start)
 
@@ -122,7 +126,10 @@ def _record_efficiency(model: str, split: str, shard: Shard | None, counters: di
 
     def change(m: dict[str, Any]) -> None:
         entry = m["models"][model]
-        entry.setdefault("efficiency", {}).setdefault(split, {})[str(shard) if shard else "all"] = counters
+        ranks = entry.setdefault("efficiency", {}).setdefault(split, {})
+        key = str(shard) if shard else "all"
+        # A resumed (or retried) run adds its share to what earlier commands spent, never replaces it.
+        ranks[key] = add_counters(ranks.get(key) or {}, counters)
         entry["runtime"] = where
 
     return change
