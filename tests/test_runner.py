@@ -170,14 +170,23 @@ def test_a_run_says_how_it_ended(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert table[head + 1].split() == ["oracle-box", "val", f"{res['ciou']:.2f}", f"{res['giou']:.2f}", str(res["n"]), "0"]
     assert "failed" not in err and res["n"] > 3
 
-    # Every sample failed (a replay file whose ids are not the suite's): not 0, and stderr says why.
-    replay = tmp_path / "foreign.jsonl"
-    replay.write_text("".join(json.dumps({"id": f"other/{k}", "mask": None}) + "\n" for k in range(3)))
-    n = res["n_records"]
+    # Every sample failed (a replay file recording no mask for any id, plus two ids the suite lacks):
+    # not 0, stderr says why, and the foreign ids are counted.
+    ids = [r["id"] for r in read_records(tmp_path / "ok" / "oracle-box" / "val.jsonl")]
+    n = len(ids)
+    replay = tmp_path / "nomask.jsonl"
+    replay.write_text("".join(json.dumps({"id": i, "mask": None}) + "\n" for i in [*ids, "other/0", "other/1"]))
     assert main(["run", "--models", f"replay:{replay}", "--out", str(tmp_path / "bad"), *args]) == 4
     out, err = capsys.readouterr()
-    assert f"failed: replay-foreign/val: {n} of {n} samples failed (" in err and "no prediction for this id" in err
-    assert next(line for line in out.splitlines() if line.startswith("replay-foreign")).split()[-1] == str(n)
+    assert f"failed: replay-nomask/val: {n} of {n} samples failed (" in err and "mask is null" in err
+    assert f"2 of {n + 2} ids are not samples of the chosen splits, ignored: other/0, other/1" in err
+    assert next(line for line in out.splitlines() if line.startswith("replay-nomask")).split()[-1] == str(n)
+    # A replay file none of whose ids is in the suite is bad input, before anything is predicted.
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text("".join(json.dumps({"id": f"other/{k}", "mask": None}) + "\n" for k in range(3)))
+    assert main(["run", "--models", f"replay:{foreign}", "--out", str(tmp_path / "foreign"), *args]) == 2
+    assert "none of its 3 ids is a sample of the chosen splits (val)" in capsys.readouterr().err
+    assert not (tmp_path / "foreign" / "replay-foreign" / "val.jsonl").exists()
 
     # A non-positive --timeout would fail every sample: refused as bad input.
     for bad in ("-1", "0"):

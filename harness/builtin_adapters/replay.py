@@ -76,6 +76,10 @@ class ReplayAdapter(Adapter):
     def load(self, device: str = "cpu") -> None:
         self._records = load_replay_file(self.path)
 
+    def replay_ids(self) -> set[str]:
+        """The ids the file holds (after load): the runner checks them against the suite."""
+        return set(self._records or {})
+
     def config(self) -> dict[str, Any]:
         # The file's content, not just its name, identifies what is being scored.
         import hashlib

@@ -21,6 +21,7 @@ from harness.adapter import Adapter
 from harness.data.conventions import Conventions
 from harness.data.samples import load_samples
 from harness.data.suites import Suite, load_suite
+from harness.errors import HarnessError
 from harness.publish.finish import RunOutcome
 from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
@@ -167,6 +168,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
         device = _rank_device(config.device)
         for name, adapter in adapters.items():
             adapter.load(device)
+            _check_replay_ids(adapter, name, samples)
             counted = collect_stats(adapter)
             for split in splits:
                 mine = shard.take(samples[split]) if shard else samples[split]
@@ -192,6 +194,25 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
     return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True)
+
+
+def _check_replay_ids(adapter: Adapter, name: str, samples: dict[str, list[Sample]]) -> None:
+    """A replay file none of whose ids is in the suite is the wrong file: an error, not a run of
+    failures. Ids the suite does not have are counted and reported, never silently dropped."""
+    replay_ids = getattr(adapter, "replay_ids", None)
+    if replay_ids is None:
+        return
+    held = replay_ids()
+    wanted = {s.id for split in samples.values() for s in split}
+    unknown = sorted(held - wanted)
+    where = getattr(adapter, "path", name)
+    if held and len(unknown) == len(held):
+        raise HarnessError(f"{where}: none of its {len(held)} ids is a sample of the chosen splits "
+                           f"({', '.join(sorted(samples))}), e.g. {unknown[0]!r}; wrong file, suite or splits?")
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        print(f"warning: {where}: {len(unknown)} of {len(held)} ids are not samples of the chosen splits, ignored: {shown}",
+              file=sys.stderr)
 
 
 def _rank_device(device: str) -> str:
