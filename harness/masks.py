@@ -73,6 +73,36 @@ def union(rles: list[RLE], height: int, width: int) -> RLE:
     return _from_coco(mask_utils.merge([_to_coco(r) for r in rles], intersect=False))
 
 
+def compressed_counts(counts: str) -> list[int]:
+    """Decode a compressed RLE string exactly as pycocotools' ``rleFrString`` does, in bounded time.
+
+    Each count is 5-bit groups (char - 48), bit 0x20 continuing, bit 0x10 of the last group the
+    sign; from the third count on, each is stored as the difference to the count two before.
+    pycocotools does no checking: a character outside '0'..'o' or a dangling continuation
+    makes it read past the string (``merge`` can then loop for ever), so we check first.
+    """
+    runs: list[int] = []
+    x = k = 0
+    more = False
+    for pos, ch in enumerate(counts):
+        c = ord(ch) - 48
+        if not 0 <= c < 64:
+            raise ValueError(f"character {ch!r} at position {pos} is not a compressed-RLE digit ('0' to 'o')")
+        x |= (c & 0x1F) << (5 * k)
+        more = bool(c & 0x20)
+        k += 1
+        if not more:
+            if c & 0x10:
+                x |= -1 << (5 * k)
+            if len(runs) > 2:
+                x += runs[-2]
+            runs.append(x)
+            x = k = 0
+    if more:
+        raise ValueError("the counts end in the middle of a number (truncated?)")
+    return runs
+
+
 def validate(obj: Any, height: int, width: int, where: str) -> RLE:
     """Check that ``obj`` is an RLE of the image's size; return it normalised.
 
@@ -92,6 +122,13 @@ def validate(obj: Any, height: int, width: int, where: str) -> RLE:
         rle = {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
     else:
         raise MaskError(f"{where}: RLE 'counts' must be a string or a list of ints")
+    try:
+        runs = compressed_counts(rle["counts"])
+    except ValueError as exc:
+        raise MaskError(f"{where}: RLE counts are malformed: {exc}") from None
+    if any(r < 0 for r in runs) or sum(runs) != height * width:
+        raise MaskError(f"{where}: RLE counts have runs summing to {sum(runs)} pixels (negative: {any(r < 0 for r in runs)}), "
+                        f"not the image's {height} x {width} = {height * width}")
     try:
         total = int(mask_utils.area(_to_coco(rle)))
     except Exception as exc:  # pycocotools raises bare errors on garbage counts

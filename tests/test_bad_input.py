@@ -50,7 +50,7 @@ def test_rle(tmp_path: Path) -> None:
     rle = masks.encode(np.ones((2, 2), np.uint8))
     with pytest.raises(masks.MaskError, match=r"sample x: RLE size \[2, 2\] does not match the image size \[3, 3\]"):
         masks.validate(rle, 3, 3, "sample x")
-    with pytest.raises(masks.MaskError, match=r"cannot be decoded|more than the image"):
+    with pytest.raises(masks.MaskError, match=r"RLE counts are malformed: character"):
         masks.validate({"size": [3, 3], "counts": "\x7f\x7f\x7f"}, 3, 3, "sample y")
     with pytest.raises(masks.MaskError, match="must be a COCO RLE object"):
         masks.validate(np.ones((3, 3)), 3, 3, "sample z")
@@ -120,3 +120,42 @@ def test_model_text_with_markup_is_escaped_in_the_report(tmp_path: Path) -> None
     html = report.read_text()
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>boom</b>" not in html
     assert "&lt;script&gt;alert(" in html and "&lt;b&gt;boom&lt;/b&gt;" in html
+
+
+def test_malformed_rle_counts_fail_their_sample_in_bounded_time(tmp_path: Path) -> None:
+    # pycocotools reads past such strings (merge never returned on "!!!!notrle"), so the run
+    # goes in a subprocess under a timeout: on unchecked code the test fails instead of hanging.
+    import subprocess
+    import sys
+
+    from harness.records.store import read_records
+
+    suite = write_suite(tmp_path, val=1, test=1)
+    out = tmp_path / "run"
+    run(build_config(models="oracle-box", suite=str(suite), splits="val", out=out), render=False)
+    first, second = read_records(out / "oracle-box" / "val.jsonl")[:2]
+    h, w = first["prediction"]["mask"]["size"]
+    truncated = masks.encode(np.eye(h, w, dtype=bool))["counts"][:-2]
+    replay = tmp_path / "bad.jsonl"
+    replay.write_text(json.dumps({"id": first["id"], "mask": {"size": [h, w], "counts": "!!!!notrle"}}) + "\n"
+                      + json.dumps({"id": second["id"], "mask": {"size": [h, w], "counts": truncated}}) + "\n")
+    argv = ["run", "--models", f"replay:{replay}", "--suite", str(suite), "--splits", "val", "--out", str(tmp_path / "r2")]
+    code = f"import sys; from harness.cli import main; sys.exit(main({argv!r}))"
+    done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True, text=True)
+    assert done.returncode == 4, done.stderr  # every sample failed: a distinct non-zero exit, the log kept
+    recs = {r["id"]: r for r in read_records(tmp_path / "r2" / "replay-bad" / "val.jsonl")}
+    assert recs[first["id"]]["prediction"]["mask"] is None and recs[second["id"]]["prediction"]["mask"] is None
+    assert f"{replay}:1: RLE counts are malformed: character '!'" in recs[first["id"]]["prediction"]["error"]
+    assert f"{replay}:2: RLE counts " in recs[second["id"]]["prediction"]["error"]
+
+
+def test_compressed_counts_decode_as_pycocotools_does() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        m = rng.random((h, w)) < rng.random()
+        runs = masks.compressed_counts(masks.encode(m)["counts"])
+        flat = m.T.reshape(-1)  # column-major, as COCO RLE
+        expect = [len(g) for g in np.split(flat, np.flatnonzero(np.diff(flat.astype(int))) + 1)]
+        expect = expect if not flat[0] else [0, *expect]
+        assert runs == expect

@@ -70,7 +70,7 @@ def test_malformed_rows_are_named(tmp_path: Path) -> None:
     rows[1]["samples"][0]["mask"] = {"counts": "zz", "size": [16, 16]}
     (root).mkdir()
     (root / "rows.json").write_text(json.dumps(rows))
-    with pytest.raises(SourceError, match=r"rows\.json: row 2.*(corrupt counts|cannot be decoded)"):
+    with pytest.raises(SourceError, match=r"rows\.json: row 2.*(corrupt counts|cannot be decoded|RLE counts are malformed)"):
         RefCocoMSource({"annotation": "rows.json"}, Conventions(), root, tmp_path / "cache").samples("val")
     (root / "rows.json").write_text("[{\"image_id\": 1}]")
     with pytest.raises(SourceError, match=r"rows\.json: row 1 lacks"):
