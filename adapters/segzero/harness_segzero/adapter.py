@@ -252,6 +252,18 @@ class SegZeroSingleAdapter(SegZeroAdapter):
     VARIANT: ClassVar[dict[str, Any]] = {**SegZeroAdapter.VARIANT, "prompt": "single"}
 
 
+class SegZeroReasonSegAdapter(SegZeroAdapter):
+    """What Seg-Zero 42a3345 ``evaluation_scripts/eval_reasonseg.sh`` runs: ``evaluation.py`` (the single-object
+    prompt and parser) with ``Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest``, 1024 new tokens, SAM2-L under bf16 autocast."""
+
+    info: ClassVar[AdapterInfo] = _info(
+        "segzero-reasonseg",
+        "Seg-Zero as eval_reasonseg.sh runs it: Seg-Zero-7B-Best-on-ReasonSegTest, single-object prompt (one box, two points)",
+        "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest")
+    VARIANT: ClassVar[dict[str, Any]] = {**SegZeroAdapter.VARIANT, "prompt": "single",
+                                         "model_path": "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest"}
+
+
 def _has_flash_attn() -> bool:
     try:
         import flash_attn  # noqa: F401

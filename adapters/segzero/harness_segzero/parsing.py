@@ -14,8 +14,12 @@ arithmetic would silently read it as 1/0).
 
 ``parse_single`` follows Seg-Zero 77f9ea5 ``evaluation_scripts/evaluation.py`` lines 26-52: the
 first ``{[^}]+}`` anywhere in the output, ``json.loads``, the first key containing ``bbox`` (its
-value must have 4 entries) and the first two keys containing ``points``, each coordinate
-``round(int(v) * factor)``. Upstream also fails when the text has no ``<think>...</think>``
+value must have ``len() == 4``) and the first two keys containing ``points`` (indexed ``[0]`` and
+``[1]`` with no length check), each coordinate ``round(int(v) * factor)``. As upstream, strings
+index character by character: ``"bbox": "1234"`` is ``[1, 2, 3, 4]`` and ``"points_1": "12"`` (or
+``"123"``) is ``[1, 2]``; a non-digit character fails ``int()``, so the sample fails. Lists of digit
+strings (``["10", "20", ...]``) parse, floats truncate (``int(10.9) == 10``), NaN/Infinity fail.
+Upstream also fails when the text has no ``<think>...</think>``
 (an unbound variable); that accident is not reproduced.
 """
 
@@ -116,6 +120,26 @@ def _int_of(value: Any, where: str) -> int:
         raise AnswerParseError(f"{where}: not an integer coordinate: {value!r}") from exc
 
 
+def _item(value: Any, i: int, where: str) -> Any:
+    """``value[i]`` as upstream indexes it: lists and strings index; anything else raises."""
+    if isinstance(value, dict):
+        raise AnswerParseError(f"{where}: expected a list (or string) of coordinates, got an object")
+    try:
+        return value[i]
+    except IndexError as exc:
+        raise AnswerParseError(f"{where}: expected at least {i + 1} entries (2 numbers), got {_short(json.dumps(value))}") from exc
+    except TypeError as exc:
+        raise AnswerParseError(f"{where}: expected a list (or string) of coordinates, got {_short(json.dumps(value))}") from exc
+
+
+def _round(value: int, factor: float, where: str) -> int:
+    """``round(int(v) * factor)``; an int too large for a float raises OverflowError upstream."""
+    try:
+        return round(value * factor)
+    except OverflowError as exc:
+        raise AnswerParseError(f"{where}: coordinate out of range: {value!r}") from exc
+
+
 def parse_single(text: str | None, x_factor: float, y_factor: float) -> Parsed:
     """A ``{"bbox": [...], "points_1": [...], "points_2": [...]}`` answer (Seg-Zero 77f9ea5)."""
     if not text:
@@ -134,19 +158,26 @@ def parse_single(text: str | None, x_factor: float, y_factor: float) -> Parsed:
     if bbox_key is None:
         raise AnswerParseError(f"no key containing 'bbox' (keys: {', '.join(data) or 'none'})")
     raw_box = data[bbox_key]
-    if not isinstance(raw_box, list) or len(raw_box) != 4:
-        raise AnswerParseError(f"{bbox_key!r} must be a list of 4 numbers, got {_short(json.dumps(raw_box))}")
-    box_ints = [_int_of(v, bbox_key) for v in raw_box]
-    box = (round(box_ints[0] * x_factor), round(box_ints[1] * y_factor), round(box_ints[2] * x_factor), round(box_ints[3] * y_factor))
+    # upstream: ``len(data[bbox_key]) == 4`` then ``int(content_bbox[i])``; a 4-character string such as
+    # "1234" passes and reads as [1, 2, 3, 4]; len() of a number raises; a dict's [0] raises KeyError
+    try:
+        n_box = len(raw_box)
+    except TypeError as exc:
+        raise AnswerParseError(f"{bbox_key!r} must have 4 entries, got {_short(json.dumps(raw_box))}") from exc
+    if n_box != 4:
+        raise AnswerParseError(f"{bbox_key!r} must have 4 entries (4 numbers), got {_short(json.dumps(raw_box))}")
+    bx = [_int_of(_item(raw_box, i, bbox_key), bbox_key) for i in range(4)]
+    box = (_round(bx[0], x_factor, bbox_key), _round(bx[1], y_factor, bbox_key),
+           _round(bx[2], x_factor, bbox_key), _round(bx[3], y_factor, bbox_key))
     point_keys = [k for k in data if "points" in k.lower()][:2]
     if len(point_keys) != 2:
         raise AnswerParseError(f"expected two keys containing 'points', got {len(point_keys)}")
     points: list[IntPoint] = []
     for key in point_keys:
+        # upstream: ``int(point[0])``, ``int(point[1])`` with no length check: "12" -> [1, 2], "123" -> [1, 2]
         raw = data[key]
-        if not isinstance(raw, list) or len(raw) < 2:
-            raise AnswerParseError(f"{key!r} must be a list of 2 numbers, got {_short(json.dumps(raw))}")
-        points.append((round(_int_of(raw[0], key) * x_factor), round(_int_of(raw[1], key) * y_factor)))
+        px, py = _int_of(_item(raw, 0, key), key), _int_of(_item(raw, 1, key), key)
+        points.append((_round(px, x_factor, key), _round(py, y_factor, key)))
     return Parsed((SamPrompt(box, tuple(points)),), answer)
 
 

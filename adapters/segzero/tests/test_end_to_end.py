@@ -12,7 +12,7 @@ from harness import masks
 from harness.registry import adapter_class
 from harness.types import GroundTruth, ParseStatus, Sample
 
-from harness_segzero.adapter import SegZeroAdapter, SegZeroSingleAdapter, VisionReasonerAdapter
+from harness_segzero.adapter import SegZeroAdapter, SegZeroReasonSegAdapter, SegZeroSingleAdapter, VisionReasonerAdapter
 
 H, W = 120, 160
 
@@ -175,6 +175,20 @@ def test_variants_and_registry() -> None:
     assert adapter_class("segzero") is SegZeroAdapter
     assert adapter_class("visionreasoner") is VisionReasonerAdapter
     assert adapter_class("segzero-single") is SegZeroSingleAdapter
+    assert adapter_class("segzero-reasonseg") is SegZeroReasonSegAdapter
+
+
+def test_reasonseg_variant_is_what_eval_reasonseg_sh_runs() -> None:
+    # Seg-Zero 42a3345 eval_reasonseg.sh: evaluation.py (single-object prompt), Seg-Zero-7B-Best-on-ReasonSegTest,
+    # max_new_tokens=1024, SAM2-L under bf16 autocast
+    options = SegZeroReasonSegAdapter().options
+    assert options["prompt"] == "single"
+    assert options["model_path"] == "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest"
+    assert options["max_new_tokens"] == 1024 and options["sam_bf16_autocast"] is True
+    assert options["sam_model"] == "facebook/sam2-hiera-large"
+    info = SegZeroReasonSegAdapter.info
+    assert info.name == "segzero-reasonseg"
+    assert info.checkpoints == ("Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest", "facebook/sam2-hiera-large")
     assert SegZeroAdapter(model_path="x").config()["options"]["model_path"] == "x"
     with pytest.raises(TypeError, match="unknown options"):
         SegZeroAdapter(temperature=0.7)

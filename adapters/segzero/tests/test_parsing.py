@@ -111,6 +111,27 @@ def test_single_object_reads_the_first_object_anywhere_and_truncates_floats() ->
     assert parsed.prompts == (SamPrompt((10, 20, 30, 40), ((1, 2), (3, 4))),)
 
 
+def test_single_object_string_coordinates_index_like_upstream() -> None:
+    # upstream: len("1234") == 4, then int("1"), int("2"), ... ; points index [0] and [1] only
+    text = '<answer>{"bbox": "1234", "points_1": "12", "points_2": "567"}</answer>'
+    assert parse_single(text, 1.0, 1.0).prompts == (SamPrompt((1, 2, 3, 4), ((1, 2), (5, 6))),)
+    # with the 333 x 250 factors: round(1*0.396) = 0, round(2*0.298) = 1, round(3*0.396) = 1, round(4*0.298) = 1;
+    # points: round(1*0.396) = 0, round(2*0.298) = 1; round(5*0.396) = round(1.98) = 2, round(6*0.298) = round(1.79) = 2
+    assert parse_single(text, XF, YF).prompts == (SamPrompt((0, 1, 1, 1), ((0, 1), (2, 2))),)
+    # "9876" with factor 2: 18, 16, 14, 12; points "90" -> (18, 0), "09" -> (0, 18)
+    text = '{"bbox": "9876", "points_1": "90", "points_2": "09"}'
+    assert parse_single(text, 2.0, 2.0).prompts == (SamPrompt((18, 16, 14, 12), ((18, 0), (0, 18))),)
+
+
+def test_single_object_lists_of_strings_and_huge_numbers() -> None:
+    # int("100") = 100, int("-5") = -5; round(100 * 1.5) = 150, round(-5 * 1.5) = round(-7.5) = -8 (to even)
+    text = '{"bbox": ["100", "-5", 30.9, "0040"], "points_1": ["7", 8, 9], "points_2": [1, 2]}'
+    assert parse_single(text, 1.5, 1.5).prompts == (SamPrompt((150, -8, 45, 60), ((10, 12), (2, 3))),)
+    # 10**400 parses as an int; int * float overflows upstream too
+    with pytest.raises(AnswerParseError, match="out of range"):
+        parse_single('{"bbox": [1' + "0" * 400 + ', 2, 3, 4], "points_1": [1,2], "points_2": [3,4]}', 1.5, 1.5)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -118,7 +139,19 @@ def test_single_object_reads_the_first_object_anywhere_and_truncates_floats() ->
         ("no braces at all", "no {"),
         ("<answer>{'bbox': [1,2,3,4], 'points_1': [1,2], 'points_2': [3,4]}</answer>", "not valid JSON"),  # the prompt's own example
         ('{"box": [1,2,3,4], "points_1": [1,2], "points_2": [3,4]}', "containing 'bbox'"),
-        ('{"bbox": [1,2,3], "points_1": [1,2], "points_2": [3,4]}', "4 numbers"),
+        ('{"bbox": [1,2,3], "points_1": [1,2], "points_2": [3,4]}', "4 entries"),
+        ('{"bbox": "123", "points_1": [1,2], "points_2": [3,4]}', "4 entries"),  # len("123") != 4
+        ('{"bbox": 1234, "points_1": [1,2], "points_2": [3,4]}', "4 entries"),  # len(int) raises
+        ('{"bbox": "12a4", "points_1": [1,2], "points_2": [3,4]}', "not an integer"),  # int("a") raises
+        ('{"bbox": "1.34", "points_1": [1,2], "points_2": [3,4]}', "not an integer"),  # int(".") raises
+        ('{"bbox": {"a":1,"b":2,"c":3,"d":4}, "points_1": [1,2], "points_2": [3,4]}', "not valid JSON"),  # {[^}]+} stops at the inner }
+        ('{"bbox": [1,2,3,4], "points_1": "1", "points_2": [3,4]}', "at least 2"),  # "1"[1]: IndexError
+        ('{"bbox": [1,2,3,4], "points_1": 12, "points_2": [3,4]}', "list"),  # 12[0]: TypeError
+        ('{"bbox": [1,2,3,4], "points_1": [1,2], "points_2": "3 4"}', "not an integer"),  # int(" ") raises
+        ('{"bbox": ["1.5",2,3,4], "points_1": [1,2], "points_2": [3,4]}', "not an integer"),  # int("1.5") raises
+        ('{"bbox": [NaN,2,3,4], "points_1": [1,2], "points_2": [3,4]}', "not an integer"),  # int(nan) raises
+        ('{"bbox": [Infinity,2,3,4], "points_1": [1,2], "points_2": [3,4]}', "not an integer"),  # int(inf) raises
+        ('{"bbox": [1e400,2,3,4], "points_1": [1,2], "points_2": [3,4]}', "not an integer"),  # json reads inf
         ('{"bbox": [1,2,3,4], "points_1": [1,2]}', "two keys"),
         ('{"bbox": [1,2,3,4], "points_1": [1], "points_2": [3,4]}', "2 numbers"),
         ('{"bbox": [1,2,"x",4], "points_1": [1,2], "points_2": [3,4]}', "not an integer"),
