@@ -42,11 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
-
 from harness.errors import HarnessError
 from harness.publish import baseline as baselines
-from harness.publish.baseline import Baseline, PairScores, csv_list
+from harness.publish.baseline import Baseline, csv_list
+from harness.score.paired import paired_spread
 
 EXIT_PASS = 0
 EXIT_REGRESSION = 1
@@ -95,49 +94,6 @@ class GateResult:
 
 def _value(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-
-def _point(p: PairScores, metric: str, eps: float) -> float:
-    if metric == "ciou":
-        return float(100.0 * p.inter[p.in_ciou].sum() / (p.union[p.in_ciou].sum() + eps))
-    kept = p.iou[~np.isnan(p.iou)]
-    return float(100.0 * kept.mean()) if kept.size else math.nan
-
-
-def _resampled(p: PairScores, metric: str, eps: float, idx: np.ndarray) -> np.ndarray:
-    """The metric on each row of resampled indices (rounds x n)."""
-    if metric == "ciou":
-        inter = np.where(p.in_ciou, p.inter, 0.0)[idx].sum(1)
-        union = np.where(p.in_ciou, p.union, 0.0)[idx].sum(1)
-        return np.asarray(100.0 * inter / (union + eps))
-    kept = ~np.isnan(p.iou)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(100.0 * np.where(kept, p.iou, 0.0)[idx].sum(1) / kept[idx].sum(1))
-
-
-def paired_spread(run: PairScores, base: PairScores, metric: str, eps: float = 1e-10, rounds: int = DEFAULT_ROUNDS,
-                  seed: int = 0) -> tuple[float, float]:
-    """2.5/97.5 percentiles of (bootstrap delta - full-sample delta), samples paired by id.
-
-    ``run`` and ``base`` must hold the same ids (both are sorted by id, so they align).
-    """
-    if run.ids != base.ids:
-        raise ValueError("paired bootstrap needs the same sample ids on both sides")
-    n = len(run.ids)
-    if n < 2 or rounds <= 0:
-        return (0.0, 0.0)
-    center = _point(run, metric, eps) - _point(base, metric, eps)
-    rng = np.random.default_rng(seed)
-    deltas = []
-    chunk = max(1, 2_000_000 // n)
-    for start in range(0, rounds, chunk):
-        idx = rng.integers(0, n, size=(min(chunk, rounds - start), n))
-        deltas.append(_resampled(run, metric, eps, idx) - _resampled(base, metric, eps, idx))
-    dev = np.concatenate(deltas) - center
-    dev = dev[~np.isnan(dev)]
-    if not dev.size:
-        return (0.0, 0.0)
-    return (float(np.percentile(dev, 2.5)), float(np.percentile(dev, 97.5)))
 
 
 def _examples(ids: set[str]) -> str:

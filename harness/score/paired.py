@@ -1,0 +1,86 @@
+"""Paired bootstrap of a cIoU or gIoU difference between two sets of per-sample scores.
+
+One implementation shared by ``harness gate`` (and, later, ``harness compare``). Samples are
+paired by id: both sides hold the same ids in the same (sorted) order, and every resample
+draws the same ids for both. ``idx`` may be given explicitly (rounds x n indices), so a test
+can enumerate every resample of a small case and check the result against a hand computation.
+
+The p-value is the two-sided bootstrap test of "no difference": the bootstrap deviations
+(resampled delta minus the full-sample delta) stand for the null distribution, and
+p = share of them at least as large in magnitude as the observed delta.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+
+DEFAULT_ROUNDS = 1000
+
+
+class Scores(Protocol):
+    """Per-sample columns sorted by id (harness.publish.baseline.PairScores has this shape)."""
+
+    ids: tuple[str, ...]
+    inter: np.ndarray
+    union: np.ndarray
+    iou: np.ndarray  # NaN where the sample is left out of gIoU
+    in_ciou: np.ndarray
+
+
+def point(p: Scores, metric: str, eps: float) -> float:
+    if metric == "ciou":
+        return float(100.0 * p.inter[p.in_ciou].sum() / (p.union[p.in_ciou].sum() + eps))
+    kept = p.iou[~np.isnan(p.iou)]
+    return float(100.0 * kept.mean()) if kept.size else math.nan
+
+
+def resampled(p: Scores, metric: str, eps: float, idx: np.ndarray) -> np.ndarray:
+    """The metric on each row of resampled indices (rounds x n)."""
+    if metric == "ciou":
+        inter = np.where(p.in_ciou, p.inter, 0.0)[idx].sum(1)
+        union = np.where(p.in_ciou, p.union, 0.0)[idx].sum(1)
+        return np.asarray(100.0 * inter / (union + eps))
+    kept = ~np.isnan(p.iou)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(100.0 * np.where(kept, p.iou, 0.0)[idx].sum(1) / kept[idx].sum(1))
+
+
+def deviations(run: Scores, base: Scores, metric: str, eps: float = 1e-10, rounds: int = DEFAULT_ROUNDS, seed: int = 0,
+               idx: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """(full-sample delta run - base, bootstrap deltas minus it; NaN rounds dropped)."""
+    if run.ids != base.ids:
+        raise ValueError("paired bootstrap needs the same sample ids on both sides")
+    n = len(run.ids)
+    center = point(run, metric, eps) - point(base, metric, eps)
+    if idx is not None:
+        dev = resampled(run, metric, eps, idx) - resampled(base, metric, eps, idx) - center
+        return center, dev[~np.isnan(dev)]
+    if n < 2 or rounds <= 0:
+        return center, np.zeros(0)
+    rng = np.random.default_rng(seed)
+    deltas = []
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, rounds, chunk):
+        draw = rng.integers(0, n, size=(min(chunk, rounds - start), n))
+        deltas.append(resampled(run, metric, eps, draw) - resampled(base, metric, eps, draw))
+    dev = np.concatenate(deltas) - center
+    return center, dev[~np.isnan(dev)]
+
+
+def paired_spread(run: Scores, base: Scores, metric: str, eps: float = 1e-10, rounds: int = DEFAULT_ROUNDS,
+                  seed: int = 0) -> tuple[float, float]:
+    """2.5/97.5 percentiles of (bootstrap delta - full-sample delta), samples paired by id."""
+    _, dev = deviations(run, base, metric, eps, rounds, seed)
+    if not dev.size:
+        return (0.0, 0.0)
+    return (float(np.percentile(dev, 2.5)), float(np.percentile(dev, 97.5)))
+
+
+def p_value(center: float, dev: np.ndarray) -> float:
+    """Two-sided: the share of null deviations with |dev| >= |delta| (1.0 without resamples)."""
+    if not dev.size or math.isnan(center):
+        return 1.0
+    return float(np.mean(np.abs(dev) >= abs(center) - 1e-12))
