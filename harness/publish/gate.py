@@ -42,10 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
+
 from harness.errors import HarnessError
 from harness.publish import baseline as baselines
-from harness.publish.baseline import Baseline, csv_list
-from harness.score.paired import paired_spread
+from harness.publish.baseline import Baseline, PairScores, csv_list
+from harness.score.paired import paired_spread, point
 
 EXIT_PASS = 0
 EXIT_REGRESSION = 1
@@ -163,7 +165,7 @@ def _subset_baseline(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, s
         sub = _restrict(bs, rs.ids)
         eps = float(base.conventions.get("ciou_eps", 1e-10))
         scores[model][split] = sub
-        results[model][split] = {"ciou": _point(sub, "ciou", eps), "giou": _point(sub, "giou", eps), "n": len(sub.ids),
+        results[model][split] = {"ciou": point(sub, "ciou", eps), "giou": point(sub, "giou", eps), "n": len(sub.ids),
                                  "restricted": True}
         notes.append(f"{model}/{split}: baseline recomputed on the run's {len(sub.ids)} of its {len(bs.ids)} samples "
                      "(cIoU and gIoU only)")
@@ -222,7 +224,7 @@ def _row(run: Baseline, base: Baseline, model: str, split: str, metric: str, max
         if metric not in BOOTSTRAPPED:
             return Row(model, split, metric, None, r, None, None, n, False, "not gated (partial run: not recomputable)")
         eps = float(run.conventions.get("ciou_eps", 1e-10))
-        r = _value(_point(run.scores[model][split], metric, eps))  # both sides by the same reduction
+        r = _value(point(run.scores[model][split], metric, eps))  # both sides by the same reduction
     if b is None:
         return Row(model, split, metric, b, r, None, None, n, False, "not gated (no baseline value)")
     if r is None:
