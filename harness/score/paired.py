@@ -23,11 +23,17 @@ DEFAULT_ROUNDS = 1000
 class Scores(Protocol):
     """Per-sample columns sorted by id (harness.publish.baseline.PairScores has this shape)."""
 
-    ids: tuple[str, ...]
-    inter: np.ndarray
-    union: np.ndarray
-    iou: np.ndarray  # NaN where the sample is left out of gIoU
-    in_ciou: np.ndarray
+    # Read-only members, so a frozen dataclass satisfies the protocol.
+    @property
+    def ids(self) -> tuple[str, ...]: ...
+    @property
+    def inter(self) -> np.ndarray: ...
+    @property
+    def union(self) -> np.ndarray: ...
+    @property
+    def iou(self) -> np.ndarray: ...  # NaN where the sample is left out of gIoU
+    @property
+    def in_ciou(self) -> np.ndarray: ...
 
 
 def point(p: Scores, metric: str, eps: float) -> float:
