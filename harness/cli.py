@@ -61,7 +61,8 @@ def _ending(outcome: Any) -> int:
     from harness.records.store import RunDir, read_json
 
     doc = read_json(outcome.results_path)
-    print(summary_table(doc), end="")
+    limit = (RunDir(outcome.run_dir).manifest() or {}).get("config", {}).get("limit")
+    print(summary_table(doc, limit), end="")
     failures = failed_samples(RunDir(outcome.run_dir), doc)
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
@@ -121,7 +122,6 @@ def resolve_data_root(flag: Path | None, config: Path | None) -> Path | None:
             return Path(str(value)).expanduser()
     env = os.environ.get("HARNESS_DATA")
     return Path(env).expanduser() if env else None
-
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:

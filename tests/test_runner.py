@@ -188,6 +188,11 @@ def test_a_run_says_how_it_ended(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "none of its 3 ids is a sample of the chosen splits (val)" in capsys.readouterr().err
     assert not (tmp_path / "foreign" / "replay-foreign" / "val.jsonl").exists()
 
+    # A --limit run is a quick look: every row of its table says so.
+    assert main(["run", "--models", "oracle-box", "--limit", "2", "--out", str(tmp_path / "lim"), *args]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("oracle-box"))
+    assert row.split()[-2:] == ["--limit", "2"]
+
     # A non-positive --timeout would fail every sample: refused as bad input.
     for bad in ("-1", "0"):
         assert main(["run", "--models", "empty", "--timeout", bad, "--out", str(tmp_path / "t"), *args]) == 2

@@ -17,12 +17,15 @@ def _num(v: Any) -> str:
     return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
 
 
-def summary_table(doc: Mapping[str, Any]) -> str:
-    """cIoU, gIoU, n, failed and partial per model x split, aligned for a terminal."""
+def summary_table(doc: Mapping[str, Any], limit: int | None = None) -> str:
+    """cIoU, gIoU, n, failed and partial per model x split, aligned for a terminal. ``limit`` is the
+    run's ``--limit``: such a run covers only the first samples of each split, so every row is partial."""
     rows = [("model", "split", "cIoU", "gIoU", "n", "failed", "partial")]
     for model, by_split in doc.get("results", {}).items():
         for split, res in by_split.items():
             partial = "" if res.get("complete", True) else f"{res.get('n_records')} of {res.get('n_expected')}"
+            if limit:
+                partial = ", ".join(p for p in (f"--limit {limit}", partial) if p)
             rows.append((model, split, _num(res.get("ciou")), _num(res.get("giou")), str(res.get("n", 0)),
                          str(res.get("n_failed", 0)), partial))
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
