@@ -25,6 +25,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("harness.publish.leaderboard", "build a static leaderboard site from run directories"),
     "inputs": ("harness.publish.inputs", "hash what each model is shown per sample; --diff A B lists what changed"),
     "env": ("harness.run.env_cli", "create, list and remove the models' own Python environments"),
+    "rescore": ("harness.publish.rescore_cli",
+                "recompute every stored score from its mask and the ground truth; rewrite the logs and results.json"),
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(module for module, _ in LAZY_COMMANDS.values())
 
@@ -102,6 +104,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if args.rescore:
+        from harness.publish.rescore_cli import print_rescore, rescore_run
+
+        print_rescore(rescore_run(args.run_dir, data_root=args.data_root, render=True))
+        return 0
     from harness.publish.finish import report_run
 
     path = report_run(args.run_dir, data_root=args.data_root)
@@ -196,9 +203,13 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> arg
     lst = sub.add_parser("list", help="list models and suites (imports no model code)")
     lst.set_defaults(func=_cmd_list)
 
-    rep = sub.add_parser("report", help="recompute results.json from a run's logs and render its HTML report")
+    rep = sub.add_parser("report", help="recompute results.json from a run's logs and render its HTML report",
+                         description="Refused (exit 2) for logs scored under another scoring version than this harness's: "
+                                     "`harness rescore RUN` (or --rescore) recomputes their scores from the stored masks.")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--data-root", type=Path, help="where datasets live, for the gallery's images")
+    rep.add_argument("--rescore", action="store_true",
+                     help="first recompute every stored score from its mask (as `harness rescore`), listing the ones that change")
     rep.set_defaults(func=_cmd_report)
 
     for name, (module, help_line) in LAZY_COMMANDS.items():

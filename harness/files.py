@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and a rename, so readers never see half a file."""
+    write_lines_atomic(path, [text])
+
+
+def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
+    """``write_text_atomic`` for text made piece by piece (a rewritten log never sits in memory whole).
+    If producing the pieces raises, the file is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.writelines(lines)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared or served
         os.replace(tmp, path)
     except BaseException:

@@ -17,6 +17,7 @@ from harness.publish import baseline as baselines
 from harness.publish.gate import EXIT_INCOMPARABLE, EXIT_INPUT_ERROR, EXIT_PASS, EXIT_REGRESSION, gate, markdown, paired_spread
 from harness.score.metrics import summarize
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION
+from harness.score.version import scoring_version
 from harness.types import SampleScore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,10 +52,12 @@ def write_run(root: Path, splits: dict[str, Pairs], model: str = "m", fingerprin
         res = summarize(scores, conv, bootstrap_rounds=50)
         results[split] = {**res, "n_expected": len(scores), "complete": True}
     suite = {"name": "crafted", "version": "1", "fingerprint": fingerprint}
+    version = scoring_version(conv)  # as the running harness records them: accepted as current
     (root / "manifest.json").write_text(json.dumps({"run_id": root.name, "git_commit": "abc", "created": "now",
-                                                    "config": {"limit": limit}}))
+                                                    "config": {"limit": limit},
+                                                    "scoring_versions": {f"{model}/{split}.jsonl": version for split in splits}}))
     doc = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "unit": "percent", "run_id": root.name, "suite": suite,
-           "conventions": conv.to_dict(), "models": {model: {"adapter": model, "fingerprint": model_fp}},
+           "conventions": conv.to_dict(), "scoring_version": version, "models": {model: {"adapter": model, "fingerprint": model_fp}},
            "results": {model: results}, "published": []}
     (root / "results.json").write_text(json.dumps(doc))
     return root

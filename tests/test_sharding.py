@@ -87,6 +87,9 @@ def test_merge_refuses_missing_and_duplicated_ids(tmp_path: Path) -> None:
     log = out / "empty" / "val.jsonl"
     stray = out / "empty" / "val.shard-0-of-5.jsonl"
     stray.write_text(log.read_text().splitlines(keepends=True)[0])
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["scoring_versions"][stray.relative_to(out).as_posix()] = manifest["scoring_versions"]["empty/val.jsonl"]
+    (out / "manifest.json").write_text(json.dumps(manifest))  # as if written by this harness: the ids are what is wrong
     with pytest.raises(MergeError, match="appear in two logs"):
         merge_and_report(out, render=False)
 

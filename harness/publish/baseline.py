@@ -3,7 +3,8 @@
 ``harness baseline save RUN --to FILE`` writes one JSON file::
 
     schema, schema_version      "harness.baseline", 1
-    from_run                    run id, git commit and creation time of the run it was saved from
+    from_run                    run id, git commit, creation time, --limit and scoring version of the
+                                run it was saved from
     suite, conventions          name, version and fingerprint of the suite; the scoring conventions
     models                      adapter and adapter fingerprint per model
     results                     model -> split -> every metric of results.json (percent), readable
@@ -15,7 +16,8 @@
 
 A run directory is read into the same ``Baseline`` shape (its results.json plus its logs), so
 the gate compares a run with a baseline file or with another run alike. A plain results.json
-also works as a baseline: metrics only, so the gate falls back to a plain tolerance.
+also works as a baseline: metrics only, so the gate falls back to a plain tolerance. A run whose
+scores are not from this harness's scoring code (harness/score/version.py) is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.data.conventions import Conventions
 from harness.errors import HarnessError
 from harness.files import write_json_atomic
 from harness.records.manifest import now
@@ -39,6 +42,7 @@ from harness.records.store import RunDir, read_json
 from harness.score.metrics import ScoreArrays
 from harness.score.schema import SCHEMA_NAME as RESULTS_SCHEMA
 from harness.score.schema import check_results
+from harness.score.version import check_current
 from harness.types import SampleScore
 
 BASELINE_SCHEMA = "harness.baseline"
@@ -157,6 +161,11 @@ def from_run(run_dir: Path) -> Baseline:
         raise BaselineError(f"{run_dir} has no results.json (not a run directory, or not scored yet: run `harness report {run_dir}`)")
     doc = check_results(read_json(rd.results_path), str(rd.results_path))
     manifest = rd.manifest() or {}
+    try:
+        conventions = Conventions.from_dict(doc["conventions"], where=f"{rd.results_path}: conventions")
+    except HarnessError as exc:
+        raise BaselineError(str(exc)) from exc
+    check_current(rd, manifest, conventions, doc)  # per-sample scores and metrics of this harness's scoring only
     results = {m: {s: dict(r) for s, r in by.items()} for m, by in doc["results"].items()}
     scores: dict[str, dict[str, PairScores]] = {}
     ids: dict[str, dict[str, dict[str, Any]]] = {}
@@ -181,7 +190,7 @@ def from_run(run_dir: Path) -> Baseline:
         scores=scores,
         from_run={"run_id": doc.get("run_id"), "git_commit": manifest.get("git_commit"), "created": manifest.get("created"),
                   # a --limit run covers only the first N samples of each split: the gate must know
-                  "limit": (manifest.get("config") or {}).get("limit")},
+                  "limit": (manifest.get("config") or {}).get("limit"), "scoring_version": doc.get("scoring_version")},
     )
 
 

@@ -21,6 +21,7 @@ from harness.files import write_json_atomic
 from harness.records.manifest import check_compatible
 from harness.records.store import RunDir, StoreError
 from harness.score.results import write_results
+from harness.score.version import check_current
 from harness.types import Sample
 
 
@@ -56,8 +57,9 @@ def reopen(run_dir: Path, data_root: Path | None = None) -> ReopenedRun:
 
 
 def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
-    """Recompute results.json from the logs and render the report."""
+    """Recompute results.json from the logs and render the report (refused for logs scored by other scoring code)."""
     r = reopen(run_dir, data_root)
+    check_current(r.run_dir, r.run_dir.manifest() or {}, r.suite.conventions)
     outcome = finish(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render=True)
     assert outcome.report_path is not None
     return outcome.report_path

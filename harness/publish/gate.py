@@ -11,8 +11,9 @@ Exit codes (``EXIT_*`` below), stable for CI scripts:
   different conventions, different sample ids, a gated model x split missing from the run, an
   unknown metric, model or split name (the valid names are listed), a run that is partial
   (``--limit`` other than the baseline's, missing ids, shards not merged) or whose failed share
-  exceeds ``--max-failed`` (unless ``--allow-partial``), or no row gated at all ("nothing
-  gated"); every reason is listed;
+  exceeds ``--max-failed`` (unless ``--allow-partial``), no row gated at all ("nothing
+  gated"), or a run (or run-directory baseline) whose stored scores come from another scoring
+  version than this harness's (``harness rescore RUN`` fixes it); every reason is listed;
 - 3: the inputs cannot be read (missing run, malformed baseline) or the command line is wrong.
 
 ``--two-sided`` also fails a significant *rise* beyond the tolerance: for a deterministic
@@ -48,6 +49,7 @@ from harness.errors import HarnessError
 from harness.publish import baseline as baselines
 from harness.publish.baseline import Baseline, PairScores, csv_list
 from harness.score.paired import paired_spread, point
+from harness.score.version import ScoringVersionError
 
 EXIT_PASS = 0
 EXIT_REGRESSION = 1
@@ -289,6 +291,10 @@ def gate(run: Baseline, base: Baseline, metrics: Sequence[str] = ("ciou",), max_
         rfp, bfp = run.models.get(model, {}).get("fingerprint"), base.models.get(model, {}).get("fingerprint")
         if rfp and bfp and rfp != bfp:
             out.notes.append(f"{model}: the model's configuration changed (adapter fingerprint {bfp} -> {rfp})")
+    bsv, rsv = base.from_run.get("scoring_version"), run.from_run.get("scoring_version")
+    if bsv and rsv and bsv != rsv:  # a baseline file cannot be rescored: its scores stay what they were
+        out.notes.append(f"the baseline was scored under scoring version {bsv}, the run under {rsv}: "
+                         "a change in scoring shows as a change in the numbers")
     gated = set(pairs)
     extra = [f"{m}/{s}" for m, s in run.pairs() if (m, s) not in gated and (models is None or m in models)
              and (splits is None or s in splits)]
@@ -381,6 +387,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             raise HarnessError(f"--max-failed is a share of the samples, from 0 to 1, got {args.max_failed}")
         run = baselines.from_run(args.run_dir)
         base = baselines.load(args.baseline)
+    except ScoringVersionError as exc:  # readable, but scored by other code: not comparable until rescored
+        print(f"error: not comparable: {exc}", file=sys.stderr)
+        return EXIT_INCOMPARABLE
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -404,7 +413,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "gate", help="compare a run with a baseline; exit 1 on a significant drop, 2 when not comparable",
         description="Exit codes: 0 pass, 1 significant drop beyond --max-drop, 2 not comparable (including unknown metric, model "
-                    "or split names, partial or failing runs without --allow-partial, and nothing gated), 3 unreadable input "
+                    "or split names, partial or failing runs without --allow-partial, nothing gated, and runs scored under another "
+                    "scoring version: run `harness rescore RUN`), 3 unreadable input "
                     "or bad usage.",
     )
     p.add_argument("run_dir", type=Path, help="the run directory to check")

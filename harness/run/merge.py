@@ -19,6 +19,7 @@ from harness.publish.finish import RunOutcome, finish, reopen
 from harness.records import locks
 from harness.records.manifest import now
 from harness.records.store import RunDir, iter_records, read_records
+from harness.score.version import check_current, forget_version, record_version, scoring_version
 from harness.types import Sample
 
 
@@ -73,8 +74,17 @@ def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], b
               reuse: bool = False) -> RunOutcome:
     """Merge shard logs where every sample is covered; write results once all are merged."""
     pending = []
+    version = scoring_version(suite.conventions)
     with locks.waiting(run_dir.manifest_lock_path):
         manifest = run_dir.manifest() or {}
+        check_current(run_dir, manifest, suite.conventions)  # merged logs and results hold only current scores
+        # Every log is current now, so a merged log will be too: its version is recorded before it is
+        # written, so a kill in between never leaves a log without one.
+        merged = [(m, s) for m, status in manifest.get("status", {}).items() for s in status if run_dir.shard_logs(m, s)]
+        for model, split in merged:
+            record_version(manifest, run_dir, run_dir.log_path(model, split), version)
+        if merged:
+            run_dir.write_manifest(manifest)
         for model, status in manifest.get("status", {}).items():
             for split in status:
                 if split not in samples:
@@ -83,6 +93,8 @@ def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], b
                 if have < total:
                     pending.append(f"{model} {split}: {have}/{total}")
                     continue
+                for path in run_dir.shard_logs(model, split):
+                    forget_version(manifest, run_dir, path)
                 merge_split(run_dir, model, split, samples[split])
                 status[split] = "done"
         manifest["updated"] = now()

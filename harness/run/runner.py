@@ -33,6 +33,7 @@ from harness.run.progress import LineProgress
 from harness.run.remote import add_counters, collect_stats, counters_since, make_adapter, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
+from harness.score.version import check_current, record_version, scoring_version
 from harness.types import Sample
 
 
@@ -156,6 +157,12 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
                 m.update(new_manifest(out.name, suite, config_dict, argv or []))
             check_compatible(m, suite, model_entries, out)
+            # Never append to (or finish) logs scored by other scoring code: refused before anything is predicted.
+            check_current(run_dir, m, suite.conventions)
+            for name in model_entries:  # recorded before the first line is written, so no log is ever unversioned
+                for split in splits:
+                    record_version(m, run_dir, run_dir.log_path(name, split, shard.suffix if shard else None),
+                                   scoring_version(suite.conventions))
             m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
             for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
                 kept = m["models"].get(name, {})

@@ -10,6 +10,7 @@ from harness.files import write_json_atomic
 from harness.records.store import RunDir, iter_records
 from harness.score.metrics import summarize
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
+from harness.score.version import scoring_version
 from harness.types import Sample, SampleScore
 
 
@@ -43,6 +44,7 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
         "run_id": str(manifest.get("run_id", run_dir.root.name)),
         "suite": suite.summary(),
         "conventions": suite.conventions.to_dict(),
+        "scoring_version": scoring_version(suite.conventions),
         "models": {m: {k: v for k, v in e.items() if k != "config"} for m, e in manifest.get("models", {}).items()},
         "results": results,  # type: ignore[typeddict-item]
         "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]

@@ -12,6 +12,8 @@ Version 1:
 - box metrics (``box_acc@0.5``, ``box_miou``, ``n_box``) only where ground-truth boxes exist;
   no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``) only where no-target samples exist;
 - ``conventions`` are the scoring conventions every number above was computed with;
+  ``scoring_version`` (harness/score/version.py) names the scoring code and conventions the
+  per-sample scores came from (absent in files written before it existed);
 - ``n_expected`` is the number of samples the split has (after ``--limit``); ``complete`` is
   true when every one of them has a stored prediction.
 """
@@ -60,6 +62,7 @@ class Results(TypedDict):
     run_id: str
     suite: dict[str, Any]
     conventions: dict[str, Any]
+    scoring_version: str  # always written; files from before it existed lack it (read with .get)
     models: dict[str, dict[str, Any]]
     results: dict[str, dict[str, SplitResult]]
     published: list[PublishedRow]

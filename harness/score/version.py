@@ -1,0 +1,128 @@
+"""The scoring version: which scoring code and conventions produced the scores stored in a log.
+
+A log line's ``score`` is derived from its ``prediction`` and the suite's ground truth; it is
+never more trusted than the mask it came from. So every log is recorded in the manifest
+(``scoring_versions``: ``"<model>/<log file>" -> version``) with the version it was scored
+under, ``results.json`` says which version its numbers come from, and ``harness report``,
+``merge`` and ``gate`` refuse logs scored under another version than the running code's:
+``harness rescore RUN`` recomputes them from the stored masks.
+
+The version is a fingerprint of behaviour, not of source text: the conventions, a revision
+number bumped by hand, and the exact SampleScores of a few hand-built masks (failures, empty
+unions, ignore pixels, overlapping polygons, boxes) scored by the code that is running. A
+change that alters any of those scores changes the version without anyone remembering to bump
+it; a refactor that changes none keeps old runs valid.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import masks
+from harness.data.conventions import Conventions
+from harness.errors import HarnessError
+from harness.records.store import RunDir
+from harness.score.scoring import score_sample
+from harness.types import GroundTruth, ParseStatus, Prediction
+
+# Bump when scoring changes in a way the probe below might not see (e.g. a new SampleScore field).
+SCORING_REVISION = 1
+MANIFEST_KEY = "scoring_versions"
+
+
+class ScoringVersionError(HarnessError):
+    """Stored scores were computed by other scoring code or conventions than the running harness's."""
+
+
+def _rect(rows: slice, cols: slice, h: int = 6, w: int = 8) -> masks.RLE:
+    a = np.zeros((h, w), dtype=np.uint8)
+    a[rows, cols] = 1
+    return masks.encode(a)
+
+
+def _probe_cases() -> list[tuple[Prediction, GroundTruth]]:
+    """Hand-built predictions and ground truths that reach every branch of score_sample."""
+    target = GroundTruth(mask=_rect(slice(1, 4), slice(1, 5)), box=(1.0, 1.0, 5.0, 4.0),
+                         ignore=_rect(slice(5, 6), slice(0, 8)), overlap=_rect(slice(2, 3), slice(2, 4)))
+    plain = GroundTruth(mask=_rect(slice(0, 3), slice(0, 3)))
+    nothing = GroundTruth(mask=masks.empty(6, 8))
+    ok, failed = ParseStatus.OK, ParseStatus.FAILED
+    return [
+        (Prediction(mask=_rect(slice(0, 3), slice(2, 7)), box=(2.0, 0.0, 7.0, 3.0), parse_status=ok), target),  # overlap pixels
+        (Prediction(mask=_rect(slice(3, 6), slice(0, 3))), target),  # over ignore pixels, no box
+        (Prediction(mask=None, parse_status=failed, error="probe"), target),  # a failure on a target
+        (Prediction(mask=_rect(slice(1, 2), slice(1, 2))), plain),
+        (Prediction(mask=masks.empty(6, 8)), nothing),  # empty union
+        (Prediction(mask=_rect(slice(0, 1), slice(0, 8))), nothing),  # a mask where there is no target
+        (Prediction(mask=None, error="probe"), nothing),  # a failure on no target
+    ]
+
+
+@functools.lru_cache(maxsize=16)
+def scoring_version(conv: Conventions) -> str:
+    """``<revision>:<12 hex>``: the same in every process for the same code and conventions."""
+    probe = [score_sample(pred, gt, conv).to_json() for pred, gt in _probe_cases()]
+    payload = {"revision": SCORING_REVISION, "conventions": conv.to_dict(), "probe": probe}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"{SCORING_REVISION}:{digest[:12]}"
+
+
+def log_key(run_dir: RunDir, path: Path) -> str:
+    """How a log is named in the manifest's ``scoring_versions``: ``<model>/<file>``."""
+    return path.relative_to(run_dir.root).as_posix()
+
+
+def record_version(manifest: dict[str, Any], run_dir: RunDir, path: Path, version: str) -> None:
+    """Say in the manifest that the log at ``path`` holds (or will hold) scores of ``version``."""
+    manifest.setdefault(MANIFEST_KEY, {})[log_key(run_dir, path)] = version
+
+
+def forget_version(manifest: dict[str, Any], run_dir: RunDir, path: Path) -> None:
+    manifest.get(MANIFEST_KEY, {}).pop(log_key(run_dir, path), None)
+
+
+def run_logs(run_dir: RunDir, *by_model: Mapping[str, Any] | None) -> list[tuple[str, str, Path]]:
+    """(model, split, path) of every non-empty log of the models x splits named (the manifest's
+    ``status``, a results.json's ``results``): each split's log and its shard logs."""
+    pairs = dict.fromkeys((m, s) for d in by_model for m, splits in (d or {}).items() for s in splits)
+    out = []
+    for model, split in pairs:
+        for path in (run_dir.log_path(model, split), *run_dir.shard_logs(model, split)):
+            if path.is_file() and path.stat().st_size > 0:
+                out.append((model, split, path))
+    return out
+
+
+def _described(version: Any) -> str:
+    return f"version {version}" if version else "an unknown version (none recorded: scored before scoring versions existed)"
+
+
+def stale_logs(run_dir: RunDir, manifest: Mapping[str, Any], current: str, results: Mapping[str, Any] | None = None) -> list[str]:
+    """``"<model>/<file> scored under ..."`` for every log of the run (and of ``results``) not
+    recorded as scored under ``current``."""
+    recorded = manifest.get(MANIFEST_KEY) or {}
+    logs = run_logs(run_dir, manifest.get("status"), (results or {}).get("results"))
+    return [f"{log_key(run_dir, path)} scored under {_described(recorded.get(log_key(run_dir, path)))}"
+            for _, _, path in logs if recorded.get(log_key(run_dir, path)) != current]
+
+
+def check_current(run_dir: RunDir, manifest: Mapping[str, Any], conv: Conventions, results: Mapping[str, Any] | None = None) -> None:
+    """Refuse, naming the command that fixes it, a run whose stored scores (or, when given, whose
+    results.json) were computed under another scoring version than this harness's."""
+    current = scoring_version(conv)
+    stale = stale_logs(run_dir, manifest, current, results)
+    if results is not None and results.get("scoring_version") != current:
+        stale.append(f"results.json computed under {_described(results.get('scoring_version'))}")
+    if stale:
+        shown = "; ".join(stale[:5]) + (f"; and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise ScoringVersionError(
+            f"{run_dir.root}: stored scores are not from this harness's scoring (version {current}): {shown}. "
+            f"Run `harness rescore {run_dir.root}` to recompute every score from its stored mask"
+        )
