@@ -139,6 +139,14 @@ def test_report_merge_and_gate_refuse_another_scoring_version_until_rescored(iso
     assert main(["report", str(out)]) == 0
     assert main(["merge", str(out)]) == 0
     assert main(["gate", str(out), "--baseline", str(isolated / "base.json")]) == 0
+    # A baseline file cannot be rescored: one saved under another version is gated, with a note saying so.
+    base = json.loads((isolated / "base.json").read_text())
+    assert base["from_run"]["scoring_version"] == scoring_version(Conventions())
+    base["from_run"]["scoring_version"] = "0:0123456789ab"
+    (isolated / "base.json").write_text(json.dumps(base))
+    capsys.readouterr()
+    assert main(["gate", str(out), "--baseline", str(isolated / "base.json")]) == 0
+    assert "the baseline was scored under scoring version 0:0123456789ab" in capsys.readouterr().out
 
 
 def test_a_run_from_before_scoring_versions_is_refused_as_unknown(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:

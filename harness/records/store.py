@@ -1,6 +1,7 @@
 """The run directory: append-only prediction logs, the manifest, results.json.
 
-    RUN/manifest.json           config, fingerprints, versions, git commit, status per model x split
+    RUN/manifest.json           config, fingerprints, versions, git commit, status per model x split,
+                                the scoring version of each log (harness/score/version.py)
     RUN/<model>/<split>.jsonl   one line per sample: id, expression, prediction (RLE), score
     RUN/results.json            metrics per model x split (schema in harness/score/schema.py)
     RUN/report/index.html       the rendered report
