@@ -168,7 +168,14 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
 
             manifest = update(start)
             # Results cover every split this directory holds, including ones run by earlier commands.
-            samples = load_samples(suite, manifest["splits"], config.data_root, config.limit)
+            sizes: dict[str, int] = {}
+            samples = load_samples(suite, manifest["splits"], config.data_root, config.limit, sizes)
+            if manifest.get("split_sizes") != sizes:  # what a --limit run is part of: results say "partial: 40 of 160"
+
+                def record_sizes(m: dict[str, Any]) -> None:
+                    m["split_sizes"] = sizes
+
+                update(record_sizes)
             for name, adapter in adapters.items():  # a wrong replay file is found before any model predicts
                 _check_replay_ids(adapter, name, samples)
             device = _rank_device(config.device)
