@@ -53,6 +53,15 @@ class Adapter(ABC):
             raise TypeError(f"adapter {self.info.name!r} takes no options, got {', '.join(sorted(options))}")
         self.options: dict[str, Any] = {}
 
+    def check(self) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Cheap checks, before any model of the run predicts: raise a HarnessError naming what is wrong.
+
+        The runner builds and checks every model of a run first (harness.run.preflight), so a
+        missing file named by an option fails the command at once, not after the models before
+        it have run for hours. Check that the files your options name exist and are readable;
+        never load weights here (models load one at a time, as they run).
+        """
+
     def load(self, device: str = "cpu") -> None:  # noqa: B027 (optional hook, not abstract)
         """Load weights once, before the first batch. Weight-free adapters do nothing."""
 

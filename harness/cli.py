@@ -50,8 +50,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _ending(outcome)
 
 
-# `harness run` exit status: 0 every sample predicted; EXIT_SAMPLES_FAILED when any sample failed
-# (results and report are still written); 2 bad input (HarnessError); 130 interrupted.
+# `harness run` exit status: 0 every sample predicted; EXIT_SAMPLES_FAILED when any sample failed or any
+# model could not run (results and report are still written); 2 bad input (HarnessError); 130 interrupted.
 EXIT_SAMPLES_FAILED = 4
 
 
@@ -63,9 +63,12 @@ def _ending(outcome: Any) -> int:
     from harness.records.store import RunDir, read_json
 
     doc = read_json(outcome.results_path)
-    limit = (RunDir(outcome.run_dir).manifest() or {}).get("config", {}).get("limit")
+    manifest = RunDir(outcome.run_dir).manifest() or {}
+    limit = manifest.get("config", {}).get("limit")
     print(summary_table(doc, limit), end="")
     failures = failed_samples(RunDir(outcome.run_dir), doc)
+    # Models that could not run (they failed to load; the others ran): in the manifest until a later command runs them.
+    failures += [f"model {name!r} {entry['error']}" for name, entry in manifest.get("models", {}).items() if entry.get("error")]
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return EXIT_SAMPLES_FAILED if failures else 0
@@ -177,8 +180,10 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> arg
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="run models over a suite, score them, write results and a report",
-                         description="Exit status: 0 every sample predicted; 4 some sample failed (results and report are "
-                                     "still written, the failures are listed on stderr); 2 bad input; 130 interrupted.")
+                         description="Every model is built and checked (options, files, environment) before any predicts. "
+                                     "Exit status: 0 every sample predicted; 4 some sample failed or some model could not "
+                                     "load (results and report are still written, the failures are listed on stderr); "
+                                     "2 bad input, a model that cannot start included; 130 interrupted.")
     run.add_argument("--models", help="comma-separated model names (registered adapters, names from --config, or replay:PATH)")
     run.add_argument("--suite", help="a built-in suite name or a suite YAML path (default: shapes)")
     run.add_argument("--splits", help="comma-separated splits (default: the suite's default splits)")

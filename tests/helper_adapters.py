@@ -76,3 +76,22 @@ class SlowAdapter(Adapter):
             time.sleep(5)
         h, w = image.shape[:2]
         return [Prediction(mask=masks.empty(h, w)) for _ in samples]
+
+
+class LoadsFileAdapter(Adapter):
+    """Predicts full masks once its 'checkpoint' (option ``path``) loads: a file reading ``ok``."""
+
+    info = AdapterInfo(name="loads-file", description="fails to load unless its checkpoint file reads ok")
+
+    def __init__(self, path: str = "") -> None:
+        super().__init__()
+        self.options = {"path": path}
+
+    def load(self, device: str = "cpu") -> None:
+        with open(self.options["path"], encoding="utf-8") as fh:
+            if fh.read().strip() != "ok":
+                raise RuntimeError(f"{self.options['path']}: corrupt checkpoint")
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        h, w = image.shape[:2]
+        return [Prediction(mask=masks.full(h, w)) for _ in samples]

@@ -73,11 +73,16 @@ class ReplayAdapter(Adapter):
         self.options = {"path": str(self.path)}
         self._records: dict[str, dict[str, Any]] | None = None
 
-    def load(self, device: str = "cpu") -> None:
+    def check(self) -> None:
+        """Read and validate the whole file before any model predicts (it is read once)."""
         self._records = load_replay_file(self.path)
 
+    def load(self, device: str = "cpu") -> None:
+        if self._records is None:
+            self._records = load_replay_file(self.path)
+
     def replay_ids(self) -> set[str]:
-        """The ids the file holds (after load): the runner checks them against the suite."""
+        """The ids the file holds (after check or load): the runner checks them against the suite."""
         return set(self._records or {})
 
     def config(self) -> dict[str, Any]:

@@ -15,10 +15,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness")).expanduser()
 
 
-def load_samples(suite: Suite, splits: Sequence[str], data_root: Path | None, limit: int | None = None) -> dict[str, list[Sample]]:
+def load_samples(suite: Suite, splits: Sequence[str], data_root: Path | None, limit: int | None = None,
+                 sizes: dict[str, int] | None = None) -> dict[str, list[Sample]]:
+    """Each split's samples, the first ``limit`` of each; ``sizes``, when given, receives each split's
+    full size (what a ``--limit`` run is a part of)."""
     source = source_class(suite.source_format)(suite.source_params, suite.conventions, data_root, cache_dir())
     out = {}
     for split in splits:
         samples = source.samples(split)
+        if sizes is not None:
+            sizes[split] = len(samples)
         out[split] = samples[:limit] if limit else samples
     return out

@@ -48,6 +48,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.publish import baseline as baselines
 from harness.publish.baseline import Baseline, PairScores, csv_list
+from harness.publish.standing import missing_samples
 from harness.score.paired import paired_spread, point
 from harness.score.version import ScoringVersionError
 
@@ -61,7 +62,7 @@ LABELS = {"ciou": "cIoU", "giou": "gIoU"}
 DEFAULT_ROUNDS = 1000
 _MAX_EXAMPLES = 3
 # Counts, flags and intervals of a results.json split: not metrics a gate can compare.
-_NOT_METRICS = {"n", "n_records", "n_expected", "n_failed", "n_ciou", "n_giou", "n_box", "n_no_target", "complete"}
+_NOT_METRICS = {"n", "n_records", "n_expected", "n_split", "n_failed", "n_ciou", "n_giou", "n_box", "n_no_target", "complete"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def partial_reasons(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, st
         if res is None:
             continue
         why = []
-        if res.get("complete") is False:
+        if missing_samples(res):  # a --limit cut and failures have reasons of their own below
             why.append(f"partial: {res.get('n_records')} of {res.get('n_expected')} predicted (missing ids or shards not merged)")
         if run_limit is not None and run_limit != base_limit:
             why.append(f"partial: run with --limit {run_limit} ({res.get('n_expected')} samples), baseline "

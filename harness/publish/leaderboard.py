@@ -31,6 +31,7 @@ from typing import Any
 from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
+from harness.publish.standing import failed_text, is_clean, partial_text
 from harness.records.store import read_json
 from harness.resources import resource_dir
 from harness.score.schema import check_results
@@ -199,8 +200,9 @@ def _num(v: Any) -> float | None:
 
 
 # An empty cell; "–" is the report's DASH (harness.publish.report.render, imported only when rendering).
-_CELL: dict[str, Any] = {"value": "–", "sort": "", "ci": "", "n": "", "partial": "", "delta": "", "delta_class": "", "delta_title": "",
-                         "best": False, "ref": None, "source": ""}
+# ``tier`` 1 marks a partial or failing number: never bold, and sorted below every complete one.
+_CELL: dict[str, Any] = {"value": "–", "sort": "", "ci": "", "n": "", "partial": "", "failed": "", "tier": 0, "delta": "",
+                         "delta_class": "", "delta_title": "", "best": False, "ref": None, "source": ""}
 
 
 def _measured(res: Mapping[str, Any] | None, metric: str, pub: Mapping[str, Any] | None, alias: str | None) -> dict[str, Any]:
@@ -215,7 +217,8 @@ def _measured(res: Mapping[str, Any] | None, metric: str, pub: Mapping[str, Any]
         **_CELL, "value": _fmt(value), "sort": "" if value is None else f"{value:.6f}",
         "ci": f"[{ci[0]:.1f}, {ci[1]:.1f}]" if isinstance(ci, list) and len(ci) == 2 else "",
         "n": "" if n is None else f"n={int(n)}",
-        "partial": f"{res.get('n_records')}/{res.get('n_expected')} done" if res.get("complete") is False else "",
+        "partial": partial_text(res), "failed": failed_text(res),
+        "tier": 0 if value is None or is_clean(res) else 1,
     }
     pv = _num((pub or {}).get("value"))
     if value is not None and pv is not None:
@@ -237,11 +240,17 @@ def _published_cell(pub: Mapping[str, Any] | None, sources: _Sources) -> dict[st
 
 
 def _mark_best(rows: list[dict[str, Any]], n_cols: int) -> None:
+    """Bold the best complete measured number per column; a partial or failing one never is, however high."""
     for i in range(n_cols):
-        vals = [float(r["cells"][i]["sort"]) for r in rows if not r["published"] and r["cells"][i]["sort"]]
-        for r in rows:
-            if not r["published"] and vals and r["cells"][i]["sort"] and float(r["cells"][i]["sort"]) == max(vals):
-                r["cells"][i]["best"] = True
+        ranked = [r["cells"][i] for r in rows if not r["published"] and r["cells"][i]["sort"] and not r["cells"][i]["tier"]]
+        top = max((float(c["sort"]) for c in ranked), default=None)
+        for c in ranked:
+            c["best"] = float(c["sort"]) == top
+
+
+def _complete_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Measured rows with fewer partial or failing numbers first (stable): a partial run never ranks above a complete one."""
+    return sorted(rows, key=lambda r: sum(c["tier"] for c in r["cells"]))
 
 
 def benchmark_page(runs: Sequence[RunEntry], aliases: Mapping[str, str], pub: Mapping[PubKey, dict[str, Any]],
@@ -263,6 +272,7 @@ def benchmark_page(runs: Sequence[RunEntry], aliases: Mapping[str, str], pub: Ma
                 alias = _alias(model, run, aliases, pub_models.get(name, []))
                 cells = [_measured(by_split.get(s), metric, pub.get((name, alias or "", s, metric)), alias) for s in splits]
                 rows.append({"label": model, "published": False, "run": run, "alias": alias, "cells": cells})
+        rows = _complete_first(rows)
         _mark_best(rows, len(splits))
         for pm in pub_models.get(name, []):
             cells = [_published_cell(pub.get((name, pm, s, metric)), sources) for s in splits]
@@ -284,7 +294,10 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
             for model, by_split in run.doc["results"].items():
                 for i, col in enumerate(cols):
                     if run.suite.get("name") == col.suite and col.split in by_split:
-                        found.setdefault(model, {})[i] = (run, by_split[col.split])
+                        held = found.setdefault(model, {}).get(i)
+                        # A later run wins the cell, unless it is partial or failing and the held one is complete.
+                        if held is None or is_clean(by_split[col.split]) or not is_clean(held[1]):
+                            found[model][i] = (run, by_split[col.split])
         rows: list[dict[str, Any]] = []
         for model, hits in found.items():
             cells = []
@@ -307,6 +320,7 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
                 vals = [float(c["sort"]) for c in row["cells"] if c["sort"]]
                 avg = sum(vals) / len(vals) if len(vals) == len(cols) else None
                 row["avg"] = {"value": _CELL["value"] if avg is None else f"{avg:.1f}", "sort": "" if avg is None else f"{avg:.6f}"}
+        rows = [*_complete_first([r for r in rows if not r["published"]]), *(r for r in rows if r["published"])]
         _mark_best(rows, len(cols))
         out.append({"table": table, "rows": rows, "columns": cols})
     return out, sources.items

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from harness.publish.standing import missing_samples
 from harness.records.store import RunDir
 
 _MAX_LISTED = 3
@@ -23,7 +24,7 @@ def summary_table(doc: Mapping[str, Any], limit: int | None = None) -> str:
     rows = [("model", "split", "cIoU", "gIoU", "n", "failed", "partial")]
     for model, by_split in doc.get("results", {}).items():
         for split, res in by_split.items():
-            partial = "" if res.get("complete", True) else f"{res.get('n_records')} of {res.get('n_expected')}"
+            partial = f"{res.get('n_records')} of {res.get('n_expected')}" if missing_samples(res) else ""
             if limit:
                 partial = ", ".join(p for p in (f"--limit {limit}", partial) if p)
             rows.append((model, split, _num(res.get("ciou")), _num(res.get("giou")), str(res.get("n", 0)),

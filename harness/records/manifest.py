@@ -80,6 +80,11 @@ def new_manifest(run_id: str, suite: Suite, config: dict[str, Any], argv: list[s
     }
 
 
+def holds_predictions(model_dir: Path) -> bool:
+    """Whether a model's folder of a run holds any stored prediction (a non-empty log, shard logs included)."""
+    return any(p.stat().st_size > 0 for p in model_dir.glob("*.jsonl")) if model_dir.is_dir() else False
+
+
 def check_compatible(manifest: dict[str, Any], suite: Suite, models: dict[str, dict[str, Any]], where: Path) -> None:
     """Refuse to resume into a directory whose numbers came from something else."""
     old = manifest.get("suite", {}).get("fingerprint")
@@ -90,7 +95,9 @@ def check_compatible(manifest: dict[str, Any], suite: Suite, models: dict[str, d
         )
     for name, entry in models.items():
         prev = manifest.get("models", {}).get(name)
-        if prev is not None and prev.get("fingerprint") != entry["fingerprint"]:
+        # A model that stored nothing (it could not start, or was stopped before its first sample)
+        # has no numbers to mix with: the fixed command takes its place and runs it.
+        if prev is not None and prev.get("fingerprint") != entry["fingerprint"] and holds_predictions(where / name):
             raise RunConflictError(
                 f"{where}/{name} was produced with a different configuration of model {name!r} "
                 f"({prev.get('config')} vs {entry['config']}); use another --out or remove {where / name}"

@@ -29,8 +29,9 @@ from harness.records.store import PredictionLog, RunDir, iter_records
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
+from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
-from harness.run.remote import add_counters, collect_stats, counters_since, make_adapter, release, runtime
+from harness.run.remote import add_counters, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
 from harness.score.version import check_current, record_version, scoring_version
@@ -144,63 +145,101 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     out = config.out or default_out(suite)
     run_dir = RunDir(out)
     shard = config.shard or shard_from_env()
-    adapters = {m.name: make_adapter(m, out, shard.suffix if shard else None) for m in config.models}
+    # Every model is built and checked (options, files, worker environment) before any predicts,
+    # and before the run directory is touched: a model that cannot start costs no one's time.
+    adapters = prepare_adapters(config.models, out, shard.suffix if shard else None, config.fail_fast)
     model_entries = {
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
         for (name, a), spec in zip(adapters.items(), config.models)
     }
     update = ManifestUpdate(run_dir)
-    with locks.held(run_dir.writer_lock_path, shared=shard is not None, what=str(out)):
+    try:
+        with locks.held(run_dir.writer_lock_path, shared=shard is not None, what=str(out)):
 
-        def start(m: dict[str, Any]) -> None:
-            if not m:
-                config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
-                m.update(new_manifest(out.name, suite, config_dict, argv or []))
-            check_compatible(m, suite, model_entries, out)
-            # Never append to (or finish) logs scored by other scoring code: refused before anything is predicted.
-            check_current(run_dir, m, suite.conventions)
-            for name in model_entries:  # recorded before the first line is written, so no log is ever unversioned
-                for split in splits:
-                    record_version(m, run_dir, run_dir.log_path(name, split, shard.suffix if shard else None),
-                                   scoring_version(suite.conventions))
-            m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
-            for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
-                kept = m["models"].get(name, {})
-                same = kept.get("fingerprint") == entry["fingerprint"]
-                m["models"][name] = {**entry, **{k: kept[k] for k in ("efficiency", "runtime") if same and k in kept}}
+            def start(m: dict[str, Any]) -> None:
+                if not m:
+                    config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
+                    m.update(new_manifest(out.name, suite, config_dict, argv or []))
+                check_compatible(m, suite, model_entries, out)
+                # Never append to (or finish) logs scored by other scoring code: refused before anything is predicted.
+                check_current(run_dir, m, suite.conventions)
+                for name in model_entries:  # recorded before the first line is written, so no log is ever unversioned
+                    for split in splits:
+                        record_version(m, run_dir, run_dir.log_path(name, split, shard.suffix if shard else None),
+                                       scoring_version(suite.conventions))
+                m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
+                for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
+                    kept = m["models"].get(name, {})
+                    same = kept.get("fingerprint") == entry["fingerprint"]
+                    m["models"][name] = {**entry, **{k: kept[k] for k in ("efficiency", "runtime") if same and k in kept}}
 
-        manifest = update(start)
-        # Results cover every split this directory holds, including ones run by earlier commands.
-        samples = load_samples(suite, manifest["splits"], config.data_root, config.limit)
-        device = _rank_device(config.device)
-        for name, adapter in adapters.items():
-            adapter.load(device)
-            _check_replay_ids(adapter, name, samples)
-            counted = collect_stats(adapter)
-            for split in splits:
-                mine = shard.take(samples[split]) if shard else samples[split]
-                suffix = shard.suffix if shard else None
-                log = run_dir.log(name, split, suffix)
-                with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
-                    update(_mark(name, split, shard, "running"))
-                    others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in iter_records(p)}
-                    progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
-                                               config.batch_size, config.timeout, config.fail_fast)
-                    now_counted = collect_stats(adapter)
-                    # The engine's own counts where the adapter (or its worker) does not keep them.
-                    spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),
-                             **counters_since(now_counted, counted)}
-                    if progress.predicted:  # a resume with nothing left keeps the counters of the run that predicted
-                        update(_record_efficiency(name, split, shard, spent, runtime(adapter)))
-                    counted = now_counted
-                    update(_mark(name, split, shard, "done"))
-                    if progress.oom_halvings:
-                        update(lambda m, n=name, s=split, k=progress.oom_halvings: m.setdefault("events", []).append(
-                            {"at": now(), "event": "oom_halved", "model": n, "split": s, "max_halvings": k}))
-            release(adapter)  # free this model's memory (and its worker) before the next one loads
+            manifest = update(start)
+            # Results cover every split this directory holds, including ones run by earlier commands.
+            sizes: dict[str, int] = {}
+            samples = load_samples(suite, manifest["splits"], config.data_root, config.limit, sizes)
+            if manifest.get("split_sizes") != sizes:  # what a --limit run is part of: results say "partial: 40 of 160"
+
+                def record_sizes(m: dict[str, Any]) -> None:
+                    m["split_sizes"] = sizes
+
+                update(record_sizes)
+            for name, adapter in adapters.items():  # a wrong replay file is found before any model predicts
+                _check_replay_ids(adapter, name, samples)
+            device = _rank_device(config.device)
+            for name, adapter in adapters.items():
+                try:
+                    adapter.load(device)
+                except Exception as exc:  # weights missing, out of memory while loading, a worker that dies loading
+                    if config.fail_fast:
+                        raise
+                    _could_not_run(update, name, exc)
+                else:
+                    _run_model(config, run_dir, suite, splits, samples, shard, update, name, adapter)
+                release(adapter)  # free this model's memory (and its worker) before the next one loads
+    finally:
+        for adapter in adapters.values():  # after an error too: no worker outlives the command
+            release(adapter)
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
     return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True)
+
+
+def _could_not_run(update: ManifestUpdate, name: str, exc: Exception) -> None:
+    """A model that failed to load: the others still run; the manifest (hence results.json, the report
+    and the run's exit status) says why, until a later command runs the model."""
+    reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+    print(f"error: model {name!r} could not run: {reason}", file=sys.stderr)
+
+    def change(m: dict[str, Any]) -> None:
+        m["models"][name]["error"] = f"could not load: {reason}"
+        m.setdefault("events", []).append({"at": now(), "event": "could_not_run", "model": name, "reason": reason})
+
+    update(change)
+
+
+def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[str], samples: dict[str, list[Sample]],
+               shard: Shard | None, update: ManifestUpdate, name: str, adapter: Adapter) -> None:
+    """One loaded model over the chosen splits (this rank's slice of each)."""
+    counted = collect_stats(adapter)
+    for split in splits:
+        mine = shard.take(samples[split]) if shard else samples[split]
+        log = run_dir.log(name, split, shard.suffix if shard else None)
+        with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
+            update(_mark(name, split, shard, "running"))
+            others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in iter_records(p)}
+            progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
+                                       config.batch_size, config.timeout, config.fail_fast)
+            now_counted = collect_stats(adapter)
+            # The engine's own counts where the adapter (or its worker) does not keep them.
+            spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),
+                     **counters_since(now_counted, counted)}
+            if progress.predicted:  # a resume with nothing left keeps the counters of the run that predicted
+                update(_record_efficiency(name, split, shard, spent, runtime(adapter)))
+            counted = now_counted
+            update(_mark(name, split, shard, "done"))
+            if progress.oom_halvings:
+                update(lambda m, n=name, s=split, k=progress.oom_halvings: m.setdefault("events", []).append(
+                    {"at": now(), "event": "oom_halved", "model": n, "split": s, "max_halvings": k}))
 
 
 def _check_replay_ids(adapter: Adapter, name: str, samples: dict[str, list[Sample]]) -> None:

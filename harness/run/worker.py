@@ -4,7 +4,7 @@ Models of this field cannot share an environment (UPSTREAM 3.9), so each may run
 virtualenv as this worker. The protocol is one JSON object per line, one reply per request,
 in order; every reply has ``ok`` and echoes the request's ``id``:
 
-    {"op": "hello", "protocol": 1, "adapter": "NAME[:ARG]", "options": {...}}
+    {"op": "hello", "protocol": 1, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
         -> {"ok": true, "protocol": 1, "info": {...AdapterInfo}, "config": {...}, "runtime": {...}}
     {"op": "load", "device": "cuda:0"}                     -> {"ok": true, "runtime": {...}}
     {"op": "predict", "image": PATH, "samples": [SAMPLE, ...]}
@@ -162,7 +162,9 @@ class Worker:
         spec, options = req.get("adapter"), req.get("options") or {}
         if not isinstance(spec, str) or not isinstance(options, dict):
             raise ProtocolError("hello needs 'adapter' (a string) and 'options' (an object)")
-        self.adapter, self.spec = create_adapter(spec, options), spec
+        adapter = create_adapter(spec, options)
+        adapter.check()  # the parent builds and checks every model before any predicts: a failure here refuses hello
+        self.adapter, self.spec = adapter, spec
         info = self.adapter.info
         return {"protocol": PROTOCOL, "info": {"name": info.name, "description": info.description, "outputs": list(info.outputs),
                                                "box_space": info.box_space, "version": info.version,

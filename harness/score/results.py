@@ -14,29 +14,41 @@ from harness.score.version import scoring_version
 from harness.types import Sample, SampleScore
 
 
-def split_result(records: Iterable[dict[str, Any]], samples: list[Sample], suite: Suite, bootstrap_rounds: int) -> dict[str, Any]:
+def split_result(records: Iterable[dict[str, Any]], samples: list[Sample], suite: Suite, bootstrap_rounds: int,
+                 n_split: int | None = None, limited: bool = False) -> dict[str, Any]:
     """Metrics of one model on one split, over the split's samples in their order.
 
     Only each record's small score is kept (the masks are not needed once scored). Records of
-    ids that are not in the split (e.g. beyond a smaller ``--limit``) are ignored.
+    ids that are not in the split (e.g. beyond a smaller ``--limit``) are ignored. ``n_split`` is
+    the whole split's size (``samples`` may be the first ``--limit`` of it); ``limited`` says the
+    samples are a ``--limit`` cut where that size is not known (runs made before it was recorded).
     """
     wanted = {s.id for s in samples}
     by_id = {r["id"]: SampleScore.from_json(r["score"]) for r in records if r["id"] in wanted}
     scores = [by_id[s.id] for s in samples if s.id in by_id]
     res = summarize(scores, suite.conventions, bootstrap_rounds=bootstrap_rounds)
     res["n_expected"] = len(samples)
-    res["complete"] = len(scores) == len(samples)
+    # complete = the whole split, every sample predicted, none failed; else `incomplete` says why.
+    if n_split is not None:
+        res["n_split"] = n_split
+        limited = n_split > len(samples)
+    res["incomplete"] = [why for why, hit in (("limit", limited), ("missing", len(scores) < len(samples)),
+                                              ("failed", bool(res.get("n_failed")))) if hit]
+    res["complete"] = not res["incomplete"]
     return res
 
 
 def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int = 1000) -> Results:
     manifest = run_dir.manifest() or {}
     results: dict[str, dict[str, Any]] = {}
+    sizes, limit = manifest.get("split_sizes") or {}, (manifest.get("config") or {}).get("limit")
     for model, status in manifest.get("status", {}).items():
         for split in status:
             if split in samples:
                 records = iter_records(run_dir.log_path(model, split))
-                results.setdefault(model, {})[split] = split_result(records, samples[split], suite, bootstrap_rounds)
+                results.setdefault(model, {})[split] = split_result(
+                    records, samples[split], suite, bootstrap_rounds, sizes.get(split),
+                    limited=isinstance(limit, int) and limit > 0 and len(samples[split]) >= limit)
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,

@@ -14,8 +14,11 @@ Version 1:
 - ``conventions`` are the scoring conventions every number above was computed with;
   ``scoring_version`` (harness/score/version.py) names the scoring code and conventions the
   per-sample scores came from (absent in files written before it existed);
-- ``n_expected`` is the number of samples the split has (after ``--limit``); ``complete`` is
-  true when every one of them has a stored prediction.
+- ``n_expected`` is the number of samples the split has (after ``--limit``), ``n_split`` the
+  whole split's size (before ``--limit``); ``complete`` is true only for the whole split with
+  every sample predicted and none failed, and ``incomplete`` lists why not: ``limit`` (a
+  ``--limit`` run: ``n_expected`` < ``n_split``), ``missing`` (``n_records`` < ``n_expected``:
+  samples without a prediction, shards not merged), ``failed`` (``n_failed`` > 0).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class SplitResult(TypedDict, total=False):
     n: int
     n_records: int
     n_expected: int
+    n_split: int
     complete: bool
+    incomplete: list[str]
     n_failed: int
     n_ciou: int
     n_giou: int

@@ -16,13 +16,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from harness.files import write_text_atomic
 from harness.publish.report import gallery, plots
+from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
 from harness.records.store import read_records
 from harness.resources import resource_dir
 from harness.types import Sample
@@ -46,10 +46,6 @@ DASH = "–"
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _is_false(value: Any) -> bool:
-    return isinstance(value, (bool, np.bool_)) and not value
 
 
 def _fmt(value: Any, kind: str = "pct") -> str:
@@ -105,8 +101,13 @@ def _leaderboards(
     tables = []
     for key, label in LEADERBOARD_METRICS:
         values, cis, ns = grid(key), grid(f"{key}_ci95"), grid(f"n_{key}")
-        counts, expected, complete = grid("n_records"), grid("n_expected"), grid("complete")
-        best = values.apply(pd.to_numeric, errors="coerce").max(axis=0)
+        # Bold goes to the best complete number only: a partial or failing one is never shown as best.
+        best: dict[str, float] = {}
+        for s in splits:
+            for m in models:
+                x: Any = values.at[m, s]
+                if not _missing(x) and is_clean(results.get(m, {}).get(s) or {}):
+                    best[s] = max(best.get(s, float(x)), float(x))
         table_rows = []
         for m in models:
             cells = []
@@ -121,11 +122,8 @@ def _leaderboards(
                         "ci": ci_text,
                         "n": "" if _missing(n_in) else f"n={int(n_in)}",
                         "status": status.get(m, {}).get(s, "done" if not _missing(v) else "missing"),
-                        "partial": (
-                            f"{_fmt(counts.at[m, s], 'int')}/{_fmt(expected.at[m, s], 'int')} done"
-                            if _is_false(complete.at[m, s])
-                            else ""
-                        ),
+                        "partial": partial_text(results.get(m, {}).get(s) or {}),
+                        "failed": failed_text(results.get(m, {}).get(s) or {}),
                         "best": not _missing(v) and float(v) == best.get(s),
                     }
                 )
@@ -143,6 +141,14 @@ def _leaderboards(
             table_rows.append({"label": f"(published) {model}", "published": True, "cells": cells})
         tables.append({"key": key, "label": label, "splits": list(splits), "rows": table_rows})
     return tables, sources
+
+
+def _standing(results: Mapping[str, Mapping[str, Mapping[str, Any]]], manifest: Mapping[str, Any],
+              models: Sequence[str], splits: Sequence[str]) -> list[str]:
+    """For the header: every model x split that is partial or has failures, and every model that could not run."""
+    lines = [f"{m} / {s}: {text}" for m in models for s in splits
+             if (text := standing_text(results.get(m, {}).get(s) or {}))]
+    return lines + [f"{m}: {entry['error']}" for m, entry in (manifest.get("models") or {}).items() if entry.get("error")]
 
 
 def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Sequence[str], split: str) -> dict[str, Any]:
@@ -266,6 +272,7 @@ def render_report(
         "splits": splits,
         "conventions": [(str(k), "null" if v is None else str(v)) for k, v in conventions.items()],
         "leaderboards": leaderboards,
+        "standing": _standing(results, manifest, models, splits),
         "sources": sources,
         "details": [_details(results, models, s) for s in splits],
         "figures": figures,
