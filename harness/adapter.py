@@ -1,9 +1,12 @@
 """The one interface every model is wrapped behind.
 
 An adapter is constructed with its options (from the run config), ``load``-ed once, then
-asked to ``predict`` batches of samples that share one image: the runner decodes the image
+asked to ``predict`` batches of queries that share one image: the runner decodes the image
 once and hands the pixels over, so an adapter that encodes images (SAM, a ViT) can do it
-once per image. It declares what it outputs and in which coordinate space its boxes are;
+once per image. A query (``harness.types.Query``) is a sample without its answer: id, image,
+expression, dataset, split and the metadata a model may use. Only an oracle
+(``AdapterInfo.oracle``, e.g. ``oracle-box``) is given the full Sample with its ground truth,
+and only in-process: a worker refuses to serve one. It declares what it outputs and in which coordinate space its boxes are;
 the runner converts boxes to original pixels, so an adapter never guesses.
 """
 
@@ -17,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from harness.types import Box, Prediction, Sample
+from harness.types import Box, Prediction, Query
 
 BoxSpace = Literal["pixel", "norm1", "norm1000"]
 
@@ -30,6 +33,8 @@ class AdapterInfo:
     ``norm1000`` ([0, 1000], Qwen2-VL style). A model that answers in the pixels of a resized
     input (Qwen2.5-VL, Seg-Zero's 840x840) rescales in its adapter, as upstream does, and
     declares ``pixel``. ``outputs`` lists which of mask, box, text, reasoning it produces.
+    ``oracle``: the adapter is a reference point computed from the answer, not a model; its
+    ``predict`` is given full Samples (ground truth included) and it runs only in-process.
     """
 
     name: str
@@ -38,13 +43,14 @@ class AdapterInfo:
     box_space: BoxSpace = "pixel"
     version: str = "1"
     checkpoints: tuple[str, ...] = field(default_factory=tuple)
+    oracle: bool = False
 
 
 class Adapter(ABC):
     """Base class of all adapters. Subclasses set ``info`` and implement ``predict``."""
 
     info: ClassVar[AdapterInfo]
-    # True for an adapter that decodes ``samples[0].image`` itself (a proxy for a model in a worker):
+    # True for an adapter that decodes ``queries[0].image`` itself (a proxy for a model in a worker):
     # the engine then reads only the file's header for its size, and passes an (h, w, 0) array.
     decodes_images: ClassVar[bool] = False
 
@@ -66,15 +72,16 @@ class Adapter(ABC):
         """Load weights once, before the first batch. Weight-free adapters do nothing."""
 
     @abstractmethod
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        """Predict one Prediction per sample; every sample shares ``image`` (h, w, 3 uint8 RGB).
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        """Predict one Prediction per query; every query shares ``image`` (h, w, 3 uint8 RGB).
 
         Boxes are in ``info.box_space``; masks are RLE at the original resolution. Raise for
-        a failure of the whole batch: the runner records each of its samples as failed.
+        a failure of the whole batch: the runner records each of its samples as failed. An
+        oracle (``info.oracle``) is given the Samples themselves, ground truth included.
         """
 
-    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
-        """What the model is shown for ``sample``, for ``harness inputs`` (reviewable without a GPU).
+    def inputs(self, image: np.ndarray, query: Query) -> dict[str, Any]:
+        """What the model is shown for ``query``, for ``harness inputs`` (reviewable without a GPU).
 
         Return one entry per component: the exact prompt text the model receives (after its
         chat template) and hashes, or the arrays themselves, of the preprocessed inputs (resized
@@ -87,7 +94,7 @@ class Adapter(ABC):
         """
         h = hashlib.sha256(f"{image.dtype.str}{image.shape}".encode())
         h.update(np.ascontiguousarray(image).tobytes())
-        return {"prompt": sample.expression, "image": f"sha256:{h.hexdigest()}"}
+        return {"prompt": query.expression, "image": f"sha256:{h.hexdigest()}"}
 
     def config(self) -> dict[str, Any]:
         """What identifies this adapter's behaviour, for the run's fingerprint."""

@@ -1,4 +1,4 @@
-"""The three records that carry everything: Sample, Prediction, SampleScore.
+"""The records that carry everything: Sample (and the Query a model is given), Prediction, SampleScore.
 
 Masks are COCO RLE dicts (``{"size": [h, w], "counts": "<compressed string>"}``) at the
 image's original resolution, boxes are pixel ``[x1, y1, x2, y2]``. Once a sample is scored
@@ -60,6 +60,45 @@ class GroundTruth:
         return int(self.mask["size"][1])
 
 
+# The metadata keys a model may be given (Sample.query keeps these and drops every other key).
+# An allow-list, so that a key a new source adds stays with the referee until it is decided here.
+# Each source's keys, decided:
+QUERY_META: frozenset[str] = frozenset({
+    "is_sentence",  # ReasonSeg: the query is a long sentence, not a phrase; LISA's prompt depends on it, as upstream
+    "text",  # the name of the text normalisation the suite applied to the expression
+    "query",  # GroundingSuite-Eval: which field (caption or label) the expression is
+    "object",  # the ref/object a sentence is about, to group one ref's sentences (LENS's evaluate_res2 batches them);
+               # the sample id names it too, and it carries no mask, box or class
+    "image_id",  # the image's id in its dataset; the model is given the image itself
+    "sent_id", "sent_index", "text_index",  # which of its ref's (image's) sentences this is; a seeded protocol draws by it
+    "n_texts",  # ReasonSeg: how many texts the image has, a property of the queries, not of the answer
+    "exif_orientation",  # the image file's EXIF orientation tag, a property of the file the model is given
+})
+# Never given (dropped): keys into an annotation file or generator, from which the answer can be looked up
+# (ref_id, ann_id, instance_id, idx, question_id, and shapes' image_index; gRefCOCO's ann_ids is [-1] exactly when
+# there is no target); the target's class (category, category_id, class_id, GSEval's label); what the ground
+# truth looks like (boxes, ann_ids_used, empty_segmentation, box_from); shapes' kind ("no_target" when the shape is
+# absent); the raw sentence and its siblings (sent, sent_ids), since the suite's text convention decides what the
+# model reads; and provenance caveats for the report (unfaithful, mixed_split). Sample.no_target is never given.
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a model is given for one sample: never its ground truth.
+
+    ``id``, ``image`` (a path), ``expression``, ``dataset``, ``split`` and the metadata a model
+    may use (the keys of ``QUERY_META``). Only an adapter that declares itself an oracle
+    (``AdapterInfo.oracle``) is given the full Sample, and only in-process.
+    """
+
+    id: str
+    image: str
+    expression: str
+    dataset: str
+    split: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One expression to segment in one image.
@@ -77,6 +116,11 @@ class Sample:
     split: str
     no_target: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def query(self) -> Query:
+        """The sample as a model is given it: no ground truth, no no-target flag, only the allowed metadata."""
+        return Query(id=self.id, image=self.image, expression=self.expression, dataset=self.dataset, split=self.split,
+                     meta={k: v for k, v in self.meta.items() if k in QUERY_META})
 
 
 @dataclass(frozen=True, slots=True)

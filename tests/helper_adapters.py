@@ -9,16 +9,16 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Query, Sample
 
 
 class CountingAdapter(Adapter):
-    """Predicts the ground-truth box as a mask and counts every image and sample it sees."""
+    """Predicts the ground-truth box as a mask (an oracle) and counts every image and sample it sees."""
 
-    info = AdapterInfo(name="counting", description="counts calls", outputs=("mask", "box"), box_space="norm1")
+    info = AdapterInfo(name="counting", description="counts calls", outputs=("mask", "box"), box_space="norm1", oracle=True)
     calls: ClassVar[list[tuple[int, list[str]]]] = []
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:  # type: ignore[override]
         CountingAdapter.calls.append((id(image), [s.id for s in samples]))
         h, w = image.shape[:2]
         out = []
@@ -40,12 +40,12 @@ class FlakyAdapter(Adapter):
         super().__init__()
         self.images = 0
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         self.images += 1
         if self.images % 2 == 0:
             raise RuntimeError("CUDA went away")
         h, w = image.shape[:2]
-        return [Prediction(mask=masks.empty(h + 1, w) if s.id.endswith("/1") else masks.full(h, w)) for s in samples]
+        return [Prediction(mask=masks.empty(h + 1, w) if q.id.endswith("/1") else masks.full(h, w)) for q in queries]
 
 
 class OutOfMemoryError(RuntimeError):
@@ -57,8 +57,8 @@ class GreedyAdapter(Adapter):
 
     info = AdapterInfo(name="greedy", description="OOM on batches > 1")
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        if len(samples) > 1:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        if len(queries) > 1:
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         h, w = image.shape[:2]
         return [Prediction(mask=masks.full(h, w))]
@@ -69,13 +69,13 @@ class SlowAdapter(Adapter):
 
     info = AdapterInfo(name="slow", description="too slow on purpose")
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         import time
 
-        if any(s.id.endswith("/0") for s in samples):
+        if any(q.id.endswith("/0") for q in queries):
             time.sleep(5)
         h, w = image.shape[:2]
-        return [Prediction(mask=masks.empty(h, w)) for _ in samples]
+        return [Prediction(mask=masks.empty(h, w)) for _ in queries]
 
 
 class LoadsFileAdapter(Adapter):
@@ -92,6 +92,6 @@ class LoadsFileAdapter(Adapter):
             if fh.read().strip() != "ok":
                 raise RuntimeError(f"{self.options['path']}: corrupt checkpoint")
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         h, w = image.shape[:2]
-        return [Prediction(mask=masks.full(h, w)) for _ in samples]
+        return [Prediction(mask=masks.full(h, w)) for _ in queries]

@@ -48,10 +48,10 @@ MODULE = """\
     class Dummy(Adapter):
         info = AdapterInfo(name="dummy", description="reports where it runs", outputs=("mask", "text"))
 
-        def predict(self, image, samples):
+        def predict(self, image, queries):
             h, w = image.shape[:2]
             text = f"{sys.prefix}|{os.environ.get('HARNESS_DUMMY_REPO')}"
-            return [Prediction(mask=masks.full(h, w), text=text) for _ in samples]
+            return [Prediction(mask=masks.full(h, w), text=text) for _ in queries]
 """
 
 

@@ -15,7 +15,7 @@ from harness.adapter import Adapter, AdapterInfo
 from harness.cli import main
 from harness.publish.inputs import collect, diff, digest, read, write
 from harness.registry import AdapterEntry
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Query
 
 
 class TemplatedAdapter(Adapter):
@@ -25,12 +25,12 @@ class TemplatedAdapter(Adapter):
     TEMPLATE: ClassVar[str] = "<image>\nPlease segment: {}"
     STEP: ClassVar[int] = 2
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        return [Prediction(mask=masks.empty(*image.shape[:2])) for _ in samples]
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        return [Prediction(mask=masks.empty(*image.shape[:2])) for _ in queries]
 
-    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
+    def inputs(self, image: np.ndarray, query: Query) -> dict[str, Any]:
         pixels = image[:: self.STEP, :: self.STEP].astype(np.float32) / 255.0
-        return {"prompt": self.TEMPLATE.format(sample.expression), "pixel_values": pixels}
+        return {"prompt": self.TEMPLATE.format(query.expression), "pixel_values": pixels}
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from harness.run.remote import (
     runtime,
 )
 from harness.run.runner import run
-from harness.run.worker import PROTOCOL, sample_from_json, sample_to_json, serve
+from harness.run.worker import PROTOCOL, query_from_json, query_to_json, serve
 from harness.types import Sample
 
 TESTS = Path(__file__).parent
@@ -88,7 +88,7 @@ def test_protocol_round_trip_equals_a_direct_call(tmp_path: Path) -> None:
     samples = val_samples(tmp_path, images=1)
     image = samples[0].image
     replies = converse([hello(), {"op": "load", "device": "cpu", "id": 2},
-                        {"op": "predict", "image": image, "samples": [sample_to_json(s) for s in samples], "id": 3},
+                        {"op": "predict", "image": image, "queries": [query_to_json(s.query()) for s in samples], "id": 3},
                         {"op": "stats", "id": 4}, {"op": "shutdown", "id": 5}, {"op": "stats", "id": 6}])
     assert [r["id"] for r in replies] == [1, 2, 3, 4, 5]  # nothing is read after shutdown
     assert all(r["ok"] for r in replies)
@@ -96,36 +96,36 @@ def test_protocol_round_trip_equals_a_direct_call(tmp_path: Path) -> None:
     assert replies[0]["config"] == create_adapter("shapes-reasoner").config()
     from harness.data.images import load_image
 
-    direct = create_adapter("shapes-reasoner").predict(load_image(image), samples)
+    direct = create_adapter("shapes-reasoner").predict(load_image(image), [s.query() for s in samples])
     got = replies[2]["predictions"]
     assert [{**p, "seconds": None} for p in got] == [p.to_json() for p in direct]
     assert all(p["seconds"] > 0 for p in got)
     assert replies[3]["stats"] == {**replies[2]["stats"]} and replies[3]["stats"]["samples"] == len(samples)
-    assert [sample_from_json(sample_to_json(s), "s") for s in samples] == samples
+    assert [query_from_json(query_to_json(s.query()), "s") for s in samples] == [s.query() for s in samples]
 
 
 def test_malformed_requests_get_error_replies_and_the_worker_goes_on(tmp_path: Path) -> None:
-    sample = sample_to_json(val_samples(tmp_path, images=1)[0])
+    sample = query_to_json(val_samples(tmp_path, images=1)[0].query())
     replies = converse([
         b"this is not json\n",
         b"[1, 2]\n",
-        {"op": "predict", "image": sample["image"], "samples": [sample], "id": "early"},
+        {"op": "predict", "image": sample["image"], "queries": [sample], "id": "early"},
         {"op": "hello", "protocol": 99, "adapter": "empty", "id": 2},
         {"op": "hello", "protocol": PROTOCOL, "adapter": "no-such-model", "id": 3},
         hello("empty"),
         hello("empty"),
         {"op": "fly", "id": 5},
-        {"op": "predict", "image": sample["image"], "samples": [], "id": 6},
-        {"op": "predict", "image": sample["image"], "samples": [{**sample, "gt": {"mask": {"size": [1], "counts": 3}}}], "id": 7},
-        {"op": "predict", "image": "/elsewhere.png", "samples": [sample], "id": 8},
-        {"op": "predict", "image": sample["image"], "samples": [{**sample, "id": 7}], "id": 9},
-        {"op": "predict", "image": sample["image"], "samples": [sample], "id": 10},
+        {"op": "predict", "image": sample["image"], "queries": [], "id": 6},
+        {"op": "predict", "image": sample["image"], "queries": [{**sample, "gt": {"mask": {"size": [1], "counts": "1"}}}], "id": 7},
+        {"op": "predict", "image": "/elsewhere.png", "queries": [sample], "id": 8},
+        {"op": "predict", "image": sample["image"], "queries": [{**sample, "id": 7}], "id": 9},
+        {"op": "predict", "image": sample["image"], "queries": [sample], "id": 10},
     ])
     errors = [(r.get("id"), r["error"]) for r in replies if not r["ok"]]
     assert [r["ok"] for r in replies] == [False] * 5 + [True] + [False] * 6 + [True]
     text = "\n".join(str(e) for e in errors)
-    for expected in ("malformed JSON", "a JSON object with an 'op'", "before hello", "speaks protocol 1, the caller 99",
-                     "unknown model 'no-such-model'", "already sent", "unknown op 'fly'", "1 to 4096 samples", "gt mask must be an RLE",
+    for expected in ("malformed JSON", "a JSON object with an 'op'", "before hello", "speaks protocol 2, the caller 99",
+                     "unknown model 'no-such-model'", "already sent", "unknown op 'fly'", "1 to 4096 queries", "'gt' is not a query field",
                      "on the request's image", "'id' must be a string"):
         assert expected in text, expected
     assert errors[0][0] is None and errors[2][0] == "early"  # ids are echoed when there is one
@@ -155,7 +155,7 @@ def test_worker_stdout_is_reserved_and_counters_come_back(tmp_path: Path) -> Non
     for s in samples:
         by_image.setdefault(s.image, []).append(s)
     for batch in by_image.values():
-        preds = adapter.predict(None, batch)  # type: ignore[arg-type]  # a remote adapter never needs the pixels
+        preds = adapter.predict(None, [s.query() for s in batch])  # type: ignore[arg-type]  # a remote adapter never needs the pixels
         assert len(preds) == len(batch) and all(isinstance(p.mask["counts"], str) for p in preds if p.mask)
     stats = collect_stats(adapter)
     assert stats["segmenter_images"] == 2 and stats["generated_tokens"] == 10 * len(samples)
@@ -217,10 +217,10 @@ def test_a_worker_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
     adapter = RemoteAdapter("suicidal", {"kill_on": "*"}, sys.executable, max_restarts=2)
     adapter.load("cpu")
     for s in samples[:2]:
-        [pred] = adapter.predict(None, [s])  # type: ignore[arg-type]
+        [pred] = adapter.predict(None, [s.query()])  # type: ignore[arg-type]
         assert pred.failed and "SIGKILL" in (pred.error or "")
     with pytest.raises(WorkerAbort, match="lost 3 times in a row"):
-        adapter.predict(None, [samples[2]])  # type: ignore[arg-type]
+        adapter.predict(None, [samples[2].query()])  # type: ignore[arg-type]
     assert adapter.stats()["worker_restarts"] == 2
 
 

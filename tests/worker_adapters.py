@@ -17,7 +17,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Query
 
 ENTRY_POINTS = {
     "suicidal": "worker_adapters:Suicidal",
@@ -37,12 +37,12 @@ class Suicidal(Adapter):
         super().__init__(**options)
         self.options = {"kill_on": kill_on}
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         kill_on = self.options["kill_on"]
-        if kill_on == "*" or any(s.id in kill_on for s in samples):
+        if kill_on == "*" or any(q.id in kill_on for q in queries):
             os.kill(os.getpid(), signal.SIGKILL)
         h, w = image.shape[:2]
-        return [Prediction(mask=masks.full(h, w)) for _ in samples]
+        return [Prediction(mask=masks.full(h, w)) for _ in queries]
 
 
 class Sleepy(Adapter):
@@ -50,11 +50,11 @@ class Sleepy(Adapter):
 
     info = AdapterInfo(name="sleepy", description="hangs on purpose")
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        if any(s.id.endswith("/0") for s in samples):
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        if any(q.id.endswith("/0") for q in queries):
             time.sleep(60)
         h, w = image.shape[:2]
-        return [Prediction(mask=masks.empty(h, w)) for _ in samples]
+        return [Prediction(mask=masks.empty(h, w)) for _ in queries]
 
 
 class Raiser(Adapter):
@@ -62,7 +62,7 @@ class Raiser(Adapter):
 
     info = AdapterInfo(name="raiser", description="raises on purpose")
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         raise RuntimeError("CUDA went away")
 
 
@@ -79,14 +79,14 @@ class Noisy(Adapter):
     def load(self, device: str = "cpu") -> None:
         print(f"loading on {device}")
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         print("predicting, loudly")
         os.write(1, b"raw bytes on fd 1\n")
         self.images += 1
-        self.tokens += 10 * len(samples)
+        self.tokens += 10 * len(queries)
         h, w = image.shape[:2]
         full = masks.full(h, w)
-        return [Prediction(mask={"size": full["size"], "counts": full["counts"].encode()}, text=sys.prefix) for _ in samples]
+        return [Prediction(mask={"size": full["size"], "counts": full["counts"].encode()}, text=sys.prefix) for _ in queries]
 
     def stats(self) -> dict[str, float]:
         return {"segmenter_images": self.images, "generated_tokens": self.tokens, "peak_fake_bytes": 100.0 * self.images}

@@ -24,7 +24,7 @@ from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.answer import split_reasoning
 from harness.errors import HarnessError
-from harness.types import ParseStatus, Prediction, Sample
+from harness.types import ParseStatus, Prediction, Query
 
 
 class ReplayError(HarnessError):
@@ -92,14 +92,14 @@ class ReplayAdapter(Adapter):
         digest = hashlib.sha256(self.path.read_bytes()).hexdigest() if self.path.is_file() else None
         return {**super().config(), "file_sha256": digest}
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         if self._records is None:
             self.load()
         assert self._records is not None
         h, w = image.shape[:2]
         out = []
-        for s in samples:
-            rec = self._records.get(s.id)
+        for q in queries:
+            rec = self._records.get(q.id)
             if rec is None:
                 out.append(Prediction(mask=None, error=f"no prediction for this id in {self.path}"))
                 continue

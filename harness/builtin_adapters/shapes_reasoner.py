@@ -2,8 +2,8 @@
 
 It plays the part of a Seg-Zero-style model so that the full path (text with ``<think>``
 and ``<answer>``, answer parsing, norm1000 boxes, a box-prompted segmenter) runs without
-weights. It sees only what a real model sees, the pixels and the expression: never the
-sample's ground truth, its meta, or the generator's scene. Its mistakes are genuine (an
+weights. It sees only what a real model sees, the pixels and the expression (it is given a
+Query, which has no ground truth): never the generator's scene. Its mistakes are genuine (an
 occluded circle stops looking round, touching shapes of one colour merge into one blob),
 which is what makes it a useful, imperfect baseline rather than an oracle.
 """
@@ -21,7 +21,7 @@ from scipy import ndimage
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.answer import AnswerParseError, parse_bbox_answer, split_reasoning
-from harness.types import RLE, Box, ParseStatus, Prediction, Sample
+from harness.types import RLE, Box, ParseStatus, Prediction, Query
 
 # What the "model" believes the colour words look like: textbook colours, not the generator's.
 NOMINAL = {"red": (230, 30, 30), "green": (30, 170, 50), "blue": (30, 70, 230),
@@ -207,12 +207,12 @@ class ShapesReasoner(Adapter):
         version="1",
     )
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         height, width = image.shape[:2]
         blobs = detect(image)
         seen = ", ".join(b.describe() for b in blobs)
         inventory = f"I see {len(blobs)} shape{'s' if len(blobs) != 1 else ''}: {seen}." if blobs else "I see no shapes."
-        return [self._answer(s.expression, blobs, inventory, width, height) for s in samples]
+        return [self._answer(q.expression, blobs, inventory, width, height) for q in queries]
 
     def _answer(self, expression: str, blobs: list[Blob], inventory: str, width: int, height: int) -> Prediction:
         pick, why = resolve(expression, blobs)

@@ -29,7 +29,7 @@ import numpy as np
 from harness.adapter import Adapter
 from harness.modelkit import counters, llava_sam
 from harness.modelkit.digests import array_sha1 as sha1
-from harness.types import RLE, Box, Sample
+from harness.types import RLE, Box, Query
 
 _A = TypeVar("_A", bound="LlavaSamAdapter")
 
@@ -128,8 +128,8 @@ class LlavaSamAdapter(Adapter):
 
     # -- review and efficiency hooks -----------------------------------------------------------
 
-    def review_prompt(self, sample: Sample) -> str:
-        """The prompt ``inputs`` shows for ``sample``."""
+    def review_prompt(self, query: Query) -> str:
+        """The prompt ``inputs`` shows for ``query``."""
         raise NotImplementedError
 
     def tokenizer(self) -> Any:
@@ -142,10 +142,10 @@ class LlavaSamAdapter(Adapter):
             self._tokenizer.pad_token = self._tokenizer.unk_token
         return self._tokenizer
 
-    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
+    def inputs(self, image: np.ndarray, query: Query) -> dict[str, Any]:
         """The exact prompt and digests of the preprocessed tensors, for input-diff review."""
         pre = self.preprocess(image)
-        prompt = self.review_prompt(sample)
+        prompt = self.review_prompt(query)
         ids = llava_sam.tokenizer_image_token(prompt, self.tokenizer())
         return {
             "prompt": prompt,

@@ -1,7 +1,7 @@
 """``harness inputs``: what each model is shown, per sample, as hashes to diff in review (no GPU).
 
 ``harness inputs --models a,b --suite S [--splits x,y] [--limit N] --out FILE`` asks every
-model's adapter for ``Adapter.inputs(image, sample)`` (its exact prompt and preprocessed
+model's adapter for ``Adapter.inputs(image, query)`` (its exact prompt and preprocessed
 inputs; weights are never loaded) and writes JSON Lines: a header, then one line per model x
 sample, sorted, so a committed file diffs line by line::
 
@@ -86,7 +86,7 @@ def collect(model_names: str | None, suite_name: str | None, splits: str | None 
                         parts: Mapping[str, Any] = {"error": error}
                     else:
                         try:
-                            parts = adapter.inputs(image, sample)
+                            parts = adapter.inputs(image, sample.query())  # what a model is given: no ground truth
                         except Exception as exc:  # one adapter error is recorded, like a failed prediction
                             parts = {"error": f"{type(exc).__name__}: {exc}"}
                     lines.append({"model": name, "split": split, "id": sample.id,

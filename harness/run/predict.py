@@ -5,6 +5,10 @@ failure becomes a failed Prediction with its reason: an unreadable image, an ada
 exception, a timeout, a wrongly sized or malformed mask, a non-finite box. On CUDA
 out-of-memory the batch is halved and retried, down to one sample, and the halvings are
 recorded. ``fail_fast`` re-raises the first failure instead, for debugging.
+
+This is where samples lose their answers: an adapter is given ``Sample.query()`` (no ground
+truth, no no-target flag, only the metadata a model may use); only an oracle
+(``AdapterInfo.oracle``) is given the Samples themselves.
 """
 
 from __future__ import annotations
@@ -99,9 +103,15 @@ def _release_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
+def given_to(adapter: Adapter, batch: Sequence[Sample]) -> list[Any]:
+    """What ``adapter`` is given for ``batch``: the Samples for an oracle, their Queries for every other adapter."""
+    return list(batch) if adapter.info.oracle else [s.query() for s in batch]
+
+
 def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: float | None) -> list[Prediction]:
+    given = given_to(adapter, batch)
     with time_limit(timeout * len(batch) if timeout else None):
-        preds = adapter.predict(image, batch)
+        preds = adapter.predict(image, given)
     if len(preds) != len(batch):
         raise RuntimeError(f"returned {len(preds)} predictions for {len(batch)} samples")
     return preds

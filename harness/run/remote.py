@@ -31,8 +31,8 @@ import numpy as np
 from harness.adapter import Adapter, AdapterInfo
 from harness.errors import HarnessError
 from harness.run.channel import Channel, Lost, RequestTooLarge, alarm_paused, exit_text
-from harness.run.worker import PROTOCOL, peak_gpu_memory, sample_to_json
-from harness.types import Prediction, Sample
+from harness.run.worker import PROTOCOL, peak_gpu_memory, query_to_json
+from harness.types import Prediction, Query
 
 if TYPE_CHECKING:
     from harness.run.config import ModelSpec
@@ -154,9 +154,10 @@ class RemoteAdapter(Adapter):
             return
         self._load(channel)
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
-        path = samples[0].image
-        msg = {"op": "predict", "image": path, "samples": [sample_to_json(s) for s in samples]}
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        # Queries only (query_to_json refuses anything else): no ground truth ever crosses the pipe.
+        path = queries[0].image
+        msg = {"op": "predict", "image": path, "queries": [query_to_json(q) for q in queries]}
         try:
             if self._channel[0] is None:
                 with alarm_paused():  # start-up and model loading are not this batch's time
@@ -166,7 +167,7 @@ class RemoteAdapter(Adapter):
             reply = channel.request(msg)
         except (Lost, WorkerError) as exc:
             reason = self._lose(exc, path)
-            return [Prediction(mask=None, error=reason) for _ in samples]
+            return [Prediction(mask=None, error=reason) for _ in queries]
         except RequestTooLarge:
             raise  # nothing was sent: the worker is fine, the batch fails
         except BaseException as exc:  # a timeout or Ctrl-C while the worker is busy: it cannot be trusted
@@ -179,8 +180,8 @@ class RemoteAdapter(Adapter):
             raise _remote_exception(reply)
         self._current = {str(k): float(v) for k, v in (reply.get("stats") or {}).items()}
         raw = reply.get("predictions")
-        if not isinstance(raw, list) or len(raw) != len(samples) or not all(isinstance(p, dict) for p in raw):
-            raise RuntimeError(f"the worker returned a malformed predictions list for {len(samples)} samples")
+        if not isinstance(raw, list) or len(raw) != len(queries) or not all(isinstance(p, dict) for p in raw):
+            raise RuntimeError(f"the worker returned a malformed predictions list for {len(queries)} samples")
         return [Prediction.from_json(p) for p in raw]
 
     def stats(self) -> dict[str, float]:

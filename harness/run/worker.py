@@ -4,17 +4,20 @@ Models of this field cannot share an environment (UPSTREAM 3.9), so each may run
 virtualenv as this worker. The protocol is one JSON object per line, one reply per request,
 in order; every reply has ``ok`` and echoes the request's ``id``:
 
-    {"op": "hello", "protocol": 1, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
-        -> {"ok": true, "protocol": 1, "info": {...AdapterInfo}, "config": {...}, "runtime": {...}}
+    {"op": "hello", "protocol": 2, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
+        -> {"ok": true, "protocol": 2, "info": {...AdapterInfo}, "config": {...}, "runtime": {...}}
     {"op": "load", "device": "cuda:0"}                     -> {"ok": true, "runtime": {...}}
-    {"op": "predict", "image": PATH, "samples": [SAMPLE, ...]}
+    {"op": "predict", "image": PATH, "queries": [QUERY, ...]}
         -> {"ok": true, "predictions": [Prediction.to_json(), ...], "stats": {...}}
     {"op": "stats"}                                        -> {"ok": true, "stats": {...}}
     {"op": "shutdown"}                                     -> {"ok": true}, then exit 0
     any failure                                            -> {"ok": false, "error": MSG, "type": EXC_NAME}
 
-The worker decodes the image from its path, so pixels never cross the pipe; samples carry
-their ground truth because oracle adapters use it, exactly as in-process. Boxes come back in
+The worker decodes the image from its path, so pixels never cross the pipe. A QUERY is
+``{"id", "image", "expression", "dataset", "split", "meta"}`` (harness.types.Query): no ground
+truth crosses the pipe, and a request that carries any other field, or a meta key outside
+``QUERY_META``, is refused. An oracle adapter (``AdapterInfo.oracle``) needs the ground truth, so
+a worker refuses to serve one: oracles run in-process. Boxes come back in
 the adapter's declared space and masks unchecked: the parent finalizes predictions exactly
 as for an in-process adapter. Stdout is the protocol channel only: at start-up the real fd 1
 is kept private and fd 1 is pointed at stderr, so prints of any library (C included) land in
@@ -38,9 +41,9 @@ import numpy as np
 import harness
 from harness.adapter import Adapter
 from harness.data.images import load_image
-from harness.types import RLE, GroundTruth, Prediction, Sample
+from harness.types import QUERY_META, Prediction, Query
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: queries without ground truth (1 sent every sample's ground truth)
 MAX_LINE_BYTES = 64 * 1024 * 1024  # requests and replies; a batch of RLE masks is far smaller
 MAX_SAMPLES = 4096
 
@@ -49,20 +52,14 @@ class ProtocolError(ValueError):
     """A request that does not follow the protocol; answered with an error reply."""
 
 
-def sample_to_json(s: Sample) -> dict[str, Any]:
-    gt = {"mask": s.gt.mask, "box": list(s.gt.box) if s.gt.box is not None else None, "ignore": s.gt.ignore, "overlap": s.gt.overlap}
-    return {"id": s.id, "image": s.image, "expression": s.expression, "gt": gt, "dataset": s.dataset,
-            "split": s.split, "no_target": s.no_target, "meta": s.meta}
+QUERY_FIELDS = ("id", "image", "expression", "dataset", "split", "meta")
 
 
-def _rle(value: Any, where: str, optional: bool = False) -> RLE | None:
-    if value is None and optional:
-        return None
-    ok = (isinstance(value, dict) and isinstance(value.get("counts"), str) and isinstance(value.get("size"), list)
-          and len(value["size"]) == 2 and all(isinstance(v, int) and v >= 0 for v in value["size"]))
-    if not ok:
-        raise ProtocolError(f"{where} must be an RLE {{'size': [h, w], 'counts': str}}")
-    return {"size": [int(v) for v in value["size"]], "counts": value["counts"]}
+def query_to_json(q: Query) -> dict[str, Any]:
+    """A Query's protocol form: its fields and nothing else (a Sample has no business here)."""
+    if not isinstance(q, Query):
+        raise TypeError(f"the worker protocol carries Query objects, not {type(q).__name__} (use Sample.query())")
+    return {"id": q.id, "image": q.image, "expression": q.expression, "dataset": q.dataset, "split": q.split, "meta": q.meta}
 
 
 def _str(data: dict[str, Any], key: str, where: str) -> str:
@@ -72,27 +69,26 @@ def _str(data: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def sample_from_json(data: Any, where: str) -> Sample:
-    """A Sample from its protocol form, checking every field (a request is untrusted input)."""
+def query_from_json(data: Any, where: str) -> Query:
+    """A Query from its protocol form, checking every field (a request is untrusted input).
+
+    A field other than the Query's (``gt``, ``no_target``) or a meta key outside QUERY_META is
+    refused, not dropped: it means the caller sends what a model must not be given.
+    """
     if not isinstance(data, dict):
         raise ProtocolError(f"{where} must be an object")
-    gt = data.get("gt")
-    if not isinstance(gt, dict):
-        raise ProtocolError(f"{where}: 'gt' must be an object")
-    box = gt.get("box")
-    if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-        raise ProtocolError(f"{where}: gt box must be 4 numbers or null")
+    extra = sorted(set(data) - set(QUERY_FIELDS))
+    if extra:
+        what = "is not a query field" if len(extra) == 1 else "are not query fields"
+        raise ProtocolError(f"{where}: {', '.join(map(repr, extra))} {what} (a query carries no ground truth)")
     meta = data.get("meta", {})
-    if not isinstance(meta, dict) or not isinstance(data.get("no_target", False), bool):
-        raise ProtocolError(f"{where}: 'meta' must be an object and 'no_target' a boolean")
-    mask = _rle(gt.get("mask"), f"{where}: gt mask")
-    assert mask is not None
-    truth = GroundTruth(mask=mask, box=tuple(float(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
-                        ignore=_rle(gt.get("ignore"), f"{where}: gt ignore", optional=True),
-                        overlap=_rle(gt.get("overlap"), f"{where}: gt overlap", optional=True))
-    return Sample(id=_str(data, "id", where), image=_str(data, "image", where), expression=_str(data, "expression", where),
-                  gt=truth, dataset=_str(data, "dataset", where), split=_str(data, "split", where),
-                  no_target=bool(data.get("no_target", False)), meta=meta)
+    if not isinstance(meta, dict):
+        raise ProtocolError(f"{where}: 'meta' must be an object")
+    hidden = sorted(set(meta) - QUERY_META)
+    if hidden:
+        raise ProtocolError(f"{where}: meta key(s) {', '.join(map(repr, hidden))} are not given to models")
+    return Query(id=_str(data, "id", where), image=_str(data, "image", where), expression=_str(data, "expression", where),
+                 dataset=_str(data, "dataset", where), split=_str(data, "split", where), meta=meta)
 
 
 def runtime_info(adapter_spec: str | None = None) -> dict[str, Any]:
@@ -163,6 +159,9 @@ class Worker:
         if not isinstance(spec, str) or not isinstance(options, dict):
             raise ProtocolError("hello needs 'adapter' (a string) and 'options' (an object)")
         adapter = create_adapter(spec, options)
+        if adapter.info.oracle:
+            raise ProtocolError(f"adapter {spec!r} is an oracle: it is given the ground truth, which never crosses the pipe "
+                                "to a worker; run it in-process (env: local, no python:)")
         adapter.check()  # the parent builds and checks every model before any predicts: a failure here refuses hello
         self.adapter, self.spec = adapter, spec
         info = self.adapter.info
@@ -182,30 +181,30 @@ class Worker:
 
     def predict(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.adapter is not None
-        image_path, raw = req.get("image"), req.get("samples")
+        image_path, raw = req.get("image"), req.get("queries")
         if not isinstance(image_path, str) or not image_path:
             raise ProtocolError("predict needs 'image' (a path)")
         if not isinstance(raw, list) or not 0 < len(raw) <= MAX_SAMPLES:
-            raise ProtocolError(f"predict needs 'samples': a list of 1 to {MAX_SAMPLES} samples")
-        samples = [sample_from_json(s, f"sample {i}") for i, s in enumerate(raw)]
-        if any(s.image != image_path for s in samples):
-            raise ProtocolError("every sample of a batch must be on the request's image")
+            raise ProtocolError(f"predict needs 'queries': a list of 1 to {MAX_SAMPLES} queries")
+        queries = [query_from_json(s, f"query {i}") for i, s in enumerate(raw)]
+        if any(s.image != image_path for s in queries):
+            raise ProtocolError("every query of a batch must be on the request's image")
         start = time.perf_counter()
         image = self._decode(image_path)
         try:
-            preds = self.adapter.predict(image, samples)
+            preds = self.adapter.predict(image, queries)
         except Exception as exc:
             _release_memory_after_oom(exc)
             raise
         elapsed = time.perf_counter() - start
-        if not isinstance(preds, list) or len(preds) != len(samples) or not all(isinstance(p, Prediction) for p in preds):
+        if not isinstance(preds, list) or len(preds) != len(queries) or not all(isinstance(p, Prediction) for p in preds):
             n = len(preds) if isinstance(preds, list) else type(preds).__name__
-            raise RuntimeError(f"returned {n} predictions for {len(samples)} samples")
-        self.counters["samples"] += len(samples)
+            raise RuntimeError(f"returned {n} predictions for {len(queries)} samples")
+        self.counters["samples"] += len(queries)
         self.counters["batches"] += 1
         self.counters["predict_seconds"] += elapsed
         # The per-sample time covers decoding and the model, as in-process; never the pipe.
-        return {"predictions": [_wire_form(p, elapsed / len(samples)) for p in preds], "stats": self.stats()}
+        return {"predictions": [_wire_form(p, elapsed / len(queries)) for p in preds], "stats": self.stats()}
 
     def stats(self) -> dict[str, float]:
         out = dict(self.counters)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 from harness.adapter import AdapterInfo
 from harness.modelkit.llava_adapter import LlavaSamAdapter
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Query
 
 from harness_glamm import __version__, preprocess, prompts
 
@@ -101,7 +101,7 @@ class GlammAdapter(LlavaSamAdapter):
             self._templates = prompts.load_templates(resolve_upstream(self.settings.get("upstream_repo")))
         return self._templates
 
-    def conversations(self, samples: Sequence[Sample]) -> tuple[list[str], list[list[int]]]:
+    def conversations(self, samples: Sequence[Query]) -> tuple[list[str], list[list[int]]]:
         """The prompts of one image and, per prompt, the indices of the samples its [SEG]s answer."""
         if self.settings["protocol"] == "deterministic":
             s = self.settings
@@ -111,7 +111,7 @@ class GlammAdapter(LlavaSamAdapter):
         d = prompts.draw(len(samples), self.templates(), int(self.settings["seed"]), key)
         return [d.prompt([x.expression for x in samples])], [list(d.indices)]
 
-    def review_prompt(self, sample: Sample) -> str:
+    def review_prompt(self, sample: Query) -> str:
         """Under GLaMM's protocol the prompt depends on the image's other sentences; this is the
         prompt the sample would get alone (its own draw of templates)."""
         texts, _ = self.conversations([sample])
@@ -119,7 +119,7 @@ class GlammAdapter(LlavaSamAdapter):
 
     # -- prediction --------------------------------------------------------------------------
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         rt = self.runtime()
         if not samples:
             return []

@@ -12,7 +12,7 @@ import pytest
 import torch
 from harness import masks
 from harness.modelkit.testing import llama_like_tokenizer, save_tiny_clip, tiny_sam
-from harness.types import GroundTruth, Sample
+from harness.types import Query
 
 from harness_glamm.adapter import NOT_DRAWN, GlammAdapter
 from harness_glamm.preprocess import preprocess
@@ -57,8 +57,7 @@ def tiny(glamm_repo, tmp_path_factory):
 
 
 def _samples(h, w, texts, image="COCO_1.jpg"):
-    gt = GroundTruth(mask=masks.empty(h, w))
-    return [Sample(id=f"t/{i}", image=image, expression=t, gt=gt, dataset="refcoco", split="val") for i, t in enumerate(texts)]
+    return [Query(id=f"t/{i}", image=image, expression=t, dataset="refcoco", split="val") for i, t in enumerate(texts)]
 
 
 def _image():

@@ -28,7 +28,7 @@ import numpy as np
 from harness.adapter import Adapter, AdapterInfo
 from harness.modelkit import counters
 from harness.modelkit.digests import array_sha1 as _sha1
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Query
 
 from harness_lens import manifest, prompts
 from harness_lens.parse import parse_answer
@@ -113,7 +113,7 @@ class LensAdapter(Adapter):
 
     # -- prediction ----------------------------------------------------------------------
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         import torch
 
         from harness_lens.generation import generate, mask_pass_inputs, processor_inputs
@@ -157,7 +157,7 @@ class LensAdapter(Adapter):
 
     # -- review and efficiency hooks -----------------------------------------------------
 
-    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
+    def inputs(self, image: np.ndarray, sample: Query) -> dict[str, Any]:
         """The exact prompt and digests of the preprocessed tensors, for input-diff review."""
         processor = self.processor()
         pre: Preprocessed = self.preprocessing(image)

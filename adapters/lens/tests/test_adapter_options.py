@@ -8,8 +8,7 @@ from importlib.metadata import entry_points
 import numpy as np
 import pytest
 import tiny
-from harness import masks
-from harness.types import GroundTruth, Sample
+from harness.types import Query
 
 from harness_lens import manifest, prompts
 from harness_lens.adapter import LensAdapter, resolve_options
@@ -79,8 +78,8 @@ def test_predict_before_load_is_an_error() -> None:
         LensAdapter().predict(np.zeros((4, 4, 3), np.uint8), [_sample("x")])
 
 
-def _sample(expr: str) -> Sample:
-    return Sample(id="t/0", image="x.jpg", expression=expr, gt=GroundTruth(mask=masks.empty(48, 64)), dataset="t", split="val")
+def _sample(expr: str) -> Query:
+    return Query(id="t/0", image="x.jpg", expression=expr, dataset="t", split="val")
 
 
 def test_inputs_hook_without_weights(tmp_path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import tiny
 import torch
 from harness import masks
-from harness.types import GroundTruth, ParseStatus, Sample
+from harness.types import ParseStatus, Query
 
 from harness_lens import prompts
 from harness_lens.adapter import LensAdapter
@@ -29,9 +29,8 @@ def _image(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
 
-def _samples(exprs=EXPRESSIONS, h: int = H, w: int = W) -> list[Sample]:
-    gt = GroundTruth(mask=masks.empty(h, w))
-    return [Sample(id=f"tiny/val/0/{i}", image="x.jpg", expression=e, gt=gt, dataset="tiny", split="val") for i, e in enumerate(exprs)]
+def _samples(exprs=EXPRESSIONS, h: int = H, w: int = W) -> list[Query]:
+    return [Query(id=f"tiny/val/0/{i}", image="x.jpg", expression=e, dataset="tiny", split="val") for i, e in enumerate(exprs)]
 
 
 @pytest.fixture(scope="module")

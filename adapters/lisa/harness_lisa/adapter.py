@@ -31,7 +31,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import AdapterInfo
 from harness.modelkit.llava_adapter import LlavaSamAdapter
-from harness.types import ParseStatus, Prediction, Sample
+from harness.types import ParseStatus, Prediction, Query
 
 from harness_lisa import __version__, preprocess, prompts
 
@@ -84,16 +84,16 @@ class LisaAdapter(LlavaSamAdapter):
     def generating(self) -> bool:
         return self.settings["protocol"] == "generate"
 
-    def prompt(self, sample: Sample) -> str:
+    def prompt(self, sample: Query) -> str:
         answer = None if self.generating else prompts.ANSWER
         return prompts.eval_prompt(sample.expression, sample.dataset, bool(sample.meta.get("is_sentence", False)), answer)
 
-    def review_prompt(self, sample: Sample) -> str:
+    def review_prompt(self, sample: Query) -> str:
         return self.prompt(sample)
 
     # -- prediction ----------------------------------------------------------------------
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         rt = self.runtime()
         if not samples:
             return []

@@ -10,7 +10,7 @@ import pytest
 import torch
 from harness import masks
 from harness.modelkit.testing import llama_like_tokenizer, save_tiny_clip, tiny_sam
-from harness.types import GroundTruth, ParseStatus, Sample
+from harness.types import ParseStatus, Query
 
 from harness_lisa.adapter import LisaAdapter
 from harness_lisa.preprocess import preprocess
@@ -48,9 +48,8 @@ def tiny(lisa_repo, tmp_path_factory):
     patch.undo()
 
 
-def _samples(h: int, w: int, texts: list[str]) -> list[Sample]:
-    gt = GroundTruth(mask=masks.empty(h, w))
-    return [Sample(id=f"t/{i}", image="x.jpg", expression=t, gt=gt, dataset="refcoco", split="val") for i, t in enumerate(texts)]
+def _samples(h: int, w: int, texts: list[str]) -> list[Query]:
+    return [Query(id=f"t/{i}", image="x.jpg", expression=t, dataset="refcoco", split="val") for i, t in enumerate(texts)]
 
 
 def _image(h: int = 48, w: int = 64) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.modelkit.counters import update_peak_gpu_memory_mb
-from harness.types import Box, ParseStatus, Prediction, Sample
+from harness.types import Box, ParseStatus, Prediction, Query
 from PIL import Image
 
 
@@ -85,7 +85,7 @@ class Sam3Adapter(Adapter):
     def _text(self, expression: str) -> Any:
         return self.processor(text=expression, return_tensors="pt").to(self.device)
 
-    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
+    def inputs(self, image: np.ndarray, sample: Query) -> dict[str, Any]:
         """The exact text prompt and hashes of the preprocessed image and tokens."""
         pixels = self._pixels(image)
         text = self._text(sample.expression)
@@ -112,7 +112,7 @@ class Sam3Adapter(Adapter):
         box = (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
         return mask, box, int(keep.numel())
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         import torch
 
         height, width = image.shape[:2]

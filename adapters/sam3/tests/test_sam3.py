@@ -7,15 +7,15 @@ import pytest
 import torch
 from harness import masks
 from harness.registry import adapter_class
-from harness.types import GroundTruth, ParseStatus, Sample
+from harness.types import ParseStatus, Query
 
 from harness_sam3.adapter import Sam3Adapter, Sam3UnionAdapter
 
 H, W = 90, 130
 
 
-def sample(expr: str, i: int = 0) -> Sample:
-    return Sample(id=f"t/val/0/{i}", image="unused.jpg", expression=expr, gt=GroundTruth(mask=masks.empty(H, W)), dataset="t", split="val")
+def sample(expr: str, i: int = 0) -> Query:
+    return Query(id=f"t/val/0/{i}", image="unused.jpg", expression=expr, dataset="t", split="val")
 
 
 @pytest.fixture(scope="module")

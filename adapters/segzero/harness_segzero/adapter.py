@@ -32,7 +32,7 @@ from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.answer import AnswerParseError, split_reasoning
 from harness.modelkit.counters import update_peak_gpu_memory_mb
-from harness.types import ParseStatus, Prediction, Sample
+from harness.types import ParseStatus, Prediction, Query
 from PIL import Image
 
 from harness_segzero import parsing, prompts
@@ -121,12 +121,12 @@ class SegZeroAdapter(Adapter):
         self._counters["forward_passes"] += 1
 
     # ----------------------------------------------------------------------------- prompt
-    def _prompt_texts(self, resized: Image.Image, samples: Sequence[Sample]) -> tuple[list[str], list[list[dict[str, Any]]]]:
+    def _prompt_texts(self, resized: Image.Image, samples: Sequence[Query]) -> tuple[list[str], list[list[dict[str, Any]]]]:
         convs = [prompts.messages(resized, s.expression, self.options["prompt"]) for s in samples]
         texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
         return texts, convs
 
-    def _model_inputs(self, image: np.ndarray, samples: Sequence[Sample]) -> tuple[list[str], Any]:
+    def _model_inputs(self, image: np.ndarray, samples: Sequence[Query]) -> tuple[list[str], Any]:
         from qwen_vl_utils import process_vision_info
 
         resized = prompts.resize_for_model(Image.fromarray(image))
@@ -136,7 +136,7 @@ class SegZeroAdapter(Adapter):
         batch = self.processor(text=list(texts), images=image_inputs, videos=video_inputs, padding=True, return_tensors="pt")
         return texts, batch.to(self.device)
 
-    def inputs(self, image: np.ndarray, sample: Sample) -> dict[str, Any]:
+    def inputs(self, image: np.ndarray, sample: Query) -> dict[str, Any]:
         """The exact prompt and hashes of what the language model and SAM are given."""
         texts, batch = self._model_inputs(image, [sample])
         sam_input = self.sam._transforms(Image.fromarray(image))
@@ -152,7 +152,7 @@ class SegZeroAdapter(Adapter):
         }
 
     # ----------------------------------------------------------------------------- inference
-    def _generate(self, image: np.ndarray, samples: Sequence[Sample]) -> list[str]:
+    def _generate(self, image: np.ndarray, samples: Sequence[Query]) -> list[str]:
         import torch
 
         _, batch = self._model_inputs(image, samples)
@@ -194,7 +194,7 @@ class SegZeroAdapter(Adapter):
                 mask_all = np.logical_or(mask_all, best)
         return mask_all
 
-    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+    def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         height, width = image.shape[:2]
         step = int(self.options["batch_size"]) or len(samples)
         texts: list[str] = []
