@@ -133,6 +133,11 @@ class SampleScore:
     polygon overlap); ``iou`` is the per-sample value that enters gIoU (after the
     empty-union rule) and is ``None`` when the sample is dropped from gIoU. ``counted_in_ciou``
     is False when the failure policy keeps the sample out of cIoU's sums.
+
+    ``no_target`` is the dataset's flag (gRefCOCO ``ann_id [-1]``), not the ground truth's
+    area: it decides N-acc / T-acc, the targeted Prec@X set and which empty-union rule
+    applied. ``None`` in logs written before the flag was recorded; metrics then fall back
+    to ``gt_empty``, as they did when those logs were scored.
     """
 
     intersection: int
@@ -146,6 +151,7 @@ class SampleScore:
     parse_failed: bool
     counted_in_ciou: bool = True
     box_iou: float | None = None
+    no_target: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -13,6 +13,7 @@ from harness.errors import HarnessError
 
 SampleUnit = Literal["sentence", "first_text", "object"]
 EmptyUnion = Literal["one", "zero", "drop"]
+TargetedEmptyUnion = Literal["same", "one", "zero", "drop"]
 FailurePolicy = Literal["zero", "as_empty", "skip_ciou", "drop"]
 IgnoreHandling = Literal["exclude", "background", "foreground"]
 GtOverlap = Literal["lisa_sum", "binarise"]
@@ -21,6 +22,7 @@ PrecisionOver = Literal["all", "targeted"]
 _CHOICES: dict[str, tuple[str, ...]] = {
     "sample_unit": ("sentence", "first_text", "object"),
     "empty_union": ("one", "zero", "drop"),
+    "targeted_empty_union": ("same", "one", "zero", "drop"),
     "failure": ("zero", "as_empty", "skip_ciou", "drop"),
     "ignore": ("exclude", "background", "foreground"),
     "gt_overlap": ("lisa_sum", "binarise"),
@@ -37,6 +39,11 @@ class Conventions:
     - ``empty_union``: per-sample IoU when prediction and ground truth are both empty:
       ``one`` (LISA, "no-object target"), ``zero`` (VisionReasoner, GroundingSuite), or
       ``drop`` (left out of gIoU). Such a sample adds nothing to cIoU's sums either way.
+    - ``targeted_empty_union``: the same for a sample the dataset says has a target
+      (``Sample.no_target`` false) whose union is nonetheless 0 (its ground truth rasterises
+      to no pixel and the prediction is empty): ``same`` (LISA: any empty union follows
+      ``empty_union``; LISA has no no-target flag), or ``one`` / ``zero`` / ``drop``
+      (ReLA's refer_evaluation.py: ``zero``, "IoU = 0 if U == 0").
     - ``failure``: a prediction without a mask (error, crash, unparsable answer):
       ``zero`` (I=0, U=|GT|, IoU 0 even on an empty target), ``as_empty`` (scored as an
       empty mask by the normal rules), ``skip_ciou`` (Sa2VA: nothing added to cIoU, 0 in
@@ -53,6 +60,7 @@ class Conventions:
 
     sample_unit: SampleUnit = "sentence"
     empty_union: EmptyUnion = "one"
+    targeted_empty_union: TargetedEmptyUnion = "same"
     failure: FailurePolicy = "zero"
     ignore: IgnoreHandling = "exclude"
     gt_overlap: GtOverlap = "lisa_sum"
@@ -88,6 +96,12 @@ class Conventions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def empty_union_rule(self, no_target: bool) -> str:
+        """The empty-union rule of a no-target (dataset flag) or a targeted sample."""
+        if no_target or self.targeted_empty_union == "same":
+            return self.empty_union
+        return self.targeted_empty_union
 
     def replace(self, **changes: Any) -> Conventions:
         return Conventions.from_dict({**self.to_dict(), **changes})

@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from harness import masks
 from harness.data.images import ImageError, load_image
 from harness.data.samples import cache_dir
 from harness.data.sources import Source, source_class
@@ -53,6 +54,11 @@ def split_counts(samples: Sequence[Sample]) -> dict[str, int]:
         "objects": len({(s.image, str(s.meta.get("object", s.id))) for s in samples}),
         "expressions": len(samples),
     }
+
+
+def empty_targets(samples: Sequence[Sample]) -> list[str]:
+    """Ids of samples the dataset says have a target whose ground-truth mask has no pixel."""
+    return [s.id for s in samples if not s.no_target and masks.area(s.gt.mask) == 0]
 
 
 class ImageChecker:
@@ -121,6 +127,11 @@ def check_split(source: Source, suite: Suite, split: str, images: ImageChecker) 
             report.problems.append(str(exc))
             return report
     report.notes.extend(sorted({str(w.message) for w in caught}))
+    empty = empty_targets(samples)
+    if empty:
+        report.notes.append(f"{len(empty)} targeted sample(s) have an empty ground truth (no pixel), e.g. "
+                            f"{', '.join(empty[:3])}: scored by the targeted empty-union rule "
+                            f"(targeted_empty_union={suite.conventions.targeted_empty_union}), never as no-target")
     report.problems.extend(images.check(samples, split))
     report.counts = split_counts(samples)
     official = suite.splits[split].get("counts") or {}

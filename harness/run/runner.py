@@ -42,7 +42,7 @@ def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str,
         "id": sample.id,
         "expression": sample.expression,
         "prediction": pred.to_json(),
-        "score": score_sample(pred, sample.gt, conv).to_json(),
+        "score": score_sample(pred, sample.gt, conv, sample.no_target).to_json(),
     }
     if predicted.oom_halvings:
         rec["oom_halvings"] = predicted.oom_halvings

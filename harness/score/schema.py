@@ -10,7 +10,8 @@ Version 1:
 - ``ciou_ci95`` / ``giou_ci95``: percentile bootstrap 95% intervals (1,000 resamples of
   samples, seed 0), present when n >= 2;
 - box metrics (``box_acc@0.5``, ``box_miou``, ``n_box``) only where ground-truth boxes exist;
-  no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``) only where no-target samples exist;
+  no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``) only where samples the dataset flags
+  no-target exist; ``n_targeted_empty_gt`` only where targeted samples have an empty ground truth;
 - ``conventions`` are the scoring conventions every number above was computed with;
 - ``n_expected`` is the number of samples the split has (after ``--limit``); ``complete`` is
   true when every one of them has a stored prediction.
@@ -41,6 +42,7 @@ class SplitResult(TypedDict, total=False):
     parse_failure_rate: float
     n_box: int
     n_no_target: int
+    n_targeted_empty_gt: int
     n_acc: float
     t_acc: float
 

@@ -32,6 +32,7 @@ LEADERBOARD_METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
 DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("n", "n", "int"),
     ("n_failed", "failed", "int"),
+    ("n_targeted_empty_gt", "targeted, empty GT", "int"),
     ("ciou", "cIoU", "pct"),
     ("giou", "gIoU", "pct"),
     *((f"prec@{t}", f"Prec@{t}", "pct") for t in ("0.5", "0.6", "0.7", "0.8", "0.9")),
