@@ -383,7 +383,7 @@ def test_a_model_in_a_worker_has_its_images_decoded_once_there(tmp_path: Path, m
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", counted_load)
     headers: list[str] = []
-    monkeypatch.setattr(predict, "image_size", lambda p, real=predict.image_size: headers.append(p) or real(p))
+    monkeypatch.setattr(predict, "image_size", lambda p, *a, real=predict.image_size: headers.append(p) or real(p, *a))
     suite = write_suite(tmp_path, val=3, test=1)
     images = sorted({s.image for s in load_samples(load_suite(str(suite)), ["val"], None)["val"]})
     config = tmp_path / "run.yaml"

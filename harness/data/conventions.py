@@ -18,6 +18,7 @@ FailurePolicy = Literal["zero", "as_empty", "skip_ciou", "drop"]
 IgnoreHandling = Literal["exclude", "background", "foreground"]
 GtOverlap = Literal["lisa_sum", "binarise"]
 PrecisionOver = Literal["all", "targeted"]
+ExifHandling = Literal["apply", "ignore"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "sample_unit": ("sentence", "first_text", "object"),
@@ -27,6 +28,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ignore": ("exclude", "background", "foreground"),
     "gt_overlap": ("lisa_sum", "binarise"),
     "precision_over": ("all", "targeted"),
+    "exif": ("apply", "ignore"),
 }
 
 
@@ -56,6 +58,10 @@ class Conventions:
     - ``giou_eps`` / ``ciou_eps``: LISA's I/(U+1e-5) per sample and ΣI/(ΣU+1e-10).
     - ``precision_over``: Prec@X over ``all`` scored samples or ``targeted`` only (ReLA).
     - ``box_threshold``: box IoU needed for box Acc (>=, REC convention).
+    - ``exif``: image loading: ``ignore`` (pixels as stored, PIL's plain decode) or ``apply``
+      (turned upright by the EXIF Orientation tag, as ``cv2.imread`` does: LISA, GLaMM and LENS
+      read ReasonSeg with it). Every decode and header-only size read of a run follows it: the
+      model's image, the ground truth's size where a source takes it from the image, the report.
     """
 
     sample_unit: SampleUnit = "sentence"
@@ -68,6 +74,7 @@ class Conventions:
     ciou_eps: float = 1e-10
     precision_over: PrecisionOver = "all"
     box_threshold: float = 0.5
+    exif: ExifHandling = "ignore"
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():

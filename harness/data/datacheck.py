@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from harness import masks
-from harness.data.images import ImageError, load_image
+from harness.data.images import SWAPS_SIDES, ImageError, exif_orientation, load_image
 from harness.data.samples import cache_dir
 from harness.data.sources import Source, source_class
 from harness.data.sources.filesource import Expected
@@ -64,8 +64,9 @@ def empty_targets(samples: Sequence[Sample]) -> list[str]:
 class ImageChecker:
     """Checks each image once per command (splits share images): exists, decodes, right size."""
 
-    def __init__(self, decode: bool) -> None:
+    def __init__(self, decode: bool, exif: str = "ignore") -> None:
         self.decode = decode
+        self.exif = exif  # the suite's image convention: sizes of upright images under "apply"
         self._seen: dict[str, tuple[int, int] | str] = {}
 
     def size(self, path: str) -> tuple[int, int] | str:
@@ -76,7 +77,7 @@ class ImageChecker:
     def _probe(self, path: str) -> tuple[int, int] | str:
         if self.decode:
             try:
-                h, w = load_image(path).shape[:2]
+                h, w = load_image(path, self.exif).shape[:2]
                 return int(h), int(w)
             except ImageError as exc:
                 return str(exc)
@@ -85,6 +86,8 @@ class ImageChecker:
         try:
             with Image.open(path) as im:
                 w, h = im.size
+                if self.exif == "apply" and exif_orientation(im) in SWAPS_SIDES:
+                    w, h = h, w
             return h, w
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             return f"image {path} is not a readable image file ({exc})"
@@ -148,7 +151,7 @@ def run_check(suite_name: str, data_root: Path | None, splits: Sequence[str] | N
     names = suite.select_splits(list(splits or [])) if splits else list(suite.splits)
     source = make_source(suite, data_root)
     print(f"suite {suite.name} (v{suite.version}), data root: {data_root or '(none)'}", file=out)
-    checker = ImageChecker(decode)
+    checker = ImageChecker(decode, suite.conventions.exif)
     bad = 0
     total = 0
     for split in names:

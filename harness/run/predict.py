@@ -109,14 +109,15 @@ def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: flo
 
 def predict_on_image(
     adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
-    timeout: float | None = None, fail_fast: bool = False,
+    timeout: float | None = None, fail_fast: bool = False, exif: str = "ignore",
 ) -> Iterator[tuple[Sample, Predicted]]:
-    """Yield (sample, prediction) for every sample of one image, batch by batch."""
+    """Yield (sample, prediction) for every sample of one image, batch by batch; ``exif`` is the
+    suite's image convention (a worker is told it by the runner and decodes the same way)."""
     try:
         if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
-            image = np.empty((*image_size(image_path), 0), dtype=np.uint8)
+            image = np.empty((*image_size(image_path, exif), 0), dtype=np.uint8)
         else:
-            image = load_image(image_path)
+            image = load_image(image_path, exif)
     except ImageError as exc:
         if fail_fast:
             raise

@@ -30,7 +30,7 @@ from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
 from harness.run.progress import LineProgress
-from harness.run.remote import add_counters, collect_stats, counters_since, make_adapter, release, runtime
+from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, make_adapter, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
 from harness.types import Sample
@@ -71,7 +71,7 @@ def run_model_split(
     lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
     try:
         for image_path, group in image_groups(todo):
-            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast):
+            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast, conv.exif):
                 log.append(record(sample, result, conv))
                 predicted += 1
                 failed += result.prediction.failed
@@ -144,6 +144,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     run_dir = RunDir(out)
     shard = config.shard or shard_from_env()
     adapters = {m.name: make_adapter(m, out, shard.suffix if shard else None) for m in config.models}
+    for a in adapters.values():
+        if isinstance(a, RemoteAdapter):  # its worker decodes the images: by the suite's image convention
+            a.exif = suite.conventions.exif
     model_entries = {
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
         for (name, a), spec in zip(adapters.items(), config.models)

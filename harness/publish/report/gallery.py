@@ -94,6 +94,7 @@ class Thumbnailer:
     """Draws overlay thumbnails; caches each sample's downscaled image across models."""
 
     max_width: int = THUMB_WIDTH
+    exif: str = "ignore"  # the run's image convention, so the image lines up with its ground truth
     _base: dict[Key, tuple[np.ndarray, float]] = field(default_factory=dict)
 
     def base(self, sample: Sample) -> tuple[np.ndarray, float]:
@@ -108,7 +109,7 @@ class Thumbnailer:
         scale = min(1.0, self.max_width / max(w, 1))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         try:
-            rgb = Image.fromarray(load_image(sample.image))
+            rgb = Image.fromarray(load_image(sample.image, self.exif))
             if rgb.size != (w, h):  # masks are at original resolution: bring the image to it
                 rgb = rgb.resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
