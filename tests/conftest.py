@@ -19,7 +19,8 @@ from harness.registry import AdapterEntry
 
 TEST_ADAPTERS = {
     name: AdapterEntry(name, f"helper_adapters:{cls}", "test")
-    for name, cls in (("counting", "CountingAdapter"), ("flaky", "FlakyAdapter"), ("greedy", "GreedyAdapter"), ("slow", "SlowAdapter"))
+    for name, cls in (("counting", "CountingAdapter"), ("flaky", "FlakyAdapter"), ("greedy", "GreedyAdapter"), ("slow", "SlowAdapter"),
+                      ("drawing", "DrawingAdapter"))
 }
 
 

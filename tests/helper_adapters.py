@@ -9,7 +9,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
-from harness.types import Prediction, Sample
+from harness.types import Prediction, PredictionStatus, Sample
 
 
 class CountingAdapter(Adapter):
@@ -76,3 +76,16 @@ class SlowAdapter(Adapter):
             time.sleep(5)
         h, w = image.shape[:2]
         return [Prediction(mask=masks.empty(h, w)) for _ in samples]
+
+
+class DrawingAdapter(Adapter):
+    """A protocol that draws one sentence per image, like GLaMM's seeded draw of three: the
+    first sample of each call gets the whole image as its mask, the others are not drawn."""
+
+    info = AdapterInfo(name="drawing", description="predicts only the first sample of each image")
+
+    def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:
+        h, w = image.shape[:2]
+        return [Prediction(mask=masks.full(h, w)) if k == 0 else
+                Prediction(mask=None, status=PredictionStatus.NOT_DRAWN, error="not drawn: one sentence per image")
+                for k in range(len(samples))]

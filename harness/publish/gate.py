@@ -62,7 +62,7 @@ _MAX_EXAMPLES = 3
 DEFAULT_CONVENTIONS = Conventions().to_dict()
 # Counts, flags and intervals of a results.json split: not metrics a gate can compare.
 _NOT_METRICS = {"n", "n_records", "n_expected", "n_failed", "n_ciou", "n_giou", "n_box", "n_no_target", "n_targeted_empty_gt",
-                "complete"}
+                "n_not_drawn", "complete"}
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, wi
     changes: dict[str, Any] = {}
     if pred.seconds is None:
         changes["seconds"] = seconds
+    if pred.not_drawn:  # left out by the protocol: nothing of it is kept but the reason
+        return replace(pred, mask=None, box=None, **changes)
     if pred.mask is not None:
         try:
             changes["mask"] = masks.validate(pred.mask, height, width, f"{adapter.info.name} on {sample.id}")
@@ -146,6 +148,6 @@ def predict_on_image(
         per_sample = (time.perf_counter() - start) / len(batch)
         for s, p in zip(batch, preds):
             final = finalize(p, s, adapter, h, w, per_sample)
-            if fail_fast and final.mask is None:
+            if fail_fast and final.failed:
                 raise RuntimeError(f"{s.id}: {final.error or 'the adapter returned no mask'}")
             yield s, Predicted(final, halvings)

@@ -94,9 +94,14 @@ def summarize(
     bootstrap_rounds: int = BOOTSTRAP_ROUNDS,
     seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, Any]:
-    """All metrics of one model on one split. Keys absent where a metric does not apply."""
-    arr = ScoreArrays.of(scores)
-    n_records = int(arr.inter.size)
+    """All metrics of one model on one split. Keys absent where a metric does not apply.
+
+    Samples the protocol did not draw (``not_drawn``) are stored records (``n_records``) but
+    enter nothing else: not ``n``, not ``n_failed``, no metric; ``n_not_drawn`` counts them.
+    """
+    drawn = [s for s in scores if not s.not_drawn]
+    arr = ScoreArrays.of(drawn)
+    n_records = len(scores)
     kept_giou = ~np.isnan(arr.iou)
     scored = kept_giou | arr.in_ciou
     out: dict[str, Any] = {
@@ -106,7 +111,9 @@ def summarize(
         "n_ciou": int(arr.in_ciou.sum()),
         "n_giou": int(kept_giou.sum()),
     }
-    if n_records == 0:
+    if len(drawn) < n_records:
+        out["n_not_drawn"] = n_records - len(drawn)
+    if not drawn:
         return out
     out["ciou"] = ciou(arr, conv)
     if out["n_giou"]:

@@ -47,6 +47,11 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target
     picks the empty-union rule (``conv.empty_union_rule``). An empty ground truth alone
     does not make a sample no-target: ReLA scores a targeted sample with union 0 as IoU 0.
     """
+    if pred.not_drawn:  # the protocol left it out: no metric sees it (metrics.summarize counts it apart)
+        gt_area = intersection_union(masks.empty(gt.height, gt.width), gt, conv)[2]
+        return SampleScore(intersection=0, union=0, gt_area=gt_area, pred_area=0, iou=None, gt_empty=gt_area == 0,
+                           pred_empty=True, failed=False, parse_failed=False, counted_in_ciou=False, no_target=no_target,
+                           not_drawn=True)
     parse_failed = pred.parse_status.value == "failed"
     box_iou = None
     if gt.box is not None:

@@ -54,9 +54,12 @@ def sample_iou(record: Mapping[str, Any]) -> float | None:
 
 
 def is_failure(record: Mapping[str, Any]) -> bool:
-    """An unparsable answer, or a prediction without a mask (error, crash)."""
+    """An unparsable answer, or a prediction without a mask (error, crash); a sample the protocol
+    did not draw is neither."""
     pred = record.get("prediction") or {}
     score = record.get("score") or {}
+    if score.get("not_drawn") or pred.get("status") == "not_drawn":
+        return False
     return bool(
         pred.get("parse_status") == "failed" or score.get("failed") or score.get("parse_failed") or pred.get("mask") is None
     )
@@ -222,6 +225,7 @@ def build_entries(
                         "error": pred.get("error"),
                         "parse_status": pred.get("parse_status") or "none",
                         "failed": is_failure(rec),
+                        "not_drawn": bool((rec.get("score") or {}).get("not_drawn")),
                     }
                 )
             items.append(item)

@@ -44,6 +44,7 @@ DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
 DASH = "–"
 # Counts stated under a split's details table, where non-zero: (results.json key, label, why it matters).
 DETAIL_COUNTS: tuple[tuple[str, str, str], ...] = (
+    ("n_not_drawn", "not drawn", "samples the model's protocol deliberately left out; not in n, not failed"),
     ("n_targeted_empty_gt", "targeted, empty GT",
      "samples the dataset gives a target whose ground truth has no pixel, scored by targeted_empty_union"),
 )
@@ -185,7 +186,7 @@ def _failures(records: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> dict
         for model, by_split in records.items()
         for split, recs in by_split.items()
         for r in recs
-        if (r.get("prediction") or {}).get("mask") is None
+        if (r.get("prediction") or {}).get("mask") is None and (r.get("prediction") or {}).get("status") != "not_drawn"
     ]
     return {"total": len(rows), "rows": rows[:MAX_FAILURE_ROWS]}
 
