@@ -46,11 +46,11 @@ def cv2_rgb(path: Path, flags: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-@pytest.mark.parametrize("orientation", [6, 8, 3])
+@pytest.mark.parametrize("orientation", [6, 8, 3, 2, 5, 7])
 def test_apply_is_cv2_imread_and_ignore_is_the_stored_pixels(tmp_path: Path, orientation: int) -> None:
     path = rotated_jpeg(tmp_path / f"o{orientation}.jpg", orientation)
     reference = cv2_rgb(path)
-    turned = (W, H) if orientation in (6, 8) else (H, W)
+    turned = (W, H) if orientation in (5, 6, 7, 8) else (H, W)
     assert reference.shape[:2] == turned  # cv2 turned it
     upright = load_image(path, "apply")
     assert upright.shape == reference.shape

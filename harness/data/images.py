@@ -55,8 +55,8 @@ def load_image(path: str | Path, exif: str = "ignore") -> np.ndarray:
     try:
         with Image.open(p) as im:
             im.load()  # decode now so a truncated file fails here, not later
-            if exif == "apply":
-                return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))  # cv2.imread's IMREAD_COLOR orientation
+            if exif == "apply" and exif_orientation(im) not in (None, 1):  # cv2.imread's IMREAD_COLOR orientation
+                return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"image {p} does not exist") from None

@@ -142,7 +142,9 @@ def partial_reasons(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, st
         if run_limit is not None and run_limit != base_limit:
             why.append(f"partial: run with --limit {run_limit} ({res.get('n_expected')} samples), baseline "
                        + (f"with --limit {base_limit}" if base_limit is not None else "over the full split"))
-        n_failed, n_records = int(res.get("n_failed") or 0), int(res.get("n_records") or 0)
+        # A share of the samples the model was asked about: those its protocol did not draw are neither.
+        n_failed = int(res.get("n_failed") or 0)
+        n_records = int(res.get("n_records") or 0) - int(res.get("n_not_drawn") or 0)
         if n_failed and n_failed > max_failed * n_records:
             why.append(f"{n_failed} of {n_records} samples failed (over --max-failed {max_failed:g})")
         if why:
