@@ -35,6 +35,19 @@ class ParseStatus(str, Enum):
     NONE = "none"
 
 
+class PredictionStatus(str, Enum):
+    """Whether the sample was predicted at all.
+
+    ``predicted``: the model was asked (its mask, or ``None`` when it failed); ``not_drawn``:
+    the protocol deliberately left the sample out (GLaMM's seeded draw of up to three
+    sentences per image). A sample not drawn has no mask, is not a failure, and is kept out
+    of ``n``, the failure count and every metric; results count it as ``n_not_drawn``.
+    """
+
+    PREDICTED = "predicted"
+    NOT_DRAWN = "not_drawn"
+
+
 @dataclass(frozen=True, slots=True)
 class GroundTruth:
     """Ground truth of one sample at original resolution.
@@ -127,7 +140,8 @@ class Sample:
 class Prediction:
     """What a model said about one sample.
 
-    ``mask`` is ``None`` only when the prediction failed (``error`` says why). ``box`` is
+    ``mask`` is ``None`` only when the prediction failed (``error`` says why) or the sample
+    was not drawn (``status`` ``not_drawn``; ``error`` then says why it was left out). ``box`` is
     pixel xyxy at original resolution (the runner converts from the adapter's declared
     coordinate space). ``reasoning`` is the chain of thought (the ``<think>`` part) and
     ``answer`` the parsed answer text.
@@ -141,15 +155,24 @@ class Prediction:
     parse_status: ParseStatus = ParseStatus.NONE
     error: str | None = None
     seconds: float | None = None
+    status: PredictionStatus = PredictionStatus.PREDICTED
+
+    @property
+    def not_drawn(self) -> bool:
+        return self.status is PredictionStatus.NOT_DRAWN
 
     @property
     def failed(self) -> bool:
-        return self.mask is None
+        return self.mask is None and not self.not_drawn
 
     def to_json(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict: asdict deep-copies the RLE on every sample.
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["parse_status"] = self.parse_status.value
+        if self.status is PredictionStatus.PREDICTED:
+            del out["status"]  # the usual case stays off the logs and the pipe (and old logs read the same)
+        else:
+            out["status"] = self.status.value
         if self.box is not None:
             out["box"] = [float(v) for v in self.box]
         return out
@@ -166,6 +189,7 @@ class Prediction:
             parse_status=ParseStatus(data.get("parse_status", "none")),
             error=data.get("error"),
             seconds=data.get("seconds"),
+            status=PredictionStatus(data.get("status", "predicted")),
         )
 
 
@@ -177,6 +201,12 @@ class SampleScore:
     polygon overlap); ``iou`` is the per-sample value that enters gIoU (after the
     empty-union rule) and is ``None`` when the sample is dropped from gIoU. ``counted_in_ciou``
     is False when the failure policy keeps the sample out of cIoU's sums.
+
+    ``no_target`` is the dataset's flag (gRefCOCO ``ann_id [-1]``), not the ground truth's
+    area: it decides N-acc / T-acc, the targeted Prec@X set and which empty-union rule
+    applied. ``None`` in logs written before the flag was recorded; metrics then fall back
+    to ``gt_empty``, as they did when those logs were scored. ``not_drawn``: the protocol left
+    the sample out (``PredictionStatus.NOT_DRAWN``); it enters no metric, ``n`` or ``n_failed``.
     """
 
     intersection: int
@@ -190,6 +220,8 @@ class SampleScore:
     parse_failed: bool
     counted_in_ciou: bool = True
     box_iou: float | None = None
+    no_target: bool | None = None
+    not_drawn: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -20,7 +20,7 @@ from harness.registry import AdapterEntry
 TEST_ADAPTERS = {
     name: AdapterEntry(name, f"helper_adapters:{cls}", "test")
     for name, cls in (("counting", "CountingAdapter"), ("flaky", "FlakyAdapter"), ("greedy", "GreedyAdapter"), ("slow", "SlowAdapter"),
-                      ("loads-file", "LoadsFileAdapter"))
+                      ("loads-file", "LoadsFileAdapter"), ("drawing", "DrawingAdapter"))
 }
 
 

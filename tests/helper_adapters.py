@@ -9,7 +9,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
-from harness.types import Prediction, Query, Sample
+from harness.types import Prediction, PredictionStatus, Query, Sample
 
 
 class CountingAdapter(Adapter):
@@ -95,3 +95,16 @@ class LoadsFileAdapter(Adapter):
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         h, w = image.shape[:2]
         return [Prediction(mask=masks.full(h, w)) for _ in queries]
+
+
+class DrawingAdapter(Adapter):
+    """A protocol that draws one sentence per image, like GLaMM's seeded draw of three: the
+    first sample of each call gets the whole image as its mask, the others are not drawn."""
+
+    info = AdapterInfo(name="drawing", description="predicts only the first sample of each image")
+
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        h, w = image.shape[:2]
+        return [Prediction(mask=masks.full(h, w)) if k == 0 else
+                Prediction(mask=None, status=PredictionStatus.NOT_DRAWN, error="not drawn: one sentence per image")
+                for k in range(len(queries))]

@@ -180,6 +180,19 @@ def test_incomparable_conventions_and_missing_split(tmp_path: Path, base_run: Pa
     assert code == EXIT_INCOMPARABLE and "model 'nope' is not in the baseline" in out
 
 
+def test_a_convention_a_baseline_predates_is_its_default(tmp_path: Path, base_run: Path) -> None:
+    """A baseline written before a convention existed was scored with that convention's default."""
+    doc = json.loads((base_run / "results.json").read_text())
+    doc["conventions"].pop("targeted_empty_union")
+    (base_run / "results.json").write_text(json.dumps(doc))
+    run = write_run(tmp_path / "run", {"val": _scores(0), "test": _scores(1)})
+    code, out, _ = _gate(run, base_run)
+    assert code == EXIT_PASS, out
+    run = write_run(tmp_path / "rela", {"val": _scores(0), "test": _scores(1)}, conventions={"targeted_empty_union": "zero"})
+    code, out, _ = _gate(run, base_run)
+    assert code == EXIT_INCOMPARABLE and "conventions differ: targeted_empty_union run='zero' baseline='same'" in out
+
+
 def test_baseline_file_and_run_give_the_same_verdict(tmp_path: Path, base_run: Path) -> None:
     saved = tmp_path / "baseline.json"
     assert main(["baseline", "save", str(base_run), "--to", str(saved)]) == 0

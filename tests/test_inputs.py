@@ -104,7 +104,7 @@ def test_added_ids_errors_and_truncation(tmp_path: Path) -> None:
 def test_unreadable_image_is_recorded(suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.data.images import ImageError
 
-    def broken(path: Any) -> np.ndarray:
+    def broken(path: Any, exif: str = "ignore") -> np.ndarray:
         raise ImageError(f"image {path} is corrupt")
 
     monkeypatch.setattr("harness.data.images.load_image", broken)

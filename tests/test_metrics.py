@@ -49,12 +49,12 @@ def test_golden_four_samples() -> None:
     s1 = score_sample(Prediction(mask=block(h, w, 0, 2, 1, 3)), gt1, LISA)
     assert (s1.intersection, s1.union, s1.gt_area, s1.pred_area) == (2, 6, 4, 4)
     assert s1.iou == 2 / (6 + 1e-5)
-    # 2: empty GT, empty prediction: U=0 -> IoU 1 ("no-object target"), nothing added to cIoU.
+    # 2: a no-target sample (dataset flag), empty prediction: U=0 -> IoU 1 ("no-object target"), nothing added to cIoU.
     gt_empty = GroundTruth(mask=masks.empty(h, w))
-    s2 = score_sample(Prediction(mask=masks.empty(h, w)), gt_empty, LISA)
+    s2 = score_sample(Prediction(mask=masks.empty(h, w)), gt_empty, LISA, no_target=True)
     assert (s2.intersection, s2.union, s2.iou) == (0, 0, 1.0)
     # 3: empty GT, 3 predicted pixels: I=0, U=3, IoU 0.
-    s3 = score_sample(Prediction(mask=m(h, w, (3, 0), (3, 1), (3, 2))), gt_empty, LISA)
+    s3 = score_sample(Prediction(mask=m(h, w, (3, 0), (3, 1), (3, 2))), gt_empty, LISA, no_target=True)
     assert (s3.intersection, s3.union, s3.iou) == (0, 3, 0.0)
     # 4: a failed prediction on a 5-pixel GT: policy "zero" -> I=0, U=5, IoU 0.
     gt4 = GroundTruth(mask=block(h, w, 3, 4, 0, 5))
@@ -107,6 +107,23 @@ def test_empty_union_rules() -> None:
     assert score_sample(pred, gt, LISA.replace(empty_union="one")).iou == 1.0
     assert score_sample(pred, gt, LISA.replace(empty_union="zero")).iou == 0.0
     assert score_sample(pred, gt, LISA.replace(empty_union="drop")).iou is None
+
+
+def test_targeted_empty_union_rule() -> None:
+    """The rule for union 0 is picked by the dataset's flag: LISA ("same") gives every empty union
+    the empty_union value; ReLA ("zero") gives a targeted one IoU 0 and a no-target one 1."""
+    gt = GroundTruth(mask=masks.empty(2, 2))
+    pred = Prediction(mask=masks.empty(2, 2))
+    assert score_sample(pred, gt, LISA).iou == 1.0
+    rela = LISA.replace(targeted_empty_union="zero")
+    assert score_sample(pred, gt, rela, no_target=False).iou == 0.0
+    assert score_sample(pred, gt, rela, no_target=True).iou == 1.0
+    assert score_sample(pred, gt, LISA.replace(targeted_empty_union="drop")).iou is None
+    # Prec@X follows the per-sample rule; the targeted Prec@X set and T-acc come from the flag.
+    targeted = score_sample(pred, gt, rela.replace(precision_over="targeted"))
+    res = summarize([targeted], rela.replace(precision_over="targeted"), bootstrap_rounds=0)
+    assert res["prec@0.5"] == 0.0 and "n_acc" not in res and res["n_targeted_empty_gt"] == 1
+    assert summarize([score_sample(pred, gt, LISA)], LISA, bootstrap_rounds=0)["prec@0.5"] == 100.0
 
 
 def test_ignore_handling() -> None:

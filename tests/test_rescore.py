@@ -57,8 +57,8 @@ def test_the_version_is_stable_across_processes_and_follows_code_and_conventions
     # So does scoring code that scores differently (the probe sees it), and a hand-bumped revision.
     real = versions.score_sample
 
-    def off_by_one(pred: Any, gt: Any, conv: Conventions) -> SampleScore:
-        s = real(pred, gt, conv)
+    def off_by_one(pred: Any, gt: Any, conv: Conventions, no_target: bool = False) -> SampleScore:
+        s = real(pred, gt, conv, no_target)
         return SampleScore(**{**s.to_json(), "union": s.union + 1})
 
     versions.scoring_version.cache_clear()

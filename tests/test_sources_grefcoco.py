@@ -109,7 +109,7 @@ def test_suite_conventions_reproduce_rela(tmp_path: Path) -> None:
             p = rng.random(g.shape) < 0.3
         preds.append(p)
         truth.append(g)
-        scores.append(score_sample(Prediction(mask=masks.encode(p)), s.gt, conv))
+        scores.append(score_sample(Prediction(mask=masks.encode(p)), s.gt, conv, s.no_target))
     got = summarize(scores, conv, bootstrap_rounds=0)
     want = rela_evaluate(samples, preds, truth)
     for key, value in want.items():
@@ -133,3 +133,90 @@ def test_pickled_grefs_are_read_safely_and_errors_name_files(tmp_path: Path) -> 
     (d / "grefs(unc).json").write_text(json.dumps(refs))
     with pytest.raises(SourceError, match=r"annotation 999 is not in .*instances\.json"):
         source(root, tmp_path / "c4").samples("val")
+
+
+def write_with_empty_targets(root: Path) -> Path:
+    """The tiny gRefCOCO plus two targeted refs of val whose target is empty: ref 5's only
+    polygon rasterises to no pixel, ref 6 has ``ann_id: []``."""
+    d = write_grefcoco(root)
+    anns = {**GREF_ANNS, 82: {"image_id": 8, "segmentation": [[5, 5, 5.2, 5, 5.2, 5.2]], "bbox": [5, 5, 0.2, 0.2]}}
+    inst = json.loads((d / "instances.json").read_text())
+    inst["annotations"].append({"id": 82, "iscrowd": 0, "category_id": 1, "area": 0.02, **anns[82]})
+    (d / "instances.json").write_text(json.dumps(inst))
+    refs = [*GREF_REFS,  # ref 5: one polygon that rasterises to no pixel; ref 6: ann_id []
+            {"ref_id": 5, "ann_id": [82], "image_id": 8, "category_id": [1], "split": "val",
+             "sentences": [{"sent_id": 105, "sent": "dot"}]},
+            {"ref_id": 6, "ann_id": [], "image_id": 7, "category_id": [], "split": "val", "sentences": [{"sent_id": 106, "sent": "ghost"}]}]
+    (d / "grefs(unc).json").write_text(json.dumps(refs))
+    return d
+
+
+def test_no_target_is_the_dataset_flag_not_an_empty_mask(tmp_path: Path) -> None:
+    """ReLA decides "no target" from ann_id [-1]; a targeted sample with an empty target and an
+    empty prediction scores IoU 0 (union 0) and is a false "no target" in T-acc."""
+    root = tmp_path / "data"
+    write_with_empty_targets(root)
+    with pytest.warns(UserWarning, match=r"grefs\(unc\)\.json: ref 6 has ann_id \[\] .*targeted"):
+        val = source(root, tmp_path / "cache").samples("val")
+    assert [s.id.split("/", 3)[3] for s in val] == ["1/100", "2/101", "3/102", "3/103", "5/105", "6/106"]
+    dot, ghost = val[4], val[5]
+    assert masks.area(dot.gt.mask) == 0 and masks.area(ghost.gt.mask) == 0
+    assert not dot.no_target and not ghost.no_target and val[1].no_target
+    conv: Conventions = SUITE.conventions
+    preds = [masks.decode(s.gt.mask) for s in val]  # exact on the four with a target; empty on the no-target and ref 5
+    ghost_pred = np.zeros_like(preds[5])
+    ghost_pred[0, :4] = True  # ref 6: four pixels on an empty target
+    preds[5] = ghost_pred
+    scores = [score_sample(Prediction(mask=masks.encode(p)), s.gt, conv, s.no_target) for s, p in zip(val, preds)]
+    assert scores[4].iou == 0.0 and scores[4].union == 0 and scores[4].no_target is False
+    assert scores[1].iou == 1.0 and scores[1].no_target is True
+    got = summarize(scores, conv, bootstrap_rounds=0)
+    # By hand (ReLA): IoU 1, 1, 1, 1 (hits and the no-target TP), 0 (ref 5, U = 0), 0 (ref 6, I = 0, U = 4).
+    assert got["giou"] == pytest.approx(100 * 4 / 6)
+    target_pixels = sum(masks.area(val[k].gt.mask) for k in (0, 2, 3))
+    assert got["ciou"] == pytest.approx(100 * target_pixels / (target_pixels + 4))
+    assert got["n_no_target"] == 1 and got["n_acc"] == 100.0  # ref 2 only, predicted empty
+    assert got["t_acc"] == pytest.approx(80.0)  # TN: refs 1, 3, 3, 6; FP: ref 5 (empty prediction)
+    assert got["prec@0.7"] == pytest.approx(60.0) and got["prec@0.9"] == pytest.approx(60.0)  # 3 of 5 targeted
+    assert got["n_targeted_empty_gt"] == 2
+    want = rela_evaluate(val, preds, [masks.decode(s.gt.mask) for s in val])
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+    # Deciding from the mask's area instead (the old rule) gives 83.3 gIoU: 16.7 points off ReLA.
+    by_area = [score_sample(Prediction(mask=masks.encode(p)), s.gt, conv, masks.area(s.gt.mask) == 0) for s, p in zip(val, preds)]
+    assert summarize(by_area, conv, bootstrap_rounds=0)["giou"] == pytest.approx(100 * 5 / 6)
+
+
+def test_the_runner_records_the_flag_and_old_logs_fall_back_to_the_area(tmp_path: Path) -> None:
+    from harness.run.predict import Predicted
+    from harness.run.runner import record
+    from harness.types import SampleScore
+
+    root = tmp_path / "data"
+    write_with_empty_targets(root)
+    with pytest.warns(UserWarning):
+        val = source(root, tmp_path / "cache").samples("val")
+    rec = record(val[4], Predicted(Prediction(mask=masks.empty(val[4].gt.height, val[4].gt.width))), SUITE.conventions)
+    assert rec["score"]["no_target"] is False and rec["score"]["iou"] == 0.0
+    old = {k: v for k, v in rec["score"].items() if k != "no_target"}  # a log line written before the flag existed
+    assert SampleScore.from_json(old).no_target is None
+    res = summarize([SampleScore.from_json({**old, "iou": 1.0})], SUITE.conventions, bootstrap_rounds=0)
+    assert res["n_no_target"] == 1 and res["n_acc"] == 100.0 and "n_targeted_empty_gt" not in res
+
+
+def test_data_check_flags_targeted_samples_with_an_empty_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    write_with_empty_targets(root)
+    suite = tmp_path / "mini-gref.yaml"
+    suite.write_text("name: mini-gref\nversion: 1\nsource: {format: grefcoco, splits: {val: {split: val}}}\nsplits: {val: {}}\n"
+                     "conventions: {targeted_empty_union: zero}\n")
+    code = main(["data", "check", "--suite", str(suite), "--data-root", str(root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "warning: " in out and "ref 6 has ann_id []" in out
+    assert ("warning: 2 targeted sample(s) have an empty ground truth (no pixel), e.g. grefcoco/unc/val/5/105, grefcoco/unc/val/6/106: "
+            "scored by the targeted empty-union rule (targeted_empty_union=zero), never as no-target") in out

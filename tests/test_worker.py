@@ -383,7 +383,7 @@ def test_a_model_in_a_worker_has_its_images_decoded_once_there(tmp_path: Path, m
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", counted_load)
     headers: list[str] = []
-    monkeypatch.setattr(predict, "image_size", lambda p, real=predict.image_size: headers.append(p) or real(p))
+    monkeypatch.setattr(predict, "image_size", lambda p, *a, real=predict.image_size: headers.append(p) or real(p, *a))
     suite = write_suite(tmp_path, val=3, test=1)
     images = sorted({s.image for s in load_samples(load_suite(str(suite)), ["val"], None)["val"]})
     config = tmp_path / "run.yaml"
@@ -399,3 +399,25 @@ def test_a_model_in_a_worker_has_its_images_decoded_once_there(tmp_path: Path, m
     assert efficiency["images"] == len(images)  # the worker's own count of decodes
     scores = {m: [r["score"] for r in read_records(out / m / "val.jsonl")] for m in ("isolated", "local")}
     assert scores["isolated"] == scores["local"]
+
+
+def test_a_worker_decodes_images_by_the_suites_exif_convention(tmp_path: Path) -> None:
+    """ReasonSeg's convention is cv2's (exif: apply): a worker model gets the upright image, the same
+    size as the ground truth drawn on it, so its full-image mask is scored, not refused for its size."""
+    pytest.importorskip("cv2")
+    from helper_datasets import shape, write_labelme
+    from test_images_exif import H, W, rotated_jpeg
+
+    folder = tmp_path / "data" / "reason_seg" / "ReasonSeg" / "val"
+    write_labelme(folder, "turned", H, W, [shape("target", [[2, 3], [12, 3], [12, 20], [2, 20]])], ["the thing"], False)
+    rotated_jpeg(folder / "turned.jpg", 6)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"suite: reasonseg\ndata_root: {tmp_path / 'data'}\nmodels:\n"
+                      f"  isolated: {{adapter: full, python: {sys.executable}}}\n  local: {{adapter: full}}\n")
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(config), "--out", str(out), "--splits", "val", "--no-report"]) == 0
+    for model in ("isolated", "local"):
+        (rec,) = read_records(out / model / "val.jsonl")
+        assert rec["prediction"]["mask"]["size"] == [W, H] and not rec["score"]["failed"]
+    res = results_of(out)
+    assert res["isolated"]["val"] == res["local"]["val"]

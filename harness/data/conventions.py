@@ -13,18 +13,22 @@ from harness.errors import HarnessError
 
 SampleUnit = Literal["sentence", "first_text", "object"]
 EmptyUnion = Literal["one", "zero", "drop"]
+TargetedEmptyUnion = Literal["same", "one", "zero", "drop"]
 FailurePolicy = Literal["zero", "as_empty", "skip_ciou", "drop"]
 IgnoreHandling = Literal["exclude", "background", "foreground"]
 GtOverlap = Literal["lisa_sum", "binarise"]
 PrecisionOver = Literal["all", "targeted"]
+ExifHandling = Literal["apply", "ignore"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "sample_unit": ("sentence", "first_text", "object"),
     "empty_union": ("one", "zero", "drop"),
+    "targeted_empty_union": ("same", "one", "zero", "drop"),
     "failure": ("zero", "as_empty", "skip_ciou", "drop"),
     "ignore": ("exclude", "background", "foreground"),
     "gt_overlap": ("lisa_sum", "binarise"),
     "precision_over": ("all", "targeted"),
+    "exif": ("apply", "ignore"),
 }
 
 
@@ -37,6 +41,11 @@ class Conventions:
     - ``empty_union``: per-sample IoU when prediction and ground truth are both empty:
       ``one`` (LISA, "no-object target"), ``zero`` (VisionReasoner, GroundingSuite), or
       ``drop`` (left out of gIoU). Such a sample adds nothing to cIoU's sums either way.
+    - ``targeted_empty_union``: the same for a sample the dataset says has a target
+      (``Sample.no_target`` false) whose union is nonetheless 0 (its ground truth rasterises
+      to no pixel and the prediction is empty): ``same`` (LISA: any empty union follows
+      ``empty_union``; LISA has no no-target flag), or ``one`` / ``zero`` / ``drop``
+      (ReLA's refer_evaluation.py: ``zero``, "IoU = 0 if U == 0").
     - ``failure``: a prediction without a mask (error, crash, unparsable answer):
       ``zero`` (I=0, U=|GT|, IoU 0 even on an empty target), ``as_empty`` (scored as an
       empty mask by the normal rules), ``skip_ciou`` (Sa2VA: nothing added to cIoU, 0 in
@@ -49,10 +58,15 @@ class Conventions:
     - ``giou_eps`` / ``ciou_eps``: LISA's I/(U+1e-5) per sample and ΣI/(ΣU+1e-10).
     - ``precision_over``: Prec@X over ``all`` scored samples or ``targeted`` only (ReLA).
     - ``box_threshold``: box IoU needed for box Acc (>=, REC convention).
+    - ``exif``: image loading: ``ignore`` (pixels as stored, PIL's plain decode) or ``apply``
+      (turned upright by the EXIF Orientation tag, as ``cv2.imread`` does: LISA, GLaMM and LENS
+      read ReasonSeg with it). Every decode and header-only size read of a run follows it: the
+      model's image, the ground truth's size where a source takes it from the image, the report.
     """
 
     sample_unit: SampleUnit = "sentence"
     empty_union: EmptyUnion = "one"
+    targeted_empty_union: TargetedEmptyUnion = "same"
     failure: FailurePolicy = "zero"
     ignore: IgnoreHandling = "exclude"
     gt_overlap: GtOverlap = "lisa_sum"
@@ -60,6 +74,7 @@ class Conventions:
     ciou_eps: float = 1e-10
     precision_over: PrecisionOver = "all"
     box_threshold: float = 0.5
+    exif: ExifHandling = "ignore"
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -88,6 +103,12 @@ class Conventions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def empty_union_rule(self, no_target: bool) -> str:
+        """The empty-union rule of a no-target (dataset flag) or a targeted sample."""
+        if no_target or self.targeted_empty_union == "same":
+            return self.empty_union
+        return self.targeted_empty_union
 
     def replace(self, **changes: Any) -> Conventions:
         return Conventions.from_dict({**self.to_dict(), **changes})

@@ -23,7 +23,8 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from harness.data.images import ImageError, load_image
+from harness import masks
+from harness.data.images import SWAPS_SIDES, ImageError, exif_orientation, load_image
 from harness.data.samples import cache_dir
 from harness.data.sources import Source, source_class
 from harness.data.sources.filesource import Expected
@@ -55,11 +56,17 @@ def split_counts(samples: Sequence[Sample]) -> dict[str, int]:
     }
 
 
+def empty_targets(samples: Sequence[Sample]) -> list[str]:
+    """Ids of samples the dataset says have a target whose ground-truth mask has no pixel."""
+    return [s.id for s in samples if not s.no_target and masks.area(s.gt.mask) == 0]
+
+
 class ImageChecker:
     """Checks each image once per command (splits share images): exists, decodes, right size."""
 
-    def __init__(self, decode: bool) -> None:
+    def __init__(self, decode: bool, exif: str = "ignore") -> None:
         self.decode = decode
+        self.exif = exif  # the suite's image convention: sizes of upright images under "apply"
         self._seen: dict[str, tuple[int, int] | str] = {}
 
     def size(self, path: str) -> tuple[int, int] | str:
@@ -70,7 +77,7 @@ class ImageChecker:
     def _probe(self, path: str) -> tuple[int, int] | str:
         if self.decode:
             try:
-                h, w = load_image(path).shape[:2]
+                h, w = load_image(path, self.exif).shape[:2]
                 return int(h), int(w)
             except ImageError as exc:
                 return str(exc)
@@ -79,6 +86,8 @@ class ImageChecker:
         try:
             with Image.open(path) as im:
                 w, h = im.size
+                if self.exif == "apply" and exif_orientation(im) in SWAPS_SIDES:
+                    w, h = h, w
             return h, w
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             return f"image {path} is not a readable image file ({exc})"
@@ -121,6 +130,11 @@ def check_split(source: Source, suite: Suite, split: str, images: ImageChecker) 
             report.problems.append(str(exc))
             return report
     report.notes.extend(sorted({str(w.message) for w in caught}))
+    empty = empty_targets(samples)
+    if empty:
+        report.notes.append(f"{len(empty)} targeted sample(s) have an empty ground truth (no pixel), e.g. "
+                            f"{', '.join(empty[:3])}: scored by the targeted empty-union rule "
+                            f"(targeted_empty_union={suite.conventions.targeted_empty_union}), never as no-target")
     report.problems.extend(images.check(samples, split))
     report.counts = split_counts(samples)
     official = suite.splits[split].get("counts") or {}
@@ -137,7 +151,7 @@ def run_check(suite_name: str, data_root: Path | None, splits: Sequence[str] | N
     names = suite.select_splits(list(splits or [])) if splits else list(suite.splits)
     source = make_source(suite, data_root)
     print(f"suite {suite.name} (v{suite.version}), data root: {data_root or '(none)'}", file=out)
-    checker = ImageChecker(decode)
+    checker = ImageChecker(decode, suite.conventions.exif)
     bad = 0
     total = 0
     for split in names:

@@ -45,6 +45,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from harness.data.conventions import Conventions
 from harness.errors import HarnessError
 from harness.publish import baseline as baselines
 from harness.publish.baseline import Baseline, PairScores, csv_list
@@ -61,8 +62,10 @@ BOOTSTRAPPED = ("ciou", "giou")
 LABELS = {"ciou": "cIoU", "giou": "gIoU"}
 DEFAULT_ROUNDS = 1000
 _MAX_EXAMPLES = 3
+DEFAULT_CONVENTIONS = Conventions().to_dict()
 # Counts, flags and intervals of a results.json split: not metrics a gate can compare.
-_NOT_METRICS = {"n", "n_records", "n_expected", "n_split", "n_failed", "n_ciou", "n_giou", "n_box", "n_no_target", "complete"}
+_NOT_METRICS = {"n", "n_records", "n_expected", "n_split", "n_failed", "n_ciou", "n_giou", "n_box", "n_no_target", "n_targeted_empty_gt",
+                "n_not_drawn", "complete"}
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,9 @@ def partial_reasons(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, st
         if run_limit is not None and run_limit != base_limit:
             why.append(f"partial: run with --limit {run_limit} ({res.get('n_expected')} samples), baseline "
                        + (f"with --limit {base_limit}" if base_limit is not None else "over the full split"))
-        n_failed, n_records = int(res.get("n_failed") or 0), int(res.get("n_records") or 0)
+        # A share of the samples the model was asked about: those its protocol did not draw are neither.
+        n_failed = int(res.get("n_failed") or 0)
+        n_records = int(res.get("n_records") or 0) - int(res.get("n_not_drawn") or 0)
         if n_failed and n_failed > max_failed * n_records:
             why.append(f"{n_failed} of {n_records} samples failed (over --max-failed {max_failed:g})")
         if why:
@@ -185,10 +190,11 @@ def incomparable(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]
             f"{base.suite.get('name')} v{base.suite.get('version')} {bf} (data, splits or conventions changed; "
             "if intended, save a new baseline with `harness baseline save`)"
         )
-    diff = sorted(k for k in set(run.conventions) | set(base.conventions) if run.conventions.get(k) != base.conventions.get(k))
+    # A convention a file predates (added to the harness later) held its default when that file was written.
+    rc, bc = {**DEFAULT_CONVENTIONS, **run.conventions}, {**DEFAULT_CONVENTIONS, **base.conventions}
+    diff = sorted(k for k in set(rc) | set(bc) if rc.get(k) != bc.get(k))
     if diff:
-        reasons.append("conventions differ: " + ", ".join(
-            f"{k} run={run.conventions.get(k)!r} baseline={base.conventions.get(k)!r}" for k in diff))
+        reasons.append("conventions differ: " + ", ".join(f"{k} run={rc.get(k)!r} baseline={bc.get(k)!r}" for k in diff))
     for model, split in pairs:
         if split not in run.results.get(model, {}):
             reasons.append(f"{model}/{split}: the run has no results for it (baseline {base.where} has)")

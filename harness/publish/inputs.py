@@ -76,7 +76,7 @@ def collect(model_names: str | None, suite_name: str | None, splits: str | None 
     for split, split_samples in samples.items():
         for image_path, group in image_groups(split_samples):
             try:
-                image: np.ndarray | None = load_image(image_path)
+                image: np.ndarray | None = load_image(image_path, suite.conventions.exif)
                 error = ""
             except ImageError as exc:
                 image, error = None, str(exc)

@@ -21,7 +21,7 @@ from harness.records import locks
 from harness.records.manifest import now
 from harness.score.rescore import ChangedScore, LogRescore, rescore_log
 from harness.score.version import record_version, run_logs, scoring_version
-from harness.types import GroundTruth
+from harness.types import Sample
 
 _MAX_LISTED = 20  # changed scores listed on stderr (a scoring fix may change thousands)
 
@@ -53,10 +53,10 @@ def rescore_run(run_dir: Path, data_root: Path | None = None, render: bool = Fal
         # Ground truth of every sample, whatever --limit the results use: a log may hold more.
         every = r.samples if config.get("limit") is None else load_samples(
             r.suite, manifest["splits"], data_root or (Path(config["data_root"]) if config.get("data_root") else None), None)
-        gts: dict[str, dict[str, GroundTruth]] = {split: {s.id: s.gt for s in ss} for split, ss in every.items()}
+        by_id: dict[str, dict[str, Sample]] = {split: {s.id: s for s in ss} for split, ss in every.items()}
         logs = []
         for _, split, path in run_logs(rd, manifest.get("status")):
-            logs.append(rescore_log(path, gts.get(split, {}), conv))
+            logs.append(rescore_log(path, by_id.get(split, {}), conv))
             with locks.waiting(rd.manifest_lock_path):  # after the log is in place: a kill before this only means rescoring again
                 m = rd.manifest() or {}
                 record_version(m, rd, path, version)

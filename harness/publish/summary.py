@@ -1,4 +1,5 @@
-"""What ``harness run`` prints when it ends: a compact table per model x split, and the failures.
+"""What ``harness run`` prints when it ends: a compact table per model x split (and, where a
+protocol left samples out, "not drawn: k"), and the failures.
 
 Read from results.json and the logs only, so a resumed or merged run says the same thing.
 """
@@ -30,8 +31,17 @@ def summary_table(doc: Mapping[str, Any], limit: int | None = None) -> str:
             rows.append((model, split, _num(res.get("ciou")), _num(res.get("giou")), str(res.get("n", 0)),
                          str(res.get("n_failed", 0)), partial))
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w) if 2 <= k <= 5 else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths))).rstrip()
-                     for r in rows) + "\n"
+    table = "\n".join("  ".join(c.rjust(w) if 2 <= k <= 5 else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths))).rstrip()
+                      for r in rows) + "\n"
+    return table + "".join(f"{line}\n" for line in not_drawn_lines(doc))
+
+
+def not_drawn_lines(doc: Mapping[str, Any]) -> list[str]:
+    """One line per model x split whose protocol left samples out (GLaMM's seeded draw): they are
+    neither scored nor failed, so n and failed above do not include them."""
+    return [f"{model}/{split}: not drawn: {res['n_not_drawn']} of {res.get('n_records')} samples (left out by the model's "
+            "protocol; not in n, not failed)"
+            for model, by_split in doc.get("results", {}).items() for split, res in by_split.items() if res.get("n_not_drawn")]
 
 
 def failed_samples(run_dir: RunDir, doc: Mapping[str, Any]) -> list[str]:

@@ -84,6 +84,8 @@ def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, wi
     changes: dict[str, Any] = {}
     if pred.seconds is None:
         changes["seconds"] = seconds
+    if pred.not_drawn:  # left out by the protocol: nothing of it is kept but the reason
+        return replace(pred, mask=None, box=None, **changes)
     if pred.mask is not None:
         try:
             changes["mask"] = masks.validate(pred.mask, height, width, f"{adapter.info.name} on {sample.id}")
@@ -119,14 +121,15 @@ def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: flo
 
 def predict_on_image(
     adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
-    timeout: float | None = None, fail_fast: bool = False,
+    timeout: float | None = None, fail_fast: bool = False, exif: str = "ignore",
 ) -> Iterator[tuple[Sample, Predicted]]:
-    """Yield (sample, prediction) for every sample of one image, batch by batch."""
+    """Yield (sample, prediction) for every sample of one image, batch by batch; ``exif`` is the
+    suite's image convention (a worker is told it by the runner and decodes the same way)."""
     try:
         if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
-            image = np.empty((*image_size(image_path), 0), dtype=np.uint8)
+            image = np.empty((*image_size(image_path, exif), 0), dtype=np.uint8)
         else:
-            image = load_image(image_path)
+            image = load_image(image_path, exif)
     except ImageError as exc:
         if fail_fast:
             raise
@@ -155,6 +158,6 @@ def predict_on_image(
         per_sample = (time.perf_counter() - start) / len(batch)
         for s, p in zip(batch, preds):
             final = finalize(p, s, adapter, h, w, per_sample)
-            if fail_fast and final.mask is None:
+            if fail_fast and final.failed:
                 raise RuntimeError(f"{s.id}: {final.error or 'the adapter returned no mask'}")
             yield s, Predicted(final, halvings)

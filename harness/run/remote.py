@@ -121,6 +121,7 @@ class RemoteAdapter(Adapter):
         self.label, self.env_name = label or adapter, env_name
         self.log_path, self.max_restarts = log_path, max_restarts
         self.restarts = 0
+        self.exif = "ignore"  # the suite's image convention, sent with each request that needs another
         self._env = {**os.environ, **(env_vars or {})}
         self._device: str | None = None
         self._lost_in_a_row = 0
@@ -157,7 +158,9 @@ class RemoteAdapter(Adapter):
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         # Queries only (query_to_json refuses anything else): no ground truth ever crosses the pipe.
         path = queries[0].image
-        msg = {"op": "predict", "image": path, "queries": [query_to_json(q) for q in queries]}
+        msg: dict[str, Any] = {"op": "predict", "image": path, "queries": [query_to_json(q) for q in queries]}
+        if self.exif != "ignore":
+            msg["exif"] = self.exif
         try:
             if self._channel[0] is None:
                 with alarm_paused():  # start-up and model loading are not this batch's time

@@ -31,7 +31,7 @@ from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
-from harness.run.remote import add_counters, collect_stats, counters_since, release, runtime
+from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
 from harness.score.version import check_current, record_version, scoring_version
@@ -44,7 +44,7 @@ def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str,
         "id": sample.id,
         "expression": sample.expression,
         "prediction": pred.to_json(),
-        "score": score_sample(pred, sample.gt, conv).to_json(),
+        "score": score_sample(pred, sample.gt, conv, sample.no_target).to_json(),
     }
     if predicted.oom_halvings:
         rec["oom_halvings"] = predicted.oom_halvings
@@ -73,7 +73,7 @@ def run_model_split(
     lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
     try:
         for image_path, group in image_groups(todo):
-            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast):
+            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast, conv.exif):
                 log.append(record(sample, result, conv))
                 predicted += 1
                 failed += result.prediction.failed
@@ -148,6 +148,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     # Every model is built and checked (options, files, worker environment) before any predicts,
     # and before the run directory is touched: a model that cannot start costs no one's time.
     adapters = prepare_adapters(config.models, out, shard.suffix if shard else None, config.fail_fast)
+    for a in adapters.values():
+        if isinstance(a, RemoteAdapter):  # its worker decodes the images: by the suite's image convention
+            a.exif = suite.conventions.exif
     model_entries = {
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
         for (name, a), spec in zip(adapters.items(), config.models)

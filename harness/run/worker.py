@@ -40,7 +40,7 @@ import numpy as np
 
 import harness
 from harness.adapter import Adapter
-from harness.data.images import load_image
+from harness.data.images import EXIF_CHOICES, load_image
 from harness.types import QUERY_META, Prediction, Query
 
 PROTOCOL = 2  # 2: queries without ground truth (1 sent every sample's ground truth)
@@ -171,11 +171,11 @@ class Worker:
                 # Paths and the like as text, exactly as the run's fingerprint serialises them.
                 "config": json.loads(json.dumps(self.adapter.config(), default=str)), "runtime": runtime_info(spec)}
 
-    def _decode(self, path: str) -> np.ndarray:
+    def _decode(self, path: str, exif: str = "ignore") -> np.ndarray:
         # Consecutive batches of one image (more sentences than the batch size) decode it once.
-        key = f"{path}\0{os.stat(path).st_mtime_ns}" if os.path.exists(path) else path
+        key = f"{path}\0{os.stat(path).st_mtime_ns}\0{exif}" if os.path.exists(path) else path
         if self._image is None or self._image[0] != key:
-            self._image = (key, load_image(path))
+            self._image = (key, load_image(path, exif))
             self.counters["images"] += 1
         return self._image[1]
 
@@ -186,11 +186,14 @@ class Worker:
             raise ProtocolError("predict needs 'image' (a path)")
         if not isinstance(raw, list) or not 0 < len(raw) <= MAX_SAMPLES:
             raise ProtocolError(f"predict needs 'queries': a list of 1 to {MAX_SAMPLES} queries")
+        exif = req.get("exif", "ignore")  # the suite's image convention (harness.data.images)
+        if exif not in EXIF_CHOICES:
+            raise ProtocolError(f"predict: 'exif' must be one of {', '.join(EXIF_CHOICES)}, got {exif!r}")
         queries = [query_from_json(s, f"query {i}") for i, s in enumerate(raw)]
         if any(s.image != image_path for s in queries):
             raise ProtocolError("every query of a batch must be on the request's image")
         start = time.perf_counter()
-        image = self._decode(image_path)
+        image = self._decode(image_path, exif)
         try:
             preds = self.adapter.predict(image, queries)
         except Exception as exc:

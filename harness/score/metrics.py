@@ -30,6 +30,7 @@ class ScoreArrays:
     in_ciou: np.ndarray
     iou: np.ndarray  # NaN where the sample is left out of gIoU
     gt_empty: np.ndarray
+    no_target: np.ndarray  # the dataset's flag; gt_empty for logs scored before it was recorded
     pred_empty: np.ndarray
     failed: np.ndarray
     parse_failed: np.ndarray
@@ -43,6 +44,7 @@ class ScoreArrays:
             in_ciou=np.array([s.counted_in_ciou for s in scores], dtype=bool),
             iou=np.array([np.nan if s.iou is None else s.iou for s in scores], dtype=np.float64),
             gt_empty=np.array([s.gt_empty for s in scores], dtype=bool),
+            no_target=np.array([s.gt_empty if s.no_target is None else s.no_target for s in scores], dtype=bool),
             pred_empty=np.array([s.pred_empty for s in scores], dtype=bool),
             failed=np.array([s.failed for s in scores], dtype=bool),
             parse_failed=np.array([s.parse_failed for s in scores], dtype=bool),
@@ -92,9 +94,14 @@ def summarize(
     bootstrap_rounds: int = BOOTSTRAP_ROUNDS,
     seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, Any]:
-    """All metrics of one model on one split. Keys absent where a metric does not apply."""
-    arr = ScoreArrays.of(scores)
-    n_records = int(arr.inter.size)
+    """All metrics of one model on one split. Keys absent where a metric does not apply.
+
+    Samples the protocol did not draw (``not_drawn``) are stored records (``n_records``) but
+    enter nothing else: not ``n``, not ``n_failed``, no metric; ``n_not_drawn`` counts them.
+    """
+    drawn = [s for s in scores if not s.not_drawn]
+    arr = ScoreArrays.of(drawn)
+    n_records = len(scores)
     kept_giou = ~np.isnan(arr.iou)
     scored = kept_giou | arr.in_ciou
     out: dict[str, Any] = {
@@ -104,17 +111,20 @@ def summarize(
         "n_ciou": int(arr.in_ciou.sum()),
         "n_giou": int(kept_giou.sum()),
     }
-    if n_records == 0:
+    if len(drawn) < n_records:
+        out["n_not_drawn"] = n_records - len(drawn)
+    if not drawn:
         return out
     out["ciou"] = ciou(arr, conv)
     if out["n_giou"]:
         out["giou"] = giou(arr)
 
-    # Prec@X on the plain I/U (an empty union is a hit under empty_union="one").
+    # Prec@X on the plain I/U; an empty union takes the per-sample empty-union rule already in
+    # ``iou`` (1 under "one" for LISA; 0 for a targeted sample under ReLA's rule).
     with np.errstate(invalid="ignore", divide="ignore"):
-        raw = np.where(arr.union > 0, arr.inter / arr.union, 1.0 if conv.empty_union == "one" else 0.0)
+        raw = np.where(arr.union > 0, arr.inter / arr.union, np.nan_to_num(arr.iou, nan=0.0))
     raw = np.where(arr.failed & (conv.failure != "as_empty"), 0.0, raw)
-    prec_set = kept_giou & (~arr.gt_empty if conv.precision_over == "targeted" else True)
+    prec_set = kept_giou & (~arr.no_target if conv.precision_over == "targeted" else True)
     if prec_set.any():
         for t in PRECISION_THRESHOLDS:
             out[f"prec@{t:.1f}"] = float(100.0 * (raw[prec_set] >= t).mean())
@@ -125,14 +135,19 @@ def summarize(
         out["box_acc@0.5"] = float(100.0 * (arr.box_iou[has_box] >= conv.box_threshold).mean())
         out["box_miou"] = float(100.0 * arr.box_iou[has_box].mean())
 
-    # No-target accuracy (ReLA): predicted "no target" = an empty predicted mask. A failed
-    # prediction is never a correct answer for either kind.
-    if arr.gt_empty.any():
-        nt = arr.gt_empty
+    # No-target accuracy (ReLA): over the samples the dataset flags no-target, predicted "no
+    # target" = an empty predicted mask. A failed prediction is never a correct answer for either kind.
+    if arr.no_target.any():
+        nt = arr.no_target
         out["n_no_target"] = int(nt.sum())
         out["n_acc"] = float(100.0 * (arr.pred_empty[nt] & ~arr.failed[nt]).mean())
         if (~nt).any():
             out["t_acc"] = float(100.0 * (~arr.pred_empty[~nt] & ~arr.failed[~nt]).mean())
+    # Targeted samples whose ground truth is empty (a polygon that rasterises to no pixel):
+    # scored by the targeted rules, counted so that the report can say so.
+    empty_targeted = int((arr.gt_empty & ~arr.no_target).sum())
+    if empty_targeted:
+        out["n_targeted_empty_gt"] = empty_targeted
 
     out["parse_failure_rate"] = float(100.0 * arr.parse_failed.mean())
     ci = _bootstrap(arr, conv, bootstrap_rounds, seed)

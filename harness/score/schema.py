@@ -5,12 +5,16 @@ Version 1:
 - every metric is in **percent** (0-100), like the papers; ``unit`` says so;
 - ``results[model][split]`` always holds ``n`` (samples scored), ``n_records`` (predictions
   stored), ``n_failed``, ``n_ciou`` and ``n_giou`` (samples entering each metric), and, when
-  ``n_records > 0``, ``ciou``, ``giou``, ``parse_failure_rate`` and, when at least one sample
+  at least one stored record was drawn, ``ciou``, ``giou``, ``parse_failure_rate`` and, when at least one sample
   enters gIoU, ``prec@0.5`` ... ``prec@0.9``;
 - ``ciou_ci95`` / ``giou_ci95``: percentile bootstrap 95% intervals (1,000 resamples of
   samples, seed 0), present when n >= 2;
 - box metrics (``box_acc@0.5``, ``box_miou``, ``n_box``) only where ground-truth boxes exist;
-  no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``) only where no-target samples exist;
+  no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``) only where samples the dataset flags
+  no-target exist; ``n_targeted_empty_gt`` only where targeted samples have an empty ground truth;
+- ``n_not_drawn``: records of samples the model's protocol deliberately left out (GLaMM's
+  seeded draw), only where there are any; they count in ``n_records`` and nowhere else (not
+  in ``n``, ``n_failed`` or any metric);
 - ``conventions`` are the scoring conventions every number above was computed with;
   ``scoring_version`` (harness/score/version.py) names the scoring code and conventions the
   per-sample scores came from (absent in files written before it existed);
@@ -39,6 +43,7 @@ class SplitResult(TypedDict, total=False):
     complete: bool
     incomplete: list[str]
     n_failed: int
+    n_not_drawn: int
     n_ciou: int
     n_giou: int
     ciou: float
@@ -48,6 +53,7 @@ class SplitResult(TypedDict, total=False):
     parse_failure_rate: float
     n_box: int
     n_no_target: int
+    n_targeted_empty_gt: int
     n_acc: float
     t_acc: float
 

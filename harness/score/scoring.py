@@ -40,8 +40,18 @@ def intersection_union(pred: masks.RLE, gt: GroundTruth, conv: Conventions) -> t
     return inter, union, gt_area, p_area
 
 
-def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions) -> SampleScore:
-    """Score one prediction. A failed prediction (no mask) follows ``conv.failure``."""
+def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target: bool = False) -> SampleScore:
+    """Score one prediction. A failed prediction (no mask) follows ``conv.failure``.
+
+    ``no_target`` is the sample's dataset flag (``Sample.no_target``): it is recorded, and it
+    picks the empty-union rule (``conv.empty_union_rule``). An empty ground truth alone
+    does not make a sample no-target: ReLA scores a targeted sample with union 0 as IoU 0.
+    """
+    if pred.not_drawn:  # the protocol left it out: no metric sees it (metrics.summarize counts it apart)
+        gt_area = intersection_union(masks.empty(gt.height, gt.width), gt, conv)[2]
+        return SampleScore(intersection=0, union=0, gt_area=gt_area, pred_area=0, iou=None, gt_empty=gt_area == 0,
+                           pred_empty=True, failed=False, parse_failed=False, counted_in_ciou=False, no_target=no_target,
+                           not_drawn=True)
     parse_failed = pred.parse_status.value == "failed"
     box_iou = None
     if gt.box is not None:
@@ -50,7 +60,7 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions) -> Sample
     if pred.mask is None:
         if conv.failure == "as_empty":
             empty = masks.empty(gt.height, gt.width)
-            scored = score_sample(Prediction(mask=empty, box=pred.box, parse_status=pred.parse_status), gt, conv)
+            scored = score_sample(Prediction(mask=empty, box=pred.box, parse_status=pred.parse_status), gt, conv, no_target)
             return SampleScore(**{**scored.to_json(), "failed": True, "pred_empty": True})
         _, union, gt_area, _ = intersection_union(masks.empty(gt.height, gt.width), gt, conv)
         return SampleScore(
@@ -65,11 +75,13 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions) -> Sample
             parse_failed=parse_failed,
             counted_in_ciou=conv.failure == "zero",
             box_iou=box_iou,
+            no_target=no_target,
         )
 
     inter, union, gt_area, p_area = intersection_union(pred.mask, gt, conv)
     # The empty-union rule first, so that giou_eps may be 0 (ReLA divides exactly).
-    iou = {"one": 1.0, "zero": 0.0, "drop": None}[conv.empty_union] if union == 0 else inter / (union + conv.giou_eps)
+    rule = conv.empty_union_rule(no_target)
+    iou = {"one": 1.0, "zero": 0.0, "drop": None}[rule] if union == 0 else inter / (union + conv.giou_eps)
     return SampleScore(
         intersection=inter,
         union=union,
@@ -82,4 +94,5 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions) -> Sample
         parse_failed=parse_failed,
         counted_in_ciou=True,
         box_iou=box_iou,
+        no_target=no_target,
     )

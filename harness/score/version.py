@@ -47,14 +47,14 @@ def _rect(rows: slice, cols: slice, h: int = 6, w: int = 8) -> masks.RLE:
     return masks.encode(a)
 
 
-def _probe_cases() -> list[tuple[Prediction, GroundTruth]]:
+def _probe_cases() -> list[tuple[Prediction, GroundTruth, bool]]:
     """Hand-built predictions and ground truths that reach every branch of score_sample."""
     target = GroundTruth(mask=_rect(slice(1, 4), slice(1, 5)), box=(1.0, 1.0, 5.0, 4.0),
                          ignore=_rect(slice(5, 6), slice(0, 8)), overlap=_rect(slice(2, 3), slice(2, 4)))
     plain = GroundTruth(mask=_rect(slice(0, 3), slice(0, 3)))
     nothing = GroundTruth(mask=masks.empty(6, 8))
     ok, failed = ParseStatus.OK, ParseStatus.FAILED
-    return [
+    pairs = [
         (Prediction(mask=_rect(slice(0, 3), slice(2, 7)), box=(2.0, 0.0, 7.0, 3.0), parse_status=ok), target),  # overlap pixels
         (Prediction(mask=_rect(slice(3, 6), slice(0, 3))), target),  # over ignore pixels, no box
         (Prediction(mask=None, parse_status=failed, error="probe"), target),  # a failure on a target
@@ -63,12 +63,16 @@ def _probe_cases() -> list[tuple[Prediction, GroundTruth]]:
         (Prediction(mask=_rect(slice(0, 1), slice(0, 8))), nothing),  # a mask where there is no target
         (Prediction(mask=None, error="probe"), nothing),  # a failure on no target
     ]
+    # The third element is the dataset's no-target flag: the empty-union rules read it, not the area.
+    cases = [(pred, gt, gt is nothing) for pred, gt in pairs]
+    cases.append((Prediction(mask=masks.empty(6, 8)), nothing, False))  # a targeted sample whose target is empty
+    return cases
 
 
 @functools.lru_cache(maxsize=16)
 def scoring_version(conv: Conventions) -> str:
     """``<revision>:<12 hex>``: the same in every process for the same code and conventions."""
-    probe = [score_sample(pred, gt, conv).to_json() for pred, gt in _probe_cases()]
+    probe = [score_sample(pred, gt, conv, no_target).to_json() for pred, gt, no_target in _probe_cases()]
     payload = {"revision": SCORING_REVISION, "conventions": conv.to_dict(), "probe": probe}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return f"{SCORING_REVISION}:{digest[:12]}"

@@ -7,10 +7,11 @@ Per ``predict`` call (all samples share the image): both image branches once (CL
   (``prompts.deterministic_prompt``), every sentence scored;
 - ``glamm`` (variants ``*-glamm-protocol``, option ``seed``): GLaMM's evaluation protocol, up to
   three of the image's sentences drawn with seeded ``np.random.choice``, random question and
-  answer templates, one multi-turn conversation (``prompts.draw``). Sentences not drawn are
-  returned as failed predictions whose error starts with ``not drawn``: score such a run with
-  the suite convention ``failure: drop`` to compare with GLaMM's published numbers (they come
-  from the drawn sentences only). It needs every sentence of an image in one ``predict`` call:
+  answer templates, one multi-turn conversation (``prompts.draw``). Sentences not drawn come
+  back with status ``not_drawn`` (``PredictionStatus.NOT_DRAWN``, the reason in ``error``): no
+  mask, not a failure, kept out of ``n``, the failure count and every metric, so the numbers
+  are over the drawn sentences, as GLaMM's, under the default conventions. It needs every
+  sentence of an image in one ``predict`` call:
   set the run's ``batch_size`` above the largest number of sentences of an image (e.g. 64).
 
 Masks: ``Sam.postprocess_masks`` then ``> 0`` at the original size; the box is the mask's.
@@ -31,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from harness.adapter import AdapterInfo
 from harness.modelkit.llava_adapter import LlavaSamAdapter
-from harness.types import Prediction, Query
+from harness.types import Prediction, PredictionStatus, Query
 
 from harness_glamm import __version__, preprocess, prompts
 
@@ -136,8 +137,9 @@ class GlammAdapter(LlavaSamAdapter):
                 preds[i] = Prediction(mask=rle, box=box)
         seed = self.settings.get("seed")
         return [p if p is not None else Prediction(
-            mask=None, error=f"{NOT_DRAWN}: GLaMM's protocol scores up to {prompts.SENTENCES_PER_IMAGE} sentences per image "
-                             f"(seed {seed}); score with failure: drop") for p in preds]
+            mask=None, status=PredictionStatus.NOT_DRAWN,
+            error=f"{NOT_DRAWN}: GLaMM's protocol scores up to {prompts.SENTENCES_PER_IMAGE} sentences per image (seed {seed})")
+            for p in preds]
 
 
 resolve_options = GlammAdapter.resolve_options

@@ -95,7 +95,9 @@ def test_glamm_protocol_one_chat_three_masks(tiny, monkeypatch) -> None:
     preds = proto.predict(_image(), samples)
     drawn = [i for i, p in enumerate(preds) if p.mask is not None]
     assert len(drawn) == 3
-    assert all(p.error.startswith(NOT_DRAWN) for p in preds if p.mask is None)
+    undrawn = [p for p in preds if p.mask is None]
+    assert len(undrawn) == 2 and all(p.not_drawn and not p.failed and p.error.startswith(NOT_DRAWN) for p in undrawn)
+    assert all(p.status.value == "predicted" for p in preds if p.mask is not None)
     [conversation], [indices] = proto.conversations(samples)
     assert conversation.count("[SEG]") == 3 and sorted(indices) == drawn
     upstream = _upstream(tiny._rt, _image(), [conversation], monkeypatch)  # 3 masks from one row

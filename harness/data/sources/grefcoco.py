@@ -8,8 +8,11 @@ Files, under the data root (the layout LISA/GSVA read: ``refer_seg/grefcoco``)::
     refer_seg/images/mscoco/images/train2014/
 
 A ref's ``ann_id`` is a list; ``[-1]`` marks a no-target expression: empty mask,
-``no_target=True``. The target of the others is the merge of all listed annotations, as
-ReLA builds ``gt_mask_merged`` (``grefer.getMaskByRef(merge=True)``; GSVA likewise):
+``no_target=True``. ``[]`` is not no-target: ReLA's loader marks a ref no-target only for
+``[-1]`` (``assert ref_dict['ann_id'] == [-1]``) and scores ``[]`` as a targeted expression
+with an empty target (IoU 0); it is read the same way, with a warning naming the ref.
+The target of the others is the merge of all listed annotations, as ReLA builds
+``gt_mask_merged`` (``grefer.getMaskByRef(merge=True)``; GSVA likewise):
 
 - crowd annotations are left out (ReLA's loader and G_REFER skip ``iscrowd``; GSVA keeps
   them: ``crowd: include``);
@@ -140,6 +143,9 @@ class GRefCocoSource(FileSource):
             h, w = im["height"], im["width"]
             ann_ids = [int(a) for a in (ref["ann_id"] if isinstance(ref["ann_id"], list) else [ref["ann_id"]])]
             no_target = ann_ids == [-1]
+            if not ann_ids:
+                notes.append(f"{refs_path}: ref {ref['ref_id']} has ann_id [] (no annotation, not the no-target [-1]): "
+                             "scored as ReLA scores it, as a targeted expression with an empty target")
             extra: dict[str, Any] = {}
             if no_target:
                 gt = GroundTruth(mask=sum_rles([], h, w)[0])

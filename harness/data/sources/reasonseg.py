@@ -11,7 +11,10 @@ each remaining polygon's area is measured by drawing it (``polylines`` + ``fillP
 int32 points); polygons are drawn largest first (``np.argsort(areas)[::-1]``) with value
 255 when the label contains "ignore" and 1 otherwise, so a smaller polygon overwrites a
 larger one. The final map gives ``mask`` (value 1) and ``ignore`` (value 255), disjoint.
-The image size is read from the image file's header, as decoded by ``harness.data.images``.
+The image size is read from the image file's header, as decoded by ``harness.data.images``
+under the suite's ``exif`` convention: LISA sizes the mask from ``cv2.imread``'s image, which
+is turned upright by the EXIF Orientation tag, so under ``exif: apply`` (the suite's) a
+rotated image's mask is drawn at the upright size (orientations 5-8 swap width and height).
 
 Samples: ``first_text`` (the suite default: LISA, LENS and Seg-Zero use ``text[0]``) gives
 one sample per image, id ``reasonseg/{folder}/{stem}``; ``sentence`` gives every text,
@@ -31,12 +34,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from harness import masks
+from harness.data.images import SWAPS_SIDES, exif_orientation
 from harness.data.sources import SourceError
 from harness.data.sources.filesource import Expected, FileSource
 from harness.types import GroundTruth, Sample
 
 PUBLISHED = "LISA README: ReasonSeg (Google Drive / OpenXLab links), 1,218 images: train 239, val 200, test 779"
-ORIENTATION_TAG = 0x0112
 
 
 def _cv2() -> Any:
@@ -100,17 +103,20 @@ def rasterise(shapes: list[dict[str, Any]], height: int, width: int, where: str)
     return out
 
 
-def image_size(path: Path) -> tuple[int, int, int | None]:
-    """(height, width, EXIF orientation) from the header, without decoding the pixels."""
+def image_size(path: Path, exif: str) -> tuple[int, int, int | None]:
+    """(height, width, EXIF orientation) from the header, without decoding the pixels; the size
+    of the upright image under ``exif="apply"``."""
     try:
         with Image.open(path) as im:
             w, h = im.size
-            orientation = im.getexif().get(ORIENTATION_TAG)
+            orientation = exif_orientation(im)
+            if exif == "apply" and orientation in SWAPS_SIDES:
+                w, h = h, w
     except FileNotFoundError:
         raise SourceError(f"image {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise SourceError(f"image {path} is not a readable image ({exc})") from exc
-    return h, w, int(orientation) if orientation else None
+    return h, w, orientation
 
 
 class ReasonSegSource(FileSource):
@@ -150,6 +156,10 @@ class ReasonSegSource(FileSource):
         return [Expected(f"{Path(spec['root']).as_posix()}/{spec['folder']}/", "<name>.jpg + <name>.json (LabelMe polygons, text)",
                          PUBLISHED, "dir")]
 
+    def cache_spec(self, split: str, spec: dict[str, Any]) -> dict[str, Any]:
+        # The mask is drawn at the image's size, which the exif convention decides.
+        return {**super().cache_spec(split, spec), "exif": self.conventions.exif}
+
     def build(self, split: str, spec: dict[str, Any]) -> tuple[list[Sample], list[str]]:
         out: list[Sample] = []
         notes: list[str] = []
@@ -159,7 +169,7 @@ class ReasonSegSource(FileSource):
             data = read_labelme(jpath)
             if spec["subset"] != "all" and data["is_sentence"] != (spec["subset"] == "long"):
                 continue
-            h, w, orientation = image_size(img)
+            h, w, orientation = image_size(img, self.conventions.exif)
             value = rasterise(data["shapes"], h, w, str(jpath))
             mask = masks.encode(value == 1)
             ignore = masks.encode(value == 255) if (value == 255).any() else None
@@ -175,7 +185,7 @@ class ReasonSegSource(FileSource):
                 sid = f"reasonseg/{spec['folder']}/{stem}" + (f"/{i}" if self.conventions.sample_unit == "sentence" else "")
                 out.append(Sample(id=sid, image=str(img), expression=text.strip() if spec["text"] == "lisa_strip" else text,
                                   gt=gt, dataset="reasonseg", split=split, meta={**meta, "text_index": i}))
-        if rotated:
+        if rotated and self.conventions.exif == "ignore":
             notes.append(f"ReasonSeg {spec['folder']}: {len(rotated)} image(s) carry an EXIF rotation ({', '.join(rotated[:3])}...): "
-                         "LISA's cv2.imread applies it, the harness does not, so their polygons may not line up")
+                         "LISA's cv2.imread applies it, this suite does not (exif: ignore), so their polygons may not line up")
         return out, notes

@@ -54,9 +54,12 @@ def sample_iou(record: Mapping[str, Any]) -> float | None:
 
 
 def is_failure(record: Mapping[str, Any]) -> bool:
-    """An unparsable answer, or a prediction without a mask (error, crash)."""
+    """An unparsable answer, or a prediction without a mask (error, crash); a sample the protocol
+    did not draw is neither."""
     pred = record.get("prediction") or {}
     score = record.get("score") or {}
+    if score.get("not_drawn") or pred.get("status") == "not_drawn":
+        return False
     return bool(
         pred.get("parse_status") == "failed" or score.get("failed") or score.get("parse_failed") or pred.get("mask") is None
     )
@@ -94,6 +97,7 @@ class Thumbnailer:
     """Draws overlay thumbnails; caches each sample's downscaled image across models."""
 
     max_width: int = THUMB_WIDTH
+    exif: str = "ignore"  # the run's image convention, so the image lines up with its ground truth
     _base: dict[Key, tuple[np.ndarray, float]] = field(default_factory=dict)
 
     def base(self, sample: Sample) -> tuple[np.ndarray, float]:
@@ -108,7 +112,7 @@ class Thumbnailer:
         scale = min(1.0, self.max_width / max(w, 1))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         try:
-            rgb = Image.fromarray(load_image(sample.image))
+            rgb = Image.fromarray(load_image(sample.image, self.exif))
             if rgb.size != (w, h):  # masks are at original resolution: bring the image to it
                 rgb = rgb.resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
@@ -221,6 +225,7 @@ def build_entries(
                         "error": pred.get("error"),
                         "parse_status": pred.get("parse_status") or "none",
                         "failed": is_failure(rec),
+                        "not_drawn": bool((rec.get("score") or {}).get("not_drawn")),
                     }
                 )
             items.append(item)

@@ -52,7 +52,7 @@ class ScoreColumns:
     union: np.ndarray
     iou: np.ndarray  # NaN where the sample is left out of gIoU
     failed: np.ndarray
-    gt_empty: np.ndarray
+    no_target: np.ndarray  # the dataset's flag (gt_empty in logs scored before it was recorded)
 
     @classmethod
     def of(cls, records: Sequence[Mapping[str, Any]]) -> ScoreColumns:
@@ -66,24 +66,24 @@ class ScoreColumns:
             union=col("union", 0, np.float64),
             iou=col("iou", np.nan, np.float64),
             failed=col("failed", False, bool),
-            gt_empty=col("gt_empty", False, bool),
+            no_target=np.array([bool(s.get("gt_empty")) if s.get("no_target") is None else bool(s["no_target"]) for s in scores],
+                               dtype=bool),
         )
 
     def precision_curve(self, conventions: Mapping[str, Any], thresholds: np.ndarray = CURVE_THRESHOLDS) -> np.ndarray:
         """Prec@t in percent for each threshold, by the same rules as results.json's Prec@X.
 
         Mirrors ``harness.score.metrics.summarize``: plain I/U per sample, an empty union counts
-        as a hit only under ``empty_union="one"``, a failed prediction scores 0 unless
+        as its stored per-sample IoU (the empty-union rule that applied to it), a failed prediction scores 0 unless
         ``failure="as_empty"``, over the samples kept in gIoU (or only targeted ones under
         ``precision_over="targeted"``), so the curve passes through the table's values.
         """
         with np.errstate(invalid="ignore", divide="ignore"):
-            empty_hit = 1.0 if conventions.get("empty_union", "one") == "one" else 0.0
-            raw = np.where(self.union > 0, self.inter / np.where(self.union > 0, self.union, 1.0), empty_hit)
+            raw = np.where(self.union > 0, self.inter / np.where(self.union > 0, self.union, 1.0), np.nan_to_num(self.iou, nan=0.0))
         raw = np.where(self.failed & (conventions.get("failure", "zero") != "as_empty"), 0.0, raw)
         chosen = ~np.isnan(self.iou)
         if conventions.get("precision_over", "all") == "targeted":
-            chosen &= ~self.gt_empty
+            chosen &= ~self.no_target
         if not chosen.any():
             return np.full(len(thresholds), np.nan)
         return np.array([100.0 * float((raw[chosen] >= t).mean()) for t in thresholds])

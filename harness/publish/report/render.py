@@ -42,6 +42,12 @@ DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("parse_failure_rate", "parse fail %", "pct"),
 )
 DASH = "–"
+# Counts stated under a split's details table, where non-zero: (results.json key, label, why it matters).
+DETAIL_COUNTS: tuple[tuple[str, str, str], ...] = (
+    ("n_not_drawn", "not drawn", "samples the model's protocol deliberately left out; not in n, not failed"),
+    ("n_targeted_empty_gt", "targeted, empty GT",
+     "samples the dataset gives a target whose ground truth has no pixel, scored by targeted_empty_union"),
+)
 
 
 def _missing(value: Any) -> bool:
@@ -157,7 +163,9 @@ def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Seq
     data = {m: dict(results[m][split]) for m in models if split in results.get(m, {})}
     frame = pd.DataFrame.from_dict(data, orient="index").reindex(index=list(models), columns=keys)
     rows = [{"model": m, "cells": [_fmt(frame.at[m, k], kind) for k, _, kind in DETAIL_COLUMNS]} for m in models]
-    return {"split": split, "columns": [label for _, label, _ in DETAIL_COLUMNS], "rows": rows}
+    notes = [f"{m}: {label}: {int(data[m][key])} ({why})" for m in models if m in data
+             for key, label, why in DETAIL_COUNTS if data[m].get(key)]
+    return {"split": split, "columns": [label for _, label, _ in DETAIL_COLUMNS], "rows": rows, "notes": notes}
 
 
 def _efficiency(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -184,7 +192,7 @@ def _failures(records: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> dict
         for model, by_split in records.items()
         for split, recs in by_split.items()
         for r in recs
-        if (r.get("prediction") or {}).get("mask") is None
+        if (r.get("prediction") or {}).get("mask") is None and (r.get("prediction") or {}).get("status") != "not_drawn"
     ]
     return {"total": len(rows), "rows": rows[:MAX_FAILURE_ROWS]}
 
@@ -255,7 +263,7 @@ def render_report(
     picks = gallery.select(index, gallery_per_category)
     if samples is None:
         notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
-    sections = gallery.build_entries(picks, index, models, samples)
+    sections = gallery.build_entries(picks, index, models, samples, gallery.Thumbnailer(exif=str(conventions.get("exif", "ignore"))))
 
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
