@@ -9,6 +9,7 @@ from harness.data.suites import Suite
 from harness.files import write_json_atomic
 from harness.records.store import RunDir, iter_records
 from harness.score.metrics import summarize
+from harness.score.reasoning import reasoning_section
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
 from harness.score.version import scoring_version
 from harness.types import Sample, SampleScore
@@ -37,6 +38,8 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
             if split in samples:
                 records = iter_records(run_dir.log_path(model, split))
                 results.setdefault(model, {})[split] = split_result(records, samples[split], suite, bootstrap_rounds)
+    # Only for models that write text: absent, not zeros, for mask-only runs (harness/score/reasoning.py).
+    reasoning = reasoning_section(run_dir, samples, suite.conventions, bootstrap_rounds)
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -48,6 +51,7 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
         "models": {m: {k: v for k, v in e.items() if k != "config"} for m, e in manifest.get("models", {}).items()},
         "results": results,  # type: ignore[typeddict-item]
         "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]
+        **({"reasoning": reasoning} if reasoning else {}),  # type: ignore[typeddict-item]
     }
 
 

@@ -15,7 +15,10 @@ Version 1:
   ``scoring_version`` (harness/score/version.py) names the scoring code and conventions the
   per-sample scores came from (absent in files written before it existed);
 - ``n_expected`` is the number of samples the split has (after ``--limit``); ``complete`` is
-  true when every one of them has a stored prediction.
+  true when every one of them has a stored prediction;
+- ``reasoning`` (its own ``version``, harness/score/reasoning.py), only when some model wrote
+  text: per model x split with text, answer-format share, reasoning length, stated box vs mask
+  agreement and accuracy split by it; absent for mask-only runs.
 """
 
 from __future__ import annotations
