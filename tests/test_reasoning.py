@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,12 @@ import pytest
 
 from harness import masks
 from harness.data.conventions import Conventions
+from harness.publish.report import reasoning as report_reasoning
+from harness.publish.report import render_report
+from harness.publish.report.gallery import index_records
+from harness.records.store import read_records
+from harness.run.config import build_config
+from harness.run.runner import run
 from harness.score.reasoning import (
     AGREE_AT,
     Facts,
@@ -82,8 +90,8 @@ def test_facts_of_records_and_bad_records() -> None:
         facts_of({"id": "a", "prediction": {"mask": None, "box": [1, 2, 3]}}, "log.jsonl")
     with pytest.raises(ReasoningError, match="finite"):
         facts_of({"id": "a", "prediction": {"mask": None, "box": [1, 2, 3, float("nan")]}}, "log.jsonl")
-    with pytest.raises(masks.MaskError, match=r"log\.jsonl: sample 'a': RLE counts"):
-        facts_of({"id": "a", "prediction": {"mask": {"size": [H, W], "counts": "zz"}, "box": None}}, "log.jsonl")
+    with pytest.raises(ReasoningError, match=r"log\.jsonl: sample 'a': prediction\.mask is not a COCO RLE"):
+        facts_of({"id": "a", "prediction": {"mask": {"size": [H], "counts": "zz"}, "box": None}}, "log.jsonl")
 
 
 # --- the per model x split entry -------------------------------------------------------------
@@ -151,9 +159,6 @@ def test_tokens_per_sample_from_manifest_counters() -> None:
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harness.run.config import build_config
-    from harness.run.runner import run
-
     root = tmp_path_factory.mktemp("reasoning")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_CACHE", str(root / "cache"))
@@ -171,3 +176,55 @@ def test_shapes_run_has_reasoning_for_the_text_model_only(shapes_run: Path) -> N
         # its mask is the component its box points at: they agree, up to the norm1000 rounding
         assert res["n_box"] >= 1 and res["box_mask_iou"] > 90.0
         assert sum(g["n"] for g in res["by_agreement"].values()) == res["n_text"]
+
+
+def test_report_renders_the_reasoning_section(shapes_run: Path) -> None:
+    html = render_report(shapes_run).read_text()
+    assert '<section id="reasoning">' in html and 'href="#reasoning"' in html
+    section = html.split('<section id="reasoning">')[1].split("</section>")[0]
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th>', section)
+    assert rows and set(rows) == {"shapes-reasoner"}  # one row per split, none for the mask-only model
+    doc = json.loads((shapes_run / "results.json").read_text())
+    val = doc["reasoning"]["results"]["shapes-reasoner"]["val"]
+    assert f'<td class="num">{val["format_ok"]:.1f}</td>' in section
+    assert f'<td class="num">{val["box_mask_iou"]:.1f}</td>' in section
+    # the gallery: the lowest box-mask IoUs of the model, each with both boxes, in increasing order
+    shown = [float(v) for v in re.findall(r"box–mask IoU <strong>([0-9.]+)%</strong>", section)]
+    assert 1 <= len(shown) <= 6 and shown == sorted(shown)
+    assert "stated box <code>[" in section and "tight box <code>[" in section
+
+    # the same picks as computed from the logs directly
+    records = {"shapes-reasoner": {s: read_records(shapes_run / "shapes-reasoner" / f"{s}.jsonl") for s in ("val", "test")}}
+    ious = sorted(100 * v for rec in [r for recs in records["shapes-reasoner"].values() for r in recs]
+                  if (v := facts_of(rec, "x").box_mask_iou) is not None)
+    assert shown == pytest.approx([round(v, 1) for v in ious[: len(shown)]], abs=0.051)
+    gal = report_reasoning.disagreements(index_records(records), ["shapes-reasoner"], None, 2)
+    assert len(gal) == 1 and len(gal[0]["entries"]) == 2
+
+
+def test_mask_only_run_has_no_reasoning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    out = run(build_config(models="oracle-box,empty", suite="shapes", limit=3, out=tmp_path / "run")).run_dir
+    assert "reasoning" not in json.loads((out / "results.json").read_text())
+    html = (out / "report" / "index.html").read_text()
+    assert 'id="reasoning"' not in html and "#reasoning" not in html
+
+
+def test_disagreement_gallery_escapes_model_text(shapes_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(shapes_run, copy)
+    log = copy / "shapes-reasoner" / "val.jsonl"
+    recs = read_records(log)
+    # a model that states a box far from its mask, and writes markup into its reasoning
+    victim = next(r for r in recs if r["prediction"]["box"] is not None)
+    victim["prediction"]["box"] = [0.0, 0.0, 1.0, 1.0]
+    victim["prediction"]["reasoning"] = "<script>alert(1)</script>"
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    doc = json.loads((copy / "results.json").read_text())
+    doc["reasoning"]["results"]["shapes-reasoner"]["val"]["by_agreement"]["disagree"] = {"n": 1, "ciou": 0.0, "giou": 0.0}
+    (copy / "results.json").write_text(json.dumps(doc))
+    html = render_report(copy).read_text()
+    section = html.split('<section id="reasoning">')[1].split("</section>")[0]
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
+    first = section.split('<p class="box-mask">')[1]
+    assert first.startswith("box–mask IoU <strong>0.0%</strong>") and "disagree" in first and victim["id"] in first

@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from harness.files import write_text_atomic
 from harness.publish.report import gallery, plots
+from harness.publish.report import reasoning as reasoning_section
 from harness.records.store import read_records
 from harness.resources import resource_dir
 from harness.types import Sample
@@ -250,6 +251,7 @@ def render_report(
     if samples is None:
         notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
     sections = gallery.build_entries(picks, index, models, samples)
+    reasoning = reasoning_section.section(doc.get("reasoning"), index, models, splits, samples, gallery_per_category)
 
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
@@ -270,6 +272,7 @@ def render_report(
         "details": [_details(results, models, s) for s in splits],
         "figures": figures,
         "gallery": sections,
+        "reasoning": reasoning,
         "failures": _failures(records),
         "efficiency": _efficiency(manifest),
         "events": manifest.get("events") or [],
