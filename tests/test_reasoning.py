@@ -13,6 +13,7 @@ import pytest
 
 from harness import masks
 from harness.data.conventions import Conventions
+from harness.publish.finish import report_run
 from harness.publish.report import reasoning as report_reasoning
 from harness.publish.report import render_report
 from harness.publish.report.gallery import index_records
@@ -21,6 +22,7 @@ from harness.run.config import build_config
 from harness.run.runner import run
 from harness.score.reasoning import (
     AGREE_AT,
+    KEEP_DISAGREEMENTS,
     Facts,
     ReasoningError,
     box_mask_iou,
@@ -124,6 +126,8 @@ def test_format_share_length_agreement_and_split_accuracy() -> None:
     assert res["generated_tokens_per_sample"] == 12.5
     assert res["n_box"] == 4 and res["n_agree"] == 2 and res["agree"] == pytest.approx(50.0)
     assert res["box_mask_iou"] == pytest.approx(100 * (1.0 + 0.5 + 0.2 + 0.0) / 4)
+    assert [(d["id"], d["box_mask_iou"]) for d in res["largest_disagreements"]] == [("s5", 0.0), ("s2", 20.0), ("s1", 50.0),
+                                                                                     ("s0", 100.0)]
     g = res["by_agreement"]
     assert set(g) == {"agree", "disagree", "no_box"} and AGREE_AT == 0.5
     assert g["agree"]["n"] == 2 and g["agree"]["ciou"] == pytest.approx(100 * 10 / 20, abs=1e-4)
@@ -198,8 +202,10 @@ def test_report_renders_the_reasoning_section(shapes_run: Path) -> None:
     ious = sorted(100 * v for rec in [r for recs in records["shapes-reasoner"].values() for r in recs]
                   if (v := facts_of(rec, "x").box_mask_iou) is not None)
     assert shown == pytest.approx([round(v, 1) for v in ious[: len(shown)]], abs=0.051)
-    gal = report_reasoning.disagreements(index_records(records), ["shapes-reasoner"], None, 2)
+    gal = report_reasoning.disagreements(doc["reasoning"], index_records(records), ["shapes-reasoner"], None, 2)
     assert len(gal) == 1 and len(gal[0]["entries"]) == 2
+    assert all(len(res["largest_disagreements"]) == min(res["n_box"], KEEP_DISAGREEMENTS)
+               for res in doc["reasoning"]["results"]["shapes-reasoner"].values())
 
 
 def test_mask_only_run_has_no_reasoning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,7 +216,7 @@ def test_mask_only_run_has_no_reasoning(tmp_path: Path, monkeypatch: pytest.Monk
     assert 'id="reasoning"' not in html and "#reasoning" not in html
 
 
-def test_disagreement_gallery_escapes_model_text(shapes_run: Path, tmp_path: Path) -> None:
+def test_disagreement_gallery_escapes_model_text(shapes_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "run"
     shutil.copytree(shapes_run, copy)
     log = copy / "shapes-reasoner" / "val.jsonl"
@@ -220,10 +226,10 @@ def test_disagreement_gallery_escapes_model_text(shapes_run: Path, tmp_path: Pat
     victim["prediction"]["box"] = [0.0, 0.0, 1.0, 1.0]
     victim["prediction"]["reasoning"] = "<script>alert(1)</script>"
     log.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    doc = json.loads((copy / "results.json").read_text())
-    doc["reasoning"]["results"]["shapes-reasoner"]["val"]["by_agreement"]["disagree"] = {"n": 1, "ciou": 0.0, "giou": 0.0}
-    (copy / "results.json").write_text(json.dumps(doc))
-    html = render_report(copy).read_text()
+    monkeypatch.setenv("HARNESS_CACHE", str(shapes_run.parent / "cache"))
+    html = report_run(copy).read_text()  # results.json again from the logs, then the report
+    res = json.loads((copy / "results.json").read_text())["reasoning"]["results"]["shapes-reasoner"]["val"]
+    assert res["by_agreement"]["disagree"]["n"] >= 1 and res["largest_disagreements"][0] == {"id": victim["id"], "box_mask_iou": 0.0}
     section = html.split('<section id="reasoning">')[1].split("</section>")[0]
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
     first = section.split('<p class="box-mask">')[1]

@@ -19,6 +19,8 @@ its mask do what its answer says? Definitions (also in the README, "What the rea
   was promised, nothing was segmented); undefined (left out) without a stated box or without a
   mask (a failed prediction);
 - the box and the mask *agree* when that IoU is >= ``AGREE_AT`` (0.5, the REC box-accuracy bar);
+- ``largest_disagreements``: the ``KEEP_DISAGREEMENTS`` samples of lowest box-mask IoU (percent;
+  ties broken by sample id), which the report's gallery shows;
 - ``by_agreement``: cIoU, gIoU (the mean per-sample IoU) and Prec@0.5, with n and bootstrap
   intervals as for a split, over the samples with text whose box and mask agree, disagree, and
   that state no box (``no_box``: an answer of "no object", or one that did not parse).
@@ -27,7 +29,7 @@ its mask do what its answer says? Definitions (also in the README, "What the rea
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -37,7 +39,6 @@ import numpy as np
 from harness import masks
 from harness.data.conventions import Conventions
 from harness.errors import HarnessError
-from harness.records.store import RunDir, iter_records
 from harness.score.metrics import summarize
 from harness.types import Box, Sample, SampleScore
 
@@ -45,6 +46,7 @@ REASONING_VERSION = 1
 AGREE_AT = 0.5
 GROUPS = ("agree", "disagree", "no_box")
 GROUP_KEYS = ("n", "ciou", "giou", "ciou_ci95", "giou_ci95", "prec@0.5")
+KEEP_DISAGREEMENTS = 24  # lowest box-mask IoUs kept per model x split, for the report's gallery
 
 
 class ReasoningError(HarnessError):
@@ -144,6 +146,9 @@ def summarize_reasoning(
         out["box_mask_iou"] = float(100.0 * ious.mean())
         out["n_agree"] = int((ious >= AGREE_AT).sum())
         out["agree"] = float(100.0 * (ious >= AGREE_AT).mean())
+        # The report's gallery reads these, so it never decodes the whole log again.
+        stated = sorted((v, i) for i in ids if (v := facts[i].box_mask_iou) is not None)
+        out["largest_disagreements"] = [{"id": i, "box_mask_iou": 100.0 * v} for v, i in stated[:KEEP_DISAGREEMENTS]]
     groups: dict[str, dict[str, Any]] = {}
     for name in GROUPS:
         chosen = [scores[i] for i in ids if group_of(facts[i]) == name and i in scores]
@@ -163,34 +168,44 @@ def tokens_per_sample(manifest_entry: Mapping[str, Any], split: str) -> float | 
     return tokens / n if has_counter and n > 0 else None
 
 
-def read_facts(records: Iterable[Mapping[str, Any]], wanted: set[str], where: str) -> tuple[dict[str, Facts], dict[str, SampleScore]]:
-    """Facts and scores of the records whose ids are wanted (last write wins, as on resume)."""
-    facts: dict[str, Facts] = {}
-    scores: dict[str, SampleScore] = {}
-    for rec in records:
-        sid = rec.get("id")
-        if sid in wanted:
-            facts[sid] = facts_of(rec, where)
-            scores[sid] = SampleScore.from_json(rec["score"])
-    return facts, scores
+class ReasoningTap:
+    """Collects the facts of text-writing samples while results.py reads each log once for its scores.
 
+    A log is the slowest thing to read in a 20k-sample run; reading it a second time for this
+    section would double results.json's cost, and a mask-only model would pay it for nothing.
+    """
 
-def reasoning_section(
-    run_dir: RunDir, samples: Mapping[str, list[Sample]], conv: Conventions, bootstrap_rounds: int
-) -> dict[str, Any] | None:
-    """results.json's ``"reasoning"`` block; None when no model wrote text on any split."""
-    manifest = run_dir.manifest() or {}
-    results: dict[str, dict[str, Any]] = {}
-    for model, status in manifest.get("status", {}).items():
-        entry = (manifest.get("models") or {}).get(model) or {}
-        for split in status:
-            if split not in samples:
+    def __init__(self) -> None:
+        self.by_log: dict[tuple[str, str], dict[str, tuple[Facts, SampleScore]]] = {}
+
+    def tap(self, model: str, split: str, records: Iterable[dict[str, Any]], samples: Sequence[Sample],
+            where: Path | str) -> Iterator[dict[str, Any]]:
+        """Pass the records on unchanged, keeping (facts, score) of the split's samples with text (last write wins)."""
+        wanted = {s.id for s in samples}
+        kept = self.by_log.setdefault((model, split), {})
+        for rec in records:
+            sid = rec.get("id")
+            if sid in wanted:
+                text = (rec.get("prediction") or {}).get("text")
+                if isinstance(text, str) and text.strip():
+                    kept[sid] = (facts_of(rec, str(where)), SampleScore.from_json(rec["score"]))
+                else:
+                    kept.pop(sid, None)  # a later record without text replaces an earlier one
+            yield rec
+
+    def section(self, samples: Mapping[str, list[Sample]], conv: Conventions, bootstrap_rounds: int,
+                manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """results.json's ``"reasoning"`` block; None when no model wrote text on any split."""
+        results: dict[str, dict[str, Any]] = {}
+        for (model, split), kept in self.by_log.items():
+            if not kept:
                 continue
-            path: Path = run_dir.log_path(model, split)
-            facts, scores = read_facts(iter_records(path), {s.id for s in samples[split]}, str(path))
+            facts = {sid: f for sid, (f, _) in kept.items()}
+            scores = {sid: sc for sid, (_, sc) in kept.items()}
+            entry = (manifest.get("models") or {}).get(model) or {}
             res = summarize_reasoning(facts, scores, samples[split], conv, bootstrap_rounds, tokens_per_sample(entry, split))
             if res is not None:
                 results.setdefault(model, {})[split] = res
-    if not results:
-        return None
-    return {"version": REASONING_VERSION, "agree_at": AGREE_AT, "results": results}
+        if not results:
+            return None
+        return {"version": REASONING_VERSION, "agree_at": AGREE_AT, "results": results}

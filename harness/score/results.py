@@ -9,7 +9,7 @@ from harness.data.suites import Suite
 from harness.files import write_json_atomic
 from harness.records.store import RunDir, iter_records
 from harness.score.metrics import summarize
-from harness.score.reasoning import reasoning_section
+from harness.score.reasoning import ReasoningTap
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
 from harness.score.version import scoring_version
 from harness.types import Sample, SampleScore
@@ -33,13 +33,15 @@ def split_result(records: Iterable[dict[str, Any]], samples: list[Sample], suite
 def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int = 1000) -> Results:
     manifest = run_dir.manifest() or {}
     results: dict[str, dict[str, Any]] = {}
+    reasoning = ReasoningTap()  # what the text is worth, gathered during the one read of each log
     for model, status in manifest.get("status", {}).items():
         for split in status:
             if split in samples:
-                records = iter_records(run_dir.log_path(model, split))
+                path = run_dir.log_path(model, split)
+                records = reasoning.tap(model, split, iter_records(path), samples[split], path)
                 results.setdefault(model, {})[split] = split_result(records, samples[split], suite, bootstrap_rounds)
     # Only for models that write text: absent, not zeros, for mask-only runs (harness/score/reasoning.py).
-    reasoning = reasoning_section(run_dir, samples, suite.conventions, bootstrap_rounds)
+    reasoning_block = reasoning.section(samples, suite.conventions, bootstrap_rounds, manifest)
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -51,7 +53,7 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
         "models": {m: {k: v for k, v in e.items() if k != "config"} for m, e in manifest.get("models", {}).items()},
         "results": results,  # type: ignore[typeddict-item]
         "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]
-        **({"reasoning": reasoning} if reasoning else {}),  # type: ignore[typeddict-item]
+        **({"reasoning": reasoning_block} if reasoning_block else {}),  # type: ignore[typeddict-item]
     }
 
 

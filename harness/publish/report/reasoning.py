@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.publish.report import gallery
-from harness.score.reasoning import AGREE_AT, GROUPS, ReasoningError, facts_of, tight_box
+from harness.score.reasoning import AGREE_AT, GROUPS, tight_box
 from harness.types import Sample
 
 DASH = "–"
@@ -68,44 +68,44 @@ def _box_text(box: Sequence[float] | None) -> str:
 
 
 def disagreements(
+    block: Mapping[str, Any],
     index: Mapping[gallery.Key, Mapping[str, Mapping[str, Any]]],
     models: Sequence[str],
     samples: Mapping[str, Mapping[str, Sample]] | None,
     per_model: int,
 ) -> list[dict[str, Any]]:
-    """Per model with text, its ``per_model`` samples of lowest stated-box vs mask IoU (ties by id, split).
+    """Per model with text, its ``per_model`` samples of lowest stated-box vs mask IoU over all splits.
 
-    A record that cannot be read is left out of the gallery (results.json names it; the report
-    must still render). The panels are the sample gallery's, for that model alone.
+    The picks come from results.json (``largest_disagreements``, ties broken by sample id), so
+    the log is not read a second time; the panels are the sample gallery's, for that model alone.
     """
     thumbs = gallery.Thumbnailer()
     out = []
     for model in models:
-        scored: list[tuple[float, gallery.Key]] = []
-        for key, by_model in index.items():
-            rec = by_model.get(model)
-            if rec is None:
-                continue
-            try:
-                facts = facts_of(rec, f"{model}/{key[0]}")
-            except ReasoningError:
-                continue
-            if facts.has_text and facts.box_mask_iou is not None:
-                scored.append((facts.box_mask_iou, key))
-        if not scored:
+        by_split = (block.get("results") or {}).get(model) or {}
+        ranked = sorted(
+            (float(d["box_mask_iou"]), str(d["id"]), split)
+            for split, res in by_split.items()
+            for d in res.get("largest_disagreements") or []
+        )
+        picks = [(split, sid) for _, sid, split in ranked if model in index.get((split, sid), {})][:per_model]
+        if not picks:
             continue
-        picks = [key for _, key in sorted(scored, key=lambda t: (t[0], t[1][1], t[1][0]))[:per_model]]
-        iou_of = {key: v for v, key in scored}
+        iou_of = {(split, sid): v for v, sid, split in ranked}
         # build_entries draws panels per gallery category; one category holds this model's picks.
         (section,) = gallery.build_entries({"worst": picks}, index, [model], samples, thumbs)
         for key, item in zip(picks, section["entries"], strict=True):
             pred = index[key][model].get("prediction") or {}
             mask = pred.get("mask")
+            try:
+                tight = _box_text(tight_box(mask)) if mask is not None else DASH
+            except Exception:  # pycocotools raises bare errors on garbage; the report must still render
+                tight = "unreadable mask"
             item["box_mask"] = {
-                "iou": f"{100.0 * iou_of[key]:.1f}%",
-                "agree": iou_of[key] >= AGREE_AT,
+                "iou": f"{iou_of[key]:.1f}%",
+                "agree": iou_of[key] >= 100.0 * AGREE_AT,
                 "stated": _box_text(pred.get("box")),
-                "tight": _box_text(tight_box(mask)) if mask is not None else DASH,
+                "tight": tight,
             }
         out.append({"model": model, "entries": section["entries"]})
     return out
@@ -129,5 +129,5 @@ def section(
         "groups": [GROUP_LABELS[g] for g in GROUPS],
         "group_columns": GROUP_COLUMNS,
         "tables": tables(block, models, splits),
-        "gallery": disagreements(index, with_text, samples, per_model),
+        "gallery": disagreements(block, index, with_text, samples, per_model),
     }
