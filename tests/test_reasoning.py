@@ -88,6 +88,8 @@ def test_facts_of_records_and_bad_records() -> None:
     assert f == Facts(has_text=True, parse_ok=True, words=3, box_mask_iou=pytest.approx(0.5))
     assert facts_of({"id": "b", "prediction": {"mask": _block(0, 0, 0, 0), "text": "  ", "reasoning": ""}}, "x") == Facts(
         False, False, None, None)
+    failed = facts_of({"id": "c", "prediction": {"mask": None, "box": [1, 2, 3, 4], "text": "t", "parse_status": "ok"}}, "x")
+    assert failed.has_text and failed.box_mask_iou is None  # a box but no mask: not compared (the no_box group)
     with pytest.raises(ReasoningError, match=r"log\.jsonl: sample 'a': prediction\.box must be four finite numbers"):
         facts_of({"id": "a", "prediction": {"mask": None, "box": [1, 2, 3]}}, "log.jsonl")
     with pytest.raises(ReasoningError, match="finite"):

@@ -23,7 +23,8 @@ its mask do what its answer says? Definitions (also in the README, "What the rea
   ties broken by sample id), which the report's gallery shows;
 - ``by_agreement``: cIoU, gIoU (the mean per-sample IoU) and Prec@0.5, with n and bootstrap
   intervals as for a split, over the samples with text whose box and mask agree, disagree, and
-  that state no box (``no_box``: an answer of "no object", or one that did not parse).
+  that cannot be compared (``no_box``: no box stated, as for an answer of "no object" or one that
+  did not parse, or no mask, as for a failed prediction).
 """
 
 from __future__ import annotations

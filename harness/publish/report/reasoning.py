@@ -17,7 +17,7 @@ from harness.score.reasoning import AGREE_AT, GROUPS, tight_box
 from harness.types import Sample
 
 DASH = "–"
-GROUP_LABELS = {"agree": "box and mask agree", "disagree": "disagree", "no_box": "no box stated"}
+GROUP_LABELS = {"agree": "box and mask agree", "disagree": "disagree", "no_box": "no box or no mask"}
 
 
 def _pct(value: Any) -> str:
