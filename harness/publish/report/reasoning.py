@@ -64,7 +64,7 @@ GROUP_COLUMNS = ("n", "cIoU", "gIoU")
 
 
 def _box_text(box: Sequence[float] | None) -> str:
-    return DASH if box is None else "[" + ", ".join(f"{float(v):.0f}" for v in box) + "]"
+    return DASH if box is None else "[" + ", ".join(f"{float(v):.1f}" for v in box) + "]"
 
 
 def disagreements(
