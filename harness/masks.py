@@ -151,9 +151,9 @@ def box_mask(box: Box, height: int, width: int) -> RLE:
 
 def mask_box(rle: RLE) -> Box | None:
     """The tight pixel box [x1, y1, x2, y2] of a mask (None when empty)."""
-    if area(rle) == 0:
-        return None
     x, y, w, h = (float(v) for v in mask_utils.toBbox(_to_coco(rle)))
+    if w <= 0 or h <= 0:  # toBbox gives [0, 0, 0, 0] for an empty mask (one pass, no separate area)
+        return None
     return (x, y, x + w, y + h)
 
 

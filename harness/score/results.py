@@ -9,6 +9,7 @@ from harness.data.suites import Suite
 from harness.files import write_json_atomic
 from harness.records.store import RunDir, iter_records
 from harness.score.metrics import summarize
+from harness.score.reasoning import ReasoningTap
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
 from harness.score.version import scoring_version
 from harness.types import Sample, SampleScore
@@ -42,13 +43,17 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
     manifest = run_dir.manifest() or {}
     results: dict[str, dict[str, Any]] = {}
     sizes, limit = manifest.get("split_sizes") or {}, (manifest.get("config") or {}).get("limit")
+    reasoning = ReasoningTap()  # what the text is worth, gathered during the one read of each log
     for model, status in manifest.get("status", {}).items():
         for split in status:
             if split in samples:
-                records = iter_records(run_dir.log_path(model, split))
+                path = run_dir.log_path(model, split)
+                records = reasoning.tap(model, split, iter_records(path), samples[split], path)
                 results.setdefault(model, {})[split] = split_result(
                     records, samples[split], suite, bootstrap_rounds, sizes.get(split),
                     limited=isinstance(limit, int) and limit > 0 and len(samples[split]) >= limit)
+    # Only for models that write text: absent, not zeros, for mask-only runs (harness/score/reasoning.py).
+    reasoning_block = reasoning.section(samples, suite.conventions, bootstrap_rounds, manifest)
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -60,6 +65,7 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
         "models": {m: {k: v for k, v in e.items() if k != "config"} for m, e in manifest.get("models", {}).items()},
         "results": results,  # type: ignore[typeddict-item]
         "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]
+        **({"reasoning": reasoning_block} if reasoning_block else {}),  # type: ignore[typeddict-item]
     }
 
 

@@ -23,6 +23,9 @@ Version 1:
   every sample predicted and none failed, and ``incomplete`` lists why not: ``limit`` (a
   ``--limit`` run: ``n_expected`` < ``n_split``), ``missing`` (``n_records`` < ``n_expected``:
   samples without a prediction, shards not merged), ``failed`` (``n_failed`` > 0).
+- ``reasoning`` (its own ``version``, harness/score/reasoning.py), only when some model wrote
+  text: per model x split with text, answer-format share, reasoning length, stated box vs mask
+  agreement and accuracy split by it; absent for mask-only runs.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from harness.files import write_text_atomic
 from harness.publish.report import gallery, plots
+from harness.publish.report import reasoning as reasoning_section
 from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
 from harness.records.store import read_records
 from harness.resources import resource_dir
@@ -263,7 +264,9 @@ def render_report(
     picks = gallery.select(index, gallery_per_category)
     if samples is None:
         notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
-    sections = gallery.build_entries(picks, index, models, samples, gallery.Thumbnailer(exif=str(conventions.get("exif", "ignore"))))
+    exif = str(conventions.get("exif", "ignore"))
+    sections = gallery.build_entries(picks, index, models, samples, gallery.Thumbnailer(exif=exif))
+    reasoning = reasoning_section.section(doc.get("reasoning"), index, models, splits, samples, gallery_per_category, exif)
 
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
@@ -285,6 +288,7 @@ def render_report(
         "details": [_details(results, models, s) for s in splits],
         "figures": figures,
         "gallery": sections,
+        "reasoning": reasoning,
         "failures": _failures(records),
         "efficiency": _efficiency(manifest),
         "events": manifest.get("events") or [],
