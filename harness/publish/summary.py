@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.publish.standing import missing_samples
+from harness.publish.standing import partial_text
 from harness.records.store import RunDir
 
 _MAX_LISTED = 3
@@ -25,9 +25,10 @@ def summary_table(doc: Mapping[str, Any], limit: int | None = None) -> str:
     rows = [("model", "split", "cIoU", "gIoU", "n", "failed", "partial")]
     for model, by_split in doc.get("results", {}).items():
         for split, res in by_split.items():
-            partial = f"{res.get('n_records')} of {res.get('n_expected')}" if missing_samples(res) else ""
+            # "40 of 160": predicted of the whole split, the phrasing of the report and the leaderboard.
+            partial = partial_text(res).removeprefix("partial: ")
             if limit:
-                partial = ", ".join(p for p in (f"--limit {limit}", partial) if p)
+                partial = ", ".join(p for p in (partial, f"--limit {limit}") if p)
             rows.append((model, split, _num(res.get("ciou")), _num(res.get("giou")), str(res.get("n", 0)),
                          str(res.get("n_failed", 0)), partial))
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
