@@ -15,6 +15,7 @@ from harness.cli import main
 from harness.data.conventions import Conventions
 from harness.publish.leaderboard import LeaderboardError, build_site, load_tables
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION
+from harness.score.version import scoring_version
 
 EVIL = "<script>alert(1)</script>"
 RC_SPLITS = ["refcoco_val", "refcoco_testA", "refcoco_testB", "refcoco+_val", "refcoco+_testA", "refcoco+_testB",
@@ -37,7 +38,8 @@ def write_results(root: Path, suite: str, results: dict[str, dict[str, tuple[flo
                for s, (c, g) in by.items()} for m, by in results.items()}
     doc = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "unit": "percent", "run_id": root.name,
            "suite": {"name": suite, "version": "1", "fingerprint": fingerprint or f"{suite}-fp", "description": f"the {suite} suite"},
-           "conventions": Conventions().to_dict(), "models": models or {m: {"adapter": m} for m in results},
+           "conventions": Conventions().to_dict(), "scoring_version": scoring_version(Conventions()),
+           "models": models or {m: {"adapter": m} for m in results},
            "results": res, "published": list(published)}
     (root / "results.json").write_text(json.dumps(doc))
     (root / "manifest.json").write_text(json.dumps({"run_id": root.name, "created": "2026-01-01", "git_commit": "abc123"}))
@@ -221,6 +223,13 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(LeaderboardError, match=r"no results\.json"):
         build_site([tmp_path / "nowhere"], tmp_path / "out")
     assert main(["leaderboard", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    # Numbers scored by other scoring code (or before versions were recorded) are not ranked beside these.
+    doc = json.loads((run / "results.json").read_text())
+    for stale in ("1:000000000000", None):
+        doc["scoring_version"] = stale
+        (run / "results.json").write_text(json.dumps(doc))
+        with pytest.raises(LeaderboardError, match=rf"harness rescore {re.escape(str(run))}"):
+            build_site([run], tmp_path / "out")
 
 
 def test_default_table_columns_name_splits_of_the_builtin_suites() -> None:

@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.data.conventions import Conventions
 from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
 from harness.publish.standing import failed_text, is_clean, partial_text
-from harness.records.store import read_json
+from harness.records.store import RunDir, read_json
 from harness.resources import resource_dir
 from harness.score.schema import check_results
+from harness.score.version import check_current
 
 METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
 PubKey = tuple[str, str, str, str]  # suite, published model, split, metric
@@ -99,6 +101,10 @@ def _slug(text: str, taken: set[str]) -> str:
     return slug
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return dict(v) if isinstance(v, Mapping) else {}
+
+
 def load_runs(paths: Sequence[Path]) -> list[RunEntry]:
     """Run directories (or their results.json), in the order given."""
     runs: list[RunEntry] = []
@@ -110,6 +116,11 @@ def load_runs(paths: Sequence[Path]) -> list[RunEntry]:
             raise LeaderboardError(f"{p}: no results.json (give run directories; score one with `harness report {root}`)")
         doc = dict(check_results(read_json(results), str(results)))
         manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
+        # Numbers scored by other scoring code are not comparable with these: refused, with the fix.
+        try:
+            check_current(RunDir(root), manifest, Conventions.from_dict(_dict(doc.get("conventions")), f"{results}: conventions"), doc)
+        except HarnessError as exc:
+            raise LeaderboardError(str(exc)) from exc
         has_report = (root / "report" / "index.html").is_file()
         runs.append(RunEntry(root, doc, manifest, _slug(str(doc.get("run_id") or root.name), taken), has_report))
     return runs
