@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 from harness.publish.finish import RunOutcome
 from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
-from harness.records.store import PredictionLog, RunDir, iter_records
+from harness.records.store import PredictionLog, RunDir
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
@@ -176,7 +176,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 log = run_dir.log(name, split, suffix)
                 with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
                     update(_mark(name, split, shard, "running"))
-                    others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in iter_records(p)}
+                    others = {i for p in _other_logs(run_dir, name, split, log.path) for i in run_dir.index(p).latest()}
                     progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
                                                config.batch_size, config.timeout, config.fail_fast)
                     now_counted = collect_stats(adapter)

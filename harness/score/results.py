@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from harness.data.suites import Suite
 from harness.files import write_json_atomic
-from harness.records.store import RunDir, iter_records
+from harness.records.score_index import IndexEntry
+from harness.records.store import RunDir, StoreError
 from harness.score.metrics import summarize
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
-from harness.types import Sample, SampleScore
+from harness.types import Sample
 
 
-def split_result(records: Iterable[dict[str, Any]], samples: list[Sample], suite: Suite, bootstrap_rounds: int) -> dict[str, Any]:
+def split_result(entries: Mapping[str, IndexEntry], samples: list[Sample], suite: Suite, bootstrap_rounds: int,
+                 where: Path | None = None) -> dict[str, Any]:
     """Metrics of one model on one split, over the split's samples in their order.
 
-    Only each record's small score is kept (the masks are not needed once scored). Records of
-    ids that are not in the split (e.g. beyond a smaller ``--limit``) are ignored.
+    ``entries`` are the log's score index (id -> its last line), so no mask is read. Ids that
+    are not in the split (e.g. beyond a smaller ``--limit``) are ignored.
     """
-    wanted = {s.id for s in samples}
-    by_id = {r["id"]: SampleScore.from_json(r["score"]) for r in records if r["id"] in wanted}
-    scores = [by_id[s.id] for s in samples if s.id in by_id]
+    scores = []
+    for s in samples:
+        entry = entries.get(s.id)
+        if entry is None:
+            continue
+        if entry.score is None:
+            raise StoreError(f"{where or 'log'}: the record of {s.id!r} has no usable score")
+        scores.append(entry.score)
     res = summarize(scores, suite.conventions, bootstrap_rounds=bootstrap_rounds)
     res["n_expected"] = len(samples)
     res["complete"] = len(scores) == len(samples)
@@ -34,8 +42,9 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
     for model, status in manifest.get("status", {}).items():
         for split in status:
             if split in samples:
-                records = iter_records(run_dir.log_path(model, split))
-                results.setdefault(model, {})[split] = split_result(records, samples[split], suite, bootstrap_rounds)
+                path = run_dir.log_path(model, split)
+                entries = run_dir.index(path).latest()
+                results.setdefault(model, {})[split] = split_result(entries, samples[split], suite, bootstrap_rounds, path)
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,

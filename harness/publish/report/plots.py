@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from harness.types import SampleScore
+
 #: IoU thresholds of the precision curve: 0.50, 0.55, ..., 0.95 (COCO-style).
 CURVE_THRESHOLDS: np.ndarray = np.round(np.arange(0.5, 0.951, 0.05), 2)
 _DPI = 100
@@ -60,6 +62,21 @@ class ScoreColumns:
 
         def col(key: str, default: Any, dtype: Any) -> np.ndarray:
             return np.array([default if s.get(key) is None else s[key] for s in scores], dtype=dtype)
+
+        return cls(
+            inter=col("intersection", 0, np.float64),
+            union=col("union", 0, np.float64),
+            iou=col("iou", np.nan, np.float64),
+            failed=col("failed", False, bool),
+            gt_empty=col("gt_empty", False, bool),
+        )
+
+    @classmethod
+    def of_scores(cls, scores: Sequence[SampleScore | None]) -> ScoreColumns:
+        """The same columns from a log's score index (no record, no mask is parsed)."""
+        def col(key: str, default: Any, dtype: Any) -> np.ndarray:
+            values = (None if s is None else getattr(s, key) for s in scores)
+            return np.fromiter((default if v is None else v for v in values), dtype=dtype, count=len(scores))
 
         return cls(
             inter=col("intersection", 0, np.float64),
