@@ -43,11 +43,16 @@ def merge_split(run_dir: RunDir, model: str, split: str, samples: Sequence[Sampl
         return False
     by_id: dict[str, tuple[ScoreIndex, IndexEntry]] = {}
     dupes: list[str] = []
-    for path in (run_dir.log_path(model, split), *shard_paths):
+    main = run_dir.log_path(model, split)
+    for path in (main, *shard_paths):
         index = run_dir.index(path)
         for sid, entry in index.latest().items():  # within one log, an id's last line counts
             if sid in by_id:
-                dupes.append(sid)
+                earlier_index, earlier = by_id[sid]
+                # A failed line of the merged log is superseded by a shard's retry (--retry-failed);
+                # any other id found twice is a duplicate.
+                if not (earlier_index.log_path == main and earlier.failed):
+                    dupes.append(sid)
             by_id[sid] = (index, entry)
     if dupes:
         raise MergeError(f"{run_dir.root / model}: {len(dupes)} sample id(s) of {split!r} appear in two logs: {_examples(dupes)}")
