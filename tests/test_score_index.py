@@ -65,6 +65,10 @@ def test_a_torn_index_is_rebuilt_from_the_log(tmp_path: Path) -> None:
     os.utime(idx, ns=(log.stat().st_mtime_ns + 1, log.stat().st_mtime_ns + 1))
     assert RunDir(out).index(log).entries == expected
     assert _on_disk(log) == expected  # and written again, whole
+    # An index that lost its first lines (its last line still matches the log's end) is not trusted.
+    lines = idx.read_text(encoding="utf-8").splitlines(keepends=True)
+    idx.write_text(lines[0] + "".join(lines[3:]), encoding="utf-8")
+    assert RunDir(out).index(log).entries == expected and _on_disk(log) == expected
 
 
 def test_a_log_that_grew_without_its_index_is_reindexed(tmp_path: Path) -> None:

@@ -79,7 +79,11 @@ def _line(e: IndexEntry) -> str:
 
 
 def _parse(line: str) -> IndexEntry:
-    sid, offset, length, score, failed, parse_failed, error = json.loads(line)
+    return _entry(json.loads(line))
+
+
+def _entry(row: list[Any]) -> IndexEntry:
+    sid, offset, length, score, failed, parse_failed, error = row
     return IndexEntry(str(sid), int(offset), int(length), None if score is None else SampleScore(*score), bool(failed),
                       bool(parse_failed), error)
 
@@ -188,11 +192,18 @@ def _read_valid(log_path: Path, stat: tuple[int, int]) -> list[IndexEntry] | Non
         return None
     if not text.startswith(_HEADER) or not text.endswith("\n"):  # another format, or a torn last line
         return None
-    try:
-        entries = [_parse(line) for line in text[len(_HEADER):].splitlines()]
+    try:  # one JSON document of all lines (a newline never occurs inside a JSON string): fast at 100k
+        rows = json.loads("[" + text[len(_HEADER):].rstrip("\n").replace("\n", ",") + "]")
+        entries = [_entry(row) for row in rows]
     except (ValueError, TypeError):
         return None
-    end = entries[-1].end if entries else 0
+    # The lines must tile the log from its first byte to its last: an index missing lines (or
+    # a log with blank lines, which a rebuild re-reads) is not trusted.
+    end = 0
+    for e in entries:
+        if e.offset != end or e.length <= 0:
+            return None
+        end = e.end
     if end != stat[0]:
         return None
     if entries:  # the last line it points at must be that record: a rewritten log of equal size is caught
