@@ -147,6 +147,22 @@ def test_consumers_give_identical_results_with_and_without_the_index(tmp_path: P
     assert {k: v for k, v in first.items() if k != "created"} == {k: v for k, v in second.items() if k != "created"}
 
 
+def test_results_from_the_index_equal_results_from_parsed_records(tmp_path: Path) -> None:
+    from harness.data.suites import load_suite
+    from harness.score.metrics import summarize
+    from harness.types import SampleScore
+
+    out = _flaky_run(tmp_path)
+    conv = load_suite(str(tmp_path / "mini.yaml")).conventions
+    results = json.loads((out / "results.json").read_text())["results"]
+    for model in ("flaky", "oracle-box"):
+        for split in ("val", "test"):
+            by_id = {r["id"]: SampleScore.from_json(r["score"]) for r in read_records(out / model / f"{split}.jsonl")}
+            expected = summarize(list(by_id.values()), conv)
+            got = {k: v for k, v in results[model][split].items() if k not in ("n_expected", "complete")}
+            assert got == json.loads(json.dumps(expected))
+
+
 def test_resume_report_and_gate_read_each_log_once_and_no_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suite = write_suite(tmp_path, val=4, test=2)
     cfg = build_config(models="oracle-box", suite=str(suite), out=tmp_path / "run")

@@ -65,12 +65,17 @@ class PairScores:
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> PairScores:
         by_id = {str(r["id"]): r for r in records}  # last write wins, as on resume
-        return cls.from_scores({i: SampleScore.from_json(r["score"]) for i, r in by_id.items()})
+        ids = sorted(by_id)
+        return cls.of(ids, ScoreArrays.of([SampleScore.from_json(by_id[i]["score"]) for i in ids]))
 
     @classmethod
-    def from_scores(cls, scores: Mapping[str, SampleScore]) -> PairScores:
-        ids = sorted(scores)
-        arr = ScoreArrays.of([scores[i] for i in ids])
+    def from_rows(cls, rows: Mapping[str, Sequence[Any]]) -> PairScores:
+        """From a log's score index: id -> the SampleScore's fields in declaration order."""
+        ids = sorted(rows)
+        return cls.of(ids, ScoreArrays.of_rows([rows[i] for i in ids]))
+
+    @classmethod
+    def of(cls, ids: Sequence[str], arr: ScoreArrays) -> PairScores:
         return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
 
     def to_json(self) -> dict[str, Any]:
@@ -167,10 +172,10 @@ def from_run(run_dir: Path) -> Baseline:
     for model, by_split in results.items():
         for split in by_split:
             entries = rd.scores(model, split)  # the score index: the last line per id, no masks read
-            unusable = [i for i, e in entries.items() if e.score is None]
+            unusable = [i for i, e in entries.items() if e.row is None]
             if unusable:
                 raise BaselineError(f"{run_dir / model / (split + '.jsonl')}: a record without a usable score ({unusable[0]!r})")
-            pair = PairScores.from_scores({i: e.score for i, e in entries.items() if e.score is not None})
+            pair = PairScores.from_rows({i: e.row for i, e in entries.items() if e.row is not None})
             scores.setdefault(model, {})[split] = pair
             ids.setdefault(model, {})[split] = ids_digest(pair.ids)
     models: dict[str, dict[str, Any]] = {

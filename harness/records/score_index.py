@@ -32,7 +32,8 @@ from harness.types import SampleScore
 
 FORMAT = 1
 _HEADER = json.dumps({"harness_score_index": FORMAT}) + "\n"
-_SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))
+SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))
+_POSITION = {name: k for k, name in enumerate(SCORE_FIELDS)}
 
 
 class IndexEntry(NamedTuple):
@@ -41,7 +42,7 @@ class IndexEntry(NamedTuple):
     id: str
     offset: int
     length: int
-    score: SampleScore | None  # None: the record holds no usable score
+    row: list[Any] | None  # the SampleScore's fields in declaration order; None: no usable score
     failed: bool  # the prediction has no mask (an error, a crash, a timeout): what --retry-failed redoes
     parse_failed: bool  # the model's answer could not be parsed
     error: str | None
@@ -49,6 +50,14 @@ class IndexEntry(NamedTuple):
     @property
     def end(self) -> int:
         return self.offset + self.length
+
+    @property
+    def score(self) -> SampleScore | None:
+        return None if self.row is None else SampleScore(*self.row)
+
+    def value(self, name: str) -> Any:
+        """One field of the score (None without a score), without building the SampleScore."""
+        return None if self.row is None else self.row[_POSITION[name]]
 
 
 def index_path(log_path: Path) -> Path:
@@ -61,7 +70,8 @@ def entry_of(record: dict[str, Any], offset: int, length: int) -> IndexEntry:
     score = _score_of(record.get("score"))
     failed = pred.get("mask") is None or bool(score and score.failed)
     error = pred.get("error")
-    return IndexEntry(str(record["id"]), offset, length, score, failed, pred.get("parse_status") == "failed",
+    row = None if score is None else [getattr(score, f) for f in SCORE_FIELDS]
+    return IndexEntry(str(record["id"]), offset, length, row, failed, pred.get("parse_status") == "failed",
                       None if error is None else str(error))
 
 
@@ -73,8 +83,7 @@ def _score_of(data: Any) -> SampleScore | None:
 
 
 def _line(e: IndexEntry) -> str:
-    score = None if e.score is None else [getattr(e.score, f) for f in _SCORE_FIELDS]
-    return json.dumps([e.id, e.offset, e.length, score, int(e.failed), int(e.parse_failed), e.error],
+    return json.dumps([e.id, e.offset, e.length, e.row, int(e.failed), int(e.parse_failed), e.error],
                       separators=(",", ":"), allow_nan=False) + "\n"
 
 
@@ -84,8 +93,9 @@ def _parse(line: str) -> IndexEntry:
 
 def _entry(row: list[Any]) -> IndexEntry:
     sid, offset, length, score, failed, parse_failed, error = row
-    return IndexEntry(str(sid), int(offset), int(length), None if score is None else SampleScore(*score), bool(failed),
-                      bool(parse_failed), error)
+    if score is not None and len(score) != len(SCORE_FIELDS):
+        raise ValueError(f"a score of {len(score)} fields, not {len(SCORE_FIELDS)}")
+    return IndexEntry(str(sid), int(offset), int(length), score, bool(failed), bool(parse_failed), error)
 
 
 class ScoreIndex:

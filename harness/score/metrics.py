@@ -8,7 +8,7 @@ empty union) over the samples kept in gIoU; Prec@X = share of samples with I/U >
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,26 @@ class ScoreArrays:
         )
 
 
+    @classmethod
+    def of_rows(cls, rows: Sequence[Sequence[Any]]) -> ScoreArrays:
+        """The same columns from rows of a SampleScore's fields in declaration order (a log's score
+        index), without building SampleScore objects; None becomes NaN, booleans 0/1, as above."""
+        names = [f.name for f in fields(SampleScore)]
+        m = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+        col = {name: m[:, k] for k, name in enumerate(names)}
+        return cls(
+            inter=col["intersection"].copy(),
+            union=col["union"].copy(),
+            in_ciou=col["counted_in_ciou"] != 0,
+            iou=col["iou"].copy(),
+            gt_empty=col["gt_empty"] != 0,
+            pred_empty=col["pred_empty"] != 0,
+            failed=col["failed"] != 0,
+            parse_failed=col["parse_failed"] != 0,
+            box_iou=col["box_iou"].copy(),
+        )
+
+
 def ciou(arr: ScoreArrays, conv: Conventions) -> float:
     denominator = arr.union[arr.in_ciou].sum() + conv.ciou_eps
     return float(100.0 * arr.inter[arr.in_ciou].sum() / denominator) if denominator > 0 else 0.0
@@ -87,13 +107,13 @@ def _bootstrap(arr: ScoreArrays, conv: Conventions, rounds: int, seed: int) -> d
 
 
 def summarize(
-    scores: Sequence[SampleScore],
+    scores: Sequence[SampleScore] | ScoreArrays,
     conv: Conventions,
     bootstrap_rounds: int = BOOTSTRAP_ROUNDS,
     seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, Any]:
     """All metrics of one model on one split. Keys absent where a metric does not apply."""
-    arr = ScoreArrays.of(scores)
+    arr = scores if isinstance(scores, ScoreArrays) else ScoreArrays.of(scores)
     n_records = int(arr.inter.size)
     kept_giou = ~np.isnan(arr.iou)
     scored = kept_giou | arr.in_ciou

@@ -10,7 +10,7 @@ from harness.data.suites import Suite
 from harness.files import write_json_atomic
 from harness.records.score_index import IndexEntry
 from harness.records.store import RunDir, StoreError
-from harness.score.metrics import summarize
+from harness.score.metrics import ScoreArrays, summarize
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
 from harness.types import Sample
 
@@ -22,17 +22,17 @@ def split_result(entries: Mapping[str, IndexEntry], samples: list[Sample], suite
     ``entries`` are the log's score index (id -> its last line), so no mask is read. Ids that
     are not in the split (e.g. beyond a smaller ``--limit``) are ignored.
     """
-    scores = []
+    rows = []
     for s in samples:
         entry = entries.get(s.id)
         if entry is None:
             continue
-        if entry.score is None:
+        if entry.row is None:
             raise StoreError(f"{where or 'log'}: the record of {s.id!r} has no usable score")
-        scores.append(entry.score)
-    res = summarize(scores, suite.conventions, bootstrap_rounds=bootstrap_rounds)
+        rows.append(entry.row)
+    res = summarize(ScoreArrays.of_rows(rows), suite.conventions, bootstrap_rounds=bootstrap_rounds)
     res["n_expected"] = len(samples)
-    res["complete"] = len(scores) == len(samples)
+    res["complete"] = len(rows) == len(samples)
     return res
 
 

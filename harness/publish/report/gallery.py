@@ -51,7 +51,7 @@ def index_records(records: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]
 def sample_iou(record: Mapping[str, Any] | IndexEntry) -> float | None:
     """The per-sample IoU that entered gIoU (None when the sample was left out)."""
     if isinstance(record, IndexEntry):  # the log's score index: the same fields, without the mask
-        value = None if record.score is None else record.score.iou
+        value = record.value("iou")
     else:
         value = (record.get("score") or {}).get("iou")
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
@@ -60,7 +60,7 @@ def sample_iou(record: Mapping[str, Any] | IndexEntry) -> float | None:
 def is_failure(record: Mapping[str, Any] | IndexEntry) -> bool:
     """An unparsable answer, or a prediction without a mask (error, crash)."""
     if isinstance(record, IndexEntry):
-        return bool(record.failed or record.parse_failed or (record.score is not None and record.score.parse_failed))
+        return bool(record.failed or record.parse_failed or record.value("parse_failed"))
     pred = record.get("prediction") or {}
     score = record.get("score") or {}
     return bool(

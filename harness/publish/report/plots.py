@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from harness.types import SampleScore
+from harness.score.metrics import ScoreArrays
 
 #: IoU thresholds of the precision curve: 0.50, 0.55, ..., 0.95 (COCO-style).
 CURVE_THRESHOLDS: np.ndarray = np.round(np.arange(0.5, 0.951, 0.05), 2)
@@ -72,19 +72,12 @@ class ScoreColumns:
         )
 
     @classmethod
-    def of_scores(cls, scores: Sequence[SampleScore | None]) -> ScoreColumns:
-        """The same columns from a log's score index (no record, no mask is parsed)."""
-        def col(key: str, default: Any, dtype: Any) -> np.ndarray:
-            values = (None if s is None else getattr(s, key) for s in scores)
-            return np.fromiter((default if v is None else v for v in values), dtype=dtype, count=len(scores))
-
-        return cls(
-            inter=col("intersection", 0, np.float64),
-            union=col("union", 0, np.float64),
-            iou=col("iou", np.nan, np.float64),
-            failed=col("failed", False, bool),
-            gt_empty=col("gt_empty", False, bool),
-        )
+    def of_rows(cls, rows: Sequence[Sequence[Any] | None]) -> ScoreColumns:
+        """The same columns from a log's score index (SampleScore fields in declaration order, None
+        for a record without a score); no record, no mask is parsed."""
+        blank = [0, 0, 0, 0, None, False, False, False, False, True, None]  # what .of assumes of a missing score
+        arr = ScoreArrays.of_rows([blank if r is None else r for r in rows])
+        return cls(inter=arr.inter, union=arr.union, iou=arr.iou, failed=arr.failed, gt_empty=arr.gt_empty)
 
     def precision_curve(self, conventions: Mapping[str, Any], thresholds: np.ndarray = CURVE_THRESHOLDS) -> np.ndarray:
         """Prec@t in percent for each threshold, by the same rules as results.json's Prec@X.

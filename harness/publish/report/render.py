@@ -252,7 +252,7 @@ def render_report(
     leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status)
     figures = []
     for split in splits:
-        columns = {m: plots.ScoreColumns.of_scores([e.score for e in entries[m][split].values()])
+        columns = {m: plots.ScoreColumns.of_rows([e.row for e in entries[m][split].values()])
                    for m in models if entries.get(m, {}).get(split)}
         figures.append(
             {
