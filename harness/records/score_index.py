@@ -204,16 +204,17 @@ def _read_valid(log_path: Path, stat: tuple[int, int]) -> list[IndexEntry] | Non
         return None
     try:  # one JSON document of all lines (a newline never occurs inside a JSON string): fast at 100k
         rows = json.loads("[" + text[len(_HEADER):].rstrip("\n").replace("\n", ",") + "]")
-        entries = [_entry(row) for row in rows]
+        entries = list(map(IndexEntry._make, rows))  # checked below, field by field, without a call per row
     except (ValueError, TypeError):
         return None
     # The lines must tile the log from its first byte to its last: an index missing lines (or
     # a log with blank lines, which a rebuild re-reads) is not trusted.
-    end = 0
+    end, width = 0, len(SCORE_FIELDS)
     for e in entries:
-        if e.offset != end or e.length <= 0:
+        if type(e.offset) is not int or type(e.length) is not int or e.offset != end or e.length <= 0 \
+                or type(e.id) is not str or not (e.row is None or (type(e.row) is list and len(e.row) == width)):
             return None
-        end = e.end
+        end += e.length
     if end != stat[0]:
         return None
     if entries:  # the last line it points at must be that record: a rewritten log of equal size is caught
