@@ -11,6 +11,10 @@ interpreter with its peak RSS:
 - resume with results recomputed (``harness run`` again, no ``.finished.json``, ``--no-report``);
 - resume of a finished run (``harness run`` again, nothing changed).
 
+The ``empty`` adapter's masks are a few bytes; with ``--object-masks`` every logged mask is then
+replaced by one object's RLE on 640x480 (about 2 KB, as a real model's weighs) and the score
+index rebuilt, so reading whole records costs what it costs on a real run.
+
 Run: ``python benchmarks/bench_logs.py --samples 20000,100000 [--engine /path/to/old --engine .]``
 """
 
@@ -57,6 +61,29 @@ def make_split(root: Path, samples: int, images: Path) -> Path:
     return root / "bench.yaml"
 
 
+def weigh_masks(out: Path) -> None:
+    """Replace every logged mask by a realistic object mask, then rebuild the log's score index."""
+    import numpy as np
+
+    from harness import masks
+    from harness.records import score_index
+    from harness.records.store import RunDir
+
+    yy, xx = np.mgrid[0:480, 0:640]
+    blob = ((xx - 300) ** 2 / 150 ** 2 + (yy - 240) ** 2 / 100 ** 2 + 0.3 * np.sin(xx / 7.0) * np.cos(yy / 5.0)) < 1
+    rle = masks.encode(blob)
+    log = out / "empty" / "val.jsonl"
+    heavy = log.with_suffix(".tmp")
+    with log.open(encoding="utf-8") as fin, heavy.open("w", encoding="utf-8") as fout:
+        for line in fin:
+            rec = json.loads(line)
+            rec["prediction"]["mask"] = rle
+            fout.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    heavy.replace(log)
+    score_index.index_path(log).unlink(missing_ok=True)
+    RunDir(out).index(log)
+
+
 def timed(engine: Path, args: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one harness command in a fresh interpreter using ``engine``."""
     t = time.perf_counter()
@@ -74,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", default="20000,100000", help="split sizes (default 20000,100000)")
     parser.add_argument("--engine", type=Path, action="append", help="a folder with harness/ to time (repeatable)")
     parser.add_argument("--workdir", type=Path, help="keep generated data and runs here, and reuse them (default: a temporary folder)")
+    parser.add_argument("--object-masks", action="store_true", help="give every logged prediction a ~2 KB object mask")
     parser.add_argument("--fresh", action="store_true", help="generate data and runs again even if the workdir has them")
     args = parser.parse_args(argv)
     here = Path(__file__).resolve().parent.parent
@@ -84,15 +112,19 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "HARNESS_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
         write_images(tmp / "distinct", DISTINCT_IMAGES)
         for n in (int(v) for v in args.samples.split(",")):
-            data, out = tmp / f"data{n}", tmp / f"run{n}"
+            data, out = tmp / f"data{n}", tmp / (f"run{n}" + ("-object-masks" if args.object_masks else ""))
             suite = data / "bench.yaml"
             run = ["run", "--models", "empty", "--suite", str(suite), "--data-root", str(data), "--out", str(out)]
             if not (out / "empty" / "val.jsonl").exists() or args.fresh:  # a --workdir keeps data and run
-                shutil.rmtree(data, ignore_errors=True)
                 shutil.rmtree(out, ignore_errors=True)
-                make_split(data, n, tmp / "distinct")
+                if not (data / "bench.yaml").exists() or args.fresh:
+                    shutil.rmtree(data, ignore_errors=True)
+                    make_split(data, n, tmp / "distinct")
                 seconds, rss = timed(here, [*run, "--no-report"], env)
                 print(f"{n} samples: harness run {seconds:.1f} s, {rss:.0f} MB", flush=True)
+                if args.object_masks:
+                    weigh_masks(out)
+                    timed(here, [*run, "--no-report"], env)  # results and .finished.json for the heavier log
             n_lines = sum(1 for _ in (out / "empty" / "val.jsonl").open())
             for engine in engines:
                 for name, cmd, prep in (
