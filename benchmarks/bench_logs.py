@@ -40,6 +40,9 @@ DISTINCT_IMAGES = 300
 # started by vfork and exec inherits on Linux.
 CHILD = """
 import sys
+import harness
+from pathlib import Path
+print("engine", Path(harness.__file__).parent.parent)
 from harness.cli import main
 try:
     code = main(sys.argv[1:])
@@ -87,12 +90,15 @@ def weigh_masks(out: Path) -> None:
 def timed(engine: Path, args: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one harness command in a fresh interpreter using ``engine``."""
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
+    # cwd is the engine too: ``python -c`` puts the working directory before PYTHONPATH on sys.path
+    res = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, cwd=engine,
                          env={**env, "PYTHONPATH": str(engine)})
     seconds = time.perf_counter() - t
     if res.returncode not in (0, 1, 4):  # gate 1 (regression) and run 4 (failed samples) still measure
         raise SystemExit(f"{args}: exit {res.returncode}\n{res.stderr[-2000:]}")
     rss = int(next(line.split()[1] for line in res.stdout.splitlines() if line.startswith("vmhwm_kb")))
+    if not res.stdout.startswith(f"engine {engine}"):
+        raise SystemExit(f"{args}: ran another engine than {engine}: {res.stdout[:200]}")
     return seconds, rss / 1024
 
 
