@@ -66,7 +66,8 @@ def index_path(log_path: Path) -> Path:
 
 def entry_of(record: dict[str, Any], offset: int, length: int) -> IndexEntry:
     """The index entry of one parsed log record at ``offset`` (``length`` bytes with its newline)."""
-    pred = record.get("prediction") if isinstance(record.get("prediction"), dict) else {}
+    found = record.get("prediction")
+    pred: dict[str, Any] = found if isinstance(found, dict) else {}
     score = _score_of(record.get("score"))
     failed = pred.get("mask") is None or bool(score and score.failed)
     error = pred.get("error")
