@@ -43,7 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = build_config(
         config_file=args.config, models=args.models, suite=args.suite, splits=args.splits, out=args.out,
         data_root=args.data_root, limit=args.limit, batch_size=args.batch_size, device=args.device,
-        shard=args.shard, timeout=args.timeout, fail_fast=args.fail_fast,
+        shard=args.shard, timeout=args.timeout, fail_fast=args.fail_fast, retry_failed=args.retry_failed,
     )
     outcome = run(config, argv=sys.argv, render=not args.no_report)
     _print_outcome(outcome)
@@ -197,6 +197,8 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> arg
     run.add_argument("--shard", help="i/N: run only the i-th of N exact, disjoint slices (0-based; torchrun sets it from RANK)")
     run.add_argument("--timeout", type=float, help="seconds allowed per sample; a slower sample is recorded as failed")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed sample with its traceback (debugging)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="on resume, predict again the samples recorded as failed (new lines supersede the failed ones)")
     run.set_defaults(func=_cmd_run)
 
     mrg = sub.add_parser("merge", help="merge the shard logs of a run (checks ids against the split), then write results and report")

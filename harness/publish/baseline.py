@@ -70,7 +70,16 @@ class PairScores:
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> PairScores:
         by_id = {str(r["id"]): r for r in records}  # last write wins, as on resume
         ids = sorted(by_id)
-        arr = ScoreArrays.of([SampleScore.from_json(by_id[i]["score"]) for i in ids])
+        return cls.of(ids, ScoreArrays.of([SampleScore.from_json(by_id[i]["score"]) for i in ids]))
+
+    @classmethod
+    def from_rows(cls, rows: Mapping[str, Sequence[Any]]) -> PairScores:
+        """From a log's score index: id -> the SampleScore's fields in declaration order."""
+        ids = sorted(rows)
+        return cls.of(ids, ScoreArrays.of_rows([rows[i] for i in ids]))
+
+    @classmethod
+    def of(cls, ids: Sequence[str], arr: ScoreArrays) -> PairScores:
         return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
 
     def to_json(self) -> dict[str, Any]:
@@ -171,10 +180,11 @@ def from_run(run_dir: Path) -> Baseline:
     ids: dict[str, dict[str, dict[str, Any]]] = {}
     for model, by_split in results.items():
         for split in by_split:
-            try:
-                pair = PairScores.from_records(rd.records(model, split))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise BaselineError(f"{run_dir / model / (split + '.jsonl')}: a record without a usable score ({exc})") from exc
+            entries = rd.scores(model, split)  # the score index: the last line per id, no masks read
+            unusable = [i for i, e in entries.items() if e.row is None]
+            if unusable:
+                raise BaselineError(f"{run_dir / model / (split + '.jsonl')}: a record without a usable score ({unusable[0]!r})")
+            pair = PairScores.from_rows({i: e.row for i, e in entries.items() if e.row is not None})
             scores.setdefault(model, {})[split] = pair
             ids.setdefault(model, {})[split] = ids_digest(pair.ids)
     models: dict[str, dict[str, Any]] = {

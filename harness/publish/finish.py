@@ -114,7 +114,7 @@ def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], boot
     if render:
         from harness.publish.report import render_report
 
-        report = render_report(run_dir.root, {split: {s.id: s for s in ss} for split, ss in samples.items()})
+        report = render_report(run_dir.root, {split: {s.id: s for s in ss} for split, ss in samples.items()}, logs=run_dir)
     stamp: dict[str, Any] = {"inputs": digest, "results": _stat(run_dir.results_path),
                              "report": _stat(run_dir.report_path) if render else None}
     write_json_atomic(run_dir.root / FINISHED_NAME, stamp)

@@ -53,12 +53,8 @@ def failed_samples(run_dir: RunDir, doc: Mapping[str, Any]) -> list[str]:
             n_failed = int(res.get("n_failed") or 0)
             if not n_failed:
                 continue
-            by_id: dict[str, str] = {}
-            for rec in run_dir.records(model, split):  # the last line for an id counts, as everywhere
-                if (rec.get("score") or {}).get("failed"):
-                    by_id[str(rec["id"])] = str((rec.get("prediction") or {}).get("error") or "no mask")
-                else:
-                    by_id.pop(str(rec["id"]), None)
+            # the score index holds each id's last line (the one that counts) and its error
+            by_id = {i: e.error or "no mask" for i, e in run_dir.scores(model, split).items() if e.failed}
             shown = "; ".join(f"{i}: {why}" for i, why in list(by_id.items())[:_MAX_LISTED])
             more = f" and {n_failed - _MAX_LISTED} more" if n_failed > _MAX_LISTED else ""
             lines.append(f"{model}/{split}: {n_failed} of {res.get('n_records')} samples failed ({shown}{more})")

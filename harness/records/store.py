@@ -7,18 +7,24 @@
     RUN/report/index.html       the rendered report
 
 Lines are flushed as they are written, so a killed run loses at most the line being
-written; on resume a truncated last line is cut off and every complete line is kept.
+written; on resume a truncated last line is cut off and every complete line is kept. A later
+line for an id supersedes an earlier one (``--retry-failed`` appends new lines for failed ids).
+Beside each log a score index (``<split>.jsonl.scores``, harness/records/score_index.py) lets
+every reader skip the masks; it is derived from the log and rebuilt whenever it does not match.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from harness.errors import HarnessError
 from harness.files import write_json_atomic
+from harness.records import score_index
+from harness.records.score_index import IndexEntry, ScoreIndex
 
 
 def glob_escape(text: str) -> str:
@@ -33,17 +39,17 @@ class StoreError(HarnessError):
 def read_records(path: Path) -> list[dict[str, Any]]:
     """All complete records of a JSONL log. A truncated last line is skipped (a killed run);
     a bad line anywhere else is corruption and raises, naming the file and line."""
-    return [rec for rec, _ in _scan(path)]
+    return [rec for rec, _, _ in _scan(path)]
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
     """The records of a log one at a time (a 20k-sample log never sits in memory whole)."""
-    for rec, _ in _scan(path):
+    for rec, _, _ in _scan(path):
         yield rec
 
 
-def _scan(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
-    """Yield (record, byte offset after it) for every complete line, streaming."""
+def _scan(path: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """Yield (record, byte offset of its line, byte offset after it) for every complete line, streaming."""
     if not path.exists():
         return
     offset = 0
@@ -54,7 +60,7 @@ def _scan(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
             # newline-terminated line is damage, and is reported.
             if not line.endswith(b"\n"):
                 return
-            offset += len(line)
+            start, offset = offset, offset + len(line)
             if not line.strip():
                 continue
             try:
@@ -63,7 +69,7 @@ def _scan(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
                 raise StoreError(f"{path}:{lineno}: corrupt record ({exc}); the file is damaged before its end") from exc
             if not isinstance(rec, dict):
                 raise StoreError(f"{path}:{lineno}: a record must be a JSON object, got {type(rec).__name__}")
-            yield rec, offset
+            yield rec, start, offset
 
 
 def read_json(path: Path) -> Any:
@@ -76,35 +82,47 @@ def read_json(path: Path) -> Any:
 
 
 class PredictionLog:
-    """Append-only JSONL log of one model on one split."""
+    """Append-only JSONL log of one model on one split, with its score index beside it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache: dict[Path, ScoreIndex] | None = None) -> None:
         self.path = path
-        self._fh: TextIO | None = None
+        self._fh: BinaryIO | None = None
+        self._cache = {} if cache is None else cache  # a RunDir's: what this log appends, its readers see
+        self._index_writer = score_index.IndexWriter(path)
 
-    def done(self) -> set[str]:
-        """Ids already written; cuts a truncated tail so appends start clean."""
-        ids: set[str] = set()
-        good_end = 0
-        for rec, end in _scan(self.path):
-            ids.add(str(rec["id"]))
-            good_end = end
-        if self.path.exists() and self.path.stat().st_size != good_end:
-            with self.path.open("r+b") as fh:
-                fh.truncate(good_end)
-        return ids
+    def index(self) -> ScoreIndex:
+        """The log's score index; cuts a truncated log tail (a killed run) so appends start clean."""
+        index = self._cache.get(self.path)
+        if index is None or not index.current() or (index.stat or (0,))[0] != index.end:
+            index = self._cache[self.path] = score_index.load(self.path, _scan, repair=True)
+        return index
+
+    def done(self, retry_failed: bool = False) -> set[str]:
+        """Ids already written (with ``retry_failed``, less those whose last line failed)."""
+        latest = self.index().latest()
+        return {i for i, e in latest.items() if not (retry_failed and e.failed)}
 
     def append(self, record: dict[str, Any]) -> None:
+        index = self.index()
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+            self._fh = self.path.open("ab")
+        line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+        offset = index.end
+        self._fh.write(line)
         self._fh.flush()
+        # Log first, then its index line: a kill between the two leaves an index one line short,
+        # which the next reader notices (the log is longer) and rebuilds.
+        entry = score_index.entry_of(record, offset, len(line))
+        self._index_writer.append(entry)
+        st = os.fstat(self._fh.fileno())
+        index.add(entry, (st.st_size, st.st_mtime_ns))
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        self._index_writer.close()
 
 
 class RunDir:
@@ -112,6 +130,7 @@ class RunDir:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._indexes: dict[Path, ScoreIndex] = {}
 
     @property
     def manifest_path(self) -> Path:
@@ -138,7 +157,23 @@ class RunDir:
         return self.root / model / name
 
     def log(self, model: str, split: str, shard_suffix: str | None = None) -> PredictionLog:
-        return PredictionLog(self.log_path(model, split, shard_suffix))
+        return PredictionLog(self.log_path(model, split, shard_suffix), self._indexes)
+
+    def index(self, path: Path) -> ScoreIndex:
+        """The score index of one log, read once per command: a cached index is reused while
+        the log is unchanged (one stat), so resume, merge and results share one read."""
+        cached = self._indexes.get(path)
+        if cached is None or not cached.current():
+            cached = self._indexes[path] = score_index.load(path, _scan)
+        return cached
+
+    def adopt(self, index: ScoreIndex) -> None:
+        """Cache an index this command has just written with its log (a merge)."""
+        self._indexes[index.log_path] = index
+
+    def scores(self, model: str, split: str) -> dict[str, IndexEntry]:
+        """Per sample id, the index entry of its last line in the split's log (the line that counts)."""
+        return self.index(self.log_path(model, split)).latest()
 
     def shard_logs(self, model: str, split: str) -> list[Path]:
         """Per-rank logs of a split not merged yet (any world size)."""

@@ -71,6 +71,7 @@ class RunConfig:
     shard: Shard | None = None
     timeout: float | None = None  # seconds per sample; a batch gets timeout x its size
     fail_fast: bool = False
+    retry_failed: bool = False  # on resume, predict again the samples whose last line failed
 
 
 def display_name(spec: str) -> str:
@@ -142,6 +143,7 @@ def build_config(
     shard: str | None = None,
     timeout: float | None = None,
     fail_fast: bool = False,
+    retry_failed: bool = False,
 ) -> RunConfig:
     """Merge the config file (if any) with flags (which win) into one RunConfig."""
     data = load_config_file(config_file) if config_file else {}
@@ -172,4 +174,5 @@ def build_config(
         shard=parse_shard(shard) if shard else None,
         timeout=seconds,
         fail_fast=fail_fast,
+        retry_failed=retry_failed,
     )

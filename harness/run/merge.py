@@ -7,18 +7,16 @@ numbers (and their bootstrap intervals) equal those of a single-process run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from harness.data.suites import Suite
 from harness.errors import HarnessError
-from harness.files import write_text_atomic
 from harness.publish.finish import RunOutcome, finish, reopen
-from harness.records import locks
+from harness.records import locks, score_index
 from harness.records.manifest import now
-from harness.records.store import RunDir, iter_records, read_records
+from harness.records.score_index import IndexEntry, ScoreIndex
+from harness.records.store import RunDir
 from harness.score.version import check_current, forget_version, record_version, scoring_version
 from harness.types import Sample
 
@@ -35,7 +33,7 @@ def _examples(ids: Sequence[str], limit: int = 5) -> str:
 def coverage(run_dir: RunDir, model: str, split: str, samples: Sequence[Sample]) -> tuple[int, int]:
     """(samples with a record in any log, samples in the split)."""
     logs = (run_dir.log_path(model, split), *run_dir.shard_logs(model, split))
-    have = {r["id"] for path in logs for r in iter_records(path)}
+    have = {i for path in logs for i in run_dir.index(path).latest()}
     return sum(s.id in have for s in samples), len(samples)
 
 
@@ -44,13 +42,19 @@ def merge_split(run_dir: RunDir, model: str, split: str, samples: Sequence[Sampl
     shard_paths = run_dir.shard_logs(model, split)
     if not shard_paths:
         return False
-    by_id: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, tuple[ScoreIndex, IndexEntry]] = {}
     dupes: list[str] = []
-    for path in (run_dir.log_path(model, split), *shard_paths):
-        for rec in read_records(path):
-            if rec["id"] in by_id:
-                dupes.append(rec["id"])
-            by_id[rec["id"]] = rec
+    main = run_dir.log_path(model, split)
+    for path in (main, *shard_paths):
+        index = run_dir.index(path)
+        for sid, entry in index.latest().items():  # within one log, an id's last line counts
+            if sid in by_id:
+                earlier_index, earlier = by_id[sid]
+                # A failed line of the merged log is superseded by a shard's retry (--retry-failed);
+                # any other id found twice is a duplicate.
+                if not (earlier_index.log_path == main and earlier.failed):
+                    dupes.append(sid)
+            by_id[sid] = (index, entry)
     if dupes:
         raise MergeError(f"{run_dir.root / model}: {len(dupes)} sample id(s) of {split!r} appear in two logs: {_examples(dupes)}")
     wanted = [s.id for s in samples]
@@ -63,10 +67,13 @@ def merge_split(run_dir: RunDir, model: str, split: str, samples: Sequence[Sampl
     extra = sorted(set(by_id) - set(wanted))
     if extra:
         raise MergeError(f"{run_dir.root / model}: {len(extra)} id(s) in the logs are not samples of {split!r}: {_examples(extra)}")
-    text = "".join(json.dumps(by_id[i], separators=(",", ":"), allow_nan=False) + "\n" for i in wanted)
-    write_text_atomic(run_dir.log_path(model, split), text)
+    # The lines are copied byte for byte (no record is parsed again), in the split's order.
+    chosen = [by_id[i] for i in wanted]
+    lines = score_index.read_lines(chosen)
+    run_dir.adopt(score_index.write_merged(run_dir.log_path(model, split), lines, [e for _, e in chosen]))
     for path in shard_paths:  # only after the merged log is safely in place
         path.unlink()
+        score_index.index_path(path).unlink(missing_ok=True)
     return True
 
 

@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 from harness.publish.finish import RunOutcome
 from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
-from harness.records.store import PredictionLog, RunDir, iter_records
+from harness.records.store import PredictionLog, RunDir
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, image_groups, predict_on_image
@@ -61,10 +61,11 @@ class SplitProgress:
 
 def run_model_split(
     adapter: Adapter, model: str, split: str, samples: list[Sample], log: PredictionLog, done_elsewhere: set[str],
-    conv: Conventions, batch_size: int, timeout: float | None = None, fail_fast: bool = False,
+    conv: Conventions, batch_size: int, timeout: float | None = None, fail_fast: bool = False, retry_failed: bool = False,
 ) -> SplitProgress:
-    """Predict every sample found in no log yet, appending to ``log``."""
-    done = log.done() | done_elsewhere
+    """Predict every sample found in no log yet (with ``retry_failed``, also those whose last line
+    failed), appending to ``log``: a new line for an id supersedes its earlier one."""
+    done = log.done(retry_failed) | done_elsewhere
     todo = [s for s in samples if s.id not in done]
     predicted = failed = halvings = 0
     start = time.perf_counter()
@@ -229,9 +230,14 @@ def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[st
         log = run_dir.log(name, split, shard.suffix if shard else None)
         with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
             update(_mark(name, split, shard, "running"))
-            others = {r["id"] for p in _other_logs(run_dir, name, split, log.path) for r in iter_records(p)}
+            others = {i for p in _other_logs(run_dir, name, split, log.path)
+                      for i, e in run_dir.index(p).latest().items() if not (config.retry_failed and e.failed)}
+            retried = _failed_ids(run_dir, name, split, mine) if config.retry_failed else 0
             progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
-                                       config.batch_size, config.timeout, config.fail_fast)
+                                       config.batch_size, config.timeout, config.fail_fast, config.retry_failed)
+            if retried:
+                update(lambda m, n=name, s=split, k=retried: m.setdefault("events", []).append(
+                    {"at": now(), "event": "retried_failed", "model": n, "split": s, "samples": k}))
             now_counted = collect_stats(adapter)
             # The engine's own counts where the adapter (or its worker) does not keep them.
             spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),
@@ -286,6 +292,16 @@ def _barrier() -> bool:
         dist.init_process_group("gloo")
     dist.barrier()
     return True
+
+
+def _failed_ids(run_dir: RunDir, model: str, split: str, samples: list[Sample]) -> int:
+    """How many of ``samples`` are recorded as failed (their last line failed, and no log has a success)."""
+    failed: set[str] = set()
+    ok: set[str] = set()
+    for p in (run_dir.log_path(model, split), *run_dir.shard_logs(model, split)):
+        for i, e in run_dir.index(p).latest().items():
+            (failed if e.failed else ok).add(i)
+    return sum(s.id in failed and s.id not in ok for s in samples)
 
 
 def _other_logs(run_dir: RunDir, model: str, split: str, own: Path) -> list[Path]:

@@ -8,7 +8,7 @@ empty union) over the samples kept in gIoU; Prec@X = share of samples with I/U >
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class ScoreArrays:
     failed: np.ndarray
     parse_failed: np.ndarray
     box_iou: np.ndarray  # NaN where the ground truth has no box
+    not_drawn: np.ndarray  # the protocol left the sample out (GLaMM's seeded draw): in no metric
 
     @classmethod
     def of(cls, scores: Sequence[SampleScore]) -> ScoreArrays:
@@ -49,7 +50,35 @@ class ScoreArrays:
             failed=np.array([s.failed for s in scores], dtype=bool),
             parse_failed=np.array([s.parse_failed for s in scores], dtype=bool),
             box_iou=np.array([np.nan if s.box_iou is None else s.box_iou for s in scores], dtype=np.float64),
+            not_drawn=np.array([s.not_drawn for s in scores], dtype=bool),
         )
+
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Sequence[Any]]) -> ScoreArrays:
+        """The same columns from rows of a SampleScore's fields in declaration order (a log's score
+        index), without building SampleScore objects; None becomes NaN, booleans 0/1, as above."""
+        names = [f.name for f in fields(SampleScore)]
+        m = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+        col = {name: m[:, k] for k, name in enumerate(names)}
+        return cls(
+            inter=col["intersection"].copy(),
+            union=col["union"].copy(),
+            in_ciou=col["counted_in_ciou"] != 0,
+            iou=col["iou"].copy(),
+            gt_empty=col["gt_empty"] != 0,
+            # None (NaN here): scored before the flag was recorded, when the ground-truth area decided.
+            no_target=np.where(np.isnan(col["no_target"]), col["gt_empty"] != 0, col["no_target"] == 1),
+            pred_empty=col["pred_empty"] != 0,
+            failed=col["failed"] != 0,
+            parse_failed=col["parse_failed"] != 0,
+            box_iou=col["box_iou"].copy(),
+            not_drawn=col["not_drawn"] == 1,
+        )
+
+    def subset(self, keep: np.ndarray) -> ScoreArrays:
+        """The rows where ``keep`` is true."""
+        return ScoreArrays(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
 
 
 def ciou(arr: ScoreArrays, conv: Conventions) -> float:
@@ -89,7 +118,7 @@ def _bootstrap(arr: ScoreArrays, conv: Conventions, rounds: int, seed: int) -> d
 
 
 def summarize(
-    scores: Sequence[SampleScore],
+    scores: Sequence[SampleScore] | ScoreArrays,
     conv: Conventions,
     bootstrap_rounds: int = BOOTSTRAP_ROUNDS,
     seed: int = BOOTSTRAP_SEED,
@@ -99,9 +128,10 @@ def summarize(
     Samples the protocol did not draw (``not_drawn``) are stored records (``n_records``) but
     enter nothing else: not ``n``, not ``n_failed``, no metric; ``n_not_drawn`` counts them.
     """
-    drawn = [s for s in scores if not s.not_drawn]
-    arr = ScoreArrays.of(drawn)
-    n_records = len(scores)
+    everything = scores if isinstance(scores, ScoreArrays) else ScoreArrays.of(scores)
+    n_records = int(everything.inter.size)
+    arr = everything.subset(~everything.not_drawn) if everything.not_drawn.any() else everything
+    n_drawn = int(arr.inter.size)
     kept_giou = ~np.isnan(arr.iou)
     scored = kept_giou | arr.in_ciou
     out: dict[str, Any] = {
@@ -111,9 +141,9 @@ def summarize(
         "n_ciou": int(arr.in_ciou.sum()),
         "n_giou": int(kept_giou.sum()),
     }
-    if len(drawn) < n_records:
-        out["n_not_drawn"] = n_records - len(drawn)
-    if not drawn:
+    if n_drawn < n_records:
+        out["n_not_drawn"] = n_records - n_drawn
+    if not n_drawn:
         return out
     out["ciou"] = ciou(arr, conv)
     if out["n_giou"]:

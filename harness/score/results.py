@@ -2,41 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from harness.data.suites import Suite
 from harness.files import write_json_atomic
-from harness.records.store import RunDir, iter_records
-from harness.score.metrics import summarize
+from harness.records.score_index import IndexEntry, ScoreIndex
+from harness.records.store import RunDir, StoreError, iter_records
+from harness.score.metrics import ScoreArrays, summarize
 from harness.score.reasoning import ReasoningTap
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
 from harness.score.version import scoring_version
-from harness.types import Sample, SampleScore
+from harness.types import Sample
 
 
-def split_result(records: Iterable[dict[str, Any]], samples: list[Sample], suite: Suite, bootstrap_rounds: int,
-                 n_split: int | None = None, limited: bool = False) -> dict[str, Any]:
+def split_result(entries: Mapping[str, IndexEntry], samples: list[Sample], suite: Suite, bootstrap_rounds: int,
+                 where: Path | None = None, n_split: int | None = None, limited: bool = False) -> dict[str, Any]:
     """Metrics of one model on one split, over the split's samples in their order.
 
-    Only each record's small score is kept (the masks are not needed once scored). Records of
-    ids that are not in the split (e.g. beyond a smaller ``--limit``) are ignored. ``n_split`` is
-    the whole split's size (``samples`` may be the first ``--limit`` of it); ``limited`` says the
+    ``entries`` are the log's score index (id -> its last line), so no mask is read. Ids that
+    are not in the split (e.g. beyond a smaller ``--limit``) are ignored. ``n_split`` is the
+    whole split's size (``samples`` may be the first ``--limit`` of it); ``limited`` says the
     samples are a ``--limit`` cut where that size is not known (runs made before it was recorded).
     """
-    wanted = {s.id for s in samples}
-    by_id = {r["id"]: SampleScore.from_json(r["score"]) for r in records if r["id"] in wanted}
-    scores = [by_id[s.id] for s in samples if s.id in by_id]
-    res = summarize(scores, suite.conventions, bootstrap_rounds=bootstrap_rounds)
+    rows = []
+    for s in samples:
+        entry = entries.get(s.id)
+        if entry is None:
+            continue
+        if entry.row is None:
+            raise StoreError(f"{where or 'log'}: the record of {s.id!r} has no usable score")
+        rows.append(entry.row)
+    res = summarize(ScoreArrays.of_rows(rows), suite.conventions, bootstrap_rounds=bootstrap_rounds)
     res["n_expected"] = len(samples)
     # complete = the whole split, every sample predicted, none failed; else `incomplete` says why.
     if n_split is not None:
         res["n_split"] = n_split
         limited = n_split > len(samples)
-    res["incomplete"] = [why for why, hit in (("limit", limited), ("missing", len(scores) < len(samples)),
+    res["incomplete"] = [why for why, hit in (("limit", limited), ("missing", len(rows) < len(samples)),
                                               ("failed", bool(res.get("n_failed")))) if hit]
     res["complete"] = not res["incomplete"]
     return res
+
+
+def _writes_text(index: ScoreIndex, entries: Mapping[str, IndexEntry]) -> bool:
+    """Whether this log's model writes text, from its first prediction that did not fail (one line
+    read by offset): a mask-only model's log is never parsed whole for the reasoning block."""
+    probe = next((e for e in entries.values() if not e.failed), None)
+    if probe is None:
+        return False
+    rec = next(iter(index.read([probe])), {})
+    text = (rec.get("prediction") or {}).get("text")
+    return isinstance(text, str) and bool(text.strip())
 
 
 def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int = 1000) -> Results:
@@ -48,10 +66,14 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
         for split in status:
             if split in samples:
                 path = run_dir.log_path(model, split)
-                records = reasoning.tap(model, split, iter_records(path), samples[split], path)
+                index = run_dir.index(path)
+                entries = index.latest()
                 results.setdefault(model, {})[split] = split_result(
-                    records, samples[split], suite, bootstrap_rounds, sizes.get(split),
+                    entries, samples[split], suite, bootstrap_rounds, path, sizes.get(split),
                     limited=isinstance(limit, int) and limit > 0 and len(samples[split]) >= limit)
+                if _writes_text(index, entries):  # only then is the whole log read, for the reasoning block
+                    for _ in reasoning.tap(model, split, iter_records(path), samples[split], path):
+                        pass
     # Only for models that write text: absent, not zeros, for mask-only runs (harness/score/reasoning.py).
     reasoning_block = reasoning.section(samples, suite.conventions, bootstrap_rounds, manifest)
     return {

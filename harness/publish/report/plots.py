@@ -21,6 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from harness.score.metrics import ScoreArrays
+from harness.types import SampleScore
+
 #: IoU thresholds of the precision curve: 0.50, 0.55, ..., 0.95 (COCO-style).
 CURVE_THRESHOLDS: np.ndarray = np.round(np.arange(0.5, 0.951, 0.05), 2)
 _DPI = 100
@@ -56,7 +59,7 @@ class ScoreColumns:
 
     @classmethod
     def of(cls, records: Sequence[Mapping[str, Any]]) -> ScoreColumns:
-        scores = [r.get("score") or {} for r in records]
+        scores = [s for s in (r.get("score") or {} for r in records) if not s.get("not_drawn")]  # in no metric
 
         def col(key: str, default: Any, dtype: Any) -> np.ndarray:
             return np.array([default if s.get(key) is None else s[key] for s in scores], dtype=dtype)
@@ -69,6 +72,16 @@ class ScoreColumns:
             no_target=np.array([bool(s.get("gt_empty")) if s.get("no_target") is None else bool(s["no_target"]) for s in scores],
                                dtype=bool),
         )
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Sequence[Any] | None]) -> ScoreColumns:
+        """The same columns from a log's score index (SampleScore fields in declaration order, None
+        for a record without a score); no record, no mask is parsed."""
+        # What .of assumes of a missing score; samples the protocol did not draw are in no metric, so in no curve.
+        blank = list(SampleScore(0, 0, 0, 0, None, False, False, False, False).to_json().values())
+        arr = ScoreArrays.of_rows([blank if r is None else r for r in rows])
+        arr = arr.subset(~arr.not_drawn)
+        return cls(inter=arr.inter, union=arr.union, iou=arr.iou, failed=arr.failed, no_target=arr.no_target)
 
     def precision_curve(self, conventions: Mapping[str, Any], thresholds: np.ndarray = CURVE_THRESHOLDS) -> np.ndarray:
         """Prec@t in percent for each threshold, by the same rules as results.json's Prec@X.

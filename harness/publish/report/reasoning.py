@@ -67,6 +67,13 @@ def _box_text(box: Sequence[float] | None) -> str:
     return DASH if box is None else "[" + ", ".join(f"{float(v):.1f}" for v in box) + "]"
 
 
+def wanted(block: Mapping[str, Any] | None) -> list[gallery.Key]:
+    """Every sample the disagreement gallery may show, so the report reads just those records whole."""
+    by_model = (block or {}).get("results") or {}
+    return sorted({(split, str(d["id"])) for by_split in by_model.values() for split, res in by_split.items()
+                   for d in res.get("largest_disagreements") or []})
+
+
 def disagreements(
     block: Mapping[str, Any],
     index: Mapping[gallery.Key, Mapping[str, Mapping[str, Any]]],

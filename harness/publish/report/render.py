@@ -24,7 +24,8 @@ from harness.files import write_text_atomic
 from harness.publish.report import gallery, plots
 from harness.publish.report import reasoning as reasoning_section
 from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
-from harness.records.store import read_records
+from harness.records.score_index import IndexEntry
+from harness.records.store import RunDir
 from harness.resources import resource_dir
 from harness.types import Sample
 
@@ -186,16 +187,31 @@ def _efficiency(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
 MAX_FAILURE_ROWS = 500
 
 
-def _failures(records: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+def _failures(entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]]) -> dict[str, Any]:
     """Every failed sample with its reason (the first MAX_FAILURE_ROWS rows, and the total)."""
     rows = [
-        {"model": model, "split": split, "id": r.get("id", ""), "error": (r.get("prediction") or {}).get("error") or "no mask"}
-        for model, by_split in records.items()
-        for split, recs in by_split.items()
-        for r in recs
-        if (r.get("prediction") or {}).get("mask") is None and (r.get("prediction") or {}).get("status") != "not_drawn"
+        {"model": model, "split": split, "id": e.id, "error": e.error or "no mask"}
+        for model, by_split in entries.items()
+        for split, latest in by_split.items()
+        for e in latest.values()
+        if e.failed
     ]
     return {"total": len(rows), "rows": rows[:MAX_FAILURE_ROWS]}
+
+
+def _picked_records(
+    picks: Mapping[str, Sequence[gallery.Key]], store: RunDir, paths: Mapping[tuple[str, str], Path],
+    entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]],
+) -> dict[gallery.Key, dict[str, dict[str, Any]]]:
+    """The full records of the gallery's samples only, read by offset: (split, id) -> model -> record."""
+    keys = {k for ks in picks.values() for k in ks}
+    out: dict[gallery.Key, dict[str, dict[str, Any]]] = {}
+    for (model, split), path in paths.items():
+        latest = entries[model][split]
+        chosen = [latest[sid] for s, sid in sorted(keys) if s == split and sid in latest]
+        for rec in store.index(path).read(chosen):
+            out.setdefault((split, str(rec["id"])), {})[model] = rec
+    return out
 
 
 def _environment() -> Environment:
@@ -212,12 +228,15 @@ def render_report(
     run_dir: Path,
     samples: Mapping[str, Mapping[str, Sample]] | None = None,
     gallery_per_category: int = 6,
+    logs: RunDir | None = None,
 ) -> Path:
     """Write ``run_dir/report/index.html`` from the manifest, results.json and the JSONL logs.
 
     ``samples`` (split -> sample id -> Sample) supplies images and ground-truth masks for
     the gallery; without it the gallery is text only. Only gallery samples' masks are
     decoded, so rendering cost is dominated by reading the logs, not by their size in pixels.
+    The logs are read through their score indexes (``logs``: the caller's RunDir, whose indexes
+    this command has read already); only the gallery's records are parsed whole.
     """
     run_dir = Path(run_dir)
     notes: list[str] = []
@@ -232,19 +251,24 @@ def render_report(
     splits = _ordered(list(manifest.get("splits") or []), [s for by in results.values() for s in by])
     status: dict[str, dict[str, str]] = manifest.get("status") or {}
 
-    records: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    # One read of each log's score index (no masks); only the gallery's records are read whole.
+    store = logs or RunDir(run_dir)
+    entries: dict[str, dict[str, dict[str, IndexEntry]]] = {}
+    paths: dict[tuple[str, str], Path] = {}
     for model in models:
         for split in splits:
             path = _log_path(run_dir, model, split)
             if path is None:
                 notes.append(f"Model {model!r} / split {split!r}: the name leads outside the run directory; log not read.")
                 continue
-            records.setdefault(model, {})[split] = read_records(path)
+            entries.setdefault(model, {})[split] = store.index(path).latest()
+            paths[(model, split)] = path
 
     leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status)
     figures = []
     for split in splits:
-        columns = {m: plots.ScoreColumns.of(records[m][split]) for m in models if records.get(m, {}).get(split)}
+        columns = {m: plots.ScoreColumns.of_rows([e.row for e in entries[m][split].values()])
+                   for m in models if entries.get(m, {}).get(split)}
         figures.append(
             {
                 "split": split,
@@ -260,13 +284,20 @@ def render_report(
             }
         )
 
-    index = gallery.index_records(records)
-    picks = gallery.select(index, gallery_per_category)
+    by_sample: dict[gallery.Key, dict[str, IndexEntry]] = {}
+    for model, by_split in entries.items():
+        for split, latest in by_split.items():
+            for sid, entry in latest.items():
+                by_sample.setdefault((split, sid), {})[model] = entry
+    picks = gallery.select(by_sample, gallery_per_category)
+    del by_sample
     if samples is None:
         notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
     exif = str(conventions.get("exif", "ignore"))
-    sections = gallery.build_entries(picks, index, models, samples, gallery.Thumbnailer(exif=exif))
-    reasoning = reasoning_section.section(doc.get("reasoning"), index, models, splits, samples, gallery_per_category, exif)
+    # Only the records shown are read whole: the gallery's picks and the reasoning section's.
+    shown = _picked_records({**picks, "reasoning": reasoning_section.wanted(doc.get("reasoning"))}, store, paths, entries)
+    sections = gallery.build_entries(picks, shown, models, samples, gallery.Thumbnailer(exif=exif))
+    reasoning = reasoning_section.section(doc.get("reasoning"), shown, models, splits, samples, gallery_per_category, exif)
 
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
@@ -289,7 +320,7 @@ def render_report(
         "figures": figures,
         "gallery": sections,
         "reasoning": reasoning,
-        "failures": _failures(records),
+        "failures": _failures(entries),
         "efficiency": _efficiency(manifest),
         "events": manifest.get("events") or [],
         "has_images": samples is not None,
