@@ -4,19 +4,26 @@ Per ``predict`` call (all samples share the image):
 
 1. preprocess both branches once (``preprocess.PREPROCESSING[variant]``);
 2. render each sentence's chat with the checkpoint's template (``prompts``);
-3. one left-padded processor call and greedy generation (``generation``);
+3. one left-padded processor call and greedy generation (``generation``), continuing from the
+   key/value cache of the prompts' shared prefix (``sharing``, ``share_prefix``);
 4. upstream's second pass (``use_learnable_query=True``) on the generated sequences with the
-   SAM image, where SAM's image encoder runs once for the image (``model.SamImageEncoder``);
+   SAM image, where SAM's image encoder (``model.SamImageEncoder``) and the Qwen ViT
+   (``sharing.VisionEncoderCache``) run once for the image, and the prefix once per pass;
 5. per sentence: 256x256 logits -> bilinear to the original size -> ``> 0`` -> RLE
    (``postprocess``), and the box, reasoning and answer read from the text (``parse``).
 
+With ``batching: ref`` steps 2-4 run once per ref instead (``evaluate_res2.py``'s
+``evaluate_single``), the ref read from the sample id.
+
 Options (run config ``options:``): ``variant`` (``refcoco`` default, ``refcoco-demo``,
-``reasonseg-cot``, ``reasonseg-ft``; see ``manifest.VARIANTS``), and to override a
-variant's parts ``checkpoint`` (hub id or path), ``template``, ``preprocessing``,
+``refcoco-upstream``, ``reasonseg-cot``, ``reasonseg-ft``; see ``manifest.VARIANTS``), and to
+override a variant's parts ``checkpoint`` (hub id or path), ``template``, ``preprocessing``,
 ``max_length``, ``max_new_tokens``; ``upstream_repo`` (else ``$HARNESS_LENS_REPO``),
-``device``, ``dtype``, ``attn_implementation``, ``reuse_sam_embedding`` (default true),
+``device``, ``dtype``, ``attn_implementation``, ``batching`` (``image`` default, ``ref``),
+``padding_side`` (``left`` default, ``tokenizer``: the checkpoint's own), the savings
+``reuse_sam_embedding``, ``share_vision``, ``share_prefix`` (each default true),
 ``strict_load`` (default true), ``sam_config`` / ``sam_overrides`` (build SAM2 from another
-config; tests only).
+config; tests only). The adapter reads only a sample's id and expression.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from harness_lens.preprocess import PREPROCESSING, Preprocessed, Preprocessing
 
 _SETTINGS = ("checkpoint", "template", "preprocessing", "max_length", "max_new_tokens")
 _OTHER = ("variant", "upstream_repo", "device", "dtype", "attn_implementation", "reuse_sam_embedding", "strict_load",
-          "sam_config", "sam_overrides")
+          "sam_config", "sam_overrides", "batching", "padding_side", "share_vision", "share_prefix")
+BATCHING = ("image", "ref")
+PADDING_SIDES = ("left", "tokenizer")
 # options that change no output: kept out of the run's fingerprint
 _NOT_FINGERPRINTED = ("upstream_repo", "device")
 
@@ -64,9 +73,35 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     for key in _OTHER[1:]:
         if key in options:
             settings[key] = options[key]
-    settings.setdefault("reuse_sam_embedding", True)
-    settings.setdefault("strict_load", True)
+    for key, default in (("reuse_sam_embedding", True), ("strict_load", True), ("batching", "image"),
+                         ("padding_side", "left"), ("share_vision", True), ("share_prefix", True)):
+        settings.setdefault(key, default)
+    if settings["batching"] not in BATCHING:
+        raise ValueError(f"unknown batching {settings['batching']!r}; known: {', '.join(BATCHING)}")
+    if settings["padding_side"] not in PADDING_SIDES:
+        raise ValueError(f"unknown padding_side {settings['padding_side']!r}; known: {', '.join(PADDING_SIDES)}")
+    if settings["share_prefix"] and settings["padding_side"] != "left":
+        raise ValueError("share_prefix lays each batch out as [prefix][pads][sentence] and so needs padding_side: left; "
+                         "set share_prefix: false to pad on the tokenizer's side")
     return settings
+
+
+def ref_key(sample_id: str) -> str:
+    """The referred object a sample belongs to: its id without the sentence, for the REFER reader's
+    ``<dataset>/<splitBy>/<split>/<ref_id>/<sent_id>``; any other id is its own group."""
+    parts = sample_id.split("/")
+    return "/".join(parts[:-1]) if len(parts) == 5 else sample_id
+
+
+def groups(samples: Sequence[Query], batching: str) -> list[list[int]]:
+    """Indices of the samples run together: all of them (``image``), or one list per ref in order of
+    first appearance (``ref``, as ``evaluate_res2.py`` iterates refs)."""
+    if batching == "image":
+        return [list(range(len(samples)))]
+    by_ref: dict[str, list[int]] = {}
+    for i, sample in enumerate(samples):
+        by_ref.setdefault(ref_key(sample.id), []).append(i)
+    return list(by_ref.values())
 
 
 class LensAdapter(Adapter):
@@ -98,6 +133,7 @@ class LensAdapter(Adapter):
         self._lens = load_lens(
             s["checkpoint"], s.get("device") or device, upstream_repo=s.get("upstream_repo"), dtype=s.get("dtype"),
             attn=s.get("attn_implementation"), reuse_sam_embedding=bool(s["reuse_sam_embedding"]),
+            share_vision=bool(s["share_vision"]),
             strict=bool(s["strict_load"]), sam_config=s.get("sam_config") or "sam2_hiera_l.yaml",
             sam_overrides=s.get("sam_overrides"),
         )
@@ -114,36 +150,67 @@ class LensAdapter(Adapter):
     # -- prediction ----------------------------------------------------------------------
 
     def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
-        import torch
-
-        from harness_lens.generation import generate, mask_pass_inputs, processor_inputs
-        from harness_lens.postprocess import logits_to_rle
-
         if self._lens is None:
             raise RuntimeError("LensAdapter.predict before load()")
         if not samples:
             return []
-        lens, s = self._lens, self.settings
         pre = self.preprocessing(image)
-        texts = [prompts.render(lens.processor, s["template"], sample.expression) for sample in samples]
-        with torch.inference_mode():
-            inputs = processor_inputs(lens.processor, texts, pre.llm_image, lens.device, lens.dtype)
-            gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"])
-            lens.counters.generated_tokens += sum(gen.new_tokens)
-            sam_image = torch.from_numpy(pre.sam_image).to(lens.device)
-            second = mask_pass_inputs(gen, lens.processor.tokenizer.pad_token_id, sam_image)
-            lens.encoder.expect((self.preprocessing.name, _sha1(image)))
-            outputs, low_res = lens.model(output_hidden_states=True, use_learnable_query=True, **second)
-            del outputs, second
-            llm_hw = self._llm_hw(inputs)
-            preds = []
-            for i in range(len(samples)):
-                parsed = parse_answer(gen.texts[i], llm_hw, pre.original_hw)
-                preds.append(Prediction(
-                    mask=logits_to_rle(low_res[i], pre.original_hw), box=parsed.box, text=gen.texts[i],
-                    reasoning=parsed.reasoning, answer=parsed.answer, parse_status=parsed.status,
-                ))
+        preds: list[Prediction | None] = [None] * len(samples)
+        for indices in groups(samples, self.settings["batching"]):
+            for i, pred in zip(indices, self._predict_batch(image, pre, [samples[i].expression for i in indices])):
+                preds[i] = pred
+        return [p for p in preds if p is not None]
+
+    def _predict_batch(self, image: np.ndarray, pre: Preprocessed, expressions: list[str]) -> list[Prediction]:
+        """One generation and one mask pass for sentences of one image (``evaluate_single``)."""
+        from harness_lens.postprocess import logits_to_rle
+
+        gen, low_res, inputs = self._run_batch(image, pre, expressions)
+        llm_hw = self._llm_hw(inputs)
+        preds = []
+        for i in range(len(expressions)):
+            parsed = parse_answer(gen.texts[i], llm_hw, pre.original_hw)
+            preds.append(Prediction(
+                mask=logits_to_rle(low_res[i], pre.original_hw), box=parsed.box, text=gen.texts[i],
+                reasoning=parsed.reasoning, answer=parsed.answer, parse_status=parsed.status,
+            ))
         return preds
+
+    def _run_batch(self, image: np.ndarray, pre: Preprocessed, expressions: list[str]) -> tuple[Any, list[Any], Any]:
+        """The generation (``generation.Generated``), the 256x256 mask logits per sentence, and the processor's inputs."""
+        import torch
+
+        from harness_lens import sharing
+        from harness_lens.generation import generate, mask_pass_inputs, processor_inputs
+        from harness_lens.model import checkpoint_padding_side
+
+        lens, s = self._lens, self.settings
+        tokenizer = lens.processor.tokenizer
+        side = "left" if s["padding_side"] == "left" else checkpoint_padding_side(tokenizer)
+        texts = [prompts.render(lens.processor, s["template"], e) for e in expressions]
+        with torch.inference_mode():
+            inputs = processor_inputs(lens.processor, texts, pre.llm_image, lens.device, lens.dtype, side)
+            prefix = None
+            if s["share_prefix"]:
+                lens.meter.stage("prefill")
+                prefix = sharing.prefix_of(lens.model, inputs)
+            lens.meter.stage("generate")
+            gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"], prefix=prefix)
+            lens.counters.generated_tokens += sum(gen.new_tokens)
+            n = len(expressions)
+            sam_images = torch.from_numpy(pre.sam_image).to(lens.device).unsqueeze(0).repeat(n, 1, 1, 1)
+            lens.encoder.expect((self.preprocessing.name, _sha1(image)))
+            lens.meter.stage("mask")
+            try:
+                if prefix is not None:
+                    low_res = sharing.mask_pass_from_prefix(lens.model, inputs, gen.sequences, prefix.length,
+                                                            int(tokenizer.pad_token_id), sam_images)
+                else:
+                    second = mask_pass_inputs(gen, tokenizer.pad_token_id, sam_images[0])
+                    _, low_res = lens.model(output_hidden_states=True, use_learnable_query=True, **second)
+            finally:
+                lens.meter.stage("generate")
+        return gen, low_res, inputs
 
     def _llm_hw(self, inputs: Any) -> tuple[int, int]:
         """(h, w) of the image as the language model saw it: the processor's patch grid x patch size.
@@ -180,4 +247,6 @@ class LensAdapter(Adapter):
     def stats(self) -> dict[str, float]:
         if self._lens is None:
             return {}
-        return counters.stats(self._lens.counters, self._lens.device)
+        out = counters.stats(self._lens.counters, self._lens.device)
+        out["sequences_per_forward"] = out["llm_sequences"] / out["forward_passes"] if out["forward_passes"] else 0.0
+        return out

@@ -34,9 +34,10 @@ class Generated:
 
 
 def processor_inputs(processor: Any, prompts: list[str], llm_image: Image.Image, device: str | torch.device,
-                     dtype: torch.dtype) -> Any:
-    """``processor(text=prompts, images=[img] * n, padding=True, return_tensors="pt")``, left-padded."""
-    processor.tokenizer.padding_side = "left"
+                     dtype: torch.dtype, padding_side: str = "left") -> Any:
+    """``processor(text=prompts, images=[img] * n, padding=True, return_tensors="pt")``, padded on
+    ``padding_side`` (left unless reproducing upstream, which pads on the checkpoint's side)."""
+    processor.tokenizer.padding_side = padding_side
     inputs = processor(text=prompts, images=[llm_image] * len(prompts), padding=True, return_tensors="pt")
     return inputs.to(device=device, dtype=dtype)
 
@@ -62,13 +63,21 @@ def count_new_tokens(new: torch.Tensor, end_ids: set[int]) -> list[int]:
 
 
 def generate(model: Any, processor: Any, inputs: Any, max_length: int | None = UPSTREAM_MAX_LENGTH,
-             max_new_tokens: int | None = None) -> Generated:
-    """Greedy generation; ``max_new_tokens`` (as ``demo.py``) replaces ``max_length`` when given."""
+             max_new_tokens: int | None = None, prefix: Any = None) -> Generated:
+    """Greedy generation; ``max_new_tokens`` (as ``demo.py``) replaces ``max_length`` when given.
+
+    With a ``sharing.Prefix`` the rows continue from its key/value cache (``[prefix][pads][suffix]``
+    layout, as wide as the left-padded batch, so ``max_length`` means the same)."""
     budget: dict[str, int] = (
         {"max_new_tokens": max_new_tokens} if max_new_tokens else {"max_length": int(max_length or UPSTREAM_MAX_LENGTH)}
     )
-    sequences = model.generate(**inputs, use_cache=True, do_sample=False, **budget)
-    prompt_length = int(inputs["input_ids"].shape[1])
+    if prefix is not None:
+        from harness_lens.sharing import generate_from_prefix
+
+        sequences, prompt_length = generate_from_prefix(model, inputs, prefix, int(processor.tokenizer.pad_token_id), budget)
+    else:
+        sequences = model.generate(**inputs, use_cache=True, do_sample=False, **budget)
+        prompt_length = int(inputs["input_ids"].shape[1])
     new = sequences[:, prompt_length:]
     texts = processor.batch_decode(new, skip_special_tokens=True)
     return Generated(inputs, sequences, prompt_length, texts, count_new_tokens(new, _end_ids(model)))

@@ -5,7 +5,7 @@ Plain data, importable without torch, so ``harness list`` and reports can show i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 NAME = "lens"
@@ -32,16 +32,25 @@ class Variant:
     max_length: int | None = 768
     max_new_tokens: int | None = None
     source: str = ""
+    protocol: dict[str, Any] = field(default_factory=dict)  # batching, padding side and savings, where not the defaults
 
     def settings(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "template": self.template, "preprocessing": self.preprocessing,
-                "max_length": self.max_length, "max_new_tokens": self.max_new_tokens}
+                "max_length": self.max_length, "max_new_tokens": self.max_new_tokens, **self.protocol}
+
+
+# evaluate_res2.py as it runs: one call per ref, the checkpoint's padding side, every sentence's
+# image encoded and its prompt run in full in both passes (the reproduction setting)
+UPSTREAM_PROTOCOL = {"batching": "ref", "padding_side": "tokenizer", "reuse_sam_embedding": False, "share_vision": False,
+                     "share_prefix": False}
 
 
 VARIANTS: dict[str, Variant] = {
     "refcoco": Variant("OuyBin/LENS", "pr1_grounding", "refcoco", source="eval/evaluate_res2.py (eval.sh RefCOCO run)"),
     "refcoco-demo": Variant("OuyBin/LENS", "pr1_grounding", "refcoco", max_length=None, max_new_tokens=256,
                             source="demo.py (max_new_tokens=256 instead of max_length=768)"),
+    "refcoco-upstream": Variant("OuyBin/LENS", "pr1_grounding", "refcoco", protocol=UPSTREAM_PROTOCOL,
+                                source="eval/evaluate_res2.py exactly: per ref, checkpoint's padding side, no sharing"),
     "reasonseg-cot": Variant("OuyBin/LENS_ReasonSeg_CoT", "samr1_v4", "reasonseg",
                              source="eval/evaluate_reasonseg.py --cot (ReasonSeg val)"),
     "reasonseg-ft": Variant("OuyBin/LENS_ReasonSeg_FT", "pr1_grounding", "reasonseg",

@@ -26,6 +26,8 @@ import torch
 from harness.modelkit.counters import WorkCounters
 from harness.modelkit.upstream import Upstream, UpstreamError, upstream_commit
 
+from harness_lens.sharing import VisionEncoderCache
+
 UPSTREAM = Upstream(
     name="LENS",
     repository="hustvl/LENS",
@@ -110,10 +112,53 @@ def sam_builder(samr1: ModuleType, config: str, overrides: list[str]) -> Iterato
 @dataclass
 class Counters(WorkCounters):
     """Cumulative work done, for ``Adapter.stats``: ``generated_tokens`` counts new tokens up to and
-    including the end token; ``forward_passes`` the batched calls of the model's forward (prefill,
-    each decoding step, mask pass)."""
+    including the end token; ``forward_passes`` the batched calls of the language model's decoder
+    (prefix prefills, prefill, each decoding step, mask pass). Token counts are positions the
+    decoder computed, padding included (the hardware computes pads too)."""
 
-    vision_encoder_images: int = 0  # images through the Qwen ViT (generation and mask pass each run it)
+    vision_encoder_images: int = 0  # images through the Qwen ViT (really encoded)
+    vision_encoder_patches: int = 0  # their 14x14 patches (the ViT's tokens)
+    prefill_tokens: int = 0  # decoder positions of prompt prefills (shared prefixes included)
+    decode_steps: int = 0  # decoder positions of decoding steps (one per sequence per step)
+    decode_passes: int = 0  # decoding steps as batched calls (each reads all the weights once)
+    mask_pass_tokens: int = 0  # decoder positions of the mask pass (its prefix, sentences, 64 queries)
+    llm_sequences: int = 0  # sequences summed over decoder calls (/ forward_passes = sequences per forward)
+
+
+class WorkMeter:
+    """Counts the decoder's work by stage from a forward pre-hook on ``model.model``.
+
+    The adapter names the stage: ``generate`` (the first decoder call after ``stage("generate")``
+    is the prompt's prefill, the next ones decoding steps), ``prefill`` (a shared prefix) or
+    ``mask`` (the mask pass and its prefix).
+    """
+
+    def __init__(self, decoder: torch.nn.Module, counters: Counters) -> None:
+        self.counters = counters
+        self._stage = "generate"
+        self._first = True
+        decoder.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def stage(self, name: str) -> None:
+        self._stage, self._first = name, True
+
+    def _hook(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is None:
+            return
+        batch, length = int(embeds.shape[0]), int(embeds.shape[1])
+        c = self.counters
+        c.forward_passes += 1
+        c.llm_sequences += batch
+        if self._stage == "mask":
+            c.mask_pass_tokens += batch * length
+        elif self._stage == "prefill" or self._first:
+            c.prefill_tokens += batch * length
+        else:
+            c.decode_steps += batch * length
+            c.decode_passes += 1
+        if self._stage == "generate":
+            self._first = False
 
 
 def _repeat(obj: Any, n: int) -> Any:
@@ -167,21 +212,13 @@ class SamImageEncoder:
         return _repeat(self._cached, n)
 
 
-def count_forward_passes(model: torch.nn.Module, counters: Counters) -> None:
-    def hook(module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        counters.forward_passes += 1
-        grid = kwargs.get("image_grid_thw")
-        if kwargs.get("pixel_values") is not None and grid is not None:
-            counters.vision_encoder_images += int(grid.shape[0])
-
-    model.register_forward_pre_hook(hook, with_kwargs=True)
-
-
 @dataclass
 class LoadedLens:
     model: Any
     processor: Any
     encoder: SamImageEncoder
+    vision: VisionEncoderCache
+    meter: WorkMeter
     counters: Counters
     device: str
     dtype: torch.dtype
@@ -190,8 +227,15 @@ class LoadedLens:
     upstream_commit: str | None
 
 
+def checkpoint_padding_side(tokenizer: Any) -> str:
+    """The padding side the checkpoint's tokenizer comes with (its ``tokenizer_config.json``, else the
+    class default): what upstream, which never sets one, pads with."""
+    return str(tokenizer.init_kwargs.get("padding_side") or type(tokenizer).padding_side)
+
+
 def load_processor(checkpoint: str) -> Any:
-    """The checkpoint's processor with left padding forced (batched generation needs it)."""
+    """The checkpoint's processor with left padding forced (batched generation needs it); the
+    checkpoint's own side stays readable through ``checkpoint_padding_side``."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(checkpoint)
@@ -201,7 +245,8 @@ def load_processor(checkpoint: str) -> Any:
 
 def load_lens(
     checkpoint: str, device: str, upstream_repo: str | None = None, dtype: str | None = None, attn: str | None = None,
-    reuse_sam_embedding: bool = True, strict: bool = True, sam_config: str = SAM_CONFIG, sam_overrides: list[str] | None = None,
+    reuse_sam_embedding: bool = True, share_vision: bool = True, strict: bool = True, sam_config: str = SAM_CONFIG,
+    sam_overrides: list[str] | None = None,
 ) -> LoadedLens:
     """Import the upstream class from the checkout, load the checkpoint as upstream does, wrap SAM."""
     repo = resolve_upstream(upstream_repo)
@@ -222,5 +267,7 @@ def load_lens(
     model.to(device).eval()
     counters = Counters()
     encoder = SamImageEncoder(model.sam, counters, reuse=reuse_sam_embedding)
-    count_forward_passes(model, counters)
-    return LoadedLens(model, load_processor(checkpoint), encoder, counters, device, torch_dtype, attn_impl, repo, upstream_commit(repo))
+    vision = VisionEncoderCache(model.visual, counters, share=share_vision)
+    meter = WorkMeter(model.model, counters)
+    return LoadedLens(model, load_processor(checkpoint), encoder, vision, meter, counters, device, torch_dtype, attn_impl, repo,
+                      upstream_commit(repo))
