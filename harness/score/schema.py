@@ -14,11 +14,17 @@ Version 1:
 - ``conventions`` are the scoring conventions every number above was computed with;
 - ``n_expected`` is the number of samples the split has (after ``--limit``); ``complete`` is
   true when every one of them has a stored prediction.
+
+Added within version 1 (readers must not require it): ``slices`` = ``{"version": 1,
+"definitions": {...}, "results": model -> split -> family -> label -> {n, n_expected, ciou, giou,
+ciou_ci95, giou_ci95, ...}}``: the metrics per slice of the samples (harness/score/slices.py,
+definitions in benchmarks/slices/). A slice with fewer than ``definitions.min_n`` scored samples
+has no ``*_ci95``.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from harness.errors import HarnessError
 
@@ -63,6 +69,7 @@ class Results(TypedDict):
     models: dict[str, dict[str, Any]]
     results: dict[str, dict[str, SplitResult]]
     published: list[PublishedRow]
+    slices: NotRequired[dict[str, Any]]
 
 
 def check_results(data: Any, where: str) -> Results:
