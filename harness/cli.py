@@ -24,6 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("harness.publish.baseline", "save a run's metrics and per-sample scores as a small baseline file to commit"),
     "leaderboard": ("harness.publish.leaderboard", "build a static leaderboard site from run directories"),
     "inputs": ("harness.publish.inputs", "hash what each model is shown per sample; --diff A B lists what changed"),
+    "compare": ("harness.publish.compare", "paired differences of cIoU and gIoU between models, per split and slice, with p-values"),
     "env": ("harness.run.env_cli", "create, list and remove the models' own Python environments"),
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(module for module, _ in LAZY_COMMANDS.values())

@@ -1,0 +1,239 @@
+"""``harness compare RUN_A [RUN_B] [--models ...] [--markdown]``: is a difference between two models real?
+
+For every pair of models (within a run, or across two runs scored under the same suite fingerprint
+and conventions; anything else is refused with exit 2), per split and per slice, the paired
+difference of cIoU and gIoU, **second minus first** in the order the models are listed (run A's
+models before run B's), with a paired-bootstrap 95% interval and a two-sided p-value.
+
+Samples are matched by id: both models are scored on the ids they share (the table says how many),
+and every bootstrap round draws the same ids for both (``harness.score.paired``, the gate's
+bootstrap: ``--rounds`` resamples, seed 0). The interval is the percentile interval of the
+resampled differences; p is the share of bootstrap deviations at least as large as the observed
+difference. A slice with fewer shared samples than the slice definitions' ``min_n`` shows its
+difference and n, and no interval or p-value.
+
+Slices need the samples (loaded as ``harness report`` does); where they cannot be loaded, the
+per-split rows are printed with a note. ``harness.load_run(path).compare(other)`` returns the same
+rows as a DataFrame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.publish.api import Run
+from harness.publish.baseline import PairScores, csv_list
+from harness.score.paired import DEFAULT_ROUNDS, deviations, p_value, point
+
+METRICS = ("ciou", "giou")
+LABELS = {"ciou": "cIoU", "giou": "gIoU"}
+ALL = "all"  # the slice column of a whole split's row
+
+
+class NotComparable(HarnessError):
+    """Runs scored under different suites or conventions (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One model of one run, as it is named in the table."""
+
+    label: str
+    run: Run
+    model: str
+
+
+@dataclass(frozen=True)
+class Difference:
+    a: str
+    b: str
+    split: str
+    family: str  # "all" for the whole split
+    slice: str
+    metric: str
+    a_value: float
+    b_value: float
+    delta: float  # b - a, points
+    ci_lo: float | None
+    ci_hi: float | None
+    p: float | None
+    n: int
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Comparison:
+    rows: list[Difference] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rounds: int = DEFAULT_ROUNDS
+
+
+def check_comparable(runs: Sequence[Run]) -> None:
+    first = runs[0]
+    for other in runs[1:]:
+        reasons = []
+        if other.fingerprint != first.fingerprint:
+            reasons.append(f"suite fingerprint differs: {first.path} {first.suite_name} {first.fingerprint} vs "
+                           f"{other.path} {other.suite_name} {other.fingerprint}")
+        diff = sorted(k for k in set(first.conventions) | set(other.conventions) if first.conventions.get(k) != other.conventions.get(k))
+        if diff:
+            reasons.append("conventions differ: " + ", ".join(
+                f"{k} {first.conventions.get(k)!r} vs {other.conventions.get(k)!r}" for k in diff))
+        if reasons:
+            raise NotComparable(f"{first.path} and {other.path} are not comparable: " + "; ".join(reasons))
+
+
+def sides(runs: Sequence[Run], models: Sequence[str] | None = None) -> list[Side]:
+    """The models to compare, labelled ``model`` (one run) or ``<run dir>:model`` (two runs)."""
+    names = [r.path.name for r in runs]
+    tags = names if len(set(names)) == len(names) else [str(r.path) for r in runs]
+    out = [Side(m if len(runs) == 1 else f"{tag}:{m}", run, m) for run, tag in zip(runs, tags) for m in run.models]
+    if models:
+        known = {s.label: s for s in out}
+        unknown = [m for m in models if m not in known and not any(s.model == m for s in out)]
+        if unknown:
+            raise HarnessError(f"unknown model {', '.join(map(repr, unknown))} (valid: {', '.join(known)})")
+        out = [s for s in out if s.label in models or s.model in models]
+    if len(out) < 2:
+        raise HarnessError(f"nothing to compare: {len(out)} model given ({', '.join(s.label for s in out) or 'none'}); "
+                           "a comparison needs two")
+    return out
+
+
+def _restrict(p: PairScores, ids: Sequence[str]) -> PairScores:
+    pos = {i: k for k, i in enumerate(p.ids)}
+    idx = np.array([pos[i] for i in ids], dtype=np.int64)
+    return PairScores(tuple(ids), p.inter[idx], p.union[idx], p.iou[idx], p.in_ciou[idx])
+
+
+def paired_difference(a: PairScores, b: PairScores, metric: str, eps: float, rounds: int, with_interval: bool,
+                      seed: int = 0) -> tuple[float, float, float, tuple[float, float] | None, float | None]:
+    """(a value, b value, b - a, 95% interval of b - a or None, p-value or None) on aligned scores."""
+    va, vb = point(a, metric, eps), point(b, metric, eps)
+    if not with_interval:
+        return va, vb, vb - va, None, None
+    center, dev = deviations(b, a, metric, eps, rounds, seed)
+    if not dev.size:
+        return va, vb, center, None, None
+    ci = (center + float(np.percentile(dev, 2.5)), center + float(np.percentile(dev, 97.5)))
+    return va, vb, center, ci, p_value(center, dev)
+
+
+def paired_differences(runs: Sequence[Run], models: Sequence[str] | None = None, splits: Sequence[str] | None = None,
+                       metrics: Sequence[str] = METRICS, rounds: int = DEFAULT_ROUNDS, with_slices: bool = True) -> Comparison:
+    """Every pair of the chosen models x split (x slice) x metric; see the module docstring."""
+    check_comparable(runs)
+    chosen = sides(runs, models)
+    out = Comparison(rounds=rounds)
+    eps = runs[0].eps
+    slices_of: dict[tuple[int, str], dict[str, dict[str, set[str]]]] = {}
+    min_n = 2
+    if with_slices:
+        try:
+            min_n = runs[0].slice_definitions.min_n
+        except HarnessError as exc:
+            with_slices = False
+            out.notes.append(f"slices left out: {exc}")
+    for i, a in enumerate(chosen):
+        for b in chosen[i + 1:]:
+            for split in [s for s in a.run.splits(a.model) if s in b.run.splits(b.model) and (not splits or s in splits)]:
+                sa, sb = a.run.scores(a.model, split), b.run.scores(b.model, split)
+                common = sorted(set(sa.ids) & set(sb.ids))
+                if not common:
+                    out.notes.append(f"{a.label} vs {b.label} on {split}: no sample id in common")
+                    continue
+                if len(common) != len(sa.ids) or len(common) != len(sb.ids):
+                    out.notes.append(f"{a.label} vs {b.label} on {split}: compared on the {len(common)} shared ids "
+                                     f"({len(sa.ids)} and {len(sb.ids)} scored)")
+                groups: list[tuple[str, str, list[str]]] = [(ALL, ALL, common)]
+                if with_slices:
+                    key = (id(a.run), split)  # one suite fingerprint: either run's samples give the same slices
+                    if key not in slices_of:
+                        try:
+                            slices_of[key] = a.run.membership(split)
+                        except HarnessError as exc:
+                            slices_of[key] = {}
+                            out.notes.append(f"slices of {split} left out: {exc}")
+                    for family, by_label in slices_of[key].items():
+                        for label, ids in by_label.items():
+                            members = [c for c in common if c in ids]
+                            if members:
+                                groups.append((family, label, members))
+                for family, label, ids in groups:
+                    ra, rb = _restrict(sa, ids), _restrict(sb, ids)
+                    for metric in metrics:
+                        va, vb, d, ci, p = paired_difference(ra, rb, metric, eps, rounds, family == ALL or len(ids) >= min_n)
+                        out.rows.append(Difference(a.label, b.label, split, family, label, metric, va, vb, d,
+                                                   ci[0] if ci else None, ci[1] if ci else None, p, len(ids)))
+    return out
+
+
+def _num(v: float | None, signed: bool = False) -> str:
+    if v is None or math.isnan(v):
+        return "-"
+    return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+
+def _cells(d: Difference) -> list[str]:
+    ci = f"[{_num(d.ci_lo, True)}, {_num(d.ci_hi, True)}]" if d.ci_lo is not None else "-"
+    where = "(all)" if d.family == ALL else f"{d.family}: {d.slice}"
+    return [d.a, d.b, d.split, where, LABELS.get(d.metric, d.metric), _num(d.a_value), _num(d.b_value), _num(d.delta, True), ci,
+            "-" if d.p is None else f"{d.p:.3f}", str(d.n)]
+
+
+HEADER = ["A", "B", "split", "slice", "metric", "A", "B", "B - A", "95% CI", "p", "n"]
+
+
+def _footer(c: Comparison) -> str:
+    return (f"Values in percent; B - A in points, samples matched by id. Interval and p from a paired bootstrap "
+            f"({c.rounds} resamples, seed 0); slices with fewer samples than min_n show no interval.")
+
+
+def plain(c: Comparison) -> str:
+    table = [HEADER] + [_cells(d) for d in c.rows]
+    widths = [max(len(r[k]) for r in table) for k in range(len(HEADER))]
+    right = {5, 6, 7, 9, 10}
+    lines = ["  ".join(cell.rjust(w) if k in right else cell.ljust(w) for k, (cell, w) in enumerate(zip(r, widths))).rstrip()
+             for r in table]
+    return "\n".join([*lines, "", _footer(c), *(f"  - {n}" for n in c.notes)]) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def markdown(c: Comparison) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines += ["| " + " | ".join(_md(x) for x in _cells(d)) + " |" for d in c.rows]
+    return "\n".join([*lines, "", _footer(c), *(f"- {_md(n)}" for n in c.notes)]) + "\n"
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    runs = [Run(p, args.data_root) for p in args.runs]
+    c = paired_differences(runs, csv_list(args.models), csv_list(args.splits), rounds=args.rounds, with_slices=not args.no_slices)
+    print(markdown(c) if args.markdown else plain(c), end="")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("compare", help="paired differences of cIoU and gIoU between models, per split and slice, with p-values",
+                              description="Exit status: 0 printed; 2 runs not comparable (suite fingerprint or conventions "
+                                          "differ) or bad input.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="one run directory, or two scored under the same suite")
+    p.add_argument("--models", help="comma-separated models (or <run>:<model> labels with two runs; default: all)")
+    p.add_argument("--splits", help="comma-separated splits (default: every split both models have)")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"bootstrap resamples (default {DEFAULT_ROUNDS})")
+    p.add_argument("--no-slices", action="store_true", help="per split only (no samples needed)")
+    p.add_argument("--data-root", type=Path, help="where the datasets live, for the slices (default: the run's)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of plain text")
+    p.set_defaults(func=_cmd_compare)
