@@ -49,6 +49,7 @@ def test_samples_have_scores_outputs_and_slices(run: Path) -> None:
     assert {"model", "split", "id", "expression", "iou", "intersection", "union", "failed", "parse_status", "answer", "reasoning",
             "slice:size_coco", "slice:target", "slice:expression_kind:spatial"} <= set(frame.columns)
     assert "mask" not in frame.columns
+    assert frame[frame.model == "empty"].box_mask_iou.isna().all()
     mine = frame[(frame.model == "shapes-reasoner") & (frame.split == "val")]
     assert set(mine.parse_status) == {"ok"} and mine.reasoning.str.len().min() > 0
     # the per-sample table reproduces the split's cIoU and each slice's n
@@ -78,3 +79,15 @@ def test_compare_with_another_run(run: Path) -> None:
 def test_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"no results\.json"):
         harness.load_run(tmp_path)
+
+
+def test_reasoning_frame(run: Path) -> None:
+    r = harness.load_run(run)
+    frame = r.reasoning()
+    assert list(frame.model) == ["shapes-reasoner", "shapes-reasoner"]
+    samples = r.samples(with_slices=False)
+    mine = samples[(samples.model == "shapes-reasoner") & (samples.split == "val")]
+    row = frame[frame.split == "val"].iloc[0]
+    assert row.reasoning_words_mean == pytest.approx(mine.reasoning_words.mean())
+    assert row.box_mask_iou == pytest.approx(100 * mine.box_mask_iou.mean())
+    assert row.agree_n == (mine.box_mask_iou >= 0.5).sum()

@@ -4,6 +4,7 @@
     run.results()        # one row per model x split: every metric of results.json
     run.samples()        # one row per model x split x sample: scores, slices, parsed outputs
     run.slices()         # one row per model x split x slice: n, cIoU, gIoU and intervals
+    run.reasoning()      # one row per model x split of text models: answer format, reasoning length, box vs mask
     run.compare()        # paired differences of every pair of models (harness compare)
     run.compare(other)   # ... across two runs of the same suite fingerprint and conventions
 
@@ -26,6 +27,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.publish.baseline import PairScores
 from harness.records.store import RunDir, StoreError, read_json
+from harness.score.reasoning import of_record
 from harness.score.schema import check_results
 from harness.score.slices import SliceSet, assign, load_slices
 from harness.types import Sample
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 # The score and prediction fields that samples() keeps (the masks stay in the logs).
 _SCORE_FIELDS = ("iou", "intersection", "union", "gt_area", "pred_area", "gt_empty", "pred_empty", "failed", "parse_failed",
                  "counted_in_ciou", "box_iou")
-_PREDICTION_FIELDS = ("parse_status", "answer", "reasoning", "text", "box", "error", "seconds")
+_PREDICTION_FIELDS = ("parse_status", "answer", "reasoning", "text", "box", "error", "seconds", "reasoning_words", "box_mask_iou")
 
 
 class Run:
@@ -91,7 +93,9 @@ class Run:
         if key not in self._records:
             by_id: dict[str, dict[str, Any]] = {}
             for r in self.dir.records(model, split):
+                _, n_words, agreement = of_record(r)  # needs the mask, which is not kept
                 pred = {k: v for k, v in (r.get("prediction") or {}).items() if k != "mask"}
+                pred.update(reasoning_words=n_words, box_mask_iou=agreement)
                 by_id[str(r["id"])] = {"id": str(r["id"]), "expression": r.get("expression"), "prediction": pred,
                                        "score": r.get("score")}
             self._records[key] = list(by_id.values())
@@ -175,6 +179,20 @@ class Run:
         cols = ["model", "split", "family", "slice", "n", "ciou", "ciou_lo", "ciou_hi", "giou", "giou_lo", "giou_hi"]
         frame = pd.DataFrame(rows)
         return frame.reindex(columns=list(dict.fromkeys([*cols, *frame.columns])))
+
+    def reasoning(self) -> pd.DataFrame:
+        """One row per model x split of the models that write text (results.json "reasoning"; by_agreement
+        flattened to agree_* and disagree_* columns)."""
+        import pandas as pd
+
+        rows = []
+        for model, by_split in (self.doc.get("reasoning") or {}).get("results", {}).items():
+            for split, res in by_split.items():
+                row: dict[str, Any] = {"model": model, "split": split, **{k: v for k, v in res.items() if k != "by_agreement"}}
+                for group, sub in (res.get("by_agreement") or {}).items():
+                    row.update({f"{group}_{k}": v for k, v in sub.items() if k in ("n", "ciou", "giou")})
+                rows.append(row)
+        return pd.DataFrame(rows)
 
     def samples(self, with_slices: bool = True) -> pd.DataFrame:
         """One row per model x split x sample: the score, the parsed outputs (no masks), and one column

@@ -9,6 +9,7 @@ from harness.data.suites import Suite
 from harness.files import write_json_atomic
 from harness.records.store import RunDir, iter_records
 from harness.score.metrics import summarize
+from harness.score.reasoning import REASONING_VERSION, Tally
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
 from harness.score.slices import SLICES_VERSION, assign, load_slices, slice_metrics
 from harness.types import Sample, SampleScore
@@ -44,13 +45,18 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
     # Slice membership depends on the samples only: computed once per split, shared by every model.
     membership = {split: assign(ss, defs) for split, ss in samples.items()}
     sliced: dict[str, dict[str, Any]] = {}
+    reasoning: dict[str, dict[str, Any]] = {}
     for model, status in manifest.get("status", {}).items():
         for split in status:
             if split in samples:
-                by_id = split_scores(iter_records(run_dir.log_path(model, split)), samples[split])
+                tally = Tally(s.id for s in samples[split])  # the text answers' facts, from the same single read
+                by_id = split_scores(tally.tap(iter_records(run_dir.log_path(model, split))), samples[split])
                 results.setdefault(model, {})[split] = summarize_split(by_id, samples[split], suite, bootstrap_rounds)
                 sliced.setdefault(model, {})[split] = slice_metrics(by_id, samples[split], defs, suite.conventions,
                                                                     bootstrap_rounds, membership[split])
+                worth = tally.result(by_id, samples[split], suite.conventions, bootstrap_rounds, defs.min_n)
+                if worth is not None:
+                    reasoning.setdefault(model, {})[split] = worth
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -62,6 +68,7 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
         "results": results,  # type: ignore[typeddict-item]
         "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]
         "slices": {"version": SLICES_VERSION, "definitions": defs.to_json(), "results": sliced},
+        "reasoning": {"version": REASONING_VERSION, "results": reasoning},
     }
 
 

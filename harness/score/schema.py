@@ -20,6 +20,11 @@ Added within version 1 (readers must not require it): ``slices`` = ``{"version":
 ciou_ci95, giou_ci95, ...}}``: the metrics per slice of the samples (harness/score/slices.py,
 definitions in benchmarks/slices/). A slice with fewer than ``definitions.min_n`` scored samples
 has no ``*_ci95``.
+
+Also added within version 1: ``reasoning`` = ``{"version": 1, "results": model -> split -> {n_text,
+format_ok, n_reasoning, reasoning_words_mean, reasoning_words_median, n_box_stated, box_mask_iou,
+box_mask_agree, by_agreement: {agree, disagree}}}``, only for models that write a text answer
+(definitions in harness/score/reasoning.py).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class Results(TypedDict):
     results: dict[str, dict[str, SplitResult]]
     published: list[PublishedRow]
     slices: NotRequired[dict[str, Any]]
+    reasoning: NotRequired[dict[str, Any]]
 
 
 def check_results(data: Any, where: str) -> Results:
