@@ -1,4 +1,4 @@
-"""On the built-in shapes suite: harness compare, harness.load_run().compare and harness table agree."""
+"""On the built-in shapes suite: harness compare, harness.load_run().compare, harness table and the report agree."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def test_compare_api_and_table_give_the_same_paired_difference(isolated: Path, c
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert main(["table", "runs/shapes", "--layout", "layout.yaml", "--format", "latex", "--decimals", "2"]) == 0
     tex = capsys.readouterr().out
+    assert main(["report", "runs/shapes"]) == 0
+    html = (isolated / "runs" / "shapes" / "report" / "index.html").read_text()
+    pairwise = html[html.index('<section id="pairwise">'):html.index('<section id="reasoning">')]
     for metric, label in (("ciou", "cIoU"), ("giou", "gIoU")):
         d = api[(api.metric == metric) & (api.split == "val")].iloc[0]
         assert (d.a, d.b) == ("shapes-reasoner", "oracle-box")
@@ -44,6 +47,11 @@ def test_compare_api_and_table_give_the_same_paired_difference(isolated: Path, c
         line = re.search(rf"^shapes-reasoner\s+oracle-box\s+val\s+\(all\)\s+{label}\s+(\S+)\s+(\S+)\s+(\S+)\s+\[(\S+), (\S+)\]", cli, re.M)
         assert line is not None
         assert [float(x) for x in line.groups()] == pytest.approx([d.a_value, d.b_value, d.delta, d.ci_lo, d.ci_hi], abs=0.005)
+        # the report's pairwise table: the same difference, interval and p-value
+        cells = [f"<td>shapes-reasoner</td><td>oracle-box</td><td>{label}</td>", f'<td class="num">{d.delta:+.2f}</td>',
+                 f'<td class="num">[{d.ci_lo:+.2f}, {d.ci_hi:+.2f}]</td><td class="num">{d.p:.3f}</td>']
+        row = next(line for line in pairwise.split("<tr") if cells[0] in line)
+        assert all(c in row for c in cells), row
         # the LaTeX table shows the same two values
         for model, value in (("shapes-reasoner", d.a_value), ("oracle-box", d.b_value)):
             assert f"{value:.2f}" in next(t for t in tex.splitlines() if t.startswith(model + " & "))

@@ -167,7 +167,8 @@ def test_report_shows_numbers_plots_and_gallery(run: tuple[Path, dict[str, dict[
     assert "(published) LISA-7B" in html and "74.1" in html and "LISA paper, Table 1" in html
     for name, value in Conventions().to_dict().items():  # every convention is stated
         assert name in html and str(value) in html
-    assert html.count("data:image/png;base64,") == 3 and html.count("data:image/jpeg;base64,") >= 4  # plots, thumbnails
+    # three plots and the pairwise per-slice plot of the one pair; thumbnails
+    assert html.count("data:image/png;base64,") == 3 + 1 and html.count("data:image/jpeg;base64,") >= 4
     assert "alpha reasoning for sample" in html
     assert "could not parse the answer &lt;json&gt;" in html  # failed prediction's error is shown, escaped
     assert "the thing number" in html
@@ -190,7 +191,7 @@ def test_model_text_is_escaped(run: tuple[Path, dict[str, dict[str, Sample]]]) -
 def test_renders_without_samples(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
     run_dir, _ = run
     html = render_report(run_dir, None).read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == 3  # the plots, no thumbnails
+    assert html.count("data:image/png;base64,") == 3 + 1  # the plots and the pairwise plot, no thumbnails
     assert "gallery shows text only" in html
     assert "the thing number" in html and "61.2" in html
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,29 @@ def paired_difference(a: PairScores, b: PairScores, metric: str, eps: float, rou
     return va, vb, center, ci, p_value(center, dev)
 
 
+def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, membership: Mapping[str, Mapping[str, set[str]]],
+              eps: float, min_n: int, rounds: int, metrics: Sequence[str], out: Comparison) -> None:
+    """The rows of one pair of models on one split: the whole split, then each slice (``membership``)."""
+    common = sorted(set(sa.ids) & set(sb.ids))
+    if not common:
+        out.notes.append(f"{a} vs {b} on {split}: no sample id in common")
+        return
+    if len(common) != len(sa.ids) or len(common) != len(sb.ids):
+        out.notes.append(f"{a} vs {b} on {split}: compared on the {len(common)} shared ids ({len(sa.ids)} and {len(sb.ids)} scored)")
+    groups: list[tuple[str, str, list[str]]] = [(ALL, ALL, common)]
+    for family, by_label in membership.items():
+        for label, ids in by_label.items():
+            members = [c for c in common if c in ids]
+            if members:
+                groups.append((family, label, members))
+    for family, label, ids in groups:
+        ra, rb = _restrict(sa, ids), _restrict(sb, ids)
+        for metric in metrics:
+            va, vb, d, ci, p = paired_difference(ra, rb, metric, eps, rounds, family == ALL or len(ids) >= min_n)
+            out.rows.append(Difference(a, b, split, family, label, metric, va, vb, d, ci[0] if ci else None, ci[1] if ci else None,
+                                       p, len(ids)))
+
+
 def paired_differences(runs: Sequence[Run], models: Sequence[str] | None = None, splits: Sequence[str] | None = None,
                        metrics: Sequence[str] = METRICS, rounds: int = DEFAULT_ROUNDS, with_slices: bool = True) -> Comparison:
     """Every pair of the chosen models x split (x slice) x metric; see the module docstring."""
@@ -147,34 +170,15 @@ def paired_differences(runs: Sequence[Run], models: Sequence[str] | None = None,
     for i, a in enumerate(chosen):
         for b in chosen[i + 1:]:
             for split in [s for s in a.run.splits(a.model) if s in b.run.splits(b.model) and (not splits or s in splits)]:
-                sa, sb = a.run.scores(a.model, split), b.run.scores(b.model, split)
-                common = sorted(set(sa.ids) & set(sb.ids))
-                if not common:
-                    out.notes.append(f"{a.label} vs {b.label} on {split}: no sample id in common")
-                    continue
-                if len(common) != len(sa.ids) or len(common) != len(sb.ids):
-                    out.notes.append(f"{a.label} vs {b.label} on {split}: compared on the {len(common)} shared ids "
-                                     f"({len(sa.ids)} and {len(sb.ids)} scored)")
-                groups: list[tuple[str, str, list[str]]] = [(ALL, ALL, common)]
-                if with_slices:
-                    key = (id(a.run), split)  # one suite fingerprint: either run's samples give the same slices
-                    if key not in slices_of:
-                        try:
-                            slices_of[key] = a.run.membership(split)
-                        except HarnessError as exc:
-                            slices_of[key] = {}
-                            out.notes.append(f"slices of {split} left out: {exc}")
-                    for family, by_label in slices_of[key].items():
-                        for label, ids in by_label.items():
-                            members = [c for c in common if c in ids]
-                            if members:
-                                groups.append((family, label, members))
-                for family, label, ids in groups:
-                    ra, rb = _restrict(sa, ids), _restrict(sb, ids)
-                    for metric in metrics:
-                        va, vb, d, ci, p = paired_difference(ra, rb, metric, eps, rounds, family == ALL or len(ids) >= min_n)
-                        out.rows.append(Difference(a.label, b.label, split, family, label, metric, va, vb, d,
-                                                   ci[0] if ci else None, ci[1] if ci else None, p, len(ids)))
+                key = (id(a.run), split)  # one suite fingerprint: either run's samples give the same slices
+                if with_slices and key not in slices_of:
+                    try:
+                        slices_of[key] = a.run.membership(split)
+                    except HarnessError as exc:
+                        slices_of[key] = {}
+                        out.notes.append(f"slices of {split} left out: {exc}")
+                pair_rows(a.label, a.run.scores(a.model, split), b.label, b.run.scores(b.model, split), split,
+                          slices_of.get(key, {}), eps, min_n, rounds, metrics, out)
     return out
 
 

@@ -67,6 +67,16 @@ class SliceSet:
                [[f.name, f.by, dict(f.params)] for f in self.families]]
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "results.json slices.definitions") -> SliceSet:
+        """The definitions as results.json carries them (``to_json``)."""
+        try:
+            lists = {str(k): tuple(v) for k, v in data["word_lists"].items()}
+            families = tuple(_family({k: v for k, v in f.items()}, where, lists) for f in data["families"])
+            return cls(int(data["version"]), int(data["min_n"]), lists, families, (where,))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise SliceError(f"{where}: unreadable slice definitions ({exc})") from exc
+
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "min_n": self.min_n, "fingerprint": self.fingerprint(),
                 "word_lists": {k: list(v) for k, v in self.word_lists.items()},

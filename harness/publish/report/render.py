@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from harness.files import write_text_atomic
 from harness.publish.report import gallery, plots
+from harness.publish.report import sections as analysis
 from harness.records.store import read_records
 from harness.resources import resource_dir
 from harness.types import Sample
@@ -251,6 +252,8 @@ def render_report(
         notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
     sections = gallery.build_entries(picks, index, models, samples)
 
+    pairwise, pairwise_notes = analysis.pairwise_section(doc, records, models, splits, samples,
+                                                         int((manifest.get("config") or {}).get("bootstrap_rounds", 1000)))
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
         "css": Markup((resource_dir("reports") / "report.css").read_text(encoding="utf-8")),  # our own file, not model text
@@ -270,6 +273,10 @@ def render_report(
         "details": [_details(results, models, s) for s in splits],
         "figures": figures,
         "gallery": sections,
+        "slices": analysis.slices_section(doc, models, splits),
+        "pairwise": pairwise,
+        "pairwise_notes": pairwise_notes,
+        "reasoning": analysis.reasoning_section(doc, models, splits),
         "failures": _failures(records),
         "efficiency": _efficiency(manifest),
         "events": manifest.get("events") or [],
