@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from harness import masks
 from harness.data.images import ImageError, load_image
+from harness.score.reasoning import AGREE_AT, box_mask_iou
 from harness.types import RLE, Sample
 
 Key = tuple[str, str]  # (split, sample id)
@@ -30,6 +31,7 @@ CATEGORIES: dict[str, str] = {
     "best": "Highest mean IoU across models",
     "disagreed": "Largest spread of IoU across models (max − min)",
     "failures": "A model's answer could not be parsed, or its prediction failed",
+    "box_mask": "The box a model states in its answer and the tight box of its mask disagree most (IoU < 0.5)",
 }
 THUMB_WIDTH = 256
 _GT_RGB = np.array([40, 200, 80], dtype=np.float64)
@@ -62,31 +64,63 @@ def is_failure(record: Mapping[str, Any]) -> bool:
     )
 
 
+def _box_mask(record: Mapping[str, Any]) -> float | None:
+    pred = record.get("prediction") or {}
+    return box_mask_iou(pred.get("box"), pred.get("mask")) if pred.get("parse_status") in ("ok", "failed") else None
+
+
+def _across_splits(ranked: Sequence[Key], n: int, taken: set[Key]) -> list[Key]:
+    """The first ``n`` of ``ranked`` not already shown, taken from each split in turn (best-ranked first
+    within a split), so that every split the gallery covers shows samples."""
+    queues: dict[str, list[Key]] = {}
+    for key in ranked:
+        if key not in taken:
+            queues.setdefault(key[0], []).append(key)
+    out: list[Key] = []
+    depth = 0
+    while len(out) < n and any(depth < len(q) for q in queues.values()):
+        out += [q[depth] for q in queues.values() if depth < len(q)][: n - len(out)]
+        depth += 1
+    taken.update(out)
+    return out
+
+
+# The order in which categories claim samples (no sample is shown twice): the most specific first.
+_PRIORITY = ("failures", "box_mask", "disagreed", "worst", "best")
+
+
 def select(index: Mapping[Key, Mapping[str, Mapping[str, Any]]], per_category: int) -> dict[str, list[Key]]:
     """Pick up to ``per_category`` samples for each gallery category, deterministically.
 
-    "best" skips samples already among "worst", so a small run does not show one sample as
-    both. "disagreed" needs IoUs from at least two models and a non-zero spread.
+    No sample appears in two categories (they claim samples in ``_PRIORITY`` order), and each
+    category takes its samples from every split in turn. "disagreed" needs IoUs from at least two
+    models and a non-zero spread; "box_mask" needs a text model that states a box, and shows the
+    samples whose stated box overlaps the tight box of its own mask least (IoU < 0.5).
     """
-    stats: list[tuple[Key, float, float, int]] = []  # key, mean IoU, spread, number of failed models
+    stats: list[tuple[Key, float, float, int, float]] = []  # key, mean IoU, spread, failed models, worst box-mask IoU
     for key, by_model in index.items():
         ious = [v for v in (sample_iou(r) for r in by_model.values()) if v is not None]
         n_failed = sum(is_failure(r) for r in by_model.values())
         mean = float(np.mean(ious)) if ious else math.nan
         spread = float(max(ious) - min(ious)) if len(ious) >= 2 else math.nan
-        stats.append((key, mean, spread, n_failed))
+        agreement = [v for v in (_box_mask(r) for r in by_model.values()) if v is not None]
+        stats.append((key, mean, spread, n_failed, min(agreement) if agreement else math.nan))
 
     def order(key: Key) -> tuple[str, str]:
         return key[1], key[0]  # ties broken by sample id, then split
 
     with_iou = [s for s in stats if not math.isnan(s[1])]
-    worst = [s[0] for s in sorted(with_iou, key=lambda s: (s[1], order(s[0])))[:per_category]]
-    taken = set(worst)
-    best = [s[0] for s in sorted(with_iou, key=lambda s: (-s[1], order(s[0]))) if s[0] not in taken][:per_category]
-    spread_stats = [s for s in stats if not math.isnan(s[2]) and s[2] > 0]
-    disagreed = [s[0] for s in sorted(spread_stats, key=lambda s: (-s[2], order(s[0])))[:per_category]]
-    failures = [s[0] for s in sorted((s for s in stats if s[3]), key=lambda s: (-s[3], order(s[0])))[:per_category]]
-    return {"worst": worst, "best": best, "disagreed": disagreed, "failures": failures}
+    ranked = {
+        "worst": [s[0] for s in sorted(with_iou, key=lambda s: (s[1], order(s[0])))],
+        "best": [s[0] for s in sorted(with_iou, key=lambda s: (-s[1], order(s[0])))],
+        "disagreed": [s[0] for s in sorted((s for s in stats if not math.isnan(s[2]) and s[2] > 0), key=lambda s: (-s[2], order(s[0])))],
+        "failures": [s[0] for s in sorted((s for s in stats if s[3]), key=lambda s: (-s[3], order(s[0])))],
+        "box_mask": [s[0] for s in sorted((s for s in stats if not math.isnan(s[4]) and s[4] < AGREE_AT),
+                                          key=lambda s: (s[4], order(s[0])))],
+    }
+    taken: set[Key] = set()
+    picks = {name: _across_splits(ranked[name], per_category, taken) for name in _PRIORITY}
+    return {name: picks[name] for name in CATEGORIES}
 
 
 @dataclass

@@ -133,7 +133,7 @@ def metric_bars(split: str, models: Sequence[str], results: Mapping[str, Mapping
     ax.set_ylim(0, 105)
     ax.set_ylabel("%")
     ax.set_title(_label(split) + ": cIoU and gIoU (95% CI)", fontsize=10)
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     return _figure_uri(fig)
@@ -166,7 +166,7 @@ def iou_histogram(split: str, columns: Mapping[str, ScoreColumns]) -> str | None
     ax.set_ylabel("% of samples")
     ax.set_xlim(0, 1)
     ax.set_title(_label(split) + ": per-sample IoU", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="upper center")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     return _figure_uri(fig)
@@ -186,7 +186,7 @@ def precision_plot(split: str, columns: Mapping[str, ScoreColumns], conventions:
     ax.set_xticks(CURVE_THRESHOLDS[::2])
     ax.set_ylim(0, 102)
     ax.set_title(_label(split) + ": Prec@IoU threshold", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="lower left")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     return _figure_uri(fig)
