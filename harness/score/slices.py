@@ -156,15 +156,23 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _matches(tokens: Sequence[str], entries: Sequence[str]) -> bool:
-    padded = f" {' '.join(tokens)} "
-    for e in entries:
-        if e.startswith("*"):
-            if any(t.endswith(e[1:]) for t in tokens):
-                return True
-        elif f" {e} " in padded:
+class _WordList:
+    """One word list compiled for matching: whole words (a set), phrases, and word endings ("*n't")."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.words = frozenset(e for e in entries if " " not in e and not e.startswith("*"))
+        self.phrases = tuple(f" {e} " for e in entries if " " in e and not e.startswith("*"))
+        self.endings = tuple(e[1:] for e in entries if e.startswith("*"))
+
+    def matches(self, tokens: Sequence[str]) -> bool:
+        if not self.words.isdisjoint(tokens):
             return True
-    return False
+        if self.endings and any(t.endswith(self.endings) for t in tokens):
+            return True
+        if self.phrases:
+            padded = f" {' '.join(tokens)} "
+            return any(p in padded for p in self.phrases)
+        return False
 
 
 def _bin_label(lo: int, hi: int | None, unit: str) -> str:
@@ -196,7 +204,8 @@ def _family_masks(family: Family, samples: Sequence[Sample], lists: Mapping[str,
         return _binned([len(words(s.expression)) for s in samples], p["bins"], "words")
     if family.by == "word_lists":
         tokens = [words(s.expression) for s in samples]
-        return {name: np.array([_matches(t, lists[name]) for t in tokens], dtype=bool) for name in p["lists"]}
+        compiled = {name: _WordList(lists[name]) for name in p["lists"]}
+        return {name: np.array([wl.matches(t) for t in tokens], dtype=bool) for name, wl in compiled.items()}
     if family.by == "meta":
         values = [next((s.meta[k] for k in p["keys"] if s.meta.get(k) is not None), None) for s in samples]
         labels = sorted({str(v) for v in values if v is not None}, key=lambda x: (not x.isdigit(), int(x) if x.isdigit() else 0, x))
