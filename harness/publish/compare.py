@@ -140,8 +140,8 @@ def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, member
         out.notes.append(f"{a} vs {b} on {split}: compared on the {len(common)} shared ids ({len(sa.ids)} and {len(sb.ids)} scored)")
     groups: list[tuple[str, str, list[str]]] = [(ALL, ALL, common)]
     for family, by_label in membership.items():
-        for label, ids in by_label.items():
-            members = [c for c in common if c in ids]
+        for label, in_slice in by_label.items():
+            members = [c for c in common if c in in_slice]
             if members:
                 groups.append((family, label, members))
     for family, label, ids in groups:

@@ -29,7 +29,7 @@ box_mask_agree, by_agreement: {agree, disagree}}}``, only for models that write 
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, TypedDict
 
 from harness.errors import HarnessError
 
@@ -64,7 +64,7 @@ class PublishedRow(TypedDict):
     source: str
 
 
-class Results(TypedDict):
+class _RequiredResults(TypedDict):
     schema: str
     schema_version: int
     unit: str
@@ -74,8 +74,11 @@ class Results(TypedDict):
     models: dict[str, dict[str, Any]]
     results: dict[str, dict[str, SplitResult]]
     published: list[PublishedRow]
-    slices: NotRequired[dict[str, Any]]
-    reasoning: NotRequired[dict[str, Any]]
+
+
+class Results(_RequiredResults, total=False):
+    slices: dict[str, Any]  # added within version 1: readers must not require them
+    reasoning: dict[str, Any]
 
 
 def check_results(data: Any, where: str) -> Results:

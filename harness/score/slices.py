@@ -241,7 +241,7 @@ def slice_metrics(scores: Mapping[str, SampleScore], samples: Sequence[Sample], 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for family, by_label in membership.items():
         for label, member in by_label.items():
-            chosen = [scores[samples[i].id] for i in np.flatnonzero(member & have)]
+            chosen = [scores[samples[int(i)].id] for i in np.flatnonzero(member & have)]
             res = summarize(chosen, conv, bootstrap_rounds=bootstrap_rounds if len(chosen) >= defs.min_n else 0)
             if res["n"] < defs.min_n:  # too few for an honest interval
                 res = {k: v for k, v in res.items() if not k.endswith("_ci95")}

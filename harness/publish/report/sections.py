@@ -90,7 +90,8 @@ def pairwise_section(doc: Mapping[str, Any], records: Mapping[str, Mapping[str, 
         whole = [d for d in comparison.rows if d.family == ALL]
         table = [{"a": d.a, "b": d.b, "metric": LABELS[d.metric], "a_value": f"{d.a_value:.2f}", "b_value": f"{d.b_value:.2f}",
                   "delta": f"{d.delta:+.2f}", "ci": f"[{d.ci_lo:+.2f}, {d.ci_hi:+.2f}]" if d.ci_lo is not None else "–",
-                  "p": "–" if d.p is None else f"{d.p:.3f}", "n": d.n, "significant": d.ci_lo is not None and (d.ci_lo > 0 or d.ci_hi < 0)}
+                  "p": "–" if d.p is None else f"{d.p:.3f}", "n": d.n,
+                  "significant": d.ci_lo is not None and d.ci_hi is not None and (d.ci_lo > 0 or d.ci_hi < 0)}
                  for d in whole]
         figures = []
         pairs = list(dict.fromkeys((d.a, d.b) for d in comparison.rows))
