@@ -31,7 +31,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.publish.api import Run
 from harness.publish.baseline import PairScores, csv_list
-from harness.score.paired import DEFAULT_ROUNDS, deviations, p_value, point
+from harness.score.paired import DEFAULT_ROUNDS, deviations_by_metric, p_value, point
 
 METRICS = ("ciou", "giou")
 LABELS = {"ciou": "cIoU", "giou": "gIoU"}
@@ -110,23 +110,35 @@ def sides(runs: Sequence[Run], models: Sequence[str] | None = None) -> list[Side
     return out
 
 
-def _restrict(p: PairScores, ids: Sequence[str]) -> PairScores:
-    pos = {i: k for k, i in enumerate(p.ids)}
+def _restrict(p: PairScores, ids: Sequence[str], pos: Mapping[str, int]) -> PairScores:
     idx = np.array([pos[i] for i in ids], dtype=np.int64)
     return PairScores(tuple(ids), p.inter[idx], p.union[idx], p.iou[idx], p.in_ciou[idx])
 
 
+Outcome = tuple[float, float, float, tuple[float, float] | None, float | None]
+
+
+def paired_outcomes(a: PairScores, b: PairScores, metrics: Sequence[str], eps: float, rounds: int, with_interval: bool,
+                    seed: int = 0) -> dict[str, Outcome]:
+    """metric -> (a value, b value, b - a, 95% interval of b - a or None, p-value or None) on aligned scores;
+    every metric from the same resamples."""
+    out: dict[str, Outcome] = {}
+    devs = deviations_by_metric(b, a, metrics, eps, rounds, seed) if with_interval else {}
+    for metric in metrics:
+        va, vb = point(a, metric, eps), point(b, metric, eps)
+        if metric not in devs or not devs[metric][1].size:
+            out[metric] = (va, vb, vb - va if metric not in devs else devs[metric][0], None, None)
+            continue
+        center, dev = devs[metric]
+        ci = (center + float(np.percentile(dev, 2.5)), center + float(np.percentile(dev, 97.5)))
+        out[metric] = (va, vb, center, ci, p_value(center, dev))
+    return out
+
+
 def paired_difference(a: PairScores, b: PairScores, metric: str, eps: float, rounds: int, with_interval: bool,
-                      seed: int = 0) -> tuple[float, float, float, tuple[float, float] | None, float | None]:
-    """(a value, b value, b - a, 95% interval of b - a or None, p-value or None) on aligned scores."""
-    va, vb = point(a, metric, eps), point(b, metric, eps)
-    if not with_interval:
-        return va, vb, vb - va, None, None
-    center, dev = deviations(b, a, metric, eps, rounds, seed)
-    if not dev.size:
-        return va, vb, center, None, None
-    ci = (center + float(np.percentile(dev, 2.5)), center + float(np.percentile(dev, 97.5)))
-    return va, vb, center, ci, p_value(center, dev)
+                      seed: int = 0) -> Outcome:
+    """(a value, b value, b - a, 95% interval of b - a or None, p-value or None) of one metric."""
+    return paired_outcomes(a, b, (metric,), eps, rounds, with_interval, seed)[metric]
 
 
 def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, membership: Mapping[str, Mapping[str, set[str]]],
@@ -144,10 +156,12 @@ def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, member
             members = [c for c in common if c in in_slice]
             if members:
                 groups.append((family, label, members))
+    pos_a, pos_b = {i: k for k, i in enumerate(sa.ids)}, {i: k for k, i in enumerate(sb.ids)}
     for family, label, ids in groups:
-        ra, rb = _restrict(sa, ids), _restrict(sb, ids)
+        got = paired_outcomes(_restrict(sa, ids, pos_a), _restrict(sb, ids, pos_b), metrics, eps, rounds,
+                              family == ALL or len(ids) >= min_n)
         for metric in metrics:
-            va, vb, d, ci, p = paired_difference(ra, rb, metric, eps, rounds, family == ALL or len(ids) >= min_n)
+            va, vb, d, ci, p = got[metric]
             out.rows.append(Difference(a, b, split, family, label, metric, va, vb, d, ci[0] if ci else None, ci[1] if ci else None,
                                        p, len(ids)))
 
