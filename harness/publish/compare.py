@@ -9,8 +9,11 @@ Samples are matched by id: both models are scored on the ids they share (the tab
 and every bootstrap round draws the same ids for both (``harness.score.paired``, the gate's
 bootstrap: ``--rounds`` resamples, seed 0). The interval is the percentile interval of the
 resampled differences; p is the share of bootstrap deviations at least as large as the observed
-difference. A slice with fewer shared samples than the slice definitions' ``min_n`` shows its
-difference and n, and no interval or p-value.
+difference. Slices are resampled with their split: each round resamples the whole split and a
+slice's difference is computed on the drawn samples that fall in it (one set of resamples for
+every slice, so a 20k-sample split costs one bootstrap, not one per slice). A slice with fewer
+shared samples than the slice definitions' ``min_n`` shows its difference and n, and no interval
+or p-value.
 
 Slices need the samples (loaded as ``harness report`` does); where they cannot be loaded, the
 per-split rows are printed with a note. ``harness.load_run(path).compare(other)`` returns the same
@@ -31,7 +34,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.publish.api import Run
 from harness.publish.baseline import PairScores, csv_list
-from harness.score.paired import DEFAULT_ROUNDS, deviations_by_metric, p_value, point
+from harness.score.paired import DEFAULT_ROUNDS, deviations_by_group, deviations_by_metric, p_value, point
 
 METRICS = ("ciou", "giou")
 LABELS = {"ciou": "cIoU", "giou": "gIoU"}
@@ -157,13 +160,26 @@ def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, member
             if members:
                 groups.append((family, label, members))
     pos_a, pos_b = {i: k for k, i in enumerate(sa.ids)}, {i: k for k, i in enumerate(sb.ids)}
-    for family, label, ids in groups:
-        got = paired_outcomes(_restrict(sa, ids, pos_a), _restrict(sb, ids, pos_b), metrics, eps, rounds,
-                              family == ALL or len(ids) >= min_n)
+    ra, rb = _restrict(sa, common, pos_a), _restrict(sb, common, pos_b)
+    where = {i: k for k, i in enumerate(common)}
+    masks = []
+    for _, _, ids in groups:
+        mask = np.zeros(len(common), dtype=bool)
+        mask[[where[i] for i in ids]] = True
+        masks.append(mask)
+    # Intervals for the whole split and the slices large enough, all from one set of resamples of the split.
+    wanted = [k for k, (family, _, ids) in enumerate(groups) if family == ALL or len(ids) >= min_n]
+    devs = dict(zip(wanted, deviations_by_group(rb, ra, [masks[k] for k in wanted], metrics, eps, rounds)))
+    for k, (family, label, ids) in enumerate(groups):
         for metric in metrics:
-            va, vb, d, ci, p = got[metric]
-            out.rows.append(Difference(a, b, split, family, label, metric, va, vb, d, ci[0] if ci else None, ci[1] if ci else None,
-                                       p, len(ids)))
+            va, vb = point(_restrict(sa, ids, pos_a), metric, eps), point(_restrict(sb, ids, pos_b), metric, eps)
+            ci, p = None, None
+            if k in devs and devs[k][metric][1].size:
+                center, dev = devs[k][metric]
+                ci = (center + float(np.percentile(dev, 2.5)), center + float(np.percentile(dev, 97.5)))
+                p = p_value(center, dev)
+            out.rows.append(Difference(a, b, split, family, label, metric, va, vb, vb - va, ci[0] if ci else None,
+                                       ci[1] if ci else None, p, len(ids)))
 
 
 def paired_differences(runs: Sequence[Run], models: Sequence[str] | None = None, splits: Sequence[str] | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -100,6 +101,57 @@ def deviations_by_metric(run: Scores, base: Scores, metrics: Sequence[str], eps:
     for j, m in enumerate(metrics):
         dev = got[:, j] - centers[m]
         out[m] = (centers[m], dev[~np.isnan(dev)])
+    return out
+
+
+@dataclass(frozen=True)
+class _Subset:
+    ids: tuple[str, ...]
+    inter: np.ndarray
+    union: np.ndarray
+    iou: np.ndarray
+    in_ciou: np.ndarray
+
+    @classmethod
+    def of(cls, p: Scores, mask: np.ndarray) -> _Subset:
+        return cls(tuple(i for i, keep in zip(p.ids, mask) if keep), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
+
+
+def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray], metrics: Sequence[str], eps: float = 1e-10,
+                        rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> list[dict[str, tuple[float, np.ndarray]]]:
+    """``deviations_by_metric`` for groups of the samples (boolean masks, e.g. slices) from one set of resamples
+    of all of them: each resample draws n ids with replacement, and a group's metric is computed on the drawn
+    samples that fall in it (so the slices of one resample are resampled jointly, and a group that is all the
+    samples gets exactly ``deviations_by_metric``). A resample that draws none of a group is dropped for it."""
+    if run.ids != base.ids:
+        raise ValueError("paired bootstrap needs the same sample ids on both sides")
+    n = len(run.ids)
+    centers = [{m: point(_Subset.of(run, g), m, eps) - point(_Subset.of(base, g), m, eps) for m in metrics} for g in groups]
+    if n < 2 or rounds <= 0 or not groups:
+        return [{m: (c[m], np.zeros(0)) for m in metrics} for c in centers]
+    # Per metric 4 columns (run num/den, base num/den), then a column of ones: how many of the group were drawn.
+    table = np.stack([*(c for m in metrics for side in (run, base) for c in _columns(side, m)), np.ones(n)], axis=1)
+    width = table.shape[1]
+    tables = np.concatenate([table * np.asarray(g, dtype=np.float64)[:, None] for g in groups], axis=1)  # (n, width x groups)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // n)  # as in deviations_by_metric: the same stream of draws
+    got = []
+    for start in range(0, rounds, chunk):
+        draw = rng.integers(0, n, size=(min(chunk, rounds - start), n))
+        rows = draw.shape[0]
+        counts = np.bincount((draw + (np.arange(rows) * n)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
+        got.append(counts.astype(np.float64) @ tables)
+    sums = np.concatenate(got)
+    out = []
+    for k, center in enumerate(centers):
+        res = {}
+        for j, m in enumerate(metrics):
+            c = k * width + 4 * j
+            delta = _ratio(sums[:, c], sums[:, c + 1], m, eps) - _ratio(sums[:, c + 2], sums[:, c + 3], m, eps)
+            delta = np.where(sums[:, k * width + width - 1] > 0, delta, np.nan)  # none of the group drawn: no value
+            dev = delta - center[m]
+            res[m] = (center[m], dev[~np.isnan(dev)])
+        out.append(res)
     return out
 
 
