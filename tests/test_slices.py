@@ -158,3 +158,22 @@ def test_results_json_carries_the_versioned_slices(isolated: Path) -> None:
     # the same slices hold the same samples for both models
     assert {f: {k: v["n_expected"] for k, v in d.items()} for f, d in sl["results"]["empty"]["val"].items()} == \
         {f: {k: v["n_expected"] for k, v in d.items()} for f, d in sl["results"]["shapes-reasoner"]["val"].items()}
+
+
+def test_slice_intervals_against_a_direct_computation() -> None:
+    # 14 samples, 11 short expressions (a slice with an interval) and 3 long ones (too few: none).
+    ss = [sample(i, "dog" if i < 11 else "the big brown dog", area=10) for i in range(14)]
+    inter = [(3 * i) % 11 for i in range(14)]
+    scores = {s.id: score(inter[i], 10) for i, s in enumerate(ss)}
+    out = slice_metrics(scores, ss, DEFS, Conventions(), bootstrap_rounds=200)["expression_length"]
+    # Direct: resample all 14 with numpy's default_rng(0) (one block of 200 x 14 draws); the slice's cIoU
+    # on the drawn samples that fall in it; percentile interval.
+    draws = np.random.default_rng(0).integers(0, 14, size=(200, 14))
+    values = []
+    for row in draws:
+        kept = [k for k in row if k < 11]
+        if kept:
+            values.append(100 * sum(inter[k] for k in kept) / (10 * len(kept) + 1e-10))
+    assert out["1-3 words"]["ciou_ci95"] == pytest.approx(list(np.percentile(values, [2.5, 97.5])))
+    assert out["1-3 words"]["ciou"] == pytest.approx(100 * sum(inter[:11]) / 110)
+    assert "ciou_ci95" not in out["4-6 words"] and out["4-6 words"]["n"] == 3

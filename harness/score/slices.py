@@ -30,7 +30,8 @@ from harness.data.suites import Suite
 from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.resources import resource_dir
-from harness.score.metrics import summarize
+from harness.score.metrics import ScoreArrays, summarize
+from harness.score.paired import deviations_by_group
 from harness.types import Sample, SampleScore
 
 SLICES_VERSION = 1
@@ -232,19 +233,61 @@ def assign(samples: Sequence[Sample], defs: SliceSet) -> dict[str, dict[str, np.
     return out
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """The per-sample columns the shared bootstrap reads (harness.score.paired.Scores)."""
+
+    ids: tuple[str, ...]
+    inter: np.ndarray
+    union: np.ndarray
+    iou: np.ndarray
+    in_ciou: np.ndarray
+
+
+def _intervals(chosen: Sequence[SampleScore], ids: Sequence[str], groups: Sequence[np.ndarray], eps: float, rounds: int,
+               ) -> list[dict[str, list[float]]]:
+    """Percentile 95% intervals of cIoU and gIoU of each group, all from one set of resamples of the split.
+
+    The shared paired bootstrap against a model that scores 0 everywhere is the plain bootstrap of
+    the metric (a difference from zero), so no second bootstrap is written here."""
+    arr = ScoreArrays.of(chosen)
+    model = _Columns(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
+    n = len(ids)
+    zero = _Columns(tuple(ids), np.zeros(n), np.ones(n), np.zeros(n), np.ones(n, dtype=bool))
+    out = []
+    for by_metric in deviations_by_group(model, zero, groups, ("ciou", "giou"), eps, rounds):
+        res = {}
+        for m, (center, dev) in by_metric.items():
+            if dev.size:
+                res[f"{m}_ci95"] = [float(center + np.percentile(dev, 2.5)), float(center + np.percentile(dev, 97.5))]
+        out.append(res)
+    return out
+
+
 def slice_metrics(scores: Mapping[str, SampleScore], samples: Sequence[Sample], defs: SliceSet, conv: Conventions,
                   bootstrap_rounds: int, membership: Mapping[str, Mapping[str, np.ndarray]] | None = None,
                   ) -> dict[str, dict[str, dict[str, Any]]]:
-    """family -> label -> metrics of one model on one split, over the slice's samples that were predicted."""
+    """family -> label -> metrics of one model on one split, over the slice's samples that were predicted.
+
+    Intervals: each resample draws the split's predicted samples with replacement, and a slice's
+    metric is computed on the drawn samples in it (one bootstrap per split for every slice)."""
     membership = membership if membership is not None else assign(samples, defs)
     have = np.array([s.id in scores for s in samples], dtype=bool)
+    predicted = np.flatnonzero(have)
+    chosen_all = [scores[samples[int(i)].id] for i in predicted]
     out: dict[str, dict[str, dict[str, Any]]] = {}
+    wanted: list[tuple[str, str, np.ndarray]] = []
     for family, by_label in membership.items():
         for label, member in by_label.items():
             chosen = [scores[samples[int(i)].id] for i in np.flatnonzero(member & have)]
-            res = summarize(chosen, conv, bootstrap_rounds=bootstrap_rounds if len(chosen) >= defs.min_n else 0)
-            if res["n"] < defs.min_n:  # too few for an honest interval
-                res = {k: v for k, v in res.items() if not k.endswith("_ci95")}
+            res = summarize(chosen, conv, bootstrap_rounds=0)
+            if res["n"] >= defs.min_n:  # fewer: no interval rather than a misleading one
+                wanted.append((family, label, member[predicted]))
             res["n_expected"] = int(member.sum())
             out.setdefault(family, {})[label] = {k: res[k] for k in (*RESULT_KEYS, "n_expected") if k in res}
+    if wanted and bootstrap_rounds > 0:
+        ids = [samples[int(i)].id for i in predicted]
+        for (family, label, _), ci in zip(wanted, _intervals(chosen_all, ids, [g for _, _, g in wanted], conv.ciou_eps,
+                                                             bootstrap_rounds)):
+            out[family][label].update(ci)
     return out
