@@ -24,6 +24,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("harness.publish.baseline", "save a run's metrics and per-sample scores as a small baseline file to commit"),
     "leaderboard": ("harness.publish.leaderboard", "build a static leaderboard site from run directories"),
     "inputs": ("harness.publish.inputs", "hash what each model is shown per sample; --diff A B lists what changed"),
+    "compare": ("harness.publish.compare", "paired differences of cIoU and gIoU between models, per split and slice, with p-values"),
+    "table": ("harness.publish.table", "write a paper table (LENS Table 1/3 or a layout file) as Markdown, LaTeX or CSV"),
     "env": ("harness.run.env_cli", "create, list and remove the models' own Python environments"),
     "rescore": ("harness.publish.rescore_cli",
                 "recompute every stored score from its mask and the ground truth; rewrite the logs and results.json"),

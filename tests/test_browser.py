@@ -233,6 +233,12 @@ def test_run_report_via_the_leaderboard_link(site: Path, browser: Browser, tmp_p
     browser.click("table.details thead th:nth-child(4)")  # cIoU column of the first details table
     col = browser.js("Array.from(document.querySelector('table.details').tBodies[0].rows).map(r => parseFloat(r.cells[3].textContent))")
     assert col == sorted(col)
+    # the analysis sections: slice heat map, pairwise table and per-slice plot, reasoning table
+    assert browser.js("document.querySelectorAll('#slices table.slices td.heat').length") > 0
+    assert browser.js("document.querySelectorAll('#pairwise tbody tr').length") > 0
+    assert browser.js("Array.from(document.querySelectorAll('#pairwise img')).every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.js("document.querySelectorAll('#pairwise img').length") > 0
+    assert browser.js("document.querySelectorAll('#reasoning tbody tr').length") > 0
     assert browser.console_errors() == []
     shots = browser.screenshot("run-report", tmp_path)
     assert shots[0].stat().st_size > 10_000

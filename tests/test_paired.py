@@ -59,3 +59,30 @@ def test_ids_must_align() -> None:
     b = S(("other",), a.inter, a.union, a.iou, a.in_ciou)
     with pytest.raises(ValueError, match="same sample ids"):
         deviations(a, b, "ciou")
+
+
+def test_groups_are_resampled_with_the_whole_split() -> None:
+    from harness.score.paired import deviations_by_group, deviations_by_metric
+
+    rng = np.random.default_rng(3)
+    n = 40
+    union = rng.integers(1, 50, n).astype(float)
+    inter_a, inter_b = np.floor(union * rng.random(n)), np.floor(union * rng.random(n))
+    a = S(tuple(f"s{i:02d}" for i in range(n)), inter_a, union, inter_a / (union + 1e-5), np.ones(n, bool))
+    b = S(a.ids, inter_b, union, inter_b / (union + 1e-5), np.ones(n, bool))
+    whole = np.ones(n, bool)
+    first = np.arange(n) < 5
+    got = deviations_by_group(b, a, [whole, first], ("ciou", "giou"), rounds=300)
+    ref = deviations_by_metric(b, a, ("ciou", "giou"), rounds=300)
+    for m in ("ciou", "giou"):  # the whole group is exactly the ungrouped bootstrap
+        assert got[0][m][0] == ref[m][0] and np.allclose(got[0][m][1], ref[m][1], atol=1e-9)
+    # Direct: the same draws; the group's metric on the drawn samples that fall in it.
+    draws = np.random.default_rng(0).integers(0, n, size=(300, n))
+    center = 100 * (inter_b[first].sum() / union[first].sum() - inter_a[first].sum() / union[first].sum())
+    direct = []
+    for row in draws:
+        kept = row[first[row]]
+        if kept.size:
+            direct.append(100 * (inter_b[kept].sum() / (union[kept].sum() + 1e-10) - inter_a[kept].sum() / (union[kept].sum() + 1e-10)))
+    assert got[1]["ciou"][0] == pytest.approx(center)
+    assert np.allclose(got[1]["ciou"][1], np.array(direct) - got[1]["ciou"][0], atol=1e-9)

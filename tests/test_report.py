@@ -167,7 +167,8 @@ def test_report_shows_numbers_plots_and_gallery(run: tuple[Path, dict[str, dict[
     assert "(published) LISA-7B" in html and "74.1" in html and "LISA paper, Table 1" in html
     for name, value in Conventions().to_dict().items():  # every convention is stated
         assert name in html and str(value) in html
-    assert html.count("data:image/png;base64,") == 3 and html.count("data:image/jpeg;base64,") >= 4  # plots, thumbnails
+    # three plots and the pairwise per-slice plot of the one pair; thumbnails
+    assert html.count("data:image/png;base64,") == 3 + 1 and html.count("data:image/jpeg;base64,") >= 4
     assert "alpha reasoning for sample" in html
     assert "could not parse the answer &lt;json&gt;" in html  # failed prediction's error is shown, escaped
     assert "the thing number" in html
@@ -190,7 +191,7 @@ def test_model_text_is_escaped(run: tuple[Path, dict[str, dict[str, Sample]]]) -
 def test_renders_without_samples(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
     run_dir, _ = run
     html = render_report(run_dir, None).read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == 3  # the plots, no thumbnails
+    assert html.count("data:image/png;base64,") == 3 + 1  # the plots and the pairwise plot, no thumbnails
     assert "gallery shows text only" in html
     assert "the thing number" in html and "61.2" in html
 
@@ -234,9 +235,30 @@ def test_gallery_selection_is_deterministic(run: tuple[Path, dict[str, dict[str,
     assert picks["failures"] == [(SPLIT, "toy/val/0001")]
     assert len(picks["worst"]) == 2 and not set(picks["worst"]) & set(picks["best"])
     # ties: samples 0000.. with equal means are ordered by id
-    tied = {m: {SPLIT: [{"id": i, "score": {"iou": 0.5}} for i in ("b", "a", "c")]} for m in ("m1", "m2")}
+    ok = {"mask": {"size": [1, 1], "counts": "01"}}  # a prediction with a mask: not a failure
+    tied = {m: {SPLIT: [{"id": i, "score": {"iou": 0.5}, "prediction": ok} for i in ("b", "a", "c")]} for m in ("m1", "m2")}
     assert select(index_records(tied), 2)["worst"] == [(SPLIT, "a"), (SPLIT, "b")]
     assert select(index_records(tied), 2)["disagreed"] == []
+
+
+def test_gallery_covers_every_split_and_shows_no_sample_twice() -> None:
+    def rec(i: str, iou: float, box: list[float] | None = None) -> dict[str, Any]:
+        mask = masks.encode(_rect(0, 0, 10, 10))  # tight box (0, 0, 10, 10)
+        return {"id": i, "score": {"iou": iou}, "prediction": {"mask": mask, "box": box, "parse_status": "ok" if box else "none"}}
+
+    records = {
+        "m1": {"val": [rec(f"v{k}", k / 10) for k in range(6)], "test": [rec(f"t{k}", 0.9 + k / 100) for k in range(6)]},
+        "m2": {"val": [rec(f"v{k}", k / 10 + (0.3 if k == 5 else 0)) for k in range(6)],
+               "test": [rec("t0", 0.9, [20, 20, 30, 30]), rec("t1", 0.91, [0, 0, 10, 10]), rec("t2", 0.5, [0, 0, 10, 10]),
+                        *(rec(f"t{k}", 0.9 + k / 100) for k in range(3, 6))]},
+    }
+    picks = select(index_records(records), 2)
+    shown = [key for keys in picks.values() for key in keys]
+    assert len(shown) == len(set(shown))  # no sample twice across categories
+    assert "box_mask" not in picks  # a stated box against its mask has its own gallery (Reasoning section)
+    for category in ("worst", "best"):
+        assert {split for split, _ in picks[category]} == {"val", "test"}, category
+    assert picks["disagreed"][0] == ("test", "t2")  # spread 0.42, then v5 (0.3)
 
 
 def test_precision_curve_matches_metrics(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:

@@ -80,6 +80,9 @@ class PairScores:
 
     @classmethod
     def of(cls, ids: Sequence[str], arr: ScoreArrays) -> PairScores:
+        if arr.not_drawn.any():  # samples the protocol left out are in no metric, so in no comparison
+            ids = [i for i, left_out in zip(ids, arr.not_drawn) if not left_out]
+            arr = arr.subset(~arr.not_drawn)
         return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
 
     def to_json(self) -> dict[str, Any]:

@@ -213,7 +213,8 @@ def _num(v: Any) -> float | None:
 # An empty cell; "–" is the report's DASH (harness.publish.report.render, imported only when rendering).
 # ``tier`` 1 marks a partial or failing number: never bold, and sorted below every complete one.
 _CELL: dict[str, Any] = {"value": "–", "sort": "", "ci": "", "n": "", "partial": "", "failed": "", "tier": 0, "delta": "",
-                         "delta_class": "", "delta_title": "", "best": False, "ref": None, "source": ""}
+                         "delta_class": "", "delta_title": "", "best": False, "ref": None, "source": "",
+                         "num": None, "ci95": None}  # num, ci95: unrounded (harness table)
 
 
 def _measured(res: Mapping[str, Any] | None, metric: str, pub: Mapping[str, Any] | None, alias: str | None) -> dict[str, Any]:
@@ -227,6 +228,7 @@ def _measured(res: Mapping[str, Any] | None, metric: str, pub: Mapping[str, Any]
     cell = {
         **_CELL, "value": _fmt(value), "sort": "" if value is None else f"{value:.6f}",
         "ci": f"[{ci[0]:.1f}, {ci[1]:.1f}]" if isinstance(ci, list) and len(ci) == 2 else "",
+        "num": value, "ci95": tuple(ci) if isinstance(ci, list) and len(ci) == 2 else None,
         "n": "" if n is None else f"n={int(n)}",
         "partial": partial_text(res), "failed": failed_text(res),
         "tier": 0 if value is None or is_clean(res) else 1,
@@ -247,7 +249,7 @@ def _published_cell(pub: Mapping[str, Any] | None, sources: _Sources) -> dict[st
     if pub is None or value is None:
         return dict(_CELL)
     src = str(pub.get("source", ""))
-    return {**_CELL, "value": _fmt(value), "sort": f"{value:.6f}", "ref": sources.ref(src), "source": src}
+    return {**_CELL, "value": _fmt(value), "sort": f"{value:.6f}", "ref": sources.ref(src), "source": src, "num": value}
 
 
 def _mark_best(rows: list[dict[str, Any]], n_cols: int) -> None:
@@ -328,9 +330,10 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
                 rows.append({"label": pm, "published": True, "runs": [], "cells": cells})
         for row in rows:
             if table.average:
-                vals = [float(c["sort"]) for c in row["cells"] if c["sort"]]
+                vals = [float(c["num"]) for c in row["cells"] if c["num"] is not None]
                 avg = sum(vals) / len(vals) if len(vals) == len(cols) else None
-                row["avg"] = {"value": _CELL["value"] if avg is None else f"{avg:.1f}", "sort": "" if avg is None else f"{avg:.6f}"}
+                row["avg"] = {"value": _CELL["value"] if avg is None else f"{avg:.1f}", "sort": "" if avg is None else f"{avg:.6f}",
+                              "num": avg}
         rows = [*_complete_first([r for r in rows if not r["published"]]), *(r for r in rows if r["published"])]
         _mark_best(rows, len(cols))
         out.append({"table": table, "rows": rows, "columns": cols})

@@ -13,8 +13,9 @@ from harness.records.store import RunDir, StoreError, iter_records
 from harness.score.metrics import ScoreArrays, summarize
 from harness.score.reasoning import ReasoningTap
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
+from harness.score.slices import SLICES_VERSION, assign, load_slices, slice_metrics
 from harness.score.version import scoring_version
-from harness.types import Sample
+from harness.types import Sample, SampleScore
 
 
 def split_result(entries: Mapping[str, IndexEntry], samples: list[Sample], suite: Suite, bootstrap_rounds: int,
@@ -46,6 +47,17 @@ def split_result(entries: Mapping[str, IndexEntry], samples: list[Sample], suite
     return res
 
 
+def _drawn_scores(entries: Mapping[str, IndexEntry], samples: list[Sample]) -> dict[str, SampleScore]:
+    """id -> score of the split's predicted samples (from the index; not-drawn ones are in no metric)."""
+    out = {}
+    for s in samples:
+        e = entries.get(s.id)
+        score = None if e is None else e.score
+        if score is not None and not score.not_drawn:
+            out[s.id] = score
+    return out
+
+
 def _writes_text(index: ScoreIndex, entries: Mapping[str, IndexEntry]) -> bool:
     """Whether this log's model writes text, from its first prediction that did not fail (one line
     read by offset): a mask-only model's log is never parsed whole for the reasoning block."""
@@ -61,6 +73,10 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
     manifest = run_dir.manifest() or {}
     results: dict[str, dict[str, Any]] = {}
     sizes, limit = manifest.get("split_sizes") or {}, (manifest.get("config") or {}).get("limit")
+    defs = load_slices(suite)
+    # Slice membership depends on the samples only: computed once per split, shared by every model.
+    membership = {split: assign(ss, defs) for split, ss in samples.items()}
+    sliced: dict[str, dict[str, Any]] = {}
     reasoning = ReasoningTap()  # what the text is worth, gathered during the one read of each log
     for model, status in manifest.get("status", {}).items():
         for split in status:
@@ -71,6 +87,8 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
                 results.setdefault(model, {})[split] = split_result(
                     entries, samples[split], suite, bootstrap_rounds, path, sizes.get(split),
                     limited=isinstance(limit, int) and limit > 0 and len(samples[split]) >= limit)
+                sliced.setdefault(model, {})[split] = slice_metrics(
+                    _drawn_scores(entries, samples[split]), samples[split], defs, suite.conventions, bootstrap_rounds, membership[split])
                 if _writes_text(index, entries):  # only then is the whole log read, for the reasoning block
                     for _ in reasoning.tap(model, split, iter_records(path), samples[split], path):
                         pass
@@ -87,6 +105,7 @@ def compute_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sampl
         "models": {m: {k: v for k, v in e.items() if k != "config"} for m, e in manifest.get("models", {}).items()},
         "results": results,  # type: ignore[typeddict-item]
         "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]
+        "slices": {"version": SLICES_VERSION, "definitions": defs.to_json(), "results": sliced},
         **({"reasoning": reasoning_block} if reasoning_block else {}),  # type: ignore[typeddict-item]
     }
 

@@ -26,6 +26,12 @@ Version 1:
 - ``reasoning`` (its own ``version``, harness/score/reasoning.py), only when some model wrote
   text: per model x split with text, answer-format share, reasoning length, stated box vs mask
   agreement and accuracy split by it; absent for mask-only runs.
+
+Added within version 1 (readers must not require it): ``slices`` = ``{"version": 1,
+"definitions": {...}, "results": model -> split -> family -> label -> {n, n_expected, ciou, giou,
+ciou_ci95, giou_ci95, ...}}``: the metrics per slice of the samples (harness/score/slices.py,
+definitions in benchmarks/slices/). A slice with fewer than ``definitions.min_n`` scored samples
+has no ``*_ci95``.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class PublishedRow(TypedDict):
     source: str
 
 
-class Results(TypedDict):
+class _RequiredResults(TypedDict):
     schema: str
     schema_version: int
     unit: str
@@ -80,6 +86,11 @@ class Results(TypedDict):
     models: dict[str, dict[str, Any]]
     results: dict[str, dict[str, SplitResult]]
     published: list[PublishedRow]
+
+
+class Results(_RequiredResults, total=False):
+    slices: dict[str, Any]  # added within version 1: readers must not require them
+    reasoning: dict[str, Any]
 
 
 def check_results(data: Any, where: str) -> Results:

@@ -73,11 +73,33 @@ def is_failure(record: Mapping[str, Any] | IndexEntry) -> bool:
     )
 
 
+def _across_splits(ranked: Sequence[Key], n: int, taken: set[Key]) -> list[Key]:
+    """The first ``n`` of ``ranked`` not already shown, taken from each split in turn (best-ranked first
+    within a split), so that every split the gallery covers shows samples."""
+    queues: dict[str, list[Key]] = {}
+    for key in ranked:
+        if key not in taken:
+            queues.setdefault(key[0], []).append(key)
+    out: list[Key] = []
+    depth = 0
+    while len(out) < n and any(depth < len(q) for q in queues.values()):
+        out += [q[depth] for q in queues.values() if depth < len(q)][: n - len(out)]
+        depth += 1
+    taken.update(out)
+    return out
+
+
+# The order in which categories claim samples (no sample is shown twice): the most specific first.
+_PRIORITY = ("failures", "disagreed", "worst", "best")
+
+
 def select(index: Mapping[Key, Mapping[str, Mapping[str, Any] | IndexEntry]], per_category: int) -> dict[str, list[Key]]:
     """Pick up to ``per_category`` samples for each gallery category, deterministically.
 
-    "best" skips samples already among "worst", so a small run does not show one sample as
-    both. "disagreed" needs IoUs from at least two models and a non-zero spread.
+    No sample appears in two categories (they claim samples in ``_PRIORITY`` order), and each
+    category takes its samples from every split in turn. "disagreed" needs IoUs from at least two
+    models and a non-zero spread. (The stated box against its mask has its own gallery, in the
+    report's Reasoning section.)
     """
     stats: list[tuple[Key, float, float, int]] = []  # key, mean IoU, spread, number of failed models
     for key, by_model in index.items():
@@ -91,13 +113,15 @@ def select(index: Mapping[Key, Mapping[str, Mapping[str, Any] | IndexEntry]], pe
         return key[1], key[0]  # ties broken by sample id, then split
 
     with_iou = [s for s in stats if not math.isnan(s[1])]
-    worst = [s[0] for s in sorted(with_iou, key=lambda s: (s[1], order(s[0])))[:per_category]]
-    taken = set(worst)
-    best = [s[0] for s in sorted(with_iou, key=lambda s: (-s[1], order(s[0]))) if s[0] not in taken][:per_category]
-    spread_stats = [s for s in stats if not math.isnan(s[2]) and s[2] > 0]
-    disagreed = [s[0] for s in sorted(spread_stats, key=lambda s: (-s[2], order(s[0])))[:per_category]]
-    failures = [s[0] for s in sorted((s for s in stats if s[3]), key=lambda s: (-s[3], order(s[0])))[:per_category]]
-    return {"worst": worst, "best": best, "disagreed": disagreed, "failures": failures}
+    ranked = {
+        "worst": [s[0] for s in sorted(with_iou, key=lambda s: (s[1], order(s[0])))],
+        "best": [s[0] for s in sorted(with_iou, key=lambda s: (-s[1], order(s[0])))],
+        "disagreed": [s[0] for s in sorted((s for s in stats if not math.isnan(s[2]) and s[2] > 0), key=lambda s: (-s[2], order(s[0])))],
+        "failures": [s[0] for s in sorted((s for s in stats if s[3]), key=lambda s: (-s[3], order(s[0])))],
+    }
+    taken: set[Key] = set()
+    picks = {name: _across_splits(ranked[name], per_category, taken) for name in _PRIORITY}
+    return {name: picks[name] for name in CATEGORIES}
 
 
 @dataclass

@@ -146,7 +146,7 @@ def metric_bars(split: str, models: Sequence[str], results: Mapping[str, Mapping
     ax.set_ylim(0, 105)
     ax.set_ylabel("%")
     ax.set_title(_label(split) + ": cIoU and gIoU (95% CI)", fontsize=10)
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     return _figure_uri(fig)
@@ -179,7 +179,7 @@ def iou_histogram(split: str, columns: Mapping[str, ScoreColumns]) -> str | None
     ax.set_ylabel("% of samples")
     ax.set_xlim(0, 1)
     ax.set_title(_label(split) + ": per-sample IoU", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="upper center")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     return _figure_uri(fig)
@@ -199,7 +199,43 @@ def precision_plot(split: str, columns: Mapping[str, ScoreColumns], conventions:
     ax.set_xticks(CURVE_THRESHOLDS[::2])
     ax.set_ylim(0, 102)
     ax.set_title(_label(split) + ": Prec@IoU threshold", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="lower left")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
+    return _figure_uri(fig)
+
+
+def slice_differences(split: str, a: str, b: str, rows: Sequence[Any]) -> str | None:
+    """Per-slice paired differences (b - a) of cIoU and gIoU with their 95% intervals, one row per slice.
+
+    ``rows`` are ``harness.publish.compare.Difference``; a slice without an interval (too few
+    samples) is drawn as a hollow marker. The legend sits above the axes, clear of the data.
+    """
+    labels = list(dict.fromkeys((d.family, d.slice) for d in rows))
+    if not labels:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.28 * len(labels)))
+    y = np.arange(len(labels))[::-1]
+    pos = {lab: y[k] for k, lab in enumerate(labels)}
+    for metric, colour, shift in (("ciou", "#2f5fa7", 0.15), ("giou", "#c0392b", -0.15)):
+        mine = [d for d in rows if d.metric == metric]
+        with_ci = [d for d in mine if d.ci_lo is not None]
+        without = [d for d in mine if d.ci_lo is None]
+        if with_ci:
+            ys = [pos[(d.family, d.slice)] + shift for d in with_ci]
+            xs = [d.delta for d in with_ci]
+            err = [[d.delta - d.ci_lo for d in with_ci], [d.ci_hi - d.delta for d in with_ci]]
+            ax.errorbar(xs, ys, xerr=err, fmt="o", color=colour, ms=4, capsize=2, lw=1, label={"ciou": "cIoU", "giou": "gIoU"}[metric])
+        if without:
+            ax.plot([d.delta for d in without], [pos[(d.family, d.slice)] + shift for d in without], "o", mfc="none", color=colour, ms=4,
+                    label=f"{'cIoU' if metric == 'ciou' else 'gIoU'} (n < min_n: no interval)")
+    ax.axvline(0, color="#888", lw=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(["whole split" if f == "all" else f"{f}: {s}" for f, s in labels], fontsize=7)
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set_xlabel(f"{b} − {a} (points), 95% paired-bootstrap interval", fontsize=8)
+    ax.set_title(f"{split}: {b} − {a} per slice", fontsize=9, pad=22)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, fontsize=7, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
     return _figure_uri(fig)

@@ -21,8 +21,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from harness.files import write_text_atomic
+from harness.publish.baseline import PairScores
 from harness.publish.report import gallery, plots
 from harness.publish.report import reasoning as reasoning_section
+from harness.publish.report import sections as analysis
 from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
 from harness.records.score_index import IndexEntry
 from harness.records.store import RunDir
@@ -299,6 +301,11 @@ def render_report(
     sections = gallery.build_entries(picks, shown, models, samples, gallery.Thumbnailer(exif=exif))
     reasoning = reasoning_section.section(doc.get("reasoning"), shown, models, splits, samples, gallery_per_category, exif)
 
+    # The paired differences from the same score index (no mask), by the bootstrap `harness compare` uses.
+    pair_scores = {m: {split: PairScores.from_rows({sid: e.row for sid, e in latest.items() if e.row is not None})
+                       for split, latest in by_split.items()} for m, by_split in entries.items()}
+    pairwise, pairwise_notes = analysis.pairwise_section(doc, pair_scores, models, splits, samples,
+                                                         int((manifest.get("config") or {}).get("bootstrap_rounds", 1000)))
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
         "css": Markup((resource_dir("reports") / "report.css").read_text(encoding="utf-8")),  # our own file, not model text
@@ -319,6 +326,9 @@ def render_report(
         "details": [_details(results, models, s) for s in splits],
         "figures": figures,
         "gallery": sections,
+        "slices": analysis.slices_section(doc, models, splits),
+        "pairwise": pairwise,
+        "pairwise_notes": pairwise_notes,
         "reasoning": reasoning,
         "failures": _failures(entries),
         "efficiency": _efficiency(manifest),

@@ -1,0 +1,237 @@
+"""``harness table RUN... --layout lens-table1|lens-table3|FILE --format markdown|latex|csv``: tables for a paper.
+
+The layouts are the leaderboard's (``reports/leaderboard_tables.yaml``: ``lens-table1`` is LENS's
+Table 1, RefCOCO/+/g cIoU; ``lens-table3`` its Table 3, ReasonSeg and GroundingSuite-Eval), or any
+layout file in that format (every table in it, or the one chosen with ``--table ID``). Cells are
+filled exactly as the leaderboard's tables page fills them (``leaderboard.paper_tables``): measured
+rows by model name (a later run wins a cell), then the published rows of the suites, marked with a
+dagger and their sources. The best measured value of each column is bold (Markdown ``**``, LaTeX
+``\\textbf``); a published number is never bold. ``--intervals`` adds each measured value's
+bootstrap 95% interval; a cell of a split not fully predicted is marked with an asterisk.
+
+LaTeX uses booktabs rules (``\\toprule``, ``\\cmidrule``, ``\\midrule``, ``\\bottomrule``) and
+escapes model names; ``--standalone`` wraps it in a document that compiles with pdflatex. CSV
+carries unrounded numbers (one row per table row, intervals as ``<column> lo/hi`` columns), for
+further processing rather than for show, so it has no bold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.files import write_text_atomic
+from harness.publish.leaderboard import Table, _published, load_aliases, load_runs, load_tables, paper_tables
+
+# Named layouts: the table ids of the leaderboard's default layout file.
+LAYOUTS = {"lens-table1": "refcoco", "lens-table3": "reasoning"}
+FORMATS = ("markdown", "latex", "csv")
+DAGGER = "†"
+
+
+def resolve_layout(layout: str, table_id: str | None = None) -> list[Table]:
+    if layout in LAYOUTS:
+        tables = [t for t in load_tables() if t.id == LAYOUTS[layout]]
+    else:
+        path = Path(layout)
+        if not path.is_file():
+            raise HarnessError(f"--layout {layout!r} is neither a known layout ({', '.join(LAYOUTS)}) nor a layout file")
+        tables = load_tables(path)
+    if table_id is not None:
+        chosen = [t for t in tables if t.id == table_id]
+        if not chosen:
+            raise HarnessError(f"--table {table_id!r} is not in {layout} (it has {', '.join(t.id for t in tables)})")
+        tables = chosen
+    if not tables:
+        raise HarnessError(f"{layout}: no table")
+    return tables
+
+
+def build(run_paths: Sequence[Path], tables: Sequence[Table], aliases_file: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The filled tables (rows of cells, as the leaderboard's tables page) and the published sources."""
+    runs = load_runs(run_paths)
+    if not runs:
+        raise HarnessError("no runs given")
+    pub, pub_models = _published(runs, tables)
+    return paper_tables(runs, tables, load_aliases(aliases_file), pub, pub_models)
+
+
+def _number(v: float | None, decimals: int) -> str | None:
+    return None if v is None else f"{v:.{decimals}f}"
+
+
+def _cell_text(cell: dict[str, Any], decimals: int, intervals: bool, bold: tuple[str, str], dash: str,
+               interval: tuple[str, str] = (" [", "]"), partial: str = "*") -> str:
+    text = _number(cell.get("num"), decimals)
+    if text is None:
+        return dash
+    if cell.get("best"):
+        text = f"{bold[0]}{text}{bold[1]}"
+    if cell.get("partial"):
+        text += partial
+    ci = cell.get("ci95")
+    if intervals and ci:
+        text += f"{interval[0]}{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}{interval[1]}"
+    return text
+
+
+def _notes(rendered: dict[str, Any], sources: Sequence[str]) -> tuple[list[str], bool]:
+    """The sources cited by this table's published rows, and whether any measured cell is partial."""
+    refs = sorted({c["ref"] for r in rendered["rows"] if r["published"] for c in r["cells"] if c.get("ref")})
+    partial = any(c.get("partial") for r in rendered["rows"] if not r["published"] for c in r["cells"])
+    return [f"[{k}] {sources[k - 1]}" for k in refs], partial
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("_", "\\_")
+
+
+def markdown(rendered: dict[str, Any], sources: Sequence[str], decimals: int = 1, intervals: bool = False) -> str:
+    table: Table = rendered["table"]
+    avg = table.average
+    head = ["model", *(f"{g} {c.label}" for g, cols in table.groups for c in cols), *(["avg"] if avg else [])]
+    lines = [f"**{_md(table.title)}**", "", "| " + " | ".join(_md(h) for h in head) + " |",
+             "| --- |" + " ---: |" * (len(head) - 1)]
+    for row in rendered["rows"]:
+        label = _md(row["label"]) + (f" {DAGGER}" if row["published"] else "")
+        cells = [_cell_text(c, decimals, intervals, ("**", "**"), "–", partial="\\*") for c in row["cells"]]
+        if avg:
+            cells.append(_cell_text(row.get("avg", {}), decimals, False, ("", ""), "–"))
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    cited, partial = _notes(rendered, sources)
+    lines.append("")
+    lines.append("Measured by the harness, in percent; best measured value per column in bold."
+                 + (" Intervals: bootstrap 95%." if intervals else ""))
+    if cited:
+        lines.append(f"{DAGGER} published, not measured: " + "; ".join(_md(c) for c in cited))
+    if partial:
+        lines.append("\\* not every sample of the split was predicted")
+    if table.caption:
+        lines += ["", _md(table.caption)]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--", "†": r"$^\dagger$", "<": r"\textless{}",
+                  ">": r"\textgreater{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)  # other UTF-8 passes: pdflatex reads UTF-8 input
+
+
+def latex(rendered: dict[str, Any], sources: Sequence[str], decimals: int = 1, intervals: bool = False) -> str:
+    table: Table = rendered["table"]
+    spec = "l" + "".join("c" * len(cols) for _, cols in table.groups) + ("c" if table.average else "")
+    out = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(table.title)}}}",
+           rf"\label{{tab:{latex_escape(table.id)}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    groups, rules, start = [""], [], 2
+    for label, cols in table.groups:
+        groups.append(rf"\multicolumn{{{len(cols)}}}{{c}}{{{latex_escape(label)}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + len(cols) - 1}}}")
+        start += len(cols)
+    if table.average:
+        groups.append("")
+    out += [" & ".join(groups) + r" \\", " ".join(rules)]
+    out.append(" & ".join(["Model", *(latex_escape(c.label) for c in rendered["columns"]), *(["Avg"] if table.average else [])]) + r" \\")
+    out.append(r"\midrule")
+    measured = [r for r in rendered["rows"] if not r["published"]]
+    published = [r for r in rendered["rows"] if r["published"]]
+    for block in (measured, published):
+        if not block:
+            continue
+        if block is published and measured:
+            out.append(r"\midrule")
+        for row in block:
+            label = latex_escape(row["label"]) + (r"$^\dagger$" if row["published"] else "")
+            cells = [_cell_text(c, decimals, intervals, (r"\textbf{", "}"), "--", (r" {\scriptsize[", "]}"), partial=r"$^*$")
+                     for c in row["cells"]]
+            if table.average:
+                cells.append(_cell_text(row.get("avg", {}), decimals, False, ("", ""), "--"))
+            out.append(" & ".join([label, *cells]) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    cited, partial = _notes(rendered, sources)
+    notes = []
+    if cited:
+        notes.append(r"$^\dagger$ published, not measured: " + "; ".join(latex_escape(c) for c in cited) + ".")
+    if partial:
+        notes.append(r"$^*$ not every sample of the split was predicted.")
+    if notes:
+        out.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(notes) + "}")
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def standalone(body: str) -> str:
+    return "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\usepackage[T1]{fontenc}", r"\begin{document}",
+                      body.rstrip("\n"), r"\end{document}"]) + "\n"
+
+
+def csv_text(rendered: dict[str, Any], intervals: bool = True) -> str:
+    table: Table = rendered["table"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    names = [f"{g} {c.label}" for g, cols in table.groups for c in cols]
+    head = ["table", "model", "published"]
+    for name in names:
+        head += [name, *([f"{name} lo", f"{name} hi"] if intervals else [])]
+    w.writerow([*head, *(["avg"] if table.average else []), "sources"])
+    for row in rendered["rows"]:
+        vals: list[Any] = [table.id, row["label"], "yes" if row["published"] else "no"]
+        for c in row["cells"]:
+            vals.append("" if c.get("num") is None else repr(float(c["num"])))
+            if intervals:
+                ci = c.get("ci95")
+                vals += [repr(float(ci[0])), repr(float(ci[1]))] if ci else ["", ""]
+        if table.average:
+            num = row.get("avg", {}).get("num")
+            vals.append("" if num is None else repr(float(num)))
+        vals.append("; ".join(dict.fromkeys(c["source"] for c in row["cells"] if c.get("source"))))
+        w.writerow(vals)
+    return buf.getvalue()
+
+
+def render(run_paths: Sequence[Path], layout: str, fmt: str = "markdown", intervals: bool = False, decimals: int = 1,
+           table_id: str | None = None, aliases_file: Path | None = None, standalone_doc: bool = False) -> str:
+    if fmt not in FORMATS:
+        raise HarnessError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
+    rendered, sources = build(run_paths, resolve_layout(layout, table_id), aliases_file)
+    if fmt == "csv":
+        return "\n".join(csv_text(t, intervals) for t in rendered)  # tables of other columns: blocks apart
+    if fmt == "latex":
+        body = "\n".join(latex(t, sources, decimals, intervals) for t in rendered)
+        return standalone(body) if standalone_doc else body
+    return "\n".join(markdown(t, sources, decimals, intervals) for t in rendered)
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    if args.decimals < 0 or args.decimals > 6:
+        raise HarnessError(f"--decimals must be from 0 to 6, got {args.decimals}")
+    text = render(args.runs, args.layout, args.format, args.intervals, args.decimals, args.table, args.aliases, args.standalone)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(args.out, text)
+        print(f"table: {args.out}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("table", help="write a paper table (LENS Table 1/3 or a layout file) as Markdown, LaTeX or CSV")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories (with results.json); later runs win a cell")
+    p.add_argument("--layout", required=True, help=f"{' or '.join(LAYOUTS)}, or a layout YAML (the format of "
+                                                   "reports/leaderboard_tables.yaml)")
+    p.add_argument("--table", help="the id of one table of the layout file (default: all)")
+    p.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default markdown)")
+    p.add_argument("--intervals", action="store_true", help="show each measured value's bootstrap 95%% interval")
+    p.add_argument("--decimals", type=int, default=1, help="decimals shown (default 1; CSV is never rounded)")
+    p.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
+    p.add_argument("--standalone", action="store_true", help="LaTeX: a whole document (article + booktabs) that compiles as it is")
+    p.add_argument("--out", type=Path, help="write to this file (default: stdout)")
+    p.set_defaults(func=_cmd_table)
