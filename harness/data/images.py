@@ -14,6 +14,22 @@ class ImageError(HarnessError):
     """An image that cannot be read: missing, truncated, corrupt or not an image."""
 
 
+# Pillow frees a decoded image's memory block with free() unless it may keep it: then the next
+# image of the same size reuses it without touching the allocator. A decode and, for non-RGB
+# files, its conversion are two blocks; a few more cover images of varied sizes. This is the
+# setting Pillow reads from PILLOW_BLOCKS_MAX, applied in code so no environment is needed;
+# a larger value someone chose is kept.
+_DECODE_BLOCKS = 4
+
+
+def _reuse_decode_buffers() -> None:
+    if Image.core.get_blocks_max() < _DECODE_BLOCKS:
+        Image.core.set_blocks_max(_DECODE_BLOCKS)
+
+
+_reuse_decode_buffers()
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(height, width) from the file's header, without decoding the pixels (a worker decodes them)."""
     p = Path(path)
@@ -31,12 +47,27 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def load_image(path: str | Path) -> np.ndarray:
     """Decode an image to an (h, w, 3) uint8 RGB array (EXIF orientation is not applied,
-    as in the upstream loaders, which read with cv2 or PIL without transposing)."""
+    as in the upstream loaders, which read with cv2 or PIL without transposing).
+
+    Per image this allocates only the returned array: an RGB decode is packed straight into
+    it (no ``convert("RGB")`` copy of an image that is RGB already), and Pillow's own storage
+    for the decoded pixels comes from its block cache (see ``_reuse_decode_buffers``), so the
+    same few megabytes serve every image instead of being handed back to the kernel and
+    faulted in again (issue 15: ~1,000 minor faults per image once 76k samples were resident).
+    """
     p = Path(path)
     try:
         with Image.open(p) as im:
             im.load()  # decode now so a truncated file fails here, not later
-            return np.asarray(im.convert("RGB"))
+            if im.mode == "RGB":
+                return np.asarray(im)
+            rgb = im.convert("RGB")
+            try:
+                return np.asarray(rgb)
+            finally:
+                # Pillow's block cache is a stack: give back the conversion's block before the
+                # decode's, so the next image's decode and conversion each find their own size.
+                rgb.close()
     except FileNotFoundError:
         raise ImageError(f"image {p} does not exist") from None
     except UnidentifiedImageError:
