@@ -104,7 +104,7 @@ class Prediction:
 
     def to_json(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict: asdict deep-copies the RLE on every sample.
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {name: getattr(self, name) for name in _PREDICTION_FIELDS}
         out["parse_status"] = self.parse_status.value
         if self.box is not None:
             out["box"] = [float(v) for v in self.box]
@@ -148,8 +148,13 @@ class SampleScore:
     box_iou: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _SCORE_FIELDS}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SampleScore:
         return cls(**data)
+
+
+# Field names once, not dataclasses.fields() on every record written (issue 14: engine overhead).
+_PREDICTION_FIELDS = tuple(f.name for f in fields(Prediction))
+_SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))

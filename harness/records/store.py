@@ -74,6 +74,10 @@ def read_json(path: Path) -> Any:
         raise StoreError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
 
 
+# One encoder for every line: json.dumps with options builds a new JSONEncoder per call.
+_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 class PredictionLog:
     """Append-only JSONL log of one model on one split."""
 
@@ -97,7 +101,7 @@ class PredictionLog:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self._fh.write(_LINE_ENCODER.encode(record) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
