@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         startup = min(harness_cli([*common, "--out", str(tmp / f"engine{i}")], env)[0] for i in range(2))
         ratio = engine[0] / floor[0]
         rows.append(("engine, zero-cost adapter", f"{1e3 * engine[0] / n:.3f} ms/sample CPU, {1e3 * engine[1] / n:.3f} wall "
-                     f"({n} samples: index, predict, score, log, results)", f"{ratio:.2f}x the true floor (target <= 1.15x)"))
+                     f"({n} samples: index, predict, score, log, results)",
+                     f"{ratio:.2f}x the true floor in CPU time, {engine[1] / floor[1]:.2f}x in wall time (target <= 1.15x)"))
         rows.append(("  the same as a command", f"{startup:.2f} s wall (interpreter start-up and imports included)", ""))
         rows.append(("true floor (decode JPEG once + RLE i/u)",
                      f"{1e3 * floor[0] / n:.3f} ms/sample CPU, {1e3 * floor[1] / n:.3f} wall", ""))
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, value, note in rows:
         print(f"{name:<{width}}  {value}  {note}")
-    print(json.dumps({"engine_over_true_floor": round(ratio, 3), "engine_over_dense_loop": round(engine[0] / dense[0], 3),
+    print(json.dumps({"engine_over_true_floor": round(ratio, 3), "engine_over_true_floor_wall": round(engine[1] / floor[1], 3),
+                      "engine_over_dense_loop": round(engine[0] / dense[0], 3),
                       "scoring_per_s": round(rate), "rss_growth_mb": round(growth, 1)}))
     return 0
 

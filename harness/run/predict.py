@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,6 +46,40 @@ def image_groups(samples: Sequence[Sample]) -> Iterator[tuple[str, list[Sample]]
     for s in samples:
         groups.setdefault(s.image, []).append(s)
     yield from groups.items()
+
+
+def read_image(adapter: Adapter, image_path: str) -> np.ndarray:
+    """The image an adapter is called with: decoded here, or, when its worker decodes (one
+    decode per image), an empty (h, w, 0) array of the size read from the file's header."""
+    if adapter.decodes_images:
+        return np.empty((*image_size(image_path), 0), dtype=np.uint8)
+    return load_image(image_path)
+
+
+def prefetched(adapter: Adapter, groups: Iterator[tuple[str, list[Sample]]]) -> Iterator[tuple[str, list[Sample], Future[np.ndarray]]]:
+    """The image groups, each with its image being read one group ahead in a thread.
+
+    Pillow and libjpeg release the GIL while decoding, so the next image is decoded while
+    this one's samples are predicted, scored and logged: on two or more cores the run costs
+    about its decodes, not decodes plus bookkeeping. At most two decoded images are held.
+    A read error stays in its future and surfaces where that image is predicted.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-decode") as pool:
+        queued: tuple[str, list[Sample], Future[np.ndarray]] | None = None  # submitted, not yet handed over
+        try:
+            for image_path, group in groups:
+                ahead = (image_path, group, pool.submit(read_image, adapter, image_path))
+                if queued is None:
+                    queued = ahead
+                    continue
+                current, queued = queued, ahead
+                yield current
+            if queued is not None:
+                current, queued = queued, None
+                yield current
+        finally:
+            if queued is not None:  # the consumer stopped early: do not decode what nobody will use
+                queued[2].cancel()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -109,27 +144,28 @@ def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: flo
 
 def predict_on_image(
     adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
-    timeout: float | None = None, fail_fast: bool = False,
+    timeout: float | None = None, fail_fast: bool = False, image: Future[np.ndarray] | None = None,
 ) -> Iterator[tuple[Sample, Predicted]]:
-    """Yield (sample, prediction) for every sample of one image, batch by batch."""
+    """Yield (sample, prediction) for every sample of one image, batch by batch.
+
+    ``image`` is the image already being read (``prefetched``); without it it is read here.
+    """
     try:
-        if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
-            image = np.empty((*image_size(image_path), 0), dtype=np.uint8)
-        else:
-            image = load_image(image_path)
+        # one decode per image; when a worker decodes, here only the size, for finalize
+        pixels = image.result() if image is not None else read_image(adapter, image_path)
     except ImageError as exc:
         if fail_fast:
             raise
         for s in samples:
             yield s, Predicted(Prediction(mask=None, error=str(exc)))
         return
-    h, w = image.shape[:2]
+    h, w = pixels.shape[:2]
     pending: list[tuple[list[Sample], int]] = [(samples[i : i + batch_size], 0) for i in range(0, len(samples), batch_size)]
     while pending:
         batch, halvings = pending.pop(0)
         start = time.perf_counter()
         try:
-            preds = _call(adapter, image, batch, timeout)
+            preds = _call(adapter, pixels, batch, timeout)
         except Exception as exc:
             if fail_fast:
                 raise

@@ -28,7 +28,7 @@ from harness.records.manifest import check_compatible, fingerprint, new_manifest
 from harness.records.store import PredictionLog, RunDir, iter_records
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
-from harness.run.predict import Predicted, image_groups, predict_on_image
+from harness.run.predict import Predicted, image_groups, predict_on_image, prefetched
 from harness.run.progress import LineProgress
 from harness.run.remote import add_counters, collect_stats, counters_since, make_adapter, release, runtime
 from harness.run.sharding import Shard, shard_from_env
@@ -70,8 +70,8 @@ def run_model_split(
                disable=None, file=sys.stderr, dynamic_ncols=True)
     lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
     try:
-        for image_path, group in image_groups(todo):
-            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast):
+        for image_path, group, image in prefetched(adapter, image_groups(todo)):
+            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast, image):
                 log.append(record(sample, result, conv))
                 predicted += 1
                 failed += result.prediction.failed
