@@ -24,7 +24,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, box_to_pixels
-from harness.data.images import ImageError, image_size, load_image
+from harness.data.images import Decoded, ImageError, decode, image_size
 from harness.types import Prediction, Sample
 
 
@@ -48,24 +48,33 @@ def image_groups(samples: Sequence[Sample]) -> Iterator[tuple[str, list[Sample]]
     yield from groups.items()
 
 
-def read_image(adapter: Adapter, image_path: str) -> np.ndarray:
-    """The image an adapter is called with: decoded here, or, when its worker decodes (one
-    decode per image), an empty (h, w, 0) array of the size read from the file's header."""
+def read_image(adapter: Adapter, image_path: str) -> np.ndarray | Decoded:
+    """The image an adapter is called with: decoded here (``pixels`` makes it the array), or,
+    when its worker decodes (one decode per image), an empty (h, w, 0) array of the size read
+    from the file's header."""
     if adapter.decodes_images:
         return np.empty((*image_size(image_path), 0), dtype=np.uint8)
-    return load_image(image_path)
+    return decode(image_path)
 
 
-def prefetched(adapter: Adapter, groups: Iterator[tuple[str, list[Sample]]]) -> Iterator[tuple[str, list[Sample], Future[np.ndarray]]]:
+def pixels_of(read: np.ndarray | Decoded) -> np.ndarray:
+    """The array of what ``read_image`` returned, made in the calling (main) thread."""
+    return read if isinstance(read, np.ndarray) else read.array()
+
+
+def prefetched(adapter: Adapter, groups: Iterator[tuple[str, list[Sample]]]
+               ) -> Iterator[tuple[str, list[Sample], Future[np.ndarray | Decoded]]]:
     """The image groups, each with its image being read one group ahead in a thread.
 
     Pillow and libjpeg release the GIL while decoding, so the next image is decoded while
     this one's samples are predicted, scored and logged: on two or more cores the run costs
-    about its decodes, not decodes plus bookkeeping. At most two decoded images are held.
-    A read error stays in its future and surfaces where that image is predicted.
+    about its decodes, not decodes plus bookkeeping. The pixels are copied out into their
+    array in the main thread (``pixels_of``; why: ``harness.data.images.Decoded``). At most
+    two decoded images are held. A read error stays in its future and surfaces where that
+    image is predicted.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-decode") as pool:
-        queued: tuple[str, list[Sample], Future[np.ndarray]] | None = None  # submitted, not yet handed over
+        queued: tuple[str, list[Sample], Future[np.ndarray | Decoded]] | None = None  # submitted, not yet handed over
         try:
             for image_path, group in groups:
                 ahead = (image_path, group, pool.submit(read_image, adapter, image_path))
@@ -144,7 +153,7 @@ def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: flo
 
 def predict_on_image(
     adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
-    timeout: float | None = None, fail_fast: bool = False, image: Future[np.ndarray] | None = None,
+    timeout: float | None = None, fail_fast: bool = False, image: Future[np.ndarray | Decoded] | None = None,
 ) -> Iterator[tuple[Sample, Predicted]]:
     """Yield (sample, prediction) for every sample of one image, batch by batch.
 
@@ -152,7 +161,7 @@ def predict_on_image(
     """
     try:
         # one decode per image; when a worker decodes, here only the size, for finalize
-        pixels = image.result() if image is not None else read_image(adapter, image_path)
+        pixels = pixels_of(image.result() if image is not None else read_image(adapter, image_path))
     except ImageError as exc:
         if fail_fast:
             raise
