@@ -167,7 +167,7 @@ class Prediction:
 
     def to_json(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict: asdict deep-copies the RLE on every sample.
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {name: getattr(self, name) for name in _PREDICTION_FIELDS}
         out["parse_status"] = self.parse_status.value
         if self.status is PredictionStatus.PREDICTED:
             del out["status"]  # the usual case stays off the logs and the pipe (and old logs read the same)
@@ -224,8 +224,13 @@ class SampleScore:
     not_drawn: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _SCORE_FIELDS}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SampleScore:
         return cls(**data)
+
+
+# Field names once, not dataclasses.fields() on every record written (issue 14: engine overhead).
+_PREDICTION_FIELDS = tuple(f.name for f in fields(Prediction))
+_SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))

@@ -81,6 +81,10 @@ def read_json(path: Path) -> Any:
         raise StoreError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
 
 
+# One encoder for every line: json.dumps with options builds a new JSONEncoder per call.
+_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 class PredictionLog:
     """Append-only JSONL log of one model on one split, with its score index beside it."""
 
@@ -107,7 +111,7 @@ class PredictionLog:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("ab")
-        line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+        line = (_LINE_ENCODER.encode(record) + "\n").encode("utf-8")
         offset = index.end
         self._fh.write(line)
         self._fh.flush()

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, box_to_pixels
-from harness.data.images import ImageError, image_size, load_image
+from harness.data.images import Decoded, ImageError, decode, image_size
 from harness.types import Prediction, Sample
 
 
@@ -49,6 +50,49 @@ def image_groups(samples: Sequence[Sample]) -> Iterator[tuple[str, list[Sample]]
     for s in samples:
         groups.setdefault(s.image, []).append(s)
     yield from groups.items()
+
+
+def read_image(adapter: Adapter, image_path: str, exif: str = "ignore") -> np.ndarray | Decoded:
+    """The image an adapter is called with: decoded here (``pixels`` makes it the array), or,
+    when its worker decodes (one decode per image), an empty (h, w, 0) array of the size read
+    from the file's header."""
+    if adapter.decodes_images:
+        return np.empty((*image_size(image_path, exif), 0), dtype=np.uint8)
+    return decode(image_path, exif)
+
+
+def pixels_of(read: np.ndarray | Decoded) -> np.ndarray:
+    """The array of what ``read_image`` returned, made in the calling (main) thread."""
+    return read if isinstance(read, np.ndarray) else read.array()
+
+
+def prefetched(adapter: Adapter, groups: Iterator[tuple[str, list[Sample]]], exif: str = "ignore"
+               ) -> Iterator[tuple[str, list[Sample], Future[np.ndarray | Decoded]]]:
+    """The image groups, each with its image being read one group ahead in a thread.
+
+    Pillow and libjpeg release the GIL while decoding, so the next image is decoded while
+    this one's samples are predicted, scored and logged: on two or more cores the run costs
+    about its decodes, not decodes plus bookkeeping. The pixels are copied out into their
+    array in the main thread (``pixels_of``; why: ``harness.data.images.Decoded``). At most
+    two decoded images are held. A read error stays in its future and surfaces where that
+    image is predicted.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-decode") as pool:
+        queued: tuple[str, list[Sample], Future[np.ndarray | Decoded]] | None = None  # submitted, not yet handed over
+        try:
+            for image_path, group in groups:
+                ahead = (image_path, group, pool.submit(read_image, adapter, image_path, exif))
+                if queued is None:
+                    queued = ahead
+                    continue
+                current, queued = queued, ahead
+                yield current
+            if queued is not None:
+                current, queued = queued, None
+                yield current
+        finally:
+            if queued is not None:  # the consumer stopped early: do not decode what nobody will use
+                queued[2].cancel()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -121,28 +165,30 @@ def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: flo
 
 def predict_on_image(
     adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
-    timeout: float | None = None, fail_fast: bool = False, exif: str = "ignore",
+    timeout: float | None = None, fail_fast: bool = False, image: Future[np.ndarray | Decoded] | None = None,
+    exif: str = "ignore",
 ) -> Iterator[tuple[Sample, Predicted]]:
-    """Yield (sample, prediction) for every sample of one image, batch by batch; ``exif`` is the
-    suite's image convention (a worker is told it by the runner and decodes the same way)."""
+    """Yield (sample, prediction) for every sample of one image, batch by batch.
+
+    ``image`` is the image already being read (``prefetched``); without it it is read here.
+    ``exif`` is the suite's image convention (a worker is told it by the runner and decodes the same way).
+    """
     try:
-        if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
-            image = np.empty((*image_size(image_path, exif), 0), dtype=np.uint8)
-        else:
-            image = load_image(image_path, exif)
+        # one decode per image; when a worker decodes, here only the size, for finalize
+        pixels = pixels_of(image.result() if image is not None else read_image(adapter, image_path, exif))
     except ImageError as exc:
         if fail_fast:
             raise
         for s in samples:
             yield s, Predicted(Prediction(mask=None, error=str(exc)))
         return
-    h, w = image.shape[:2]
+    h, w = pixels.shape[:2]
     pending: list[tuple[list[Sample], int]] = [(samples[i : i + batch_size], 0) for i in range(0, len(samples), batch_size)]
     while pending:
         batch, halvings = pending.pop(0)
         start = time.perf_counter()
         try:
-            preds = _call(adapter, image, batch, timeout)
+            preds = _call(adapter, pixels, batch, timeout)
         except Exception as exc:
             if fail_fast:
                 raise
