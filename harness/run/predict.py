@@ -1,10 +1,15 @@
-"""Calling an adapter on one image's samples, so that one bad sample never stops a run.
+"""Calling an adapter on a split's samples, batch by batch, so that one bad sample never stops a run.
 
-The image is decoded once for all its samples; batches never straddle two images. Every
-failure becomes a failed Prediction with its reason: an unreadable image, an adapter
-exception, a timeout, a wrongly sized or malformed mask, a non-finite box. On CUDA
-out-of-memory the batch is halved and retried, down to one sample, and the halvings are
-recorded. ``fail_fast`` re-raises the first failure instead, for debugging.
+Each image is decoded once for all its samples. A one-image adapter gets batches of one
+image's samples; a ``multi_image`` adapter gets up to ``batch_size`` samples spanning several
+images (harness.run.batches plans both). The next batches are decoded in a background thread
+while the model runs, and an adapter with a ``pipeline_window`` (a worker, harness.run.remote)
+has the next request sent before the previous answer is read; predictions still come back in
+the samples' order, so the logs are the same either way. Every failure becomes a failed
+Prediction with its reason: an unreadable image, an adapter exception, a timeout, a wrongly
+sized or malformed mask, a non-finite box. On CUDA out-of-memory the batch is halved and
+retried, down to one sample, and the halvings are recorded. ``fail_fast`` re-raises the first
+failure instead, for debugging.
 
 This is where samples lose their answers: an adapter is given ``Sample.query()`` (no ground
 truth, no no-target flag, only the metadata a model may use); only an oracle
@@ -18,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -28,6 +34,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import Adapter, box_to_pixels
 from harness.data.images import ImageError, image_size, load_image
+from harness.run.batches import Entry, Prefetcher, plan_batches
 from harness.types import Prediction, Sample
 
 
@@ -108,13 +115,142 @@ def given_to(adapter: Adapter, batch: Sequence[Sample]) -> list[Any]:
     return list(batch) if adapter.info.oracle else [s.query() for s in batch]
 
 
-def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: float | None) -> list[Prediction]:
-    given = given_to(adapter, batch)
-    with time_limit(timeout * len(batch) if timeout else None):
-        preds = adapter.predict(image, given)
-    if len(preds) != len(batch):
-        raise RuntimeError(f"returned {len(preds)} predictions for {len(batch)} samples")
-    return preds
+def _decoder(adapter: Adapter) -> Any:
+    if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
+        return lambda path: np.empty((*image_size(path), 0), dtype=np.uint8)
+    return load_image
+
+
+class _Direct:
+    """The plain calling convention: the call happens when its result is asked for (a window of one)."""
+
+    pipeline_window = 1
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.queued: deque[list[tuple[np.ndarray, list[Any]]]] = deque()
+
+    def send(self, items: list[tuple[np.ndarray, list[Any]]]) -> None:
+        self.queued.append(items)
+
+    def receive(self) -> list[list[Prediction]]:
+        items = self.queued.popleft()
+        if self.adapter.multi_image:
+            return self.adapter.predict_many(items)
+        (image, given), = items  # a one-image adapter is only ever planned one image per batch
+        return [self.adapter.predict(image, given)]
+
+    def cancel(self) -> None:
+        self.queued.clear()
+
+
+def _caller(adapter: Adapter) -> Any:
+    """A worker proxy pipelines its requests (``pipeline_window`` > 1); every other adapter is called directly."""
+    return adapter if getattr(adapter, "pipeline_window", 1) > 1 else _Direct(adapter)
+
+
+def _items(adapter: Adapter, job: list[Entry]) -> list[tuple[np.ndarray, list[Any]]]:
+    """The adapter's arguments for a job: one (image, queries) per run of consecutive entries on one image."""
+    items: list[tuple[np.ndarray, list[Any]]] = []
+    last: str | None = None
+    for e in job:
+        if e.path != last:
+            items.append((e.image, []))  # type: ignore[arg-type]  # a job holds decoded entries only
+            last = e.path
+        items[-1][1].append(e.sample)
+    return [(image, given_to(adapter, batch)) for image, batch in items]
+
+
+def _failure_message(adapter: Adapter, job: list[Entry], exc: BaseException) -> str:
+    paths = list(dict.fromkeys(e.path for e in job))
+    where = paths[0] if len(paths) == 1 else f"a batch of {len(paths)} images ({', '.join(paths)})"
+    return f"{adapter.info.name} failed on {where}: {type(exc).__name__}: {exc}"
+
+
+def predict_samples(
+    adapter: Adapter, samples: Sequence[Sample], batch_size: int, timeout: float | None = None, fail_fast: bool = False,
+    prefetch: int = 2,
+) -> Iterator[tuple[Sample, Predicted]]:
+    """Yield (sample, prediction) for every sample, in the order of ``image_groups(samples)``.
+
+    ``prefetch`` decoded batches wait ahead of the model. With a pipelined adapter up to its
+    window of batches is in flight; a batch's time limit (``timeout`` per sample) runs while
+    its answer is awaited.
+    """
+    caller = _caller(adapter)
+    batches = plan_batches(list(image_groups(samples)), batch_size, adapter.multi_image)
+    done: dict[int, tuple[Sample, Predicted]] = {}  # by position: results leave in the samples' order
+    next_out = 0
+    pending: deque[tuple[list[Entry], int]] = deque()  # halves of an out-of-memory batch, before new batches
+    inflight: deque[tuple[list[Entry], int]] = deque()
+
+    def fail(job: list[Entry], error: str, halvings: int) -> None:
+        for e in job:
+            done[e.seq] = (e.sample, Predicted(Prediction(mask=None, error=error), halvings))
+
+    with Prefetcher(batches, _decoder(adapter), prefetch) as decoded:
+        try:
+            while True:
+                while len(inflight) < caller.pipeline_window:
+                    if pending:
+                        job, halvings = pending.popleft()
+                    else:
+                        batch = next(decoded, None)
+                        if batch is None:
+                            break
+                        job, halvings = [], 0
+                        for e in batch:  # an unreadable image fails its own samples, named, as before
+                            if isinstance(e.image, ImageError):
+                                if fail_fast:
+                                    raise e.image
+                                done[e.seq] = (e.sample, Predicted(Prediction(mask=None, error=str(e.image))))
+                            else:
+                                job.append(e)
+                        if not job:
+                            continue
+                    try:
+                        caller.send(_items(adapter, job))
+                    except Exception as exc:  # nothing was sent (a request over the pipe's limit): the batch fails
+                        if fail_fast:
+                            raise
+                        fail(job, _failure_message(adapter, job, exc), halvings)
+                        continue
+                    inflight.append((job, halvings))
+                if not inflight:
+                    break
+                job, halvings = inflight.popleft()
+                start = time.perf_counter()
+                try:
+                    with time_limit(timeout * len(job) if timeout else None):
+                        preds = [p for item in caller.receive() for p in item]
+                    if len(preds) != len(job):
+                        raise RuntimeError(f"returned {len(preds)} predictions for {len(job)} samples")
+                except Exception as exc:
+                    if fail_fast:
+                        raise
+                    if is_out_of_memory(exc) and len(job) > 1:
+                        _release_cuda_cache()
+                        mid = len(job) // 2
+                        pending.extendleft([(job[mid:], halvings + 1), (job[:mid], halvings + 1)])
+                        continue
+                    fail(job, _failure_message(adapter, job, exc), halvings)
+                else:
+                    per_sample = (time.perf_counter() - start) / len(job)
+                    for e, p in zip(job, preds):
+                        h, w = e.image.shape[:2]  # type: ignore[union-attr]
+                        final = finalize(p, e.sample, adapter, h, w, per_sample)
+                        if fail_fast and final.mask is None:
+                            raise RuntimeError(f"{e.sample.id}: {final.error or 'the adapter returned no mask'}")
+                        done[e.seq] = (e.sample, Predicted(final, halvings))
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+            while next_out in done:  # samples of unreadable images after the last batch
+                yield done.pop(next_out)
+                next_out += 1
+        finally:
+            if inflight:  # stopped early (fail-fast, an interrupt): no answer may be left unread in a pipe
+                caller.cancel()
 
 
 def predict_on_image(
@@ -122,39 +258,4 @@ def predict_on_image(
     timeout: float | None = None, fail_fast: bool = False,
 ) -> Iterator[tuple[Sample, Predicted]]:
     """Yield (sample, prediction) for every sample of one image, batch by batch."""
-    try:
-        if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
-            image = np.empty((*image_size(image_path), 0), dtype=np.uint8)
-        else:
-            image = load_image(image_path)
-    except ImageError as exc:
-        if fail_fast:
-            raise
-        for s in samples:
-            yield s, Predicted(Prediction(mask=None, error=str(exc)))
-        return
-    h, w = image.shape[:2]
-    pending: list[tuple[list[Sample], int]] = [(samples[i : i + batch_size], 0) for i in range(0, len(samples), batch_size)]
-    while pending:
-        batch, halvings = pending.pop(0)
-        start = time.perf_counter()
-        try:
-            preds = _call(adapter, image, batch, timeout)
-        except Exception as exc:
-            if fail_fast:
-                raise
-            if is_out_of_memory(exc) and len(batch) > 1:
-                _release_cuda_cache()
-                mid = len(batch) // 2
-                pending[:0] = [(batch[:mid], halvings + 1), (batch[mid:], halvings + 1)]
-                continue
-            msg = f"{adapter.info.name} failed on {image_path}: {type(exc).__name__}: {exc}"
-            for s in batch:
-                yield s, Predicted(Prediction(mask=None, error=msg), halvings)
-            continue
-        per_sample = (time.perf_counter() - start) / len(batch)
-        for s, p in zip(batch, preds):
-            final = finalize(p, s, adapter, h, w, per_sample)
-            if fail_fast and final.mask is None:
-                raise RuntimeError(f"{s.id}: {final.error or 'the adapter returned no mask'}")
-            yield s, Predicted(final, halvings)
+    yield from predict_samples(adapter, samples, batch_size, timeout, fail_fast)
