@@ -199,13 +199,19 @@ def test_a_crash_mid_window_fails_exactly_the_batch_it_crashed_on(tmp_path: Path
 
 
 def test_the_worker_reader_decodes_the_next_request_while_the_model_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.run import worker
+    from harness.run import requests, worker
     from harness.run.worker import query_to_json
 
     samples = load_samples(load_suite(str(write_suite(tmp_path, val=2, test=1))), ["val"], None)["val"]
     threads: list[str] = []
-    real = worker.load_image
-    monkeypatch.setattr(worker, "load_image", lambda path: (threads.append(threading.current_thread().name), real(path))[1])
+    real = requests.load_image
+
+    def decode(path: str) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(path)
+
+    monkeypatch.setattr(requests, "load_image", decode)
+    monkeypatch.setattr(worker, "load_image", decode)
     hello = {"op": "hello", "protocol": worker.PROTOCOL, "adapter": "shapes-reasoner", "options": {}, "id": 1}
     reqs = [hello, *({"op": "predict", "image": path, "queries": [query_to_json(s.query()) for s in g], "id": i}
                      for i, (path, g) in enumerate(image_groups(samples), 2))]

@@ -7,8 +7,8 @@ request before reading the previous reply (harness.run.remote pipelines two); re
 request order, and while the model runs a reader thread takes the next request off the pipe and
 decodes its images, so the model never waits for the pipe or the decoder:
 
-    {"op": "hello", "protocol": 2, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
-        -> {"ok": true, "protocol": 2, "info": {...AdapterInfo}, "config": {...}, "runtime": {...}}
+    {"op": "hello", "protocol": 3, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
+        -> {"ok": true, "protocol": 3, "info": {...AdapterInfo}, "multi_image": BOOL, "config": {...}, "runtime": {...}}
     {"op": "load", "device": "cuda:0"}                     -> {"ok": true, "runtime": {...}}
     {"op": "predict", "image": PATH, "queries": [QUERY, ...]}
         -> {"ok": true, "predictions": [Prediction.to_json(), ...], "stats": {...}}
@@ -46,15 +46,12 @@ import numpy as np
 import harness
 from harness.adapter import Adapter
 from harness.data.images import load_image
+from harness.run.requests import _DECODED, ProtocolError, Reader, _image_key, read_request  # noqa: F401 (read_request: re-exported)
 from harness.types import QUERY_META, Prediction, Query
 
 PROTOCOL = 3  # 3: predict_many, pipelined requests; 2: queries without ground truth (1 sent every sample's ground truth)
 MAX_LINE_BYTES = 64 * 1024 * 1024  # requests and replies; a batch of RLE masks is far smaller
 MAX_SAMPLES = 4096
-
-
-class ProtocolError(ValueError):
-    """A request that does not follow the protocol; answered with an error reply."""
 
 
 QUERY_FIELDS = ("id", "image", "expression", "dataset", "split", "meta")
@@ -277,88 +274,6 @@ def _release_memory_after_oom(exc: BaseException) -> None:
     torch = sys.modules.get("torch")
     if torch is not None and is_out_of_memory(exc) and torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def read_request(inp: IO[bytes], max_bytes: int) -> bytes | None:
-    """One line, at most ``max_bytes``; None at EOF. An oversized line is consumed and refused."""
-    line = inp.readline(max_bytes + 1)
-    if not line:
-        return None
-    if len(line) > max_bytes:
-        while line and not line.endswith(b"\n"):
-            line = inp.readline(1 << 20)
-        raise ProtocolError(f"request longer than {max_bytes} bytes refused")
-    return line
-
-
-_DECODED = " decoded"  # a request key no JSON caller means: the reader's pre-decoded images, {path: (key, pixels)}
-
-
-def _image_key(path: str) -> str:
-    return f"{path}\0{os.stat(path).st_mtime_ns}" if os.path.exists(path) else path
-
-
-class Reader:
-    """Takes requests off the pipe in a thread, one ahead of the one being answered, and decodes
-    a predict request's images on the way, so the next batch's pixels are ready when the model is.
-
-    Yields parsed requests (or the exception reading or parsing one raised) in order; None at EOF.
-    Decoding ahead is an optimisation only: a failure is left for the request's own decode to meet.
-    """
-
-    def __init__(self, inp: IO[bytes], max_bytes: int, ahead: int = 1) -> None:
-        import queue
-        import threading
-
-        self._inp, self._max = inp, max_bytes
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
-        self._last: str | None = None
-        threading.Thread(target=self._work, name="harness-worker-reader", daemon=True).start()
-
-    def _work(self) -> None:
-        while True:
-            try:
-                line = read_request(self._inp, self._max)
-                if line is None:
-                    self._queue.put(None)
-                    return
-                if not line.strip():
-                    continue
-                try:
-                    req = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise ProtocolError(f"malformed JSON: {exc}") from None
-                if not isinstance(req, dict) or not isinstance(req.get("op"), str):
-                    raise ProtocolError("a request is a JSON object with an 'op' string")
-                if req["op"] in ("predict", "predict_many"):
-                    req[_DECODED] = self._decode_ahead(req)
-                self._queue.put(req)
-                if req["op"] == "shutdown":
-                    return
-            except Exception as exc:
-                self._queue.put(exc)
-            except BaseException:  # the interpreter is going down
-                self._queue.put(None)
-                return
-
-    def _decode_ahead(self, req: dict[str, Any]) -> dict[str, Any]:
-        items = req.get("items") if req["op"] == "predict_many" else [req]
-        out: dict[str, Any] = {}
-        for item in items if isinstance(items, list) else []:
-            path = item.get("image") if isinstance(item, dict) else None
-            if not isinstance(path, str) or not path or path in out:
-                continue
-            try:
-                key = _image_key(path)
-                if key != self._last:  # the same image as the previous request's last: the worker still holds it
-                    out[path] = (key, load_image(path))
-                self._last = key
-            except Exception:
-                self._last = None
-        return out
-
-    def next(self) -> Any:
-        return self._queue.get()
 
 
 def serve(inp: IO[bytes], out: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> int:
