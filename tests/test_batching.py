@@ -115,6 +115,10 @@ def test_out_of_memory_halves_a_multi_image_batch(tmp_path: Path) -> None:
     assert [r.get("oom_halvings", 0) for r in greedy] == [2] * 16 + [1] * 4  # 8 -> 4 -> 2 twice, then the last 4 -> 2
     assert [{k: v for k, v in r.items() if k != "oom_halvings"} for r in greedy] == base
     same_numbers(greedy_results, base_results)
+    isolated, isolated_results, _ = run_records(tmp_path, "greedy-worker", {"multi-greedy": {"python": sys.executable}}, batch_size=8)
+    diffs = [(a["id"], k, a.get(k), b.get(k)) for a, b in zip(isolated, greedy) for k in set(a) | set(b) if a.get(k) != b.get(k)]
+    assert not diffs, diffs[:3]  # halved in the worker exactly as in-process, pipelined
+    same_numbers(isolated_results, base_results)
 
 
 def test_an_unreadable_image_in_a_multi_image_batch_fails_its_own_samples(tmp_path: Path) -> None:

@@ -9,6 +9,11 @@ losses in a row the run stops (WorkerAbort) rather than failing every remaining 
 which a resume would not redo. A run-level timeout (SIGALRM in the runner) interrupts the
 wait for a reply; the busy worker is then killed and replaced.
 
+Requests are pipelined (``pipeline_window``, harness.run.predict): the next batch is sent before
+the last answer is read. The worker answers in order, so when it is lost on a batch the batches
+sent after it never started: they are sent again to the fresh worker, and only the batch it was
+lost on fails, as without pipelining. A served ``multi_image`` adapter gets ``predict_many`` requests.
+
 ``make_adapter`` is the runner's one entry point: it decides, per model, between in-process
 and isolated (precedence: ``python:``, then ``env:``, then a managed environment providing
 the adapter, see harness.run.envs, else in-process).
@@ -194,7 +199,9 @@ class RemoteAdapter(Adapter):
         """
         # Queries only (query_to_json refuses anything else): no ground truth ever crosses the pipe.
         wire = [{"image": queries[0].image, "queries": [query_to_json(q) for q in queries]} for _, queries in items]
-        msg = {"op": "predict", **wire[0]} if len(wire) == 1 else {"op": "predict_many", "items": wire}
+        # A multi-image adapter is always called through predict_many, as in-process, even on one image.
+        many = self.multi_image or len(wire) > 1
+        msg = {"op": "predict_many", "items": wire} if many else {"op": "predict", **wire[0]}
         if self._channel[0] is not None:
             self._channel[0].check_size(msg)  # RequestTooLarge before anything is queued
         self._send_flight(_Flight(msg, [len(q) for _, q in items], wire[0]["image"]))
@@ -246,7 +253,7 @@ class RemoteAdapter(Adapter):
             raise _remote_exception(reply)
         self._current = {str(k): float(v) for k, v in (reply.get("stats") or {}).items()}
         raw = reply.get("predictions")
-        if len(flight.sizes) == 1:
+        if flight.msg["op"] == "predict":
             raw = [raw]
         if not isinstance(raw, list) or len(raw) != len(flight.sizes) or any(
                 not isinstance(r, list) or len(r) != n or not all(isinstance(p, dict) for p in r) for r, n in zip(raw, flight.sizes)):
