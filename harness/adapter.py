@@ -3,7 +3,8 @@
 An adapter is constructed with its options (from the run config), ``load``-ed once, then
 asked to ``predict`` batches of queries that share one image: the runner decodes the image
 once and hands the pixels over, so an adapter that encodes images (SAM, a ViT) can do it
-once per image. A query (``harness.types.Query``) is a sample without its answer: id, image,
+once per image. An adapter that declares ``multi_image`` is given batches spanning several
+images through ``predict_many`` instead. A query (``harness.types.Query``) is a sample without its answer: id, image,
 expression, dataset, split and the metadata a model may use. Only an oracle
 (``AdapterInfo.oracle``, e.g. ``oracle-box``) is given the full Sample with its ground truth,
 and only in-process: a worker refuses to serve one. It declares what it outputs and in which coordinate space its boxes are;
@@ -53,6 +54,9 @@ class Adapter(ABC):
     # True for an adapter that decodes ``queries[0].image`` itself (a proxy for a model in a worker):
     # the engine then reads only the file's header for its size, and passes an (h, w, 0) array.
     decodes_images: ClassVar[bool] = False
+    # True for an adapter whose ``predict_many`` runs several images in one model call: the engine
+    # then fills each batch with up to --batch-size samples spanning several images.
+    multi_image: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -79,6 +83,17 @@ class Adapter(ABC):
         a failure of the whole batch: the runner records each of its samples as failed. An
         oracle (``info.oracle``) is given the Samples themselves, ground truth included.
         """
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        """Predict for several images at once: one list of Predictions per ``(image, queries)`` item, in order.
+
+        Called only when ``multi_image`` is True (the batch then spans images; an image's queries
+        may be split across two calls when they do not fit). The default loops over ``predict``,
+        so declaring ``multi_image`` without overriding this only batches the calls; override it
+        to put every image's sentences into one forward pass. Raise for a failure of the whole
+        call: every sample of every item is then recorded as failed (and halved on out-of-memory).
+        """
+        return [self.predict(image, queries) for image, queries in items]
 
     def inputs(self, image: np.ndarray, query: Query) -> dict[str, Any]:
         """What the model is shown for ``query``, for ``harness inputs`` (reviewable without a GPU).

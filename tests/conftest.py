@@ -20,7 +20,8 @@ from harness.registry import AdapterEntry
 TEST_ADAPTERS = {
     name: AdapterEntry(name, f"helper_adapters:{cls}", "test")
     for name, cls in (("counting", "CountingAdapter"), ("flaky", "FlakyAdapter"), ("greedy", "GreedyAdapter"), ("slow", "SlowAdapter"),
-                      ("loads-file", "LoadsFileAdapter"), ("drawing", "DrawingAdapter"))
+                      ("loads-file", "LoadsFileAdapter"), ("drawing", "DrawingAdapter"), ("multi-shapes", "MultiShapes"),
+                      ("multi-greedy", "MultiGreedy"))
 }
 
 
@@ -31,6 +32,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(registry, "BUILTINS", {**registry.BUILTINS, **TEST_ADAPTERS})
     helper_adapters.CountingAdapter.calls.clear()
+    helper_adapters.MultiShapes.calls.clear()
     return tmp_path
 
 

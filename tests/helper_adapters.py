@@ -9,6 +9,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
+from harness.builtin_adapters.shapes_reasoner import ShapesReasoner
 from harness.types import Prediction, PredictionStatus, Query, Sample
 
 
@@ -108,3 +109,39 @@ class DrawingAdapter(Adapter):
         return [Prediction(mask=masks.full(h, w)) if k == 0 else
                 Prediction(mask=None, status=PredictionStatus.NOT_DRAWN, error="not drawn: one sentence per image")
                 for k in range(len(queries))]
+
+
+class MultiShapes(ShapesReasoner):
+    """The shapes reasoner declared multi-image: ``predict_many`` runs each image's queries through
+    the one-image ``predict``, and counts how many images (and samples) every call was given."""
+
+    info = AdapterInfo(name="multi-shapes", description="shapes-reasoner, several images per call",
+                       outputs=ShapesReasoner.info.outputs, box_space=ShapesReasoner.info.box_space)
+    multi_image = True
+    calls: ClassVar[list[list[int]]] = []  # in-process: samples per image, one list per call
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.counts = {"multi_calls": 0.0, "multi_images": 0.0, "peak_images_per_call": 0.0}
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        MultiShapes.calls.append([len(q) for _, q in items])
+        self.counts["multi_calls"] += 1
+        self.counts["multi_images"] += len(items)
+        self.counts["peak_images_per_call"] = max(self.counts["peak_images_per_call"], len(items))
+        return [self.predict(image, queries) for image, queries in items]
+
+    def stats(self) -> dict[str, float]:
+        return dict(self.counts)
+
+
+class MultiGreedy(MultiShapes):
+    """Multi-image, and out of 'memory' on any call of more than two samples."""
+
+    info = AdapterInfo(name="multi-greedy", description="OOM on calls of more than two samples",
+                       outputs=ShapesReasoner.info.outputs, box_space=ShapesReasoner.info.box_space)
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        if sum(len(q) for _, q in items) > 2:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().predict_many(items)

@@ -1,21 +1,25 @@
-"""The runner reads the next image in a thread while this one's samples are predicted."""
+"""The runner decodes the next images in a thread while this batch's samples are predicted.
+
+The decode runs in the prefetch thread; the pixels are copied out to their array in the main
+thread (harness.data.images.Decoded), which is what keeps per-image allocation churn away.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import harness.run.predict as predict
+from harness.adapter import Adapter, AdapterInfo
 from harness.builtin_adapters.trivial import EmptyAdapter
-from harness.data.images import ImageError, load_image
-from harness.run.predict import pixels_of, predict_on_image, prefetched
-from harness.run.remote import RemoteAdapter
-from harness.types import GroundTruth, Sample
+from harness.data.images import load_image
+from harness.run.predict import predict_samples
+from harness.types import GroundTruth, Prediction, Query, Sample
 
 
 def _sample(i: int, image: Path) -> Sample:
@@ -31,53 +35,84 @@ def _images(tmp_path: Path, n: int) -> list[Path]:
     return paths
 
 
-def test_groups_come_in_order_with_their_own_pixels_and_errors(tmp_path: Path) -> None:
+class Seeing(EmptyAdapter):
+    """Records the pixels (and the thread) each call was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, np.ndarray, str]] = []
+
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        self.seen.append((queries[0].image, image.copy(), threading.current_thread().name))
+        return super().predict(image, queries)
+
+
+def test_each_image_is_given_its_own_pixels_in_order_decoded_once(tmp_path: Path, monkeypatch: Any) -> None:
     paths = _images(tmp_path, 3)
-    paths.insert(1, tmp_path / "missing.png")
-    groups = [(str(p), [_sample(i, p)]) for i, p in enumerate(paths)]
-    got = list(prefetched(EmptyAdapter(), iter(groups)))
-    assert [(g[0], g[1]) for g in got] == groups
-    for (_, _, image), p in zip(got, paths):
-        if p.name == "missing.png":
-            with pytest.raises(ImageError, match=r"missing\.png does not exist"):
-                image.result()
-        else:
-            np.testing.assert_array_equal(pixels_of(image.result()), load_image(p))
+    decoded: list[str] = []
+    real = predict.decode
+    monkeypatch.setattr(predict, "decode", lambda path, exif="ignore": decoded.append(str(path)) or real(path, exif))
+    adapter = Seeing()
+    samples = [_sample(10 * i + k, p) for i, p in enumerate(paths) for k in range(3)]
+    out = list(predict_samples(adapter, samples, 2))  # 3 samples per image, batches of 2: each image called twice
+    assert [s.id for s, _ in out] == [s.id for s in samples]
+    assert decoded == [str(p) for p in paths]  # once per image, though its samples span two batches
+    for path, pixels, thread in adapter.seen:
+        np.testing.assert_array_equal(pixels, load_image(path))
+        assert thread == threading.main_thread().name
 
 
-def test_the_next_image_is_read_while_this_one_is_predicted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_next_image_is_read_while_this_one_is_predicted(tmp_path: Path, monkeypatch: Any) -> None:
     paths = _images(tmp_path, 2)
-    started = {str(p): threading.Event() for p in paths}
-    real = predict.read_image
+    second_read = threading.Event()
+    real = predict.decode
 
-    def watched(adapter: Any, image_path: str, exif: str = "ignore") -> Any:
-        started[image_path].set()
-        return real(adapter, image_path, exif)
+    def watched(path: str, exif: str = "ignore") -> Any:
+        if str(path) == str(paths[1]):
+            second_read.set()
+        return real(path, exif)
 
-    monkeypatch.setattr(predict, "read_image", watched)
-    groups = prefetched(EmptyAdapter(), iter([(str(p), [_sample(i, p)]) for i, p in enumerate(paths)]))
-    first = next(groups)
-    # the first group is handed over only once the second image's read has been queued
-    assert started[str(paths[1])].wait(5)
-    results = list(predict_on_image(EmptyAdapter(), first[0], first[1], 4, image=first[2]))
-    assert results[0][1].prediction.mask is not None
-    assert len(list(groups)) == 1
+    monkeypatch.setattr(predict, "decode", watched)
+    waited: list[bool] = []
+
+    class Waits(EmptyAdapter):
+        def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+            if queries[0].image == str(paths[0]):
+                waited.append(second_read.wait(5))  # the second image is decoded while the first is predicted
+            return super().predict(image, queries)
+
+    out = list(predict_samples(Waits(), [_sample(i, p) for i, p in enumerate(paths)], 4))
+    assert waited == [True] and all(r.prediction.mask is not None for _, r in out)
+
+
+class SizeOnly(Adapter):
+    """Stands for a worker proxy: it decodes the images itself, so the parent reads only the size."""
+
+    info = AdapterInfo(name="size-only", description="records the array it is given")
+    decodes_images = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        self.shapes.append(image.shape)
+        return [Prediction(mask={"size": [8, 12], "counts": "0`1"}) for _ in queries]
 
 
 def test_a_worker_adapter_still_gets_only_the_size(tmp_path: Path) -> None:
     """With a worker the parent reads the header only (the worker decodes): (h, w, 0)."""
     (path,) = _images(tmp_path, 1)
-    adapter = RemoteAdapter.__new__(RemoteAdapter)  # decodes_images is a class attribute; no worker is started
-    ((_, _, image),) = list(prefetched(adapter, iter([(str(path), [_sample(0, path)])])))
-    assert image.result().shape == (8, 12, 0)
+    adapter = SizeOnly()
+    list(predict_samples(adapter, [_sample(0, path)], 4))
+    assert adapter.shapes == [(8, 12, 0)]
 
 
 def test_a_bad_image_fails_only_its_samples(tmp_path: Path) -> None:
     paths = _images(tmp_path, 2)
     paths[0].write_bytes(paths[0].read_bytes()[:30])
-    groups = [(str(p), [_sample(i, p), _sample(10 + i, p)]) for i, p in enumerate(paths)]
-    out = [(s.id, r.prediction) for path, group, image in prefetched(EmptyAdapter(), iter(groups))
-           for s, r in predict_on_image(EmptyAdapter(), path, group, 4, image=image)]
+    samples = [s for i, p in enumerate(paths) for s in (_sample(i, p), _sample(10 + i, p))]
+    out = [(s.id, r.prediction) for s, r in predict_samples(EmptyAdapter(), samples, 4)]
     assert [sid for sid, _ in out] == ["s0", "s10", "s1", "s11"]
     assert all(p.mask is None and "0.png is not a readable image file" in p.error for _, p in out[:2])
     assert all(p.mask is not None for _, p in out[2:])

@@ -124,7 +124,7 @@ def test_malformed_requests_get_error_replies_and_the_worker_goes_on(tmp_path: P
     errors = [(r.get("id"), r["error"]) for r in replies if not r["ok"]]
     assert [r["ok"] for r in replies] == [False] * 5 + [True] + [False] * 6 + [True]
     text = "\n".join(str(e) for e in errors)
-    for expected in ("malformed JSON", "a JSON object with an 'op'", "before hello", "speaks protocol 2, the caller 99",
+    for expected in ("malformed JSON", "a JSON object with an 'op'", "before hello", f"speaks protocol {PROTOCOL}, the caller 99",
                      "unknown model 'no-such-model'", "already sent", "unknown op 'fly'", "1 to 4096 queries", "'gt' is not a query field",
                      "on the request's image", "'id' must be a string"):
         assert expected in text, expected

@@ -25,6 +25,8 @@ ENTRY_POINTS = {
     "raiser": "worker_adapters:Raiser",
     "noisy": "worker_adapters:Noisy",
     "greedy-plugin": "helper_adapters:GreedyAdapter",  # raises an OutOfMemoryError on batches > 1
+    "multi-shapes": "helper_adapters:MultiShapes",  # several images per call
+    "multi-greedy": "helper_adapters:MultiGreedy",
 }
 
 

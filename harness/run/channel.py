@@ -53,22 +53,35 @@ class Channel:
         self._next = 0
 
     def request(self, msg: dict[str, Any]) -> dict[str, Any]:
-        self._next += 1
-        data = json.dumps({**msg, "id": self._next}, default=json_default).encode() + b"\n"
+        return self.receive(self.send(msg))
+
+    def check_size(self, msg: dict[str, Any]) -> bytes:
+        """The request's line, or RequestTooLarge when it is over the protocol's limit."""
+        data = json.dumps({**msg, "id": self._next + 1}, default=json_default).encode() + b"\n"
         if len(data) > MAX_LINE_BYTES:
             raise RequestTooLarge(f"request of {len(data)} bytes exceeds the protocol's {MAX_LINE_BYTES}-byte limit")
+        return data
+
+    def send(self, msg: dict[str, Any]) -> int:
+        """Write one request without waiting for its answer (pipelining); its id, for ``receive``."""
+        data = self.check_size(msg)
+        self._next += 1
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
         except OSError as exc:  # BrokenPipeError: it died before or while reading
             raise Lost(f"the pipe broke ({exc.strerror or exc})") from None
+        return self._next
+
+    def receive(self, request_id: int) -> dict[str, Any]:
+        """The next reply, which must answer ``request_id``: the worker answers in order."""
         line = self._readline()
         try:
             reply = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise Lost(f"it wrote a malformed reply ({line[:80]!r})", garbage=True) from None
-        if not isinstance(reply, dict) or reply.get("id") != self._next or not isinstance(reply.get("ok"), bool):
+        if not isinstance(reply, dict) or reply.get("id") != request_id or not isinstance(reply.get("ok"), bool):
             raise Lost(f"it answered out of protocol ({line[:80]!r})", garbage=True)
         return reply
 

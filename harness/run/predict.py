@@ -1,10 +1,15 @@
-"""Calling an adapter on one image's samples, so that one bad sample never stops a run.
+"""Calling an adapter on a split's samples, batch by batch, so that one bad sample never stops a run.
 
-The image is decoded once for all its samples; batches never straddle two images. Every
-failure becomes a failed Prediction with its reason: an unreadable image, an adapter
-exception, a timeout, a wrongly sized or malformed mask, a non-finite box. On CUDA
-out-of-memory the batch is halved and retried, down to one sample, and the halvings are
-recorded. ``fail_fast`` re-raises the first failure instead, for debugging.
+Each image is decoded once for all its samples. A one-image adapter gets batches of one
+image's samples; a ``multi_image`` adapter gets up to ``batch_size`` samples spanning several
+images (harness.run.batches plans both). The next batches are decoded in a background thread
+while the model runs, and an adapter with a ``pipeline_window`` (a worker, harness.run.remote)
+has the next request sent before the previous answer is read; predictions still come back in
+the samples' order, so the logs are the same either way. Every failure becomes a failed
+Prediction with its reason: an unreadable image, an adapter exception, a timeout, a wrongly
+sized or malformed mask, a non-finite box. On CUDA out-of-memory the batch is halved and
+retried, down to one sample, and the halvings are recorded. ``fail_fast`` re-raises the first
+failure instead, for debugging.
 
 This is where samples lose their answers: an adapter is given ``Sample.query()`` (no ground
 truth, no no-target flag, only the metadata a model may use); only an oracle
@@ -18,8 +23,8 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,6 +34,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import Adapter, box_to_pixels
 from harness.data.images import Decoded, ImageError, decode, image_size
+from harness.run.batches import Entry, Prefetcher, plan_batches
 from harness.types import Prediction, Sample
 
 
@@ -50,49 +56,6 @@ def image_groups(samples: Sequence[Sample]) -> Iterator[tuple[str, list[Sample]]
     for s in samples:
         groups.setdefault(s.image, []).append(s)
     yield from groups.items()
-
-
-def read_image(adapter: Adapter, image_path: str, exif: str = "ignore") -> np.ndarray | Decoded:
-    """The image an adapter is called with: decoded here (``pixels`` makes it the array), or,
-    when its worker decodes (one decode per image), an empty (h, w, 0) array of the size read
-    from the file's header."""
-    if adapter.decodes_images:
-        return np.empty((*image_size(image_path, exif), 0), dtype=np.uint8)
-    return decode(image_path, exif)
-
-
-def pixels_of(read: np.ndarray | Decoded) -> np.ndarray:
-    """The array of what ``read_image`` returned, made in the calling (main) thread."""
-    return read if isinstance(read, np.ndarray) else read.array()
-
-
-def prefetched(adapter: Adapter, groups: Iterator[tuple[str, list[Sample]]], exif: str = "ignore"
-               ) -> Iterator[tuple[str, list[Sample], Future[np.ndarray | Decoded]]]:
-    """The image groups, each with its image being read one group ahead in a thread.
-
-    Pillow and libjpeg release the GIL while decoding, so the next image is decoded while
-    this one's samples are predicted, scored and logged: on two or more cores the run costs
-    about its decodes, not decodes plus bookkeeping. The pixels are copied out into their
-    array in the main thread (``pixels_of``; why: ``harness.data.images.Decoded``). At most
-    two decoded images are held. A read error stays in its future and surfaces where that
-    image is predicted.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-decode") as pool:
-        queued: tuple[str, list[Sample], Future[np.ndarray | Decoded]] | None = None  # submitted, not yet handed over
-        try:
-            for image_path, group in groups:
-                ahead = (image_path, group, pool.submit(read_image, adapter, image_path, exif))
-                if queued is None:
-                    queued = ahead
-                    continue
-                current, queued = queued, ahead
-                yield current
-            if queued is not None:
-                current, queued = queued, None
-                yield current
-        finally:
-            if queued is not None:  # the consumer stopped early: do not decode what nobody will use
-                queued[2].cancel()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -128,8 +91,6 @@ def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, wi
     changes: dict[str, Any] = {}
     if pred.seconds is None:
         changes["seconds"] = seconds
-    if pred.not_drawn:  # left out by the protocol: nothing of it is kept but the reason
-        return replace(pred, mask=None, box=None, **changes)
     if pred.mask is not None:
         try:
             changes["mask"] = masks.validate(pred.mask, height, width, f"{adapter.info.name} on {sample.id}")
@@ -154,56 +115,156 @@ def given_to(adapter: Adapter, batch: Sequence[Sample]) -> list[Any]:
     return list(batch) if adapter.info.oracle else [s.query() for s in batch]
 
 
-def _call(adapter: Adapter, image: np.ndarray, batch: list[Sample], timeout: float | None) -> list[Prediction]:
-    given = given_to(adapter, batch)
-    with time_limit(timeout * len(batch) if timeout else None):
-        preds = adapter.predict(image, given)
-    if len(preds) != len(batch):
-        raise RuntimeError(f"returned {len(preds)} predictions for {len(batch)} samples")
-    return preds
+def _decoder(adapter: Adapter, exif: str) -> Any:
+    """What the prefetch thread reads per image, by the suite's image convention ``exif``."""
+    if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
+        return lambda path: np.empty((*image_size(path, exif), 0), dtype=np.uint8)
+    # Decoded in the thread, copied out to its array in the main one (why: harness.data.images.Decoded).
+    return lambda path: decode(path, exif)
+
+
+class _Direct:
+    """The plain calling convention: the call happens when its result is asked for (a window of one)."""
+
+    pipeline_window = 1
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.queued: deque[list[tuple[np.ndarray, list[Any]]]] = deque()
+
+    def send(self, items: list[tuple[np.ndarray, list[Any]]]) -> None:
+        self.queued.append(items)
+
+    def receive(self) -> list[list[Prediction]]:
+        items = self.queued.popleft()
+        if self.adapter.multi_image:
+            return self.adapter.predict_many(items)
+        (image, given), = items  # a one-image adapter is only ever planned one image per batch
+        return [self.adapter.predict(image, given)]
+
+    def cancel(self) -> None:
+        self.queued.clear()
+
+
+def _caller(adapter: Adapter) -> Any:
+    """A worker proxy pipelines its requests (``pipeline_window`` > 1); every other adapter is called directly."""
+    return adapter if getattr(adapter, "pipeline_window", 1) > 1 else _Direct(adapter)
+
+
+def _items(adapter: Adapter, job: list[Entry]) -> list[tuple[np.ndarray, list[Any]]]:
+    """The adapter's arguments for a job: one (image, queries) per run of consecutive entries on one image."""
+    items: list[tuple[np.ndarray, list[Any]]] = []
+    last: str | None = None
+    for e in job:
+        if e.path != last:
+            items.append((e.image, []))  # type: ignore[arg-type]  # a job holds decoded entries only
+            last = e.path
+        items[-1][1].append(e.sample)
+    return [(image, given_to(adapter, batch)) for image, batch in items]
+
+
+def _failure_message(adapter: Adapter, job: list[Entry], exc: BaseException) -> str:
+    paths = list(dict.fromkeys(e.path for e in job))
+    where = paths[0] if len(paths) == 1 else f"a batch of {len(paths)} images ({', '.join(paths)})"
+    return f"{adapter.info.name} failed on {where}: {type(exc).__name__}: {exc}"
+
+
+def predict_samples(
+    adapter: Adapter, samples: Sequence[Sample], batch_size: int, timeout: float | None = None, fail_fast: bool = False,
+    prefetch: int = 2, exif: str = "ignore",
+) -> Iterator[tuple[Sample, Predicted]]:
+    """Yield (sample, prediction) for every sample, in the order of ``image_groups(samples)``.
+
+    ``prefetch`` decoded batches wait ahead of the model; ``exif`` is the suite's image convention
+    (a worker is told it by the runner and decodes the same way). With a pipelined adapter up to its
+    window of batches is in flight; a batch's time limit (``timeout`` per sample) runs while
+    its answer is awaited.
+    """
+    caller = _caller(adapter)
+    batches = plan_batches(list(image_groups(samples)), batch_size, adapter.multi_image)
+    done: dict[int, tuple[Sample, Predicted]] = {}  # by position: results leave in the samples' order
+    next_out = 0
+    pending: deque[tuple[list[Entry], int]] = deque()  # halves of an out-of-memory batch, before new batches
+    inflight: deque[tuple[list[Entry], int]] = deque()
+
+    def fail(job: list[Entry], error: str, halvings: int) -> None:
+        for e in job:
+            done[e.seq] = (e.sample, Predicted(Prediction(mask=None, error=error), halvings))
+
+    pixels: tuple[Decoded, np.ndarray] | None = None  # the last image copied out: its samples may span two batches
+
+    with Prefetcher(batches, _decoder(adapter, exif), prefetch) as decoded:
+        try:
+            while True:
+                while len(inflight) < caller.pipeline_window:
+                    if pending:
+                        job, halvings = pending.popleft()
+                    else:
+                        batch = next(decoded, None)
+                        if batch is None:
+                            break
+                        job, halvings = [], 0
+                        for e in batch:  # an unreadable image fails its own samples, named, as before
+                            if isinstance(e.image, Decoded):
+                                if pixels is None or pixels[0] is not e.image:
+                                    pixels = (e.image, e.image.array())
+                                e.image = pixels[1]
+                            if isinstance(e.image, ImageError):
+                                if fail_fast:
+                                    raise e.image
+                                done[e.seq] = (e.sample, Predicted(Prediction(mask=None, error=str(e.image))))
+                            else:
+                                job.append(e)
+                        if not job:
+                            continue
+                    try:
+                        caller.send(_items(adapter, job))
+                    except Exception as exc:  # nothing was sent (a request over the pipe's limit): the batch fails
+                        if fail_fast:
+                            raise
+                        fail(job, _failure_message(adapter, job, exc), halvings)
+                        continue
+                    inflight.append((job, halvings))
+                if not inflight:
+                    break
+                job, halvings = inflight.popleft()
+                start = time.perf_counter()
+                try:
+                    with time_limit(timeout * len(job) if timeout else None):
+                        preds = [p for item in caller.receive() for p in item]
+                    if len(preds) != len(job):
+                        raise RuntimeError(f"returned {len(preds)} predictions for {len(job)} samples")
+                except Exception as exc:
+                    if fail_fast:
+                        raise
+                    if is_out_of_memory(exc) and len(job) > 1:
+                        _release_cuda_cache()
+                        mid = len(job) // 2
+                        pending.extendleft([(job[mid:], halvings + 1), (job[:mid], halvings + 1)])
+                        continue
+                    fail(job, _failure_message(adapter, job, exc), halvings)
+                else:
+                    per_sample = (time.perf_counter() - start) / len(job)
+                    for e, p in zip(job, preds):
+                        h, w = e.image.shape[:2]  # type: ignore[union-attr]
+                        final = finalize(p, e.sample, adapter, h, w, per_sample)
+                        if fail_fast and final.mask is None:
+                            raise RuntimeError(f"{e.sample.id}: {final.error or 'the adapter returned no mask'}")
+                        done[e.seq] = (e.sample, Predicted(final, halvings))
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+            while next_out in done:  # samples of unreadable images after the last batch
+                yield done.pop(next_out)
+                next_out += 1
+        finally:
+            if inflight:  # stopped early (fail-fast, an interrupt): no answer may be left unread in a pipe
+                caller.cancel()
 
 
 def predict_on_image(
     adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
-    timeout: float | None = None, fail_fast: bool = False, image: Future[np.ndarray | Decoded] | None = None,
-    exif: str = "ignore",
+    timeout: float | None = None, fail_fast: bool = False, exif: str = "ignore",
 ) -> Iterator[tuple[Sample, Predicted]]:
-    """Yield (sample, prediction) for every sample of one image, batch by batch.
-
-    ``image`` is the image already being read (``prefetched``); without it it is read here.
-    ``exif`` is the suite's image convention (a worker is told it by the runner and decodes the same way).
-    """
-    try:
-        # one decode per image; when a worker decodes, here only the size, for finalize
-        pixels = pixels_of(image.result() if image is not None else read_image(adapter, image_path, exif))
-    except ImageError as exc:
-        if fail_fast:
-            raise
-        for s in samples:
-            yield s, Predicted(Prediction(mask=None, error=str(exc)))
-        return
-    h, w = pixels.shape[:2]
-    pending: list[tuple[list[Sample], int]] = [(samples[i : i + batch_size], 0) for i in range(0, len(samples), batch_size)]
-    while pending:
-        batch, halvings = pending.pop(0)
-        start = time.perf_counter()
-        try:
-            preds = _call(adapter, pixels, batch, timeout)
-        except Exception as exc:
-            if fail_fast:
-                raise
-            if is_out_of_memory(exc) and len(batch) > 1:
-                _release_cuda_cache()
-                mid = len(batch) // 2
-                pending[:0] = [(batch[:mid], halvings + 1), (batch[mid:], halvings + 1)]
-                continue
-            msg = f"{adapter.info.name} failed on {image_path}: {type(exc).__name__}: {exc}"
-            for s in batch:
-                yield s, Predicted(Prediction(mask=None, error=msg), halvings)
-            continue
-        per_sample = (time.perf_counter() - start) / len(batch)
-        for s, p in zip(batch, preds):
-            final = finalize(p, s, adapter, h, w, per_sample)
-            if fail_fast and final.failed:
-                raise RuntimeError(f"{s.id}: {final.error or 'the adapter returned no mask'}")
-            yield s, Predicted(final, halvings)
+    """Yield (sample, prediction) for every sample of one image, batch by batch."""
+    yield from predict_samples(adapter, samples, batch_size, timeout, fail_fast, exif=exif)

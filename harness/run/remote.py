@@ -9,6 +9,11 @@ losses in a row the run stops (WorkerAbort) rather than failing every remaining 
 which a resume would not redo. A run-level timeout (SIGALRM in the runner) interrupts the
 wait for a reply; the busy worker is then killed and replaced.
 
+Requests are pipelined (``pipeline_window``, harness.run.predict): the next batch is sent before
+the last answer is read. The worker answers in order, so when it is lost on a batch the batches
+sent after it never started: they are sent again to the fresh worker, and only the batch it was
+lost on fails, as without pipelining. A served ``multi_image`` adapter gets ``predict_many`` requests.
+
 ``make_adapter`` is the runner's one entry point: it decides, per model, between in-process
 and isolated (precedence: ``python:``, then ``env:``, then a managed environment providing
 the adapter, see harness.run.envs, else in-process).
@@ -21,8 +26,9 @@ import shutil
 import sys
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,7 +36,7 @@ import numpy as np
 
 from harness.adapter import Adapter, AdapterInfo
 from harness.errors import HarnessError
-from harness.run.channel import Channel, Lost, RequestTooLarge, alarm_paused, exit_text
+from harness.run.channel import Channel, Lost, alarm_paused, exit_text
 from harness.run.worker import PROTOCOL, peak_gpu_memory, query_to_json
 from harness.types import Prediction, Query
 
@@ -106,11 +112,29 @@ def _close_holder(holder: list[Channel | None], log: list[IO[bytes] | None]) -> 
         log[0] = None
 
 
+@dataclass
+class _Flight:
+    """A batch sent to the worker and not yet received: the request, its images' sample counts, its
+    first image, and the reason its samples failed when the worker was lost before answering."""
+
+    msg: dict[str, Any]
+    sizes: list[int]
+    image: str
+    request_id: int | None = None
+    lost: str | None = field(default=None)
+
+    def failed(self) -> list[list[Prediction]]:
+        return [[Prediction(mask=None, error=self.lost) for _ in range(n)] for n in self.sizes]
+
+
 class RemoteAdapter(Adapter):
     """An adapter served by ``python -m harness.run.worker`` in another interpreter."""
 
     info = AdapterInfo(name="remote", description="a model served by harness.run.worker in its own interpreter")
     decodes_images = True  # the worker decodes the file; the parent needs only its size
+    # Batches sent before the oldest answer is read: the worker starts the next while the parent
+    # scores and logs the last. Replies come in order; a lost worker fails the whole window.
+    pipeline_window = 2
 
     def __init__(self, adapter: str, options: Mapping[str, Any] | None = None, python: str | None = None, *,
                  label: str | None = None, env_vars: Mapping[str, str] | None = None, log_path: Path | None = None,
@@ -126,6 +150,7 @@ class RemoteAdapter(Adapter):
         self._device: str | None = None
         self._lost_in_a_row = 0
         self._carried: dict[str, float] = {}
+        self._inflight: deque[_Flight] = deque()
         self._current: dict[str, float] = {}
         self._channel: list[Channel | None] = [None]  # lists, so the finalizer holds no reference to self
         self._log: list[IO[bytes] | None] = [None]
@@ -137,6 +162,7 @@ class RemoteAdapter(Adapter):
         raw = hello["info"]
         self.info = AdapterInfo(name=raw["name"], description=raw["description"], outputs=tuple(raw["outputs"]),  # type: ignore[misc]
                                 box_space=raw["box_space"], version=raw["version"], checkpoints=tuple(raw["checkpoints"]))
+        self.multi_image = bool(hello.get("multi_image"))  # type: ignore[misc]  # the served adapter's declaration
         self._config: dict[str, Any] = hello["config"]
         self.runtime: dict[str, Any] = hello.get("runtime", {})
 
@@ -156,40 +182,107 @@ class RemoteAdapter(Adapter):
         self._load(channel)
 
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        self.send([(image, queries)])
+        return self.receive()[0]
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        self.send(items)
+        return self.receive()
+
+    # -- pipelining (harness.run.predict sends up to pipeline_window batches before reading) --
+
+    def send(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> None:
+        """Send one batch's request without waiting for its answer; ``receive`` returns the answers in order.
+
+        A worker lost while sending (or that cannot be restarted) is recorded with the batch, whose
+        samples then come back failed from ``receive``, as do those of every batch sent before it
+        and not yet answered. RequestTooLarge is raised: nothing was sent, the worker is fine.
+        """
         # Queries only (query_to_json refuses anything else): no ground truth ever crosses the pipe.
-        path = queries[0].image
-        msg: dict[str, Any] = {"op": "predict", "image": path, "queries": [query_to_json(q) for q in queries]}
-        if self.exif != "ignore":
+        wire: list[dict[str, Any]] = [{"image": queries[0].image, "queries": [query_to_json(q) for q in queries]}
+                                      for _, queries in items]
+        # A multi-image adapter is always called through predict_many, as in-process, even on one image.
+        many = self.multi_image or len(wire) > 1
+        msg: dict[str, Any] = {"op": "predict_many", "items": wire} if many else {"op": "predict", **wire[0]}
+        if self.exif != "ignore":  # the worker decodes by the suite's image convention
             msg["exif"] = self.exif
+        if self._channel[0] is not None:
+            self._channel[0].check_size(msg)  # RequestTooLarge before anything is queued
+        self._send_flight(_Flight(msg, [len(q) for _, q in items], str(wire[0]["image"])))
+
+    def _send_flight(self, flight: _Flight) -> None:
         try:
             if self._channel[0] is None:
                 with alarm_paused():  # start-up and model loading are not this batch's time
                     self._start(f"restarting worker for {self.label} (restart {self.restarts})")
             channel = self._channel[0]
             assert channel is not None
-            reply = channel.request(msg)
-        except (Lost, WorkerError) as exc:
-            reason = self._lose(exc, path)
-            return [Prediction(mask=None, error=reason) for _ in queries]
-        except RequestTooLarge:
-            raise  # nothing was sent: the worker is fine, the batch fails
+            flight.request_id = channel.send(flight.msg)
+        except (Lost, WorkerError) as exc:  # the worker died before it could read: the window is lost
+            self._inflight.append(flight)
+            reason = self._lose(exc, flight.image)
+            for f in self._inflight:
+                f.lost = reason if f.image == flight.image else f"{reason} (this batch, on image {f.image}, was in flight)"
+            return
+        self._inflight.append(flight)
+
+    def receive(self) -> list[list[Prediction]]:
+        """The answer to the oldest batch sent and not yet received, one list per image.
+
+        When the worker is lost on this batch (a crash, a timeout), only this batch fails: the worker
+        answers in order, so the batches sent after it never ran, and they are sent again to the
+        fresh worker, as they would have been without pipelining.
+        """
+        flight = self._inflight.popleft()
+        if flight.lost is not None:
+            return flight.failed()
+        channel = self._channel[0]
+        assert channel is not None and flight.request_id is not None
+        try:
+            reply = channel.receive(flight.request_id)
+        except Lost as exc:
+            flight.lost = self._lose(exc, flight.image)
+            self._resend_window()
+            return flight.failed()
         except BaseException as exc:  # a timeout or Ctrl-C while the worker is busy: it cannot be trusted
             self._discard(kill=True, note=f"interrupted by {type(exc).__name__}: {exc}")
-            if isinstance(exc, Exception):
-                self._count_loss(f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, Exception):  # Ctrl-C: nothing more is sent
+                self._inflight.clear()
+                raise
+            self._count_loss(f"{type(exc).__name__}: {exc}")
+            self._resend_window()
             raise
         self._lost_in_a_row = 0
         if not reply["ok"]:
             raise _remote_exception(reply)
         self._current = {str(k): float(v) for k, v in (reply.get("stats") or {}).items()}
         raw = reply.get("predictions")
-        if not isinstance(raw, list) or len(raw) != len(queries) or not all(isinstance(p, dict) for p in raw):
-            raise RuntimeError(f"the worker returned a malformed predictions list for {len(queries)} samples")
-        return [Prediction.from_json(p) for p in raw]
+        if flight.msg["op"] == "predict":
+            raw = [raw]
+        if not isinstance(raw, list) or len(raw) != len(flight.sizes) or any(
+                not isinstance(r, list) or len(r) != n or not all(isinstance(p, dict) for p in r) for r, n in zip(raw, flight.sizes)):
+            raise RuntimeError(f"the worker returned a malformed predictions list for {sum(flight.sizes)} samples")
+        return [[Prediction.from_json(p) for p in r] for r in raw]
+
+    def _resend_window(self) -> None:
+        """Send the batches still in flight (never started by the lost worker) to a fresh one."""
+        waiting = list(self._inflight)
+        self._inflight.clear()
+        for flight in waiting:
+            if flight.lost is None:
+                self._send_flight(flight)
+            else:
+                self._inflight.append(flight)
+
+    def cancel(self) -> None:
+        """Forget the batches in flight (the caller stopped early): the worker, busy with them, is replaced."""
+        if self._inflight:
+            self._inflight.clear()
+            self._discard(kill=True, note="stopped with requests in flight")
 
     def stats(self) -> dict[str, float]:
         channel = self._channel[0]
-        if channel is not None and channel.alive():
+        if channel is not None and channel.alive() and not self._inflight:  # mid-window, the last reply's counters serve
             try:
                 reply = channel.request({"op": "stats"})
                 if reply["ok"]:

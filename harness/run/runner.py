@@ -28,7 +28,7 @@ from harness.records.manifest import check_compatible, fingerprint, new_manifest
 from harness.records.store import PredictionLog, RunDir
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
-from harness.run.predict import Predicted, image_groups, predict_on_image, prefetched
+from harness.run.predict import Predicted, predict_samples
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
 from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
@@ -73,14 +73,13 @@ def run_model_split(
                disable=None, file=sys.stderr, dynamic_ncols=True)
     lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
     try:
-        for image_path, group, image in prefetched(adapter, image_groups(todo), conv.exif):
-            for sample, result in predict_on_image(adapter, image_path, group, batch_size, timeout, fail_fast, image, conv.exif):
-                log.append(record(sample, result, conv))
-                predicted += 1
-                failed += result.prediction.failed
-                halvings = max(halvings, result.oom_halvings)
-                bar.update(1)
-                lines.update(1)
+        for sample, result in predict_samples(adapter, todo, batch_size, timeout, fail_fast, exif=conv.exif):
+            log.append(record(sample, result, conv))
+            predicted += 1
+            failed += result.prediction.failed
+            halvings = max(halvings, result.oom_halvings)
+            bar.update(1)
+            lines.update(1)
     finally:
         bar.close()
         lines.close()

@@ -2,13 +2,18 @@
 
 Models of this field cannot share an environment (UPSTREAM 3.9), so each may run in its own
 virtualenv as this worker. The protocol is one JSON object per line, one reply per request,
-in order; every reply has ``ok`` and echoes the request's ``id``:
+in order; every reply has ``ok`` and echoes the request's ``id``. The parent may send the next
+request before reading the previous reply (harness.run.remote pipelines two); replies stay in
+request order, and while the model runs a reader thread takes the next request off the pipe and
+decodes its images, so the model never waits for the pipe or the decoder:
 
-    {"op": "hello", "protocol": 2, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
-        -> {"ok": true, "protocol": 2, "info": {...AdapterInfo}, "config": {...}, "runtime": {...}}
+    {"op": "hello", "protocol": 3, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
+        -> {"ok": true, "protocol": 3, "info": {...AdapterInfo}, "multi_image": BOOL, "config": {...}, "runtime": {...}}
     {"op": "load", "device": "cuda:0"}                     -> {"ok": true, "runtime": {...}}
     {"op": "predict", "image": PATH, "queries": [QUERY, ...]}
         -> {"ok": true, "predictions": [Prediction.to_json(), ...], "stats": {...}}
+    {"op": "predict_many", "items": [{"image": PATH, "queries": [QUERY, ...]}, ...]}   (a multi_image adapter)
+        -> {"ok": true, "predictions": [[Prediction.to_json(), ...], ...], "stats": {...}}
     {"op": "stats"}                                        -> {"ok": true, "stats": {...}}
     {"op": "shutdown"}                                     -> {"ok": true}, then exit 0
     any failure                                            -> {"ok": false, "error": MSG, "type": EXC_NAME}
@@ -40,16 +45,13 @@ import numpy as np
 
 import harness
 from harness.adapter import Adapter
-from harness.data.images import EXIF_CHOICES, load_image
+from harness.data.images import EXIF_CHOICES, Decoded, load_image
+from harness.run.requests import _DECODED, ProtocolError, Reader, _image_key, read_request  # noqa: F401 (read_request: re-exported)
 from harness.types import QUERY_META, Prediction, Query
 
-PROTOCOL = 2  # 2: queries without ground truth (1 sent every sample's ground truth)
+PROTOCOL = 3  # 3: predict_many, pipelined requests; 2: queries without ground truth (1 sent every sample's ground truth)
 MAX_LINE_BYTES = 64 * 1024 * 1024  # requests and replies; a batch of RLE masks is far smaller
 MAX_SAMPLES = 4096
-
-
-class ProtocolError(ValueError):
-    """A request that does not follow the protocol; answered with an error reply."""
 
 
 QUERY_FIELDS = ("id", "image", "expression", "dataset", "split", "meta")
@@ -134,7 +136,7 @@ class Worker:
         if op == "shutdown":
             return {}
         if self.adapter is None:
-            raise ProtocolError(f"op {op!r} before hello" if op in ("load", "predict", "stats") else f"unknown op {op!r}")
+            raise ProtocolError(f"op {op!r} before hello" if op in ("load", "predict", "predict_many", "stats") else f"unknown op {op!r}")
         if op == "load":
             device = req.get("device", "cpu")
             if not isinstance(device, str):
@@ -143,6 +145,8 @@ class Worker:
             return {"runtime": runtime_info(self.spec)}
         if op == "predict":
             return self.predict(req)
+        if op == "predict_many":
+            return self.predict_many(req)
         if op == "stats":
             return {"stats": self.stats()}
         raise ProtocolError(f"unknown op {op!r}")
@@ -168,46 +172,78 @@ class Worker:
         return {"protocol": PROTOCOL, "info": {"name": info.name, "description": info.description, "outputs": list(info.outputs),
                                                "box_space": info.box_space, "version": info.version,
                                                "checkpoints": list(info.checkpoints)},
+                "multi_image": bool(adapter.multi_image),
                 # Paths and the like as text, exactly as the run's fingerprint serialises them.
                 "config": json.loads(json.dumps(self.adapter.config(), default=str)), "runtime": runtime_info(spec)}
 
-    def _decode(self, path: str, exif: str = "ignore") -> np.ndarray:
+    def _decode(self, path: str, decoded: dict[str, Any], exif: str = "ignore") -> np.ndarray:
         # Consecutive batches of one image (more sentences than the batch size) decode it once.
-        key = f"{path}\0{os.stat(path).st_mtime_ns}\0{exif}" if os.path.exists(path) else path
+        key = _image_key(path, exif)
         if self._image is None or self._image[0] != key:
-            self._image = (key, load_image(path, exif))
+            ahead = decoded.get(path)
+            if ahead is not None and ahead[0] == key:
+                image = ahead[1].array() if isinstance(ahead[1], Decoded) else ahead[1]
+            else:
+                image = load_image(path, exif)  # an ImageError the reader met is met again here, in the request's reply
+            self._image = (key, image)
             self.counters["images"] += 1
         return self._image[1]
 
     def predict(self, req: dict[str, Any]) -> dict[str, Any]:
+        image_path, queries = self._item(req, "predict")
+        out = self._run([(image_path, queries)], req, lambda items: [self.adapter.predict(*items[0])])  # type: ignore[union-attr]
+        return {**out, "predictions": out["predictions"][0]}
+
+    def predict_many(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.adapter is not None
-        image_path, raw = req.get("image"), req.get("queries")
+        if not self.adapter.multi_image:
+            raise ProtocolError(f"adapter {self.spec!r} takes one image per call: send 'predict'")
+        raw = req.get("items")
+        if not isinstance(raw, list) or not raw:
+            raise ProtocolError("predict_many needs 'items': a non-empty list of {'image', 'queries'}")
+        items = [self._item(item, f"item {i}") for i, item in enumerate(raw)]
+        if sum(len(q) for _, q in items) > MAX_SAMPLES:
+            raise ProtocolError(f"predict_many carries at most {MAX_SAMPLES} queries")
+        return self._run(items, req, self.adapter.predict_many)
+
+    def _item(self, data: Any, where: str) -> tuple[str, list[Query]]:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{where} must be an object")
+        image_path, raw = data.get("image"), data.get("queries")
         if not isinstance(image_path, str) or not image_path:
-            raise ProtocolError("predict needs 'image' (a path)")
+            raise ProtocolError(f"{where} needs 'image' (a path)")
         if not isinstance(raw, list) or not 0 < len(raw) <= MAX_SAMPLES:
-            raise ProtocolError(f"predict needs 'queries': a list of 1 to {MAX_SAMPLES} queries")
-        exif = req.get("exif", "ignore")  # the suite's image convention (harness.data.images)
-        if exif not in EXIF_CHOICES:
-            raise ProtocolError(f"predict: 'exif' must be one of {', '.join(EXIF_CHOICES)}, got {exif!r}")
+            raise ProtocolError(f"{where} needs 'queries': a list of 1 to {MAX_SAMPLES} queries")
         queries = [query_from_json(s, f"query {i}") for i, s in enumerate(raw)]
         if any(s.image != image_path for s in queries):
             raise ProtocolError("every query of a batch must be on the request's image")
+        return image_path, queries
+
+    def _run(self, items: list[tuple[str, list[Query]]], req: dict[str, Any], call: Any) -> dict[str, Any]:
+        assert self.adapter is not None
         start = time.perf_counter()
-        image = self._decode(image_path, exif)
+        exif = req.get("exif", "ignore")  # the suite's image convention (harness.data.images)
+        if exif not in EXIF_CHOICES:
+            raise ProtocolError(f"{req.get('op')}: 'exif' must be one of {', '.join(EXIF_CHOICES)}, got {exif!r}")
+        decoded = req.get(_DECODED) or {}  # what the reader thread decoded ahead (harness.run.worker.Reader)
+        args = [(self._decode(path, decoded, exif), queries) for path, queries in items]
         try:
-            preds = self.adapter.predict(image, queries)
+            preds = call(args)
         except Exception as exc:
             _release_memory_after_oom(exc)
             raise
         elapsed = time.perf_counter() - start
-        if not isinstance(preds, list) or len(preds) != len(queries) or not all(isinstance(p, Prediction) for p in preds):
-            n = len(preds) if isinstance(preds, list) else type(preds).__name__
-            raise RuntimeError(f"returned {n} predictions for {len(queries)} samples")
-        self.counters["samples"] += len(queries)
+        n = sum(len(q) for _, q in items)
+        if (not isinstance(preds, list) or len(preds) != len(items)
+                or any(not isinstance(p, list) or len(p) != len(q) or not all(isinstance(x, Prediction) for x in p)
+                       for p, (_, q) in zip(preds, items))):
+            got = sum(len(p) for p in preds if isinstance(p, list)) if isinstance(preds, list) else type(preds).__name__
+            raise RuntimeError(f"returned {got} predictions for {n} samples")
+        self.counters["samples"] += n
         self.counters["batches"] += 1
         self.counters["predict_seconds"] += elapsed
         # The per-sample time covers decoding and the model, as in-process; never the pipe.
-        return {"predictions": [_wire_form(p, elapsed / len(queries)) for p in preds], "stats": self.stats()}
+        return {"predictions": [[_wire_form(p, elapsed / n) for p in item] for item in preds], "stats": self.stats()}
 
     def stats(self) -> dict[str, float]:
         out = dict(self.counters)
@@ -243,35 +279,19 @@ def _release_memory_after_oom(exc: BaseException) -> None:
         torch.cuda.empty_cache()
 
 
-def read_request(inp: IO[bytes], max_bytes: int) -> bytes | None:
-    """One line, at most ``max_bytes``; None at EOF. An oversized line is consumed and refused."""
-    line = inp.readline(max_bytes + 1)
-    if not line:
-        return None
-    if len(line) > max_bytes:
-        while line and not line.endswith(b"\n"):
-            line = inp.readline(1 << 20)
-        raise ProtocolError(f"request longer than {max_bytes} bytes refused")
-    return line
-
-
 def serve(inp: IO[bytes], out: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> int:
     """Answer requests until shutdown or EOF (the parent went away); return the exit status."""
     worker = Worker()
+    reader = Reader(inp, max_bytes)
     while True:
         req: Any = None
         try:
-            line = read_request(inp, max_bytes)
-            if line is None:
+            req = reader.next()
+            if req is None:
                 return 0
-            if not line.strip():
-                continue
-            try:
-                req = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ProtocolError(f"malformed JSON: {exc}") from None
-            if not isinstance(req, dict) or not isinstance(req.get("op"), str):
-                raise ProtocolError("a request is a JSON object with an 'op' string")
+            if isinstance(req, Exception):
+                failure, req = req, None
+                raise failure
             reply: dict[str, Any] = {"ok": True, **worker.handle(req)}
         except Exception as exc:
             if not isinstance(exc, ProtocolError):

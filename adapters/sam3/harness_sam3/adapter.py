@@ -54,6 +54,9 @@ class Sam3Adapter(Adapter):
         "mask_threshold": 0.5,  # on sigmoid(upsampled logits)
         "dtype": "auto",  # float32 everywhere (upstream runs float32 under an optional bf16 autocast)
     }
+    # Several images per call (the default predict_many: each image encoded once, then its expressions);
+    # nothing is batched across images yet, so results never depend on a batch's company.
+    multi_image = True
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.VARIANT))

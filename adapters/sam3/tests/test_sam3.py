@@ -112,3 +112,14 @@ def test_variants_and_registry() -> None:
         Sam3Adapter(mode="all")
     with pytest.raises(TypeError, match="unknown options"):
         Sam3Adapter(threshold=0.3)
+
+
+def test_several_images_per_call_give_what_one_image_calls_give(tiny_path, image) -> None:
+    adapter = load(tiny_path, score_threshold=0.0)
+    assert adapter.multi_image
+    other = np.ascontiguousarray(image[::-1])
+    first, second = [sample("the man on the left"), sample("a red car", 1)], [sample("zebra", 2)]
+    one_by_one = [adapter.predict(image, first), adapter.predict(other, second)]
+    together = adapter.predict_many([(image, first), (other, second)])
+    assert [[(p.mask, p.box) for p in preds] for preds in together] == [[(p.mask, p.box) for p in preds] for preds in one_by_one]
+    assert adapter.stats()["images_encoded_by_segmenter"] == 4  # once per image and call, never per expression

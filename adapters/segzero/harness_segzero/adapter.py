@@ -69,8 +69,9 @@ class SegZeroAdapter(Adapter):
         "sam_bf16_autocast": True,  # Seg-Zero runs SAM under torch.autocast("cuda", bfloat16)
         "dtype": "auto",  # bfloat16 on CUDA, float32 on CPU (upstream: bfloat16)
         "attn_implementation": "auto",  # flash_attention_2 when installed on CUDA, else sdpa
-        "batch_size": 0,  # sentences of one image per generate call; 0 = all of them
+        "batch_size": 0,  # rows (sentences, across the call's images) per generate call; 0 = all of them
     }
+    multi_image = True  # the engine sends up to --batch-size sentences spanning images: one generate call
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.VARIANT))
@@ -121,16 +122,16 @@ class SegZeroAdapter(Adapter):
         self._counters["forward_passes"] += 1
 
     # ----------------------------------------------------------------------------- prompt
-    def _prompt_texts(self, resized: Image.Image, samples: Sequence[Query]) -> tuple[list[str], list[list[dict[str, Any]]]]:
-        convs = [prompts.messages(resized, s.expression, self.options["prompt"]) for s in samples]
-        texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
-        return texts, convs
-
     def _model_inputs(self, image: np.ndarray, samples: Sequence[Query]) -> tuple[list[str], Any]:
+        resized = prompts.resize_for_model(Image.fromarray(image))
+        return self._rows_inputs([(resized, s) for s in samples])
+
+    def _rows_inputs(self, rows: Sequence[tuple[Image.Image, Query]]) -> tuple[list[str], Any]:
+        """One left-padded batch of rows, each its own (resized) image and sentence, as upstream batches."""
         from qwen_vl_utils import process_vision_info
 
-        resized = prompts.resize_for_model(Image.fromarray(image))
-        texts, convs = self._prompt_texts(resized, samples)
+        convs = [prompts.messages(resized, s.expression, self.options["prompt"]) for resized, s in rows]
+        texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
         image_inputs, video_inputs = process_vision_info(convs)
         # a copy: the processor expands <|image_pad|> in place in the list it is given
         batch = self.processor(text=list(texts), images=image_inputs, videos=video_inputs, padding=True, return_tensors="pt")
@@ -152,10 +153,10 @@ class SegZeroAdapter(Adapter):
         }
 
     # ----------------------------------------------------------------------------- inference
-    def _generate(self, image: np.ndarray, samples: Sequence[Query]) -> list[str]:
+    def _generate(self, rows: Sequence[tuple[Image.Image, Query]]) -> list[str]:
         import torch
 
-        _, batch = self._model_inputs(image, samples)
+        _, batch = self._rows_inputs(rows)
         with torch.inference_mode():
             out = self.model.generate(**batch, use_cache=True, max_new_tokens=int(self.options["max_new_tokens"]), do_sample=False)
         new = out[:, batch["input_ids"].shape[1]:]  # left padding: every row's prompt has the same length
@@ -195,12 +196,30 @@ class SegZeroAdapter(Adapter):
         return mask_all
 
     def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
-        height, width = image.shape[:2]
-        step = int(self.options["batch_size"]) or len(samples)
-        texts: list[str] = []
+        return self.predict_many([(image, samples)])[0]
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        """Generate for the sentences of every image in left-padded batches of ``batch_size`` rows (0 =
+        all rows of the call), as upstream batches rows of several images; then SAM2 per image, each
+        image encoded once for all its sentences."""
         start = time.perf_counter()
-        for i in range(0, len(samples), step):
-            texts.extend(self._generate(image, samples[i:i + step]))
+        resized = [prompts.resize_for_model(Image.fromarray(image)) for image, _ in items]  # once per image
+        rows = [(r, s) for r, (_, samples) in zip(resized, items) for s in samples]
+        step = int(self.options["batch_size"]) or len(rows)
+        texts: list[str] = []
+        for i in range(0, len(rows), step):
+            texts.extend(self._generate(rows[i:i + step]))
+        results: list[list[Prediction]] = []
+        at = 0
+        for image, samples in items:
+            results.append(self._segment_all(image, texts[at:at + len(samples)]))
+            at += len(samples)
+        update_peak_gpu_memory_mb(self._counters, self.device)
+        seconds = (time.perf_counter() - start) / max(1, len(rows))
+        return [[_with_seconds(p, seconds) for p in preds] for preds in results]
+
+    def _segment_all(self, image: np.ndarray, texts: list[str]) -> list[Prediction]:
+        height, width = image.shape[:2]
         pil = Image.fromarray(image)
         state = {"encoded": False}
         out: list[Prediction] = []
@@ -220,9 +239,7 @@ class SegZeroAdapter(Adapter):
                 continue
             out.append(Prediction(mask=masks.encode(mask), box=parsing.union_box(parsed.prompts), text=text,
                                   reasoning=reasoning, answer=parsed.answer, parse_status=ParseStatus.OK))
-        update_peak_gpu_memory_mb(self._counters, self.device)
-        seconds = (time.perf_counter() - start) / max(1, len(samples))
-        return [_with_seconds(p, seconds) for p in out]
+        return out
 
     def stats(self) -> dict[str, float]:
         """Cumulative counters since construction (LLM forwards include the prefill)."""

@@ -194,3 +194,25 @@ def test_reasonseg_variant_is_what_eval_reasonseg_sh_runs() -> None:
         SegZeroAdapter(temperature=0.7)
     with pytest.raises(ValueError, match="prompt"):
         SegZeroAdapter(prompt="other")
+
+
+@pytest.mark.slow
+def test_several_images_in_one_call_give_the_same_predictions(tiny_options, image) -> None:
+    adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6)
+    adapter.load("cpu")
+    scripted(adapter, "one")
+    assert adapter.multi_image
+    other = np.ascontiguousarray(image[:, ::-1])
+    first, second = [sample("a"), sample("b", 1)], [sample("c", 2)]
+    one_by_one = [adapter.predict(image, first), adapter.predict(other, second)]
+    before = adapter.stats()
+    together = adapter.predict_many([(image, first), (other, second)])
+    after = adapter.stats()
+    assert after["generate_calls"] - before["generate_calls"] == 1  # three rows of two images in one generate call
+    assert after["images_encoded_by_segmenter"] - before["images_encoded_by_segmenter"] == 2  # SAM2: once per image
+
+    def key(p):
+        return p.mask, p.box, p.text, p.parse_status
+
+    assert [[key(p) for p in preds] for preds in together] == [[key(p) for p in preds] for preds in one_by_one]
+    assert one_by_one[0][0].mask != one_by_one[1][0].mask  # the two images really are segmented apart
