@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -74,7 +75,9 @@ class Prefetcher:
     """
 
     def __init__(self, batches: list[list[Entry]], decode: Callable[[str], np.ndarray | Decoded], depth: int = 2) -> None:
-        self._batches, self._decode = batches, decode
+        # Consumed as they are decoded: a batch the consumer is done with is referenced from nowhere,
+        # so its pixels are freed (holding the planned list would keep every image of the split).
+        self._batches, self._decode = deque(batches), decode
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="harness-prefetch", daemon=True)
@@ -103,7 +106,8 @@ class Prefetcher:
     def _work(self) -> None:
         last: tuple[str, np.ndarray | Decoded | ImageError] | None = None
         try:
-            for batch in self._batches:
+            while self._batches:
+                batch = self._batches.popleft()
                 for e in batch:
                     if last is None or last[0] != e.path:
                         try:

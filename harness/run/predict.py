@@ -181,7 +181,6 @@ def predict_samples(
     its answer is awaited.
     """
     caller = _caller(adapter)
-    batches = plan_batches(list(image_groups(samples)), batch_size, adapter.multi_image)
     done: dict[int, tuple[Sample, Predicted]] = {}  # by position: results leave in the samples' order
     next_out = 0
     pending: deque[tuple[list[Entry], int]] = deque()  # halves of an out-of-memory batch, before new batches
@@ -190,10 +189,14 @@ def predict_samples(
     def fail(job: list[Entry], error: str, halvings: int) -> None:
         for e in job:
             done[e.seq] = (e.sample, Predicted(Prediction(mask=None, error=error), halvings))
+            e.image = None
 
     pixels: tuple[Decoded, np.ndarray] | None = None  # the last image copied out: its samples may span two batches
 
-    with Prefetcher(batches, _decoder(adapter, exif), prefetch) as decoded:
+    # The planned batches go to the prefetcher alone: nothing here keeps a batch it is done with.
+    planned = plan_batches(list(image_groups(samples)), batch_size, adapter.multi_image)
+    with Prefetcher(planned, _decoder(adapter, exif), prefetch) as decoded:
+        del planned
         try:
             while True:
                 while len(inflight) < caller.pipeline_window:
@@ -251,6 +254,7 @@ def predict_samples(
                         if fail_fast and final.mask is None:
                             raise RuntimeError(f"{e.sample.id}: {final.error or 'the adapter returned no mask'}")
                         done[e.seq] = (e.sample, Predicted(final, halvings))
+                        e.image = None  # done with its pixels: the entry may outlive the batch (an OOM half's sibling)
                 while next_out in done:
                     yield done.pop(next_out)
                     next_out += 1
