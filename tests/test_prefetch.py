@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -128,7 +128,7 @@ def test_pixels_of_images_done_with_are_freed(tmp_path: Path) -> None:
     alive_at_last: list[int] = []
 
     class Watches(EmptyAdapter):
-        refs: list[weakref.ref[np.ndarray]] = []
+        refs: ClassVar[list[weakref.ref[np.ndarray]]] = []
 
         def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
             self.refs.append(weakref.ref(image))

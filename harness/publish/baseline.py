@@ -40,6 +40,7 @@ from harness.files import write_json_atomic
 from harness.records.manifest import now
 from harness.records.store import RunDir, read_json
 from harness.score.metrics import ScoreArrays
+from harness.score.paired import Columns
 from harness.score.schema import SCHEMA_NAME as RESULTS_SCHEMA
 from harness.score.schema import check_results
 from harness.score.version import check_current
@@ -55,16 +56,10 @@ class BaselineError(HarnessError):
 
 
 @dataclass(frozen=True)
-class PairScores:
+class PairScores(Columns):
     """Per-sample scores of one model on one split, sorted by sample id (so two are aligned
     whenever their ids are equal). ``iou`` is NaN where the sample is left out of gIoU;
     ``in_ciou`` is False where it is left out of cIoU's sums."""
-
-    ids: tuple[str, ...]
-    inter: np.ndarray
-    union: np.ndarray
-    iou: np.ndarray
-    in_ciou: np.ndarray
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> PairScores:

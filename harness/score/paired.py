@@ -105,7 +105,10 @@ def deviations_by_metric(run: Scores, base: Scores, metrics: Sequence[str], eps:
 
 
 @dataclass(frozen=True)
-class _Subset:
+class Columns:
+    """The per-sample columns the bootstrap reads (a concrete ``Scores``): the one holder of them,
+    for a baseline's scores (harness.publish.baseline.PairScores), a slice, or a subset."""
+
     ids: tuple[str, ...]
     inter: np.ndarray
     union: np.ndarray
@@ -113,8 +116,8 @@ class _Subset:
     in_ciou: np.ndarray
 
     @classmethod
-    def of(cls, p: Scores, mask: np.ndarray) -> _Subset:
-        return cls(tuple(i for i, keep in zip(p.ids, mask) if keep), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
+    def subset(cls, p: Scores, mask: np.ndarray) -> Columns:
+        return Columns(tuple(i for i, keep in zip(p.ids, mask) if keep), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
 
 
 def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray], metrics: Sequence[str], eps: float = 1e-10,
@@ -126,7 +129,7 @@ def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray],
     if run.ids != base.ids:
         raise ValueError("paired bootstrap needs the same sample ids on both sides")
     n = len(run.ids)
-    centers = [{m: point(_Subset.of(run, g), m, eps) - point(_Subset.of(base, g), m, eps) for m in metrics} for g in groups]
+    centers = [{m: point(Columns.subset(run, g), m, eps) - point(Columns.subset(base, g), m, eps) for m in metrics} for g in groups]
     if n < 2 or rounds <= 0 or not groups:
         return [{m: (c[m], np.zeros(0)) for m in metrics} for c in centers]
     # Per metric 4 columns (run num/den, base num/den), then a column of ones: how many of the group were drawn.

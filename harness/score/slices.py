@@ -31,7 +31,7 @@ from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.resources import resource_dir
 from harness.score.metrics import ScoreArrays, summarize
-from harness.score.paired import deviations_by_group
+from harness.score.paired import Columns, deviations_by_group
 from harness.types import Sample, SampleScore
 
 SLICES_VERSION = 1
@@ -233,17 +233,6 @@ def assign(samples: Sequence[Sample], defs: SliceSet) -> dict[str, dict[str, np.
     return out
 
 
-@dataclass(frozen=True)
-class _Columns:
-    """The per-sample columns the shared bootstrap reads (harness.score.paired.Scores)."""
-
-    ids: tuple[str, ...]
-    inter: np.ndarray
-    union: np.ndarray
-    iou: np.ndarray
-    in_ciou: np.ndarray
-
-
 def _intervals(chosen: Sequence[SampleScore], ids: Sequence[str], groups: Sequence[np.ndarray], eps: float, rounds: int,
                ) -> list[dict[str, list[float]]]:
     """Percentile 95% intervals of cIoU and gIoU of each group, all from one set of resamples of the split.
@@ -251,9 +240,9 @@ def _intervals(chosen: Sequence[SampleScore], ids: Sequence[str], groups: Sequen
     The shared paired bootstrap against a model that scores 0 everywhere is the plain bootstrap of
     the metric (a difference from zero), so no second bootstrap is written here."""
     arr = ScoreArrays.of(chosen)
-    model = _Columns(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
+    model = Columns(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
     n = len(ids)
-    zero = _Columns(tuple(ids), np.zeros(n), np.ones(n), np.zeros(n), np.ones(n, dtype=bool))
+    zero = Columns(tuple(ids), np.zeros(n), np.ones(n), np.zeros(n), np.ones(n, dtype=bool))
     out = []
     for by_metric in deviations_by_group(model, zero, groups, ("ciou", "giou"), eps, rounds):
         res = {}
