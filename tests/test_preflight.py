@@ -76,10 +76,10 @@ def test_a_model_that_fails_to_load_does_not_stop_the_others_and_resumes_once_fi
     (tmp_path / "bad.ckpt").write_text("garbage")
     (tmp_path / "good.ckpt").write_text("ok")
 
-    def config(ckpt: str) -> list[str]:
+    def config(ckpt: str, splits: str = "[val]") -> list[str]:
         (tmp_path / "run.yaml").write_text(f"""\
 suite: {suite}
-splits: [val]
+splits: {splits}
 out: runs/load
 models:
   broken: {{adapter: loads-file, options: {{path: {ckpt}}}}}
@@ -105,6 +105,15 @@ models:
     doc = read_json(out / "results.json")
     assert "error" not in doc["models"]["broken"] and doc["results"]["broken"]["val"]["complete"] is True
     assert len(helper_adapters.CountingAdapter.calls) == predicted  # counting's samples were not redone
+
+    # Resuming the finished run loads no model: every sample is stored, so a checkpoint that went
+    # bad since is never read (on a GPU, minutes of loading weights for nothing).
+    (tmp_path / "good.ckpt").write_text("garbage now")
+    assert main(config("good.ckpt")) == 0
+    assert "could not" not in capsys.readouterr().err
+    # A split the model has not predicted needs it loaded: then the bad checkpoint is found.
+    assert main(config("good.ckpt", "[val, test]")) == 4
+    assert "failed: model 'broken' could not load: RuntimeError: good.ckpt: corrupt checkpoint" in capsys.readouterr().err
 
 
 def test_an_isolated_model_is_checked_in_its_worker_before_any_predicts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

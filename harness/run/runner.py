@@ -190,6 +190,13 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 _check_replay_ids(adapter, name, samples)
             device = _rank_device(config.device)
             for name, adapter in adapters.items():
+                if not _has_work(config, run_dir, name, splits, samples, shard):
+                    # Every sample of this model is stored already (a finished run resumed): its
+                    # weights are not loaded for nothing, minutes on a GPU for a 3B model.
+                    for split in splits:
+                        update(_mark(name, split, shard, "done"))
+                    release(adapter)
+                    continue
                 try:
                     adapter.load(device)
                 except Exception as exc:  # weights missing, out of memory while loading, a worker that dies loading
@@ -220,6 +227,19 @@ def _could_not_run(update: ManifestUpdate, name: str, exc: Exception) -> None:
     update(change)
 
 
+def _has_work(config: RunConfig, run_dir: RunDir, name: str, splits: list[str], samples: dict[str, list[Sample]],
+              shard: Shard | None) -> bool:
+    """Whether this model has a sample left to predict on this rank (as ``run_model_split`` decides
+    it, from the score indexes, which it then reads from the RunDir's cache)."""
+    for split in splits:
+        mine = shard.take(samples[split]) if shard else samples[split]
+        log = run_dir.log(name, split, shard.suffix if shard else None)
+        done = log.done(config.retry_failed) | _done_elsewhere(run_dir, name, split, log.path, config.retry_failed)
+        if any(s.id not in done for s in mine):
+            return True
+    return False
+
+
 def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[str], samples: dict[str, list[Sample]],
                shard: Shard | None, update: ManifestUpdate, name: str, adapter: Adapter) -> None:
     """One loaded model over the chosen splits (this rank's slice of each)."""
@@ -229,8 +249,7 @@ def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[st
         log = run_dir.log(name, split, shard.suffix if shard else None)
         with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
             update(_mark(name, split, shard, "running"))
-            others = {i for p in _other_logs(run_dir, name, split, log.path)
-                      for i, e in run_dir.index(p).latest().items() if not (config.retry_failed and e.failed)}
+            others = _done_elsewhere(run_dir, name, split, log.path, config.retry_failed)
             retried = _failed_ids(run_dir, name, split, mine) if config.retry_failed else 0
             progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
                                        config.batch_size, config.timeout, config.fail_fast, config.retry_failed)
@@ -301,6 +320,13 @@ def _failed_ids(run_dir: RunDir, model: str, split: str, samples: list[Sample]) 
         for i, e in run_dir.index(p).latest().items():
             (failed if e.failed else ok).add(i)
     return sum(s.id in failed and s.id not in ok for s in samples)
+
+
+def _done_elsewhere(run_dir: RunDir, model: str, split: str, own: Path, retry_failed: bool) -> set[str]:
+    """Ids stored in this model x split's other logs (the merged log, other shards); with
+    ``retry_failed``, less those whose last line there failed."""
+    return {i for p in _other_logs(run_dir, model, split, own)
+            for i, e in run_dir.index(p).latest().items() if not (retry_failed and e.failed)}
 
 
 def _other_logs(run_dir: RunDir, model: str, split: str, own: Path) -> list[Path]:
