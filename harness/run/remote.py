@@ -220,9 +220,11 @@ class RemoteAdapter(Adapter):
             flight.request_id = channel.send(flight.msg)
         except (Lost, WorkerError) as exc:  # the worker died before it could read: the window is lost
             self._inflight.append(flight)
-            reason = self._lose(exc, flight.image)
+            # It answers in order, so it was lost on the oldest batch not yet answered (this one if none).
+            culprit = next(f for f in self._inflight if f.lost is None)
+            reason = self._lose(exc, culprit.image)
             for f in self._inflight:
-                f.lost = reason if f.image == flight.image else f"{reason} (this batch, on image {f.image}, was in flight)"
+                f.lost = reason if f.image == culprit.image else f"{reason} (this batch, on image {f.image}, was in flight)"
             return
         self._inflight.append(flight)
 

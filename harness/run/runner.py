@@ -194,7 +194,10 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     # Every sample of this model is stored already (a finished run resumed): its
                     # weights are not loaded for nothing, minutes on a GPU for a 3B model.
                     for split in splits:
-                        update(_mark(name, split, shard, "done"))
+                        log_path = run_dir.log_path(name, split, shard.suffix if shard else None)
+                        with locks.held(log_path.parent / f".{log_path.stem}.lock", what=f"{log_path}"):
+                            update(_mark(name, split, shard, "running"))  # records a killed earlier run, as always
+                            update(_mark(name, split, shard, "done"))
                     release(adapter)
                     continue
                 try:
