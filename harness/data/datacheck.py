@@ -12,7 +12,6 @@ The data root is ``--data-root``, else ``data_root`` of ``--config``, else ``$HA
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from harness import masks
-from harness.data.images import SWAPS_SIDES, ImageError, exif_orientation, load_image
+from harness.data.images import ImageError, header, load_image
 from harness.data.samples import cache_dir
 from harness.data.sources import Source, source_class
 from harness.data.sources.filesource import Expected
@@ -81,16 +79,11 @@ class ImageChecker:
                 return int(h), int(w)
             except ImageError as exc:
                 return str(exc)
-        if not os.path.isfile(path):
-            return f"image {path} does not exist"
         try:
-            with Image.open(path) as im:
-                w, h = im.size
-                if self.exif == "apply" and exif_orientation(im) in SWAPS_SIDES:
-                    w, h = h, w
-            return h, w
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            return f"image {path} is not a readable image file ({exc})"
+            h, w, _ = header(path, self.exif)
+        except ImageError as exc:
+            return str(exc)
+        return h, w
 
     def check(self, samples: Sequence[Sample], split: str) -> list[str]:
         by_image: dict[str, list[Sample]] = {}

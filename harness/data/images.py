@@ -47,22 +47,40 @@ def exif_orientation(im: Image.Image) -> int | None:
     return int(value) if value else None
 
 
-def image_size(path: str | Path, exif: str = "ignore") -> tuple[int, int]:
-    """(height, width) from the file's header, without decoding the pixels (a worker decodes
-    them); under ``exif="apply"`` the size of the upright image."""
-    p = Path(path)
+def _open(p: Path) -> Image.Image:
+    """Open (not decode) an image file; the ways it can fail, as ImageError naming the file."""
     try:
-        with Image.open(p) as im:
-            width, height = im.size
-            if exif == "apply" and exif_orientation(im) in SWAPS_SIDES:
-                width, height = height, width
-            return height, width
+        return Image.open(p)
     except FileNotFoundError:
         raise ImageError(f"image {p} does not exist") from None
     except UnidentifiedImageError:
         raise ImageError(f"image {p} is not a readable image file") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"image {p} is corrupt or truncated ({exc})") from exc
+
+
+def header(path: str | Path, exif: str = "ignore", orientation: bool = False) -> tuple[int, int, int | None]:
+    """(height, width, EXIF orientation) from the file's header, without decoding the pixels;
+    under ``exif="apply"`` the size of the upright image. The orientation is read only under
+    ``apply`` or when asked for (``orientation``; None otherwise): Pillow decodes a PNG's pixels
+    to find its EXIF chunk."""
+    p = Path(path)
+    with _open(p) as im:
+        try:
+            width, height = im.size
+            found = exif_orientation(im) if exif == "apply" or orientation else None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"image {p} is corrupt or truncated ({exc})") from exc
+    if exif == "apply" and found in SWAPS_SIDES:
+        width, height = height, width
+    return height, width, found
+
+
+def image_size(path: str | Path, exif: str = "ignore") -> tuple[int, int]:
+    """(height, width) from the file's header, without decoding the pixels (a worker decodes
+    them); under ``exif="apply"`` the size of the upright image."""
+    height, width, _ = header(path, exif)
+    return height, width
 
 
 class Decoded:
@@ -100,14 +118,7 @@ def decode(path: str | Path, exif: str = "ignore") -> Decoded:
     faulted in again (issue 15: ~1,000 minor faults per image once 76k samples were resident).
     """
     p = Path(path)
-    try:
-        im = Image.open(p)
-    except FileNotFoundError:
-        raise ImageError(f"image {p} does not exist") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"image {p} is not a readable image file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"image {p} is corrupt or truncated ({exc})") from exc
+    im = _open(p)
     try:
         im.load()  # decode now so a truncated file fails here, not later
         if exif == "apply" and exif_orientation(im) not in (None, 1):  # cv2.imread's IMREAD_COLOR orientation

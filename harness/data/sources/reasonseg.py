@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from harness import masks
-from harness.data.images import SWAPS_SIDES, exif_orientation
+from harness.data.images import ImageError, header
 from harness.data.sources import SourceError
 from harness.data.sources.filesource import Expected, FileSource
 from harness.types import GroundTruth, Sample
@@ -104,19 +103,11 @@ def rasterise(shapes: list[dict[str, Any]], height: int, width: int, where: str)
 
 
 def image_size(path: Path, exif: str) -> tuple[int, int, int | None]:
-    """(height, width, EXIF orientation) from the header, without decoding the pixels; the size
-    of the upright image under ``exif="apply"``."""
+    """(height, width, EXIF orientation) from the header (``harness.data.images.header``)."""
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            orientation = exif_orientation(im)
-            if exif == "apply" and orientation in SWAPS_SIDES:
-                w, h = h, w
-    except FileNotFoundError:
-        raise SourceError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise SourceError(f"image {path} is not a readable image ({exc})") from exc
-    return h, w, orientation
+        return header(path, exif, orientation=True)  # recorded in meta, and noted when ignored
+    except ImageError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 class ReasonSegSource(FileSource):

@@ -34,6 +34,14 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _finish(fig: Figure, ax: Any, legend_size: int = 7, grid_axis: str = "both") -> str:
+    """The plots' common finish: legend outside the axes (clear of the data), light grid, open frame."""
+    ax.legend(fontsize=legend_size, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis=grid_axis, alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _figure_uri(fig)
+
+
 def _figure_uri(fig: Figure) -> str:
     buf = io.BytesIO()
     try:
@@ -146,10 +154,7 @@ def metric_bars(split: str, models: Sequence[str], results: Mapping[str, Mapping
     ax.set_ylim(0, 105)
     ax.set_ylabel("%")
     ax.set_title(_label(split) + ": cIoU and gIoU (95% CI)", fontsize=10)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
-    ax.grid(axis="y", alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
-    return _figure_uri(fig)
+    return _finish(fig, ax, legend_size=8, grid_axis="y")
 
 
 def iou_histogram(split: str, columns: Mapping[str, ScoreColumns]) -> str | None:
@@ -179,10 +184,7 @@ def iou_histogram(split: str, columns: Mapping[str, ScoreColumns]) -> str | None
     ax.set_ylabel("% of samples")
     ax.set_xlim(0, 1)
     ax.set_title(_label(split) + ": per-sample IoU", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
-    ax.grid(alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
-    return _figure_uri(fig)
+    return _finish(fig, ax)
 
 
 def precision_plot(split: str, columns: Mapping[str, ScoreColumns], conventions: Mapping[str, Any]) -> str | None:
@@ -199,10 +201,7 @@ def precision_plot(split: str, columns: Mapping[str, ScoreColumns], conventions:
     ax.set_xticks(CURVE_THRESHOLDS[::2])
     ax.set_ylim(0, 102)
     ax.set_title(_label(split) + ": Prec@IoU threshold", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes, clear of the data
-    ax.grid(alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
-    return _figure_uri(fig)
+    return _finish(fig, ax)
 
 
 def slice_differences(split: str, a: str, b: str, rows: Sequence[Any]) -> str | None:

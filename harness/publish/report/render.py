@@ -302,8 +302,10 @@ def render_report(
     reasoning = reasoning_section.section(doc.get("reasoning"), shown, models, splits, samples, gallery_per_category, exif)
 
     # The paired differences from the same score index (no mask), by the bootstrap `harness compare` uses.
+    # Only where a split has two models to pair: a one-model report builds none.
+    paired_splits = {split for split in splits if sum(split in by_split for by_split in entries.values()) >= 2}
     pair_scores = {m: {split: PairScores.from_rows({sid: e.row for sid, e in latest.items() if e.row is not None})
-                       for split, latest in by_split.items()} for m, by_split in entries.items()}
+                       for split, latest in by_split.items() if split in paired_splits} for m, by_split in entries.items()}
     pairwise, pairwise_notes = analysis.pairwise_section(doc, pair_scores, models, splits, samples,
                                                          int((manifest.get("config") or {}).get("bootstrap_rounds", 1000)))
     suite = doc.get("suite") or manifest.get("suite") or {}
