@@ -130,3 +130,13 @@ models:
     err = capsys.readouterr().err
     assert "model 'far' (replay): far: the worker" in err and "replay file missing.jsonl does not exist" in err
     assert helper_adapters.CountingAdapter.calls == [] and not (tmp_path / "runs" / "iso" / "counting").exists()
+
+
+def test_an_empty_replay_file_is_bad_input_not_a_run_of_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, val=2, test=1)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "run"
+    assert main(["run", "--models", f"replay:{empty}", "--suite", str(suite), "--out", str(out), "--no-report"]) == 2
+    assert f"{empty}: the replay file holds no predictions" in capsys.readouterr().err
+    assert not out.exists()  # refused before the run directory is touched

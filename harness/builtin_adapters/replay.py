@@ -76,6 +76,8 @@ class ReplayAdapter(Adapter):
     def check(self) -> None:
         """Read and validate the whole file before any model predicts (it is read once)."""
         self._records = load_replay_file(self.path)
+        if not self._records:  # every sample would fail: the wrong file, not a result
+            raise ReplayError(f"{self.path}: the replay file holds no predictions")
 
     def load(self, device: str = "cpu") -> None:
         if self._records is None:
