@@ -59,7 +59,13 @@ def build(run_paths: Sequence[Path], tables: Sequence[Table], aliases_file: Path
     if not runs:
         raise HarnessError("no runs given")
     pub, pub_models = _published(runs, tables)
-    return paper_tables(runs, tables, load_aliases(aliases_file), pub, pub_models)
+    rendered, sources = paper_tables(runs, tables, load_aliases(aliases_file), pub, pub_models)
+    if not any(c.get("num") is not None for t in rendered for r in t["rows"] if not r["published"] for c in r["cells"]):
+        # A table of published numbers only would read like a result: refused, saying why.
+        suites = sorted({str(r.suite.get("name")) for r in runs})
+        raise HarnessError(f"no run given measured any column of this layout (the runs are of suite {', '.join(suites)}); "
+                           "give runs of the layout's suites, or a layout file for these")
+    return rendered, sources
 
 
 def _number(v: float | None, decimals: int) -> str | None:
