@@ -189,22 +189,54 @@ def test_a_worker_has_two_requests_in_flight(tmp_path: Path, monkeypatch: pytest
     assert events == ["send predict", "send predict", "receive 3", "send predict", "receive 4", "receive 5"]
 
 
-def test_a_crash_mid_window_fails_exactly_the_batch_it_crashed_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("race", [False, True], ids=["as-it-comes", "request-written-after-the-death"])
+def test_a_crash_mid_window_fails_exactly_the_batch_it_crashed_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, race: bool) -> None:
     samples = load_samples(load_suite(str(write_suite(tmp_path, val=4, test=1))), ["val"], None)["val"]
     victim = samples[5]  # second image: its batch is in flight with the third image's
+    images = list(dict.fromkeys(s.image for s in samples))
+    after = images[images.index(victim.image) + 1]
+    waited: list[int] = []
+    if race:
+        # The window's race, made certain: the request behind the victim's is written only once the
+        # worker is dead (it kills itself on the victim whatever comes next), so the write breaks.
+        send = Channel.send
+
+        def late_send(self: Channel, msg: dict[str, Any]) -> int:
+            if msg.get("image") == after and not waited:  # the first write only: not the new worker's
+                waited.append(self.proc.wait(30))
+            return send(self, msg)
+
+        monkeypatch.setattr(Channel, "send", late_send)
     spec = {"adapter": "suicidal", "options": {"kill_on": [victim.id]}, "python": sys.executable}
     records, _, out = run_records(tmp_path, "crash", {"suicidal": spec}, batch_size=4, val=4)
     failed = [r["id"] for r in records if r["prediction"]["mask"] is None]
-    crashed = [s.id for s in samples if s.image == victim.image]
-    # Its batch; the one behind it ran on the new worker, unless the worker was already gone when that
-    # request was written (the window's race, README "Where a model runs"): then it failed as in flight.
-    images = list(dict.fromkeys(s.image for s in samples))
-    behind = [s.id for s in samples if s.image == images[images.index(victim.image) + 1]]
-    assert failed in (crashed, crashed + behind), failed
-    assert all("worker crashed (exit code -9, SIGKILL) on image " + victim.image in r["prediction"]["error"]
+    # Its batch alone: the one behind it never ran on the lost worker and is predicted by the new one.
+    assert failed == [s.id for s in samples if s.image == victim.image], failed
+    assert all(r["prediction"]["error"].startswith("worker crashed (exit code -9, SIGKILL) on image " + victim.image)
                for r in records if r["id"] in failed)
     log = (out / "suicidal" / "worker.log").read_text()
     assert log.count("harness.run.worker: pid") == 2
+    assert waited == ([-9] if race else [])
+
+
+def test_a_worker_lost_between_requests_fails_no_batch(tmp_path: Path) -> None:
+    from harness.data.images import load_image
+
+    samples = load_samples(load_suite(str(write_suite(tmp_path, val=2, test=1))), ["val"], None)["val"]
+    (first, a), (second, b) = list(image_groups(samples))[:2]
+    adapter = RemoteAdapter("shapes-reasoner", python=sys.executable)
+    adapter.load("cpu")
+    try:
+        assert not any(p.failed for p in adapter.predict(load_image(first), [s.query() for s in a]))
+        channel = adapter._channel[0]
+        assert channel is not None
+        channel.proc.kill()  # gone after its answer, before the next request (the OOM killer, a stray kill)
+        channel.proc.wait(30)
+        got = adapter.predict(load_image(second), [s.query() for s in b])
+        assert len(got) == len(b) and not any(p.failed for p in got), [p.error for p in got]
+        assert adapter.restarts == 1
+    finally:
+        adapter.close()
 
 
 def test_the_worker_reader_decodes_the_next_request_while_the_model_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

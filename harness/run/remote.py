@@ -12,7 +12,9 @@ wait for a reply; the busy worker is then killed and replaced.
 Requests are pipelined (``pipeline_window``, harness.run.predict): the next batch is sent before
 the last answer is read. The worker answers in order, so when it is lost on a batch the batches
 sent after it never started: they are sent again to the fresh worker, and only the batch it was
-lost on fails, as without pipelining. A served ``multi_image`` adapter gets ``predict_many`` requests.
+lost on fails, as without pipelining. A request the dead worker could not be sent (a broken pipe)
+waits for the next worker: a batch fails only if its worker was lost while holding it.
+A served ``multi_image`` adapter gets ``predict_many`` requests.
 
 ``make_adapter`` is the runner's one entry point: it decides, per model, between in-process
 and isolated (precedence: ``python:``, then ``env:``, then a managed environment providing
@@ -133,7 +135,7 @@ class RemoteAdapter(Adapter):
     info = AdapterInfo(name="remote", description="a model served by harness.run.worker in its own interpreter")
     decodes_images = True  # the worker decodes the file; the parent needs only its size
     # Batches sent before the oldest answer is read: the worker starts the next while the parent
-    # scores and logs the last. Replies come in order; a lost worker fails the whole window.
+    # scores and logs the last. Replies come in order; a lost worker fails the batch it was on.
     pipeline_window = 2
 
     def __init__(self, adapter: str, options: Mapping[str, Any] | None = None, python: str | None = None, *,
@@ -218,9 +220,21 @@ class RemoteAdapter(Adapter):
             channel = self._channel[0]
             assert channel is not None
             flight.request_id = channel.send(flight.msg)
-        except (Lost, WorkerError) as exc:  # the worker died before it could read: the window is lost
+        except Lost as exc:
+            # The worker was gone before this request reached it: it never saw this batch, which is
+            # kept (undelivered) for the next worker rather than failed. Whether the worker died on a
+            # batch it was given and had not answered, or answered it first, only its pipe can say:
+            # ``receive`` reads that batch's answer or the end of the pipe, and a loss there fails that
+            # batch alone and sends the undelivered ones again.
+            flight.request_id = None
             self._inflight.append(flight)
-            # It answers in order, so it was lost on the oldest batch not yet answered (this one if none).
+            if not any(f.lost is None and f.request_id is not None for f in self._inflight):
+                # Every batch it was given was answered: it died between requests, on none of them.
+                self._lose(exc, None)
+                self._resend_window()
+            return
+        except WorkerError as exc:  # no worker could be started: nothing in the window can run
+            self._inflight.append(flight)
             culprit = next(f for f in self._inflight if f.lost is None)
             reason = self._lose(exc, culprit.image)
             for f in self._inflight:
@@ -238,6 +252,13 @@ class RemoteAdapter(Adapter):
         flight = self._inflight.popleft()
         if flight.lost is not None:
             return flight.failed()
+        if flight.request_id is None:  # undelivered, and every batch before it answered: the loss was no batch's
+            self._inflight.appendleft(flight)
+            self._lose(Lost("it was gone before it read the next request"), None)
+            self._resend_window()
+            flight = self._inflight.popleft()
+            if flight.lost is not None:
+                return flight.failed()
         channel = self._channel[0]
         assert channel is not None and flight.request_id is not None
         try:
@@ -352,10 +373,14 @@ class RemoteAdapter(Adapter):
         self._note(f"worker {channel.proc.pid} ended ({exit_text(code)}): {note}")
         return code
 
-    def _lose(self, exc: Exception, image_path: str) -> str:
-        """The worker died on this batch: the reason recorded for its samples."""
+    def _lose(self, exc: Exception, image_path: str | None) -> str:
+        """The worker died on the batch of ``image_path`` (None: between requests, on no batch): the
+        reason recorded for that batch's samples."""
         channel = self._channel[0]
-        if isinstance(exc, WorkerError):
+        if image_path is None:
+            code = None if channel is None else channel.exit_code_after_loss()
+            reason = f"worker lost ({exit_text(code)}) after answering every request it was sent: {exc}"
+        elif isinstance(exc, WorkerError):
             reason = f"worker could not be restarted on image {image_path}: {exc}"
         else:
             garbage = isinstance(exc, Lost) and exc.garbage
