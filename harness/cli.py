@@ -59,18 +59,21 @@ EXIT_SAMPLES_FAILED = 4
 
 def _ending(outcome: Any) -> int:
     """Print the run's table (stdout) and its failures (stderr); the exit status they imply."""
-    if outcome.results_path is None:
-        return 0
-    from harness.publish.summary import failed_samples, summary_table
     from harness.records.store import RunDir, read_json
 
-    doc = read_json(outcome.results_path)
     manifest = RunDir(outcome.run_dir).manifest() or {}
+    # Models that could not run (they failed to load; the others ran): in the manifest until a later command runs them.
+    failures = [f"model {name!r} {entry['error']}" for name, entry in manifest.get("models", {}).items() if entry.get("error")]
+    if outcome.results_path is None:  # shards still running: a rank whose model could not load is not a success
+        for line in failures:
+            print(f"failed: {line}", file=sys.stderr)
+        return EXIT_SAMPLES_FAILED if failures else 0
+    from harness.publish.summary import failed_samples, summary_table
+
+    doc = read_json(outcome.results_path)
     limit = manifest.get("config", {}).get("limit")
     print(summary_table(doc, limit), end="")
-    failures = failed_samples(RunDir(outcome.run_dir), doc)
-    # Models that could not run (they failed to load; the others ran): in the manifest until a later command runs them.
-    failures += [f"model {name!r} {entry['error']}" for name, entry in manifest.get("models", {}).items() if entry.get("error")]
+    failures = failed_samples(RunDir(outcome.run_dir), doc) + failures
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return EXIT_SAMPLES_FAILED if failures else 0

@@ -140,3 +140,36 @@ def test_an_empty_replay_file_is_bad_input_not_a_run_of_failures(tmp_path: Path,
     assert main(["run", "--models", f"replay:{empty}", "--suite", str(suite), "--out", str(out), "--no-report"]) == 2
     assert f"{empty}: the replay file holds no predictions" in capsys.readouterr().err
     assert not out.exists()  # refused before the run directory is touched
+
+
+def test_a_model_that_fails_to_load_on_one_rank_is_named_while_the_merge_waits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, val=4, test=1)
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_text("ok")
+    (tmp_path / "run.yaml").write_text(f"""\
+suite: {suite}
+splits: [val]
+out: runs/ranks
+models:
+  broken: {{adapter: loads-file, options: {{path: {ckpt}}}}}
+""")
+
+    def rank(i: int) -> int:
+        return main(["run", "--config", "run.yaml", "--no-report", "--shard", f"{i}/2"])
+
+    assert rank(0) == 0
+    capsys.readouterr()
+    ckpt.write_text("garbage")  # the checkpoint rank 1 reads is bad (a node with a corrupt copy)
+    assert rank(1) == 4  # not a success: its half of the split has no predictions
+    captured = capsys.readouterr()
+    assert "failed: model 'broken' could not load on rank 1/2: RuntimeError: " in captured.err
+    assert "broken val: " in captured.out and "could not load on rank 1/2: RuntimeError: " in captured.out  # the merge's wait says why
+    assert rank(0) == 4  # another rank's start does not clear rank 1's error
+    assert "could not load on rank 1/2" in capsys.readouterr().err
+    ckpt.write_text("ok")
+    assert rank(1) == 0  # the fixed rank predicts its half and merges
+    assert "could not" not in capsys.readouterr().err
+    out = tmp_path / "runs" / "ranks"
+    doc = read_json(out / "results.json")
+    assert "error" not in doc["models"]["broken"] and doc["results"]["broken"]["val"]["complete"] is True

@@ -98,7 +98,8 @@ def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], b
                     continue
                 have, total = coverage(run_dir, model, split, samples[split])
                 if have < total:
-                    pending.append(f"{model} {split}: {have}/{total}")
+                    error = (manifest.get("models", {}).get(model) or {}).get("error")  # a rank that could not load it
+                    pending.append(f"{model} {split}: {have}/{total}" + (f" ({error})" if error else ""))
                     continue
                 for path in run_dir.shard_logs(model, split):
                     forget_version(manifest, run_dir, path)

@@ -175,6 +175,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     kept = m["models"].get(name, {})
                     same = kept.get("fingerprint") == entry["fingerprint"]
                     m["models"][name] = {**entry, **{k: kept[k] for k in ("efficiency", "runtime") if same and k in kept}}
+                    # A rank's load error is cleared by that rank's next start, not by another rank's.
+                    _set_load_errors(m["models"][name], {k: v for k, v in (kept.get("load_errors") or {}).items()
+                                                         if shard and k != str(shard) and k.endswith(f"/{shard.count}")})
 
             manifest = update(start)
             # Results cover every split this directory holds, including ones run by earlier commands.
@@ -205,7 +208,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 except Exception as exc:  # weights missing, out of memory while loading, a worker that dies loading
                     if config.fail_fast:
                         raise
-                    _could_not_run(update, name, exc)
+                    _could_not_run(update, name, exc, shard)
                 else:
                     _run_model(config, run_dir, suite, splits, samples, shard, update, name, adapter)
                 release(adapter)  # free this model's memory (and its worker) before the next one loads
@@ -217,17 +220,30 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True)
 
 
-def _could_not_run(update: ManifestUpdate, name: str, exc: Exception) -> None:
+def _could_not_run(update: ManifestUpdate, name: str, exc: Exception, shard: Shard | None) -> None:
     """A model that failed to load: the others still run; the manifest (hence results.json, the report
-    and the run's exit status) says why, until a later command runs the model."""
+    and the run's exit status, and a sharded run's wait for its merge) says why, until a later command
+    (on that rank) runs the model."""
     reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
-    print(f"error: model {name!r} could not run: {reason}", file=sys.stderr)
+    where = f" on rank {shard}" if shard else ""
+    print(f"error: model {name!r} could not run{where}: {reason}", file=sys.stderr)
 
     def change(m: dict[str, Any]) -> None:
-        m["models"][name]["error"] = f"could not load: {reason}"
-        m.setdefault("events", []).append({"at": now(), "event": "could_not_run", "model": name, "reason": reason})
+        entry = m["models"][name]
+        _set_load_errors(entry, {**(entry.get("load_errors") or {}), (str(shard) if shard else "all"): reason})
+        m.setdefault("events", []).append({"at": now(), "event": "could_not_run", "model": name, "reason": reason,
+                                           **({"shard": str(shard)} if shard else {})})
 
     update(change)
+
+
+def _set_load_errors(entry: dict[str, Any], errors: dict[str, str]) -> None:
+    """Each rank's load error (``all`` unsharded) and ``error``, the one line every reader shows."""
+    entry.pop("load_errors", None)
+    entry.pop("error", None)
+    if errors:
+        entry["load_errors"] = errors
+        entry["error"] = "; ".join(f"could not load{'' if k == 'all' else f' on rank {k}'}: {v}" for k, v in sorted(errors.items()))
 
 
 def _has_work(config: RunConfig, run_dir: RunDir, name: str, splits: list[str], samples: dict[str, list[Sample]],
