@@ -19,13 +19,13 @@ from tqdm import tqdm
 
 from harness.adapter import Adapter
 from harness.data.conventions import Conventions
-from harness.data.samples import load_samples
+from harness.data.samples import cache_dir, data_digests, load_samples
 from harness.data.suites import Suite, load_suite
 from harness.errors import HarnessError
-from harness.publish.finish import RunOutcome
+from harness.publish.finish import RunOutcome, finished_outcome
 from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
-from harness.records.store import PredictionLog, RunDir
+from harness.records.store import PredictionLog, RunDir, StoreError, read_json
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
 from harness.run.predict import Predicted, predict_samples
@@ -34,7 +34,7 @@ from harness.run.progress import LineProgress
 from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.score.scoring import score_sample
-from harness.score.version import check_current, record_version, scoring_version
+from harness.score.version import check_current, record_data, record_version, scoring_version
 from harness.types import Sample
 
 
@@ -158,18 +158,24 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     update = ManifestUpdate(run_dir)
     try:
         with locks.held(run_dir.writer_lock_path, shared=shard is not None, what=str(out)):
+            # What each split's ground truth comes from, without loading it (a stat per annotation file).
+            known = (run_dir.manifest() or {}).get("splits") or []
+            data = data_digests(suite, [s for s in suite.splits if s in set(known) | set(splits)], config.data_root)
 
             def start(m: dict[str, Any]) -> None:
                 if not m:
                     config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
                     m.update(new_manifest(out.name, suite, config_dict, argv or []))
                 check_compatible(m, suite, model_entries, out)
-                # Never append to (or finish) logs scored by other scoring code: refused before anything is predicted.
-                check_current(run_dir, m, suite.conventions)
+                # Never append to (or finish) logs scored by other scoring code, or against other ground
+                # truth than the current data: refused before anything is predicted.
+                check_current(run_dir, m, suite.conventions, data=data)
                 for name in model_entries:  # recorded before the first line is written, so no log is ever unversioned
                     for split in splits:
                         record_version(m, run_dir, run_dir.log_path(name, split, shard.suffix if shard else None),
                                        scoring_version(suite.conventions))
+                for split in splits:  # the logs of these splits hold (or will hold) scores against this data
+                    record_data(m, split, data[split])
                 m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
                 for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
                     kept = m["models"].get(name, {})
@@ -177,6 +183,14 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     m["models"][name] = {**entry, **{k: kept[k] for k in ("efficiency", "runtime") if same and k in kept}}
 
             manifest = update(start)
+            # What decides the samples, so that a finished run resumed with nothing changed is seen to be
+            # finished before they are loaded (seconds at 100k samples) or a score index is read.
+            resume = {"data": data, "limit": config.limit, "cache": str(cache_dir()),
+                      "data_root": str(config.data_root) if config.data_root else None}
+            if shard is None and not any(hasattr(a, "replay_ids") for a in adapters.values()):
+                done = finished_outcome(run_dir, suite, config.bootstrap_rounds, resume, render)
+                if done is not None and not (config.retry_failed and _any_failed(run_dir)):
+                    return done
             # Results cover every split this directory holds, including ones run by earlier commands.
             sizes: dict[str, int] = {}
             samples = load_samples(suite, manifest["splits"], config.data_root, config.limit, sizes)
@@ -214,7 +228,18 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             release(adapter)
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
-    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True)
+    # A sharded run (each rank its own log, rank 0 merging) takes the full path on every resume.
+    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True, data=data,
+                     resume=resume if shard is None else None)
+
+
+def _any_failed(run_dir: RunDir) -> bool:
+    """Whether results.json counts a failed sample: ``--retry-failed`` then has work."""
+    try:
+        doc = read_json(run_dir.results_path)
+    except (OSError, ValueError, StoreError):
+        return True
+    return any(int(res.get("n_failed") or 0) for by_split in (doc.get("results") or {}).values() for res in by_split.values())
 
 
 def _could_not_run(update: ManifestUpdate, name: str, exc: Exception) -> None:
