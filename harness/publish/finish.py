@@ -21,7 +21,6 @@ from harness.data.suites import Suite, load_suite
 from harness.files import write_json_atomic
 from harness.records.manifest import check_compatible
 from harness.records.store import RunDir, StoreError
-from harness.score.results import write_results
 from harness.score.version import check_current
 from harness.types import Sample
 
@@ -69,6 +68,13 @@ def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
     outcome = finish(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render=True)
     assert outcome.report_path is not None
     return outcome.report_path
+
+
+def write_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int) -> None:
+    """harness.score.results.write_results, imported when results are written: not on a resume that finds them up to date."""
+    from harness.score import results
+
+    results.write_results(run_dir, suite, samples, bootstrap_rounds=bootstrap_rounds)
 
 
 # Beside results.json: a digest of what results.json and the report were computed from, and the

@@ -13,9 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from harness.adapter import Adapter
 from harness.data.conventions import Conventions
@@ -27,18 +25,23 @@ from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
 from harness.records.store import PredictionLog, RunDir, StoreError, read_json
 from harness.run.config import RunConfig
-from harness.run.merge import merge_run
-from harness.run.predict import Predicted, predict_samples
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
 from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
-from harness.score.scoring import score_sample
 from harness.score.version import check_current, record_data, record_version, scoring_version
 from harness.types import Sample
 
+if TYPE_CHECKING:
+    from harness.run.predict import Predicted
+
+# Prediction, scoring, merging (numpy, PIL, pycocotools, tqdm) are imported where they are used, so that
+# resuming a finished run, which needs none of them, starts fast.
+
 
 def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
+    from harness.score.scoring import score_sample
+
     pred = predicted.prediction
     rec: dict[str, Any] = {
         "id": sample.id,
@@ -65,6 +68,10 @@ def run_model_split(
 ) -> SplitProgress:
     """Predict every sample found in no log yet (with ``retry_failed``, also those whose last line
     failed), appending to ``log``: a new line for an id supersedes its earlier one."""
+    from tqdm import tqdm
+
+    from harness.run.predict import predict_samples
+
     done = log.done(retry_failed) | done_elsewhere
     todo = [s for s in samples if s.id not in done]
     predicted = failed = halvings = 0
@@ -228,6 +235,8 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             release(adapter)
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
+    from harness.run.merge import merge_run
+
     # A sharded run (each rank its own log, rank 0 merging) takes the full path on every resume.
     return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True, data=data,
                      resume=resume if shard is None else None)
