@@ -276,3 +276,14 @@ def test_retry_failed_with_failures_has_work(setup: dict[str, Any], monkeypatch:
     assert all(r["n_failed"] == 0 for r in results(setup["out"])["flaky"].values())
     events = json.loads((setup["out"] / "manifest.json").read_text())["events"]
     assert any(e["event"] == "retried_failed" for e in events)
+
+
+def test_a_run_finished_by_report_merge_or_rescore_resumes_fast(setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    out = setup["out"]
+    spy = Spy(monkeypatch)
+    assert main(run_args(setup, "--no-report")) == 0
+    for command in (["report", str(out)], ["merge", str(out)], ["rescore", str(out)]):  # each rewrites results.json
+        assert main(command) == 0
+        spy.reset()
+        assert main(run_args(setup, *(["--no-report"] if command[0] == "rescore" else []))) == 0, command
+        assert (spy.loads, spy.writes) == (0, 0), command

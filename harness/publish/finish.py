@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness.data.samples import data_digests, load_samples
+from harness.data.samples import cache_dir, data_digests, load_samples
 from harness.data.suites import Suite, load_suite
 from harness.files import write_json_atomic
 from harness.records.manifest import check_compatible
@@ -40,10 +40,15 @@ class ReopenedRun:
     samples: dict[str, list[Sample]]
     bootstrap_rounds: int
     data_root: Path | None = None
+    limit: int | None = None
 
     def data_digests(self) -> dict[str, str]:
         """Each of the run's splits' current data digest (what its ground truth comes from)."""
         return data_digests(self.suite, list(self.samples), self.data_root)
+
+    def resume(self, data: Mapping[str, str]) -> dict[str, Any]:
+        """``resume_inputs`` of this reopened run: so the next ``harness run`` finds it finished at once."""
+        return resume_inputs(data, self.limit, self.data_root)
 
 
 def reopen(run_dir: Path, data_root: Path | None = None) -> ReopenedRun:
@@ -58,14 +63,15 @@ def reopen(run_dir: Path, data_root: Path | None = None) -> ReopenedRun:
     config = manifest.get("config", {})
     root = data_root or (Path(config["data_root"]) if config.get("data_root") else None)
     samples = load_samples(suite, manifest["splits"], root, config.get("limit"))
-    return ReopenedRun(rd, suite, samples, int(config.get("bootstrap_rounds", 1000)), root)
+    return ReopenedRun(rd, suite, samples, int(config.get("bootstrap_rounds", 1000)), root, config.get("limit"))
 
 
 def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
     """Recompute results.json from the logs and render the report (refused for logs scored by other scoring code)."""
     r = reopen(run_dir, data_root)
-    check_current(r.run_dir, r.run_dir.manifest() or {}, r.suite.conventions, data=r.data_digests())
-    outcome = finish(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render=True)
+    data = r.data_digests()
+    check_current(r.run_dir, r.run_dir.manifest() or {}, r.suite.conventions, data=data)
+    outcome = finish(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render=True, resume=r.resume(data))
     assert outcome.report_path is not None
     return outcome.report_path
 
@@ -92,6 +98,12 @@ def _stat(path: Path) -> list[int] | None:
 
 def _log_stats(run_dir: RunDir) -> list[list[Any]]:
     return sorted([str(p.relative_to(run_dir.root)), *(_stat(p) or [])] for p in run_dir.root.glob("*/*.jsonl"))
+
+
+def resume_inputs(data: Mapping[str, str], limit: int | None, data_root: Path | None) -> dict[str, Any]:
+    """What, with the manifest, decides a run's samples (ids and image paths): each split's data digest,
+    the --limit, the data root and the cache (generated and extracted images live there)."""
+    return {"data": dict(data), "limit": limit, "cache": str(cache_dir()), "data_root": str(data_root) if data_root else None}
 
 
 def resume_digest(run_dir: RunDir, suite: Suite, bootstrap_rounds: int, resume: Mapping[str, Any]) -> str:

@@ -70,7 +70,7 @@ def rescore_run(run_dir: Path, data_root: Path | None = None, render: bool = Fal
                 record_data(m, split, digest)
             m["updated"] = now()
             rd.write_manifest(m)
-        outcome = finish(rd, r.suite, r.samples, r.bootstrap_rounds, render=render)
+        outcome = finish(rd, r.suite, r.samples, r.bootstrap_rounds, render=render, resume=r.resume(data))
     return RescoreOutcome(run_dir, version, logs, outcome)
 
 

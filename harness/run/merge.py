@@ -116,4 +116,5 @@ def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], b
 def merge_and_report(run_dir: Path, data_root: Path | None = None, render: bool = True) -> RunOutcome:
     """Merge shard logs (ids checked against each split), then results and report."""
     r = reopen(run_dir, data_root)
-    return merge_run(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render, data=r.data_digests())
+    data = r.data_digests()
+    return merge_run(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render, data=data, resume=r.resume(data))

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from harness.adapter import Adapter
 from harness.data.conventions import Conventions
-from harness.data.samples import cache_dir, data_digests, load_samples
+from harness.data.samples import data_digests, load_samples
 from harness.data.suites import Suite, load_suite
 from harness.errors import HarnessError
-from harness.publish.finish import RunOutcome, finished_outcome
+from harness.publish.finish import RunOutcome, finished_outcome, resume_inputs
 from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
 from harness.records.store import PredictionLog, RunDir, StoreError, read_json
@@ -192,8 +192,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             manifest = update(start)
             # What decides the samples, so that a finished run resumed with nothing changed is seen to be
             # finished before they are loaded (seconds at 100k samples) or a score index is read.
-            resume = {"data": data, "limit": config.limit, "cache": str(cache_dir()),
-                      "data_root": str(config.data_root) if config.data_root else None}
+            resume = resume_inputs(data, config.limit, config.data_root)
             if shard is None and not any(hasattr(a, "replay_ids") for a in adapters.values()):
                 done = finished_outcome(run_dir, suite, config.bootstrap_rounds, resume, render)
                 if done is not None and not (config.retry_failed and _any_failed(run_dir)):
