@@ -195,6 +195,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             resume = resume_inputs(data, config.limit, config.data_root)
             if shard is None and not any(hasattr(a, "replay_ids") for a in adapters.values()):
                 done = finished_outcome(run_dir, suite, config.bootstrap_rounds, resume, render)
+                # No rank marks needed: a part left "running" by a killed run would have changed the manifest.
                 if done is not None and not (config.retry_failed and _any_failed(run_dir)):
                     return done
             # Results cover every split this directory holds, including ones run by earlier commands.
