@@ -20,7 +20,7 @@ from harness.publish.finish import RunOutcome, finish, reopen
 from harness.records import locks
 from harness.records.manifest import now
 from harness.score.rescore import ChangedScore, LogRescore, rescore_log
-from harness.score.version import record_version, run_logs, scoring_version
+from harness.score.version import record_data, record_version, run_logs, scoring_version
 from harness.types import Sample
 
 _MAX_LISTED = 20  # changed scores listed on stderr (a scoring fix may change thousands)
@@ -62,7 +62,15 @@ def rescore_run(run_dir: Path, data_root: Path | None = None, render: bool = Fal
                 record_version(m, rd, path, version)
                 m["updated"] = now()
                 rd.write_manifest(m)
-        outcome = finish(rd, r.suite, r.samples, r.bootstrap_rounds, render=render)
+        # Every score now describes the current ground truth: say which (the digest report, merge and gate compare with).
+        data = r.data_digests()
+        with locks.waiting(rd.manifest_lock_path):
+            m = rd.manifest() or {}
+            for split, digest in data.items():
+                record_data(m, split, digest)
+            m["updated"] = now()
+            rd.write_manifest(m)
+        outcome = finish(rd, r.suite, r.samples, r.bootstrap_rounds, render=render, resume=r.resume(data))
     return RescoreOutcome(run_dir, version, logs, outcome)
 
 

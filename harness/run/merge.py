@@ -7,8 +7,9 @@ numbers (and their bootstrap intervals) equal those of a single-process run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.data.suites import Suite
 from harness.errors import HarnessError
@@ -78,13 +79,14 @@ def merge_split(run_dir: RunDir, model: str, split: str, samples: Sequence[Sampl
 
 
 def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool,
-              reuse: bool = False) -> RunOutcome:
-    """Merge shard logs where every sample is covered; write results once all are merged."""
+              reuse: bool = False, data: Mapping[str, str] | None = None, resume: Mapping[str, Any] | None = None) -> RunOutcome:
+    """Merge shard logs where every sample is covered; write results once all are merged. ``data``:
+    each split's current data digest (from the manifest's suite and data root when None)."""
     pending = []
     version = scoring_version(suite.conventions)
     with locks.waiting(run_dir.manifest_lock_path):
         manifest = run_dir.manifest() or {}
-        check_current(run_dir, manifest, suite.conventions)  # merged logs and results hold only current scores
+        check_current(run_dir, manifest, suite.conventions, data=data)  # merged logs and results hold only current scores
         # Every log is current now, so a merged log will be too: its version is recorded before it is
         # written, so a kill in between never leaves a log without one.
         merged = [(m, s) for m, status in manifest.get("status", {}).items() for s in status if run_dir.shard_logs(m, s)]
@@ -109,10 +111,11 @@ def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], b
         run_dir.write_manifest(manifest)
     if pending:
         return RunOutcome(run_dir.root, None, None, pending="samples still without predictions: " + "; ".join(pending))
-    return finish(run_dir, suite, samples, bootstrap_rounds, render, reuse=reuse)
+    return finish(run_dir, suite, samples, bootstrap_rounds, render, reuse=reuse, resume=resume)
 
 
 def merge_and_report(run_dir: Path, data_root: Path | None = None, render: bool = True) -> RunOutcome:
     """Merge shard logs (ids checked against each split), then results and report."""
     r = reopen(run_dir, data_root)
-    return merge_run(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render)
+    data = r.data_digests()
+    return merge_run(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render, data=data, resume=r.resume(data))

@@ -13,32 +13,35 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from harness.adapter import Adapter
 from harness.data.conventions import Conventions
-from harness.data.samples import load_samples
+from harness.data.samples import data_digests, load_samples
 from harness.data.suites import Suite, load_suite
 from harness.errors import HarnessError
-from harness.publish.finish import RunOutcome
+from harness.publish.finish import RunOutcome, finished_outcome, resume_inputs
 from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
-from harness.records.store import PredictionLog, RunDir
+from harness.records.store import PredictionLog, RunDir, StoreError, read_json
 from harness.run.config import RunConfig
-from harness.run.merge import merge_run
-from harness.run.predict import Predicted, predict_samples
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
 from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
-from harness.score.scoring import score_sample
-from harness.score.version import check_current, record_version, scoring_version
+from harness.score.version import check_current, record_data, record_version, scoring_version
 from harness.types import Sample
+
+if TYPE_CHECKING:
+    from harness.run.predict import Predicted
+
+# Prediction, scoring, merging (numpy, PIL, pycocotools, tqdm) are imported where they are used, so that
+# resuming a finished run, which needs none of them, starts fast.
 
 
 def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
+    from harness.score.scoring import score_sample
+
     pred = predicted.prediction
     rec: dict[str, Any] = {
         "id": sample.id,
@@ -65,6 +68,10 @@ def run_model_split(
 ) -> SplitProgress:
     """Predict every sample found in no log yet (with ``retry_failed``, also those whose last line
     failed), appending to ``log``: a new line for an id supersedes its earlier one."""
+    from tqdm import tqdm
+
+    from harness.run.predict import predict_samples
+
     done = log.done(retry_failed) | done_elsewhere
     todo = [s for s in samples if s.id not in done]
     predicted = failed = halvings = 0
@@ -158,18 +165,24 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     update = ManifestUpdate(run_dir)
     try:
         with locks.held(run_dir.writer_lock_path, shared=shard is not None, what=str(out)):
+            # What each split's ground truth comes from, without loading it (a stat per annotation file).
+            known = (run_dir.manifest() or {}).get("splits") or []
+            data = data_digests(suite, [s for s in suite.splits if s in set(known) | set(splits)], config.data_root)
 
             def start(m: dict[str, Any]) -> None:
                 if not m:
                     config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
                     m.update(new_manifest(out.name, suite, config_dict, argv or []))
                 check_compatible(m, suite, model_entries, out)
-                # Never append to (or finish) logs scored by other scoring code: refused before anything is predicted.
-                check_current(run_dir, m, suite.conventions)
+                # Never append to (or finish) logs scored by other scoring code, or against other ground
+                # truth than the current data: refused before anything is predicted.
+                check_current(run_dir, m, suite.conventions, data=data)
                 for name in model_entries:  # recorded before the first line is written, so no log is ever unversioned
                     for split in splits:
                         record_version(m, run_dir, run_dir.log_path(name, split, shard.suffix if shard else None),
                                        scoring_version(suite.conventions))
+                for split in splits:  # the logs of these splits hold (or will hold) scores against this data
+                    record_data(m, split, data[split])
                 m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
                 for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
                     kept = m["models"].get(name, {})
@@ -180,6 +193,14 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                                                          if shard and k != str(shard) and k.endswith(f"/{shard.count}")})
 
             manifest = update(start)
+            # What decides the samples, so that a finished run resumed with nothing changed is seen to be
+            # finished before they are loaded (seconds at 100k samples) or a score index is read.
+            resume = resume_inputs(data, config.limit, config.data_root)
+            if shard is None and not any(hasattr(a, "replay_ids") for a in adapters.values()):
+                done = finished_outcome(run_dir, suite, config.bootstrap_rounds, resume, render)
+                # No rank marks needed: a part left "running" by a killed run would have changed the manifest.
+                if done is not None and not (config.retry_failed and _any_failed(run_dir)):
+                    return done
             # Results cover every split this directory holds, including ones run by earlier commands.
             sizes: dict[str, int] = {}
             samples = load_samples(suite, manifest["splits"], config.data_root, config.limit, sizes)
@@ -217,7 +238,20 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             release(adapter)
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
-    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True)
+    from harness.run.merge import merge_run
+
+    # A sharded run (each rank its own log, rank 0 merging) takes the full path on every resume.
+    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True, data=data,
+                     resume=resume if shard is None else None)
+
+
+def _any_failed(run_dir: RunDir) -> bool:
+    """Whether results.json counts a failed sample: ``--retry-failed`` then has work."""
+    try:
+        doc = read_json(run_dir.results_path)
+    except (OSError, ValueError, StoreError):
+        return True
+    return any(int(res.get("n_failed") or 0) for by_split in (doc.get("results") or {}).values() for res in by_split.values())
 
 
 def _could_not_run(update: ManifestUpdate, name: str, exc: Exception, shard: Shard | None) -> None:

@@ -41,6 +41,11 @@ class ScoringVersionError(HarnessError):
     """Stored scores were computed by other scoring code or conventions than the running harness's."""
 
 
+class DataChangedError(ScoringVersionError):
+    """Stored scores were computed against other ground truth than the split's current data (its
+    annotation files changed since): as untrustworthy as scores of other scoring code."""
+
+
 def _rect(rows: slice, cols: slice, h: int = 6, w: int = 8) -> masks.RLE:
     a = np.zeros((h, w), dtype=np.uint8)
     a[rows, cols] = 1
@@ -117,9 +122,13 @@ def stale_logs(run_dir: RunDir, manifest: Mapping[str, Any], current: str, resul
             for _, _, path in logs if recorded.get(log_key(run_dir, path)) != current]
 
 
-def check_current(run_dir: RunDir, manifest: Mapping[str, Any], conv: Conventions, results: Mapping[str, Any] | None = None) -> None:
+def check_current(run_dir: RunDir, manifest: Mapping[str, Any], conv: Conventions, results: Mapping[str, Any] | None = None,
+                  data: Mapping[str, str] | None = None) -> None:
     """Refuse, naming the command that fixes it, a run whose stored scores (or, when given, whose
-    results.json) were computed under another scoring version than this harness's."""
+    results.json) were computed under another scoring version than this harness's, or against
+    other ground truth than the current data (``data``: each split's current digest; when None it
+    is computed from the manifest's suite and data root where that data can be read)."""
+    check_data(run_dir, manifest, current_data(manifest) if data is None else data, results)
     current = scoring_version(conv)
     stale = stale_logs(run_dir, manifest, current, results)
     if results is not None and results.get("scoring_version") != current:
@@ -129,4 +138,70 @@ def check_current(run_dir: RunDir, manifest: Mapping[str, Any], conv: Convention
         raise ScoringVersionError(
             f"{run_dir.root}: stored scores are not from this harness's scoring (version {current}): {shown}. "
             f"Run `harness rescore {run_dir.root}` to recompute every score from its stored mask"
+        )
+
+
+# -- the data each split was scored against -------------------------------------------------------
+#
+# ``manifest["data"]``: split -> the data digest (harness.data.sources.Source.data_digest) of the
+# ground truth its logs were scored against, recorded when the split is first scored and again by
+# `harness rescore`. A split whose logs hold predictions and whose current digest differs is refused:
+# its scores (and the numbers made of them) describe annotations that no longer exist.
+DATA_KEY = "data"
+
+
+def record_data(manifest: dict[str, Any], split: str, digest: str) -> None:
+    manifest.setdefault(DATA_KEY, {})[split] = digest
+
+
+def current_data(manifest: Mapping[str, Any], data_root: Path | None = None) -> dict[str, str]:
+    """The current digest of each of the run's splits whose data can be read here (its suite file, or the
+    built-in of its name, with the same fingerprint; its data root). A split whose data cannot be found
+    is left out: a command that reads no ground truth (gate, leaderboard) still works on a copy of the
+    run without the data, and cannot tell there whether it changed."""
+    from harness.data.samples import data_digests
+    from harness.data.suites import load_suite
+
+    recorded = manifest.get(DATA_KEY) or {}
+    suite_info = manifest.get("suite") or {}
+    if not recorded or not isinstance(suite_info, Mapping):
+        return {}
+    config = manifest.get("config") or {}
+    root = data_root or (Path(str(config["data_root"])) if isinstance(config, Mapping) and config.get("data_root") else None)
+    try:
+        path = Path(str(suite_info.get("path", "")))
+        suite = load_suite(str(path) if path.is_file() else str(suite_info.get("name")))
+        if suite.fingerprint != suite_info.get("fingerprint"):
+            return {}
+        out = {}
+        for split in recorded:
+            try:
+                out.update(data_digests(suite, [split], root))
+            except (HarnessError, OSError):
+                continue
+        return out
+    except (HarnessError, OSError):
+        return {}
+
+
+def stale_data(run_dir: RunDir, manifest: Mapping[str, Any], current: Mapping[str, str],
+               results: Mapping[str, Any] | None = None) -> list[str]:
+    """The splits holding stored predictions whose recorded data digest is not the current one. A split
+    with no digest recorded (a run older than data digests) is not refused: there is nothing to compare."""
+    recorded = manifest.get(DATA_KEY) or {}
+    held = dict.fromkeys(split for _, split, _ in run_logs(run_dir, manifest.get("status"), (results or {}).get("results")))
+    return [s for s in held if s in recorded and s in current and recorded[s] != current[s]]
+
+
+def check_data(run_dir: RunDir, manifest: Mapping[str, Any], current: Mapping[str, str],
+               results: Mapping[str, Any] | None = None) -> None:
+    stale = stale_data(run_dir, manifest, current, results)
+    if stale:
+        names = ", ".join(repr(s) for s in stale)
+        raise DataChangedError(
+            f"{run_dir.root}: the annotation data of split{'s' if len(stale) > 1 else ''} {names} changed since "
+            f"{'their' if len(stale) > 1 else 'its'} logs were scored (data digest "
+            + "; ".join(f"{s}: {(manifest.get(DATA_KEY) or {})[s]} then, {current[s]} now" for s in stale)
+            + f"): the stored scores describe other ground truth. Run `harness rescore {run_dir.root}` to recompute "
+            "every score against the current ground truth"
         )

@@ -6,7 +6,9 @@ the table below maps formats to ``module:Class`` so nothing is imported until us
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,20 @@ class Source(ABC):
     @abstractmethod
     def samples(self, split: str) -> list[Sample]:
         """All samples of ``split`` in a stable order."""
+
+    def data_digest(self, split: str) -> str:
+        """A digest of what ``split``'s samples and ground truth are made from: equal digests, equal samples.
+
+        A run records it per split when it scores the split, so scores computed against other
+        ground truth are refused. Readers override it with something cheaper than parsing (the
+        index-cache key, the generator's parameters); this fallback hashes the samples themselves.
+        """
+        h = hashlib.sha256(f"samples\n{type(self).__name__}\n{split}".encode())
+        for s in self.samples(split):
+            g = s.gt
+            h.update(json.dumps([s.id, s.image, s.expression, s.no_target, g.mask, g.box, g.ignore, g.overlap],
+                                sort_keys=True, default=str).encode())
+        return f"samples:{h.hexdigest()[:32]}"
 
 
 def source_class(fmt: str) -> type[Source]:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from harness.data.conventions import Conventions
 from harness.data.sources import Source, SourceError
-from harness.data.sources.index_cache import FileHasher, index_key, index_path, load_index, save_index
+from harness.data.sources.index_cache import FileHasher, content_digest, index_key, index_path, load_index, save_index
 from harness.types import Sample
 
 
@@ -117,18 +117,30 @@ class FileSource(Source):
 
     # -- the public entry point --------------------------------------------------------------
 
+    def _file_digests(self, split: str) -> tuple[dict[str, Any], list[Path], list[str]]:
+        """The split's parameters, its annotation files and their sha256 (memoised: a stat per file)."""
+        spec = self.spec(split)
+        files = self.annotation_files(split)
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise SourceError(f"{self.FORMAT} split {split!r}: missing file(s): {', '.join(missing[:5])}"
+                              + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                              + " (see `harness data layout <suite>`)")
+        hasher = FileHasher(self.cache_dir)
+        digests = [hasher.digest(f) for f in files]
+        hasher.save()
+        return spec, files, digests
+
+    def data_digest(self, split: str) -> str:
+        """What the split's samples come from (reader, version, parameters, annotation files' content),
+        without parsing anything: the index-cache key less the cache's format."""
+        spec, _, digests = self._file_digests(split)
+        return content_digest(self.FORMAT, self.VERSION, self.cache_spec(split, spec), digests)
+
     def samples(self, split: str) -> list[Sample]:
         if split not in self._memo:
-            spec = self.spec(split)
-            files = self.annotation_files(split)
-            missing = [str(f) for f in files if not f.is_file()]
-            if missing:
-                raise SourceError(f"{self.FORMAT} split {split!r}: missing file(s): {', '.join(missing[:5])}"
-                                  + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-                                  + " (see `harness data layout <suite>`)")
-            hasher = FileHasher(self.cache_dir)
-            key = index_key(self.FORMAT, self.VERSION, self.cache_spec(split, spec), [hasher.digest(f) for f in files])
-            hasher.save()
+            spec, files, digests = self._file_digests(split)
+            key = index_key(self.FORMAT, self.VERSION, self.cache_spec(split, spec), digests)
             where = index_path(self.cache_dir, self.FORMAT, key)
             cached = load_index(where, key, self.data_root, self.cache_dir)
             if cached is None:

@@ -81,6 +81,17 @@ def index_key(fmt: str, version: int, spec: dict[str, Any], digests: Iterable[st
     return h.hexdigest()[:32]
 
 
+def content_digest(fmt: str, version: int, spec: dict[str, Any], digests: Iterable[str]) -> str:
+    """What a split is made of: the reader and its version, the split's parameters and the content of
+    every annotation file. The index key less the cache's own format, so a new cache layout does not
+    make every run's ground truth look changed."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": fmt, "version": version, "spec": spec}, sort_keys=True, separators=(",", ":"), default=str).encode())
+    for d in digests:
+        h.update(d.encode())
+    return f"{fmt}:{h.hexdigest()[:32]}"
+
+
 def index_path(cache_dir: Path, fmt: str, key: str) -> Path:
     return Path(cache_dir) / "index" / fmt / f"{key}.json"
 

@@ -242,6 +242,14 @@ class ShapesSource(Source):
         if split not in self.config["images"]:
             raise SourceError(f"shapes has no split {split!r}; known: {', '.join(self.splits)}")
 
+    def data_digest(self, split: str) -> str:
+        """The samples are a function of the generator and its parameters for this split alone."""
+        self._check_split(split)
+        keys = ("seed", "width", "height", "expressions_per_image")
+        blob = json.dumps({**{k: self.config[k] for k in keys}, "images": self.config["images"][split], "split": split,
+                           "version": GENERATOR_VERSION}, sort_keys=True)
+        return f"shapes:{hashlib.sha256(blob.encode()).hexdigest()[:32]}"
+
     def image_path(self, split: str, index: int) -> Path:
         return Path(self.cache_dir) / "shapes" / self.fingerprint / split / f"{index:04d}.png"
 
