@@ -61,6 +61,17 @@ def area(rle: RLE) -> int:
     return int(mask_utils.area(_to_coco(rle)))
 
 
+# pycocotools' ``area`` of a list first builds ``np.array((n,), dtype=np.uint8)``, which numpy 2
+# refuses for n > 255 (OverflowError): lists are passed in chunks of at most this many.
+_AREA_CHUNK = 255
+
+
+def areas(rles: list[RLE]) -> list[int]:
+    """``area`` of several masks, a pycocotools call per 255 of them (its per-call cost is most of a 640x480 area)."""
+    coco = [_to_coco(r) for r in rles]
+    return [int(v) for k in range(0, len(coco), _AREA_CHUNK) for v in mask_utils.area(coco[k:k + _AREA_CHUNK])]
+
+
 def intersection_area(a: RLE, b: RLE) -> int:
     """|a ∧ b| computed on the runs, without decoding."""
     return int(mask_utils.area(mask_utils.merge([_to_coco(a), _to_coco(b)], intersect=True)))

@@ -28,27 +28,31 @@ from harness.records.manifest import check_compatible, fingerprint, new_manifest
 from harness.records.store import PredictionLog, RunDir
 from harness.run.config import RunConfig
 from harness.run.merge import merge_run
-from harness.run.predict import Predicted, predict_samples
+from harness.run.predict import Predicted, predict_batches
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
 from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
-from harness.score.scoring import score_sample
+from harness.score.scoring import score_samples
 from harness.score.version import check_current, record_version, scoring_version
 from harness.types import Sample
 
 
-def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
-    pred = predicted.prediction
-    rec: dict[str, Any] = {
-        "id": sample.id,
-        "expression": sample.expression,
-        "prediction": pred.to_json(),
-        "score": score_sample(pred, sample.gt, conv, sample.no_target).to_json(),
-    }
-    if predicted.oom_halvings:
-        rec["oom_halvings"] = predicted.oom_halvings
-    return rec
+def records(ready: list[tuple[Sample, Predicted]], conv: Conventions) -> list[dict[str, Any]]:
+    """The log records of a batch's (sample, prediction) pairs, scored together (harness.score.scoring.score_samples)."""
+    scores = score_samples([(p.prediction, s.gt, s.no_target) for s, p in ready], conv)
+    out = []
+    for (sample, predicted), score in zip(ready, scores):
+        rec: dict[str, Any] = {
+            "id": sample.id,
+            "expression": sample.expression,
+            "prediction": predicted.prediction.to_json(),
+            "score": score.to_json(),
+        }
+        if predicted.oom_halvings:
+            rec["oom_halvings"] = predicted.oom_halvings
+        out.append(rec)
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,15 @@ def run_model_split(
                disable=None, file=sys.stderr, dynamic_ncols=True)
     lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
     try:
-        for sample, result in predict_samples(adapter, todo, batch_size, timeout, fail_fast, exif=conv.exif):
-            log.append(record(sample, result, conv))
-            predicted += 1
-            failed += result.prediction.failed
-            halvings = max(halvings, result.oom_halvings)
-            bar.update(1)
-            lines.update(1)
+        for ready in predict_batches(adapter, todo, batch_size, timeout, fail_fast, exif=conv.exif):
+            # A batch's lines in one write, before the next batch is asked for (why: PredictionLog.append_many).
+            log.append_many(records(ready, conv))
+            predicted += len(ready)
+            for _, result in ready:
+                failed += result.prediction.failed
+                halvings = max(halvings, result.oom_halvings)
+            bar.update(len(ready))
+            lines.update(len(ready))
     finally:
         bar.close()
         lines.close()
