@@ -66,8 +66,10 @@ def test_a_batch_write_is_byte_identical_to_one_append_per_record(tmp_path: Path
         one.append(rec)
     one.close()
     batched = PredictionLog(tmp_path / "batched" / "val.jsonl")
-    for chunk in (recs[:1], recs[1:8], [], recs[8:]):
+    for k, chunk in enumerate((recs[:1], recs[1:8], [], recs[8:])):
         batched.append_many(chunk)
+        if k == 1:  # a reader while the log is open for appending sees every batch written so far
+            assert [e.id for e in RunDir(tmp_path / "batched").index(batched.path).entries] == [r["id"] for r in recs[:8]]
     batched.close()
     for name in ("val.jsonl", "val.jsonl.scores"):
         assert (tmp_path / "batched" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()

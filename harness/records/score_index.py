@@ -136,8 +136,8 @@ class ScoreIndex:
     def add(self, entry: IndexEntry, stat: tuple[int, int]) -> None:
         self.extend([entry], stat)
 
-    def extend(self, entries: list[IndexEntry], stat: tuple[int, int]) -> None:
-        """Entries just appended to the log, which is now ``stat``."""
+    def extend(self, entries: list[IndexEntry], stat: tuple[int, int] | None) -> None:
+        """Entries just appended to the log, which is now ``stat`` (None: not known yet, so not ``current``)."""
         self.entries.extend(entries)
         if self._latest is not None:
             for entry in entries:

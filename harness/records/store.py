@@ -141,13 +141,17 @@ class PredictionLog:
         # Log first, then its index lines: a kill between the two leaves an index short of the
         # log, which the next reader notices (the log is longer) and rebuilds.
         self._index_writer.append_many(entries)
-        st = os.fstat(self._fh.fileno())  # once per batch: the index in the cache must describe the log as it is
-        index.extend(entries, (st.st_size, st.st_mtime_ns))
+        # The log's size and time are asked once, on closing: until then the cached index does not
+        # claim to be current, so a reader in the meantime reads the index file instead.
+        index.extend(entries, None)
         self._writing = index
         self._cache[self.path] = index
 
     def close(self) -> None:
         if self._fh is not None:
+            if self._writing is not None:
+                st = os.fstat(self._fh.fileno())
+                self._writing.stat = (st.st_size, st.st_mtime_ns)
             self._fh.close()
             self._fh = None
         self._writing = None
