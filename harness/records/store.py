@@ -8,8 +8,8 @@
 
 A batch's lines are written and flushed together, as soon as its predictions are scored, so a
 killed run loses at most the batch in flight; on resume a truncated last line is cut off and every
-complete line is kept. A later
-line for an id supersedes an earlier one (``--retry-failed`` appends new lines for failed ids).
+complete line is kept. A later line for an id supersedes an earlier one (``--retry-failed``
+appends new lines for failed ids).
 Beside each log a score index (``<split>.jsonl.scores``, harness/records/score_index.py) lets
 every reader skip the masks; it is derived from the log and rebuilt whenever it does not match.
 """

@@ -39,6 +39,11 @@ from harness.score.version import check_current, record_version, scoring_version
 from harness.types import Sample
 
 
+def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
+    """The log record of one sample's prediction."""
+    return records([(sample, predicted)], conv)[0]
+
+
 def records(ready: list[tuple[Sample, Predicted]], conv: Conventions) -> list[dict[str, Any]]:
     """The log records of a batch's (sample, prediction) pairs, scored together (harness.score.scoring.score_samples)."""
     scores = score_samples([(p.prediction, s.gt, s.no_target) for s, p in ready], conv)

@@ -46,9 +46,9 @@ def intersection_union(pred: masks.RLE, gt: GroundTruth, conv: Conventions,
 def score_samples(items: Sequence[tuple[Prediction, GroundTruth, bool]], conv: Conventions) -> list[SampleScore]:
     """``score_sample`` for each (prediction, ground truth, no_target) of a batch, the same scores,
     with the areas of the predicted and ground-truth masks counted in one pycocotools call each."""
-    masked = [k for k, (pred, _, _) in enumerate(items) if pred.mask is not None and not pred.not_drawn]
-    known = dict(zip(masked, zip(masks.areas([items[k][0].mask for k in masked]),  # type: ignore[misc]
-                                 masks.areas([items[k][1].mask for k in masked]))))
+    masked = [(k, pred.mask, gt.mask) for k, (pred, gt, _) in enumerate(items) if pred.mask is not None and not pred.not_drawn]
+    counted = zip(masks.areas([p for _, p, _ in masked]), masks.areas([g for _, _, g in masked]))
+    known = {k: both for (k, _, _), both in zip(masked, counted)}
     return [score_sample(pred, gt, conv, no_target, known.get(k)) for k, (pred, gt, no_target) in enumerate(items)]
 
 
