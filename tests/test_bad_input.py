@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,48 @@ def test_compressed_counts_decode_as_pycocotools_does() -> None:
         expect = [len(g) for g in np.split(flat, np.flatnonzero(np.diff(flat.astype(int))) + 1)]
         expect = expect if not flat[0] else [0, *expect]
         assert runs == expect
+
+
+def test_long_counts_are_checked_as_the_character_loop_checks_them() -> None:
+    """validate reads counts of 48 characters and more with numpy (masks._runs_total_fast): the same
+    total and sign as compressed_counts, the same verdict and message, on real masks and on junk."""
+    rng = np.random.default_rng(1)
+    for _ in range(150):
+        h, w = (int(v) for v in rng.integers(20, 120, 2))
+        m = rng.random((h, w)) < rng.random() * 0.2
+        if rng.random() < 0.5:  # blobs: numbers of two and three groups
+            m = np.zeros((h, w), bool)
+            m[int(rng.integers(0, h // 2)):int(rng.integers(h // 2, h)), int(rng.integers(0, w // 2)):int(rng.integers(w // 2, w))] = True
+        rle = masks.encode(m)
+        runs = masks.compressed_counts(rle["counts"])
+        assert masks._runs_total_fast(rle["counts"]) == (sum(runs), False) == (h * w, False)
+        assert masks.validate(rle, h, w, "s") == rle
+    digits = [chr(c) for c in range(48, 112)]
+    for k in range(3000):
+        # Every number one group (digits '0'..'O' only) every third string, the shortcut for that case.
+        counts = "".join(rng.choice(digits[:32] if k % 3 == 1 else digits, int(rng.integers(48, 90))))
+        if k % 5 == 0:  # a stray character, or a dangling continuation at the end
+            counts = counts[:20] + str(rng.choice(["!", "~", "\x7f", "é"])) + counts[21:] if k % 2 else counts + "P"
+        try:
+            runs = masks.compressed_counts(counts)
+            expect: tuple[int, bool] | None = (sum(runs), bool(runs) and min(runs) < 0)
+        except ValueError:
+            expect = None
+        fast = masks._runs_total_fast(counts)
+        if fast is None and expect is not None:  # left to the loop: only for a number of over 7 groups
+            assert any(len(t) > 7 for t in re.findall(r"[P-o]*[0-O]", counts)), counts
+        else:
+            assert fast == expect, counts
+        size = sum(runs) if expect is not None and expect[0] > 0 and not expect[1] else 7
+        try:
+            masks.validate({"size": [1, size], "counts": counts}, 1, size, "s")
+            verdict = "ok"
+        except masks.MaskError as exc:
+            verdict = str(exc)
+        if expect is None:
+            assert "RLE counts are malformed" in verdict
+        elif expect[1] or expect[0] != size:
+            assert verdict == (f"s: RLE counts have runs summing to {expect[0]} pixels (negative: {expect[1]}), "
+                               f"not the image's 1 x {size} = {size}")
+        else:
+            assert verdict == "ok"

@@ -10,8 +10,8 @@ whether the prediction has no mask, whether its answer could not be parsed, and 
 a failed prediction. Reading it costs a few percent of parsing the log, and the gallery reads the
 few records it shows by offset.
 
-The index is derived, never trusted over the log. It is appended after each log line, so a
-killed writer leaves it at most one line behind. It is used only when its last entry ends exactly
+The index is derived, never trusted over the log. It is appended after each batch of log lines, so
+a killed writer leaves it at most one batch behind. It is used only when its last entry ends exactly
 where the log ends, it was written no earlier than the log was last changed, and the log line its
 last entry points at has that entry's id; otherwise (a torn line, a log that grew without it, a log
 rewritten or cut, an index of another format) it is rebuilt from the log, once, and rewritten.
@@ -35,6 +35,7 @@ FORMAT = 1
 _HEADER = json.dumps({"harness_score_index": FORMAT, "fields": [f.name for f in fields(SampleScore)]}) + "\n"
 SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))
 _POSITION = {name: k for k, name in enumerate(SCORE_FIELDS)}
+_FAILED, _NOT_DRAWN = _POSITION["failed"], _POSITION["not_drawn"]
 
 
 class IndexEntry(NamedTuple):
@@ -69,12 +70,16 @@ def entry_of(record: dict[str, Any], offset: int, length: int) -> IndexEntry:
     """The index entry of one parsed log record at ``offset`` (``length`` bytes with its newline)."""
     found = record.get("prediction")
     pred: dict[str, Any] = found if isinstance(found, dict) else {}
-    score = _score_of(record.get("score"))
+    data = record.get("score")
+    if type(data) is dict and tuple(data) == SCORE_FIELDS:  # as SampleScore.to_json writes it: the row is its values
+        row: list[Any] | None = list(data.values())
+    else:
+        score = _score_of(data)
+        row = None if score is None else [getattr(score, f) for f in SCORE_FIELDS]
     # A sample the protocol did not draw (GLaMM's seeded draw) has no mask but did not fail: not retried, not listed.
-    not_drawn = pred.get("status") == "not_drawn" or bool(score and score.not_drawn)
-    failed = (pred.get("mask") is None and not not_drawn) or bool(score and score.failed)
+    not_drawn = pred.get("status") == "not_drawn" or bool(row and row[_NOT_DRAWN])
+    failed = (pred.get("mask") is None and not not_drawn) or bool(row and row[_FAILED])
     error = pred.get("error")
-    row = None if score is None else [getattr(score, f) for f in SCORE_FIELDS]
     return IndexEntry(str(record["id"]), offset, length, row, failed, pred.get("parse_status") == "failed",
                       None if error is None else str(error))
 
@@ -86,9 +91,12 @@ def _score_of(data: Any) -> SampleScore | None:
         return None
 
 
+# One encoder for every index line (json.dumps with options builds a new one per call); same bytes.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _line(e: IndexEntry) -> str:
-    return json.dumps([e.id, e.offset, e.length, e.row, int(e.failed), int(e.parse_failed), e.error],
-                      separators=(",", ":"), allow_nan=False) + "\n"
+    return _ENCODER.encode([e.id, e.offset, e.length, e.row, int(e.failed), int(e.parse_failed), e.error]) + "\n"
 
 
 def _parse(line: str) -> IndexEntry:
@@ -126,9 +134,14 @@ class ScoreIndex:
         return self._latest
 
     def add(self, entry: IndexEntry, stat: tuple[int, int]) -> None:
-        self.entries.append(entry)
+        self.extend([entry], stat)
+
+    def extend(self, entries: list[IndexEntry], stat: tuple[int, int] | None) -> None:
+        """Entries just appended to the log, which is now ``stat`` (None: not known yet, so not ``current``)."""
+        self.entries.extend(entries)
         if self._latest is not None:
-            self._latest[entry.id] = entry
+            for entry in entries:
+                self._latest[entry.id] = entry
         self.stat = stat
 
     def current(self) -> bool:
@@ -238,18 +251,21 @@ def _read_valid(log_path: Path, stat: tuple[int, int]) -> list[IndexEntry] | Non
 
 
 class IndexWriter:
-    """Appends index lines after their log lines (same order, flushed each time)."""
+    """Appends index lines after their log lines (same order, one write and flush per batch)."""
 
     def __init__(self, log_path: Path) -> None:
         self.path = index_path(log_path)
         self._fh: Any = None
 
     def append(self, entry: IndexEntry) -> None:
+        self.append_many([entry])
+
+    def append_many(self, entries: list[IndexEntry]) -> None:
         if self._fh is None:
             self._fh = self.path.open("a", encoding="utf-8")
             if self._fh.tell() == 0:
                 self._fh.write(_HEADER)
-        self._fh.write(_line(entry))
+        self._fh.write("".join(map(_line, entries)))
         self._fh.flush()
 
     def close(self) -> None:

@@ -6,9 +6,10 @@
     RUN/results.json            metrics per model x split (schema in harness/score/schema.py)
     RUN/report/index.html       the rendered report
 
-Lines are flushed as they are written, so a killed run loses at most the line being
-written; on resume a truncated last line is cut off and every complete line is kept. A later
-line for an id supersedes an earlier one (``--retry-failed`` appends new lines for failed ids).
+A batch's lines are written and flushed together, as soon as its predictions are scored, so a
+killed run loses at most the batch in flight; on resume a truncated last line is cut off and every
+complete line is kept. A later line for an id supersedes an earlier one (``--retry-failed``
+appends new lines for failed ids).
 Beside each log a score index (``<split>.jsonl.scores``, harness/records/score_index.py) lets
 every reader skip the masks; it is derived from the log and rebuilt whenever it does not match.
 """
@@ -93,6 +94,7 @@ class PredictionLog:
         self._fh: BinaryIO | None = None
         self._cache = {} if cache is None else cache  # a RunDir's: what this log appends, its readers see
         self._index_writer = score_index.IndexWriter(path)
+        self._writing: ScoreIndex | None = None  # while the log is open for appending: its index, kept in step here
 
     def index(self) -> ScoreIndex:
         """The log's score index; cuts a truncated log tail (a killed run) so appends start clean."""
@@ -107,25 +109,52 @@ class PredictionLog:
         return {i for i, e in latest.items() if not (retry_failed and e.failed)}
 
     def append(self, record: dict[str, Any]) -> None:
-        index = self.index()
-        if self._fh is None:
+        self.append_many([record])
+
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        """Append one batch's records: all their lines in one write and one flush, then their index lines.
+
+        Why one flush per batch loses nothing a flush per line would keep: a batch's predictions
+        arrive together, after the model's call, and are written before the next batch is asked
+        for, so a kill before the write loses that batch's predictions either way, and one during
+        it (microseconds against the model's call) leaves complete lines and at most one torn last
+        line, which the next writer cuts off (``index``) and resume redoes. The bytes are those of
+        one ``append`` per record, line for line.
+        """
+        if not records:
+            return
+        index = self._writing
+        if index is None:  # the first batch: check the log once (repairing a torn tail), then track it here
+            index = self.index()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("ab")
-        line = (_LINE_ENCODER.encode(record) + "\n").encode("utf-8")
-        offset = index.end
-        self._fh.write(line)
+        assert self._fh is not None
+        offset = index.end  # where the log ends: kept in memory, not asked of the file per line
+        lines, entries = [], []
+        for record in records:
+            line = (_LINE_ENCODER.encode(record) + "\n").encode("utf-8")
+            lines.append(line)
+            entries.append(score_index.entry_of(record, offset, len(line)))
+            offset += len(line)
+        self._fh.write(b"".join(lines))
         self._fh.flush()
-        # Log first, then its index line: a kill between the two leaves an index one line short,
-        # which the next reader notices (the log is longer) and rebuilds.
-        entry = score_index.entry_of(record, offset, len(line))
-        self._index_writer.append(entry)
-        st = os.fstat(self._fh.fileno())
-        index.add(entry, (st.st_size, st.st_mtime_ns))
+        # Log first, then its index lines: a kill between the two leaves an index short of the
+        # log, which the next reader notices (the log is longer) and rebuilds.
+        self._index_writer.append_many(entries)
+        # The log's size and time are asked once, on closing: until then the cached index does not
+        # claim to be current, so a reader in the meantime reads the index file instead.
+        index.extend(entries, None)
+        self._writing = index
+        self._cache[self.path] = index
 
     def close(self) -> None:
         if self._fh is not None:
+            if self._writing is not None:
+                st = os.fstat(self._fh.fileno())
+                self._writing.stat = (st.st_size, st.st_mtime_ns)
             self._fh.close()
             self._fh = None
+        self._writing = None
         self._index_writer.close()
 
 

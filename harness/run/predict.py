@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -86,6 +86,14 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+_FIELDS = tuple(f.name for f in fields(Prediction))
+
+
+def _replaced(pred: Prediction, changes: dict[str, Any]) -> Prediction:
+    """``dataclasses.replace`` without its per-call introspection of the fields (it runs once per sample)."""
+    return Prediction(*[changes[f] if f in changes else getattr(pred, f) for f in _FIELDS])
+
+
 def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, width: int, seconds: float) -> Prediction:
     """Check the mask's size, convert the box to original pixels, fill in the timing."""
     changes: dict[str, Any] = {}
@@ -101,7 +109,7 @@ def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, wi
             changes.update(box=None, mask=None, error=f"{adapter.info.name} on {sample.id}: box {list(pred.box)!r} is not 4 finite numbers")
         else:
             changes["box"] = box_to_pixels(pred.box, adapter.info.box_space, width, height)
-    return replace(pred, **changes) if changes else pred
+    return _replaced(pred, changes) if changes else pred
 
 
 def _release_cuda_cache() -> None:
@@ -180,6 +188,16 @@ def predict_samples(
     window of batches is in flight; a batch's time limit (``timeout`` per sample) runs while
     its answer is awaited.
     """
+    for ready in predict_batches(adapter, samples, batch_size, timeout, fail_fast, prefetch, exif):
+        yield from ready
+
+
+def predict_batches(
+    adapter: Adapter, samples: Sequence[Sample], batch_size: int, timeout: float | None = None, fail_fast: bool = False,
+    prefetch: int = 2, exif: str = "ignore",
+) -> Iterator[list[tuple[Sample, Predicted]]]:
+    """``predict_samples``, a list at a time: what became ready together (a batch's answers, the
+    samples of an unreadable image), so the runner writes each batch's lines with one write."""
     caller = _caller(adapter)
     done: dict[int, tuple[Sample, Predicted]] = {}  # by position: results leave in the samples' order
     next_out = 0
@@ -255,12 +273,18 @@ def predict_samples(
                             raise RuntimeError(f"{e.sample.id}: {final.error or 'the adapter returned no mask'}")
                         done[e.seq] = (e.sample, Predicted(final, halvings))
                         e.image = None  # done with its pixels: the entry may outlive the batch (an OOM half's sibling)
+                ready = []
                 while next_out in done:
-                    yield done.pop(next_out)
+                    ready.append(done.pop(next_out))
                     next_out += 1
+                if ready:
+                    yield ready
+            ready = []
             while next_out in done:  # samples of unreadable images after the last batch
-                yield done.pop(next_out)
+                ready.append(done.pop(next_out))
                 next_out += 1
+            if ready:
+                yield ready
         finally:
             if inflight:  # stopped early (fail-fast, an interrupt): no answer may be left unread in a pipe
                 caller.cancel()

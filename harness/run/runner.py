@@ -8,6 +8,7 @@ after checking the union of ids against the split, then results and report are w
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -40,18 +41,27 @@ if TYPE_CHECKING:
 
 
 def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
-    from harness.score.scoring import score_sample
+    """The log record of one sample's prediction."""
+    return records([(sample, predicted)], conv)[0]
 
-    pred = predicted.prediction
-    rec: dict[str, Any] = {
-        "id": sample.id,
-        "expression": sample.expression,
-        "prediction": pred.to_json(),
-        "score": score_sample(pred, sample.gt, conv, sample.no_target).to_json(),
-    }
-    if predicted.oom_halvings:
-        rec["oom_halvings"] = predicted.oom_halvings
-    return rec
+
+def records(ready: list[tuple[Sample, Predicted]], conv: Conventions) -> list[dict[str, Any]]:
+    """The log records of a batch's (sample, prediction) pairs, scored together (harness.score.scoring.score_samples)."""
+    from harness.score.scoring import score_samples
+
+    scores = score_samples([(p.prediction, s.gt, s.no_target) for s, p in ready], conv)
+    out = []
+    for (sample, predicted), score in zip(ready, scores):
+        rec: dict[str, Any] = {
+            "id": sample.id,
+            "expression": sample.expression,
+            "prediction": predicted.prediction.to_json(),
+            "score": score.to_json(),
+        }
+        if predicted.oom_halvings:
+            rec["oom_halvings"] = predicted.oom_halvings
+        out.append(rec)
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ def run_model_split(
     failed), appending to ``log``: a new line for an id supersedes its earlier one."""
     from tqdm import tqdm
 
-    from harness.run.predict import predict_samples
+    from harness.run.predict import predict_batches
 
     done = log.done(retry_failed) | done_elsewhere
     todo = [s for s in samples if s.id not in done]
@@ -79,15 +89,22 @@ def run_model_split(
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc=f"{model} {split}",
                disable=None, file=sys.stderr, dynamic_ncols=True)
     lines = LineProgress(model, split, len(samples), len(samples) - len(todo))  # when stderr is no terminal
+    # What exists now (the samples, the log's index, the modules) lives through the split: frozen, it
+    # is not traversed again by every full collection that the growing index triggers (a few us a
+    # sample of a zero-cost model), and it is an ordinary object again once the split is done.
+    gc.freeze()
     try:
-        for sample, result in predict_samples(adapter, todo, batch_size, timeout, fail_fast, exif=conv.exif):
-            log.append(record(sample, result, conv))
-            predicted += 1
-            failed += result.prediction.failed
-            halvings = max(halvings, result.oom_halvings)
-            bar.update(1)
-            lines.update(1)
+        for ready in predict_batches(adapter, todo, batch_size, timeout, fail_fast, exif=conv.exif):
+            # A batch's lines in one write, before the next batch is asked for (why: PredictionLog.append_many).
+            log.append_many(records(ready, conv))
+            predicted += len(ready)
+            for _, result in ready:
+                failed += result.prediction.failed
+                halvings = max(halvings, result.oom_halvings)
+            bar.update(len(ready))
+            lines.update(len(ready))
     finally:
+        gc.unfreeze()
         bar.close()
         lines.close()
         log.close()

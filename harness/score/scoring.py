@@ -15,16 +15,19 @@ the overlap inside it), everything follows from |P|, |P∧M|, |P∧O|, |P∧G|, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from harness import masks
 from harness.data.conventions import Conventions
 from harness.types import GroundTruth, Prediction, SampleScore
 
 
-def intersection_union(pred: masks.RLE, gt: GroundTruth, conv: Conventions) -> tuple[int, int, int, int]:
-    """Return (intersection, union, gt_area, pred_area) under the conventions."""
-    p_area = masks.area(pred)
+def intersection_union(pred: masks.RLE, gt: GroundTruth, conv: Conventions,
+                       areas: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """Return (intersection, union, gt_area, pred_area) under the conventions; ``areas``: |pred| and
+    |gt.mask| when already known (``score_samples`` counts a batch's in one call)."""
+    p_area, gt_area = (masks.area(pred), masks.area(gt.mask)) if areas is None else areas
     inter = masks.intersection_area(pred, gt.mask) if p_area else 0
-    gt_area = masks.area(gt.mask)
     if gt.overlap is not None and conv.gt_overlap == "lisa_sum":
         gt_area -= masks.area(gt.overlap)
         if inter:
@@ -40,12 +43,23 @@ def intersection_union(pred: masks.RLE, gt: GroundTruth, conv: Conventions) -> t
     return inter, union, gt_area, p_area
 
 
-def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target: bool = False) -> SampleScore:
+def score_samples(items: Sequence[tuple[Prediction, GroundTruth, bool]], conv: Conventions) -> list[SampleScore]:
+    """``score_sample`` for each (prediction, ground truth, no_target) of a batch, the same scores,
+    with the areas of the predicted and ground-truth masks counted in one pycocotools call each."""
+    masked = [(k, pred.mask, gt.mask) for k, (pred, gt, _) in enumerate(items) if pred.mask is not None and not pred.not_drawn]
+    counted = zip(masks.areas([p for _, p, _ in masked]), masks.areas([g for _, _, g in masked]))
+    known = {k: both for (k, _, _), both in zip(masked, counted)}
+    return [score_sample(pred, gt, conv, no_target, known.get(k)) for k, (pred, gt, no_target) in enumerate(items)]
+
+
+def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target: bool = False,
+                 areas: tuple[int, int] | None = None) -> SampleScore:
     """Score one prediction. A failed prediction (no mask) follows ``conv.failure``.
 
     ``no_target`` is the sample's dataset flag (``Sample.no_target``): it is recorded, and it
     picks the empty-union rule (``conv.empty_union_rule``). An empty ground truth alone
     does not make a sample no-target: ReLA scores a targeted sample with union 0 as IoU 0.
+    ``areas``: |pred.mask| and |gt.mask|, when the caller has counted them (``score_samples``).
     """
     if pred.not_drawn:  # the protocol left it out: no metric sees it (metrics.summarize counts it apart)
         gt_area = intersection_union(masks.empty(gt.height, gt.width), gt, conv)[2]
@@ -78,7 +92,7 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target
             no_target=no_target,
         )
 
-    inter, union, gt_area, p_area = intersection_union(pred.mask, gt, conv)
+    inter, union, gt_area, p_area = intersection_union(pred.mask, gt, conv, areas)
     # The empty-union rule first, so that giou_eps may be 0 (ReLA divides exactly).
     rule = conv.empty_union_rule(no_target)
     iou = {"one": 1.0, "zero": 0.0, "drop": None}[rule] if union == 0 else inter / (union + conv.giou_eps)
