@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from harness import masks
 from harness.data.conventions import Conventions
 from harness.data.suites import Suite
 from harness.data.yamlfile import read_yaml
@@ -189,7 +188,7 @@ def _family_masks(family: Family, samples: Sequence[Sample], lists: Mapping[str,
     """label -> boolean membership over ``samples`` (empty slices dropped by the caller)."""
     p = family.params
     if family.by in ("coco_area", "relative_area_terciles"):
-        area = np.array([masks.area(s.gt.mask) for s in samples], dtype=np.float64)
+        area = np.array([s.gt.area for s in samples], dtype=np.float64)
         targeted = area > 0
         if family.by == "coco_area":
             return {"small": targeted & (area < p["small_below"]),
