@@ -138,17 +138,20 @@ def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray],
     # The groups' tables side by side (n x width per group) would be 100 MB for 14 slices of 100k
     # samples: they are multiplied in blocks of at most 32 MB, built once when one block holds them
     # all (smaller splits), else again for each chunk of draws. Each column's sums are the same
-    # products summed alike, so the values do not depend on the blocks.
-    member = np.stack([np.asarray(g, dtype=np.float64) for g in groups], axis=1)  # (n, groups)
+    # products summed alike, so the values do not depend on the blocks. Laid out (group, column, sample),
+    # so that building a block multiplies contiguous rows (three times faster than sample-major).
+    columns = np.ascontiguousarray(table.T)  # (width, n)
+    member = np.stack([np.asarray(g, dtype=np.float64) for g in groups])  # (groups, n)
     per_block = max(1, 4_000_000 // (n * width))
     blocks = [slice(b, min(b + per_block, len(groups))) for b in range(0, len(groups), per_block)]
-    buffer = np.empty((n, min(per_block, len(groups)), width))
+    buffer = np.empty((min(per_block, len(groups)), width, n))
 
     def block_table(b: slice) -> np.ndarray:
+        """(n, width x groups of the block): each group's columns, zero outside the group."""
         k = b.stop - b.start
-        out = buffer[:, :k]
-        np.multiply(table[:, None, :], member[:, b, None], out=out)
-        return out.reshape(n, k * width)
+        out = buffer[:k]
+        np.multiply(columns[None, :, :], member[b, None, :], out=out)
+        return out.reshape(k * width, n).T
 
     built = block_table(blocks[0]) if len(blocks) == 1 else None
     rng = np.random.default_rng(seed)
