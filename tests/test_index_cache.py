@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from helper_datasets import write_refer
 from test_sources_refer import SPLITS, mini_suite, source
@@ -155,3 +156,28 @@ def test_runs_results_and_reports_are_the_same_as_with_every_ground_truth_in_mem
         scores = [(r["id"], r["score"]) for r in map(json.loads, log.read_text().splitlines())]
         other = eager / log.relative_to(lazy)
         assert scores == [(r["id"], r["score"]) for r in map(json.loads, other.read_text().splitlines())]
+
+
+def test_many_samples_round_trip_over_several_row_lines(tmp_path: Path) -> None:
+    """5,000 samples: rows on three lines, ground truths shared by pairs of samples, metadata of every kind."""
+    from harness.data.sources.index_cache import load_index, save_index
+
+    def gt(k: int) -> GroundTruth:
+        m = masks.encode((np.arange(12 * 10).reshape(12, 10) % (k % 7 + 2)) == 0)
+        return GroundTruth(mask=m, box=(0.0, 1.5, 9.0, float(k % 12)) if k % 3 else None,
+                           ignore=masks.encode(np.eye(12, 10, dtype=bool)) if k % 5 == 0 else None)
+
+    gts = [gt(k) for k in range(2500)]
+    want = [Sample(id=f"d/val/{i}", image=str(tmp_path / "data" / f"{i // 4}.jpg"), expression=f"thing é {i % 9}", gt=gts[i // 2],
+                   dataset="d", split="val", no_target=i % 11 == 0,
+                   meta={"object": str(i // 2), "n": i, "flag": i % 2 == 0, "x": 1.0, "sent": f"thing é {i % 9}"} if i % 13 else {})
+               for i in range(5000)]
+    path = tmp_path / "cache" / "index" / "x" / "k.jsonl"
+    assert save_index(path, "k", want, tmp_path / "data", tmp_path / "cache", ["a note"])
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 1 + 3 + 2500
+    got, notes = load_index(path, "k", tmp_path / "data", tmp_path / "cache")  # type: ignore[misc]
+    assert notes == ["a note"]
+    assert [fields_of(s) for s in got] == [fields_of(s) for s in want]
+    assert [type(v) for s in got for v in s.meta.values()] == [type(v) for s in want for v in s.meta.values()]
+    assert got[0].gt is got[1].gt and got[1].gt is not got[2].gt
+    assert load_index(path, "other key", tmp_path / "data", tmp_path / "cache") is None

@@ -34,6 +34,7 @@ from harness.types import Sample
 
 CACHE_FORMAT = 2  # 2: ground truths on lines of their own, read on demand (1: one JSON document)
 _HASH_CHUNK = 1 << 20
+_ROWS_PER_LINE = 2048  # samples per line of the cache file
 
 
 class FileHasher:
@@ -116,9 +117,10 @@ def save_index(path: Path, key: str, samples: Sequence[Sample], data_root: Path 
     """Write ``samples`` compactly: distinct images and ground truths once, samples as rows; False when
     the cache cannot be written.
 
-    The file is JSON Lines: a header (images, samples, each ground truth's height, width and area,
-    and where its line is), then one line per ground truth with its RLE counts and box, read only
-    when a sample's mask is used (``lazy_gt``)."""
+    The file is JSON Lines: a header (images, each ground truth's height, width and area, where the
+    sections are), the samples' rows a batch per line, then one line per ground truth with its RLE
+    counts and box, read only when a sample's mask is used (``lazy_gt``). Rows come in batches so that
+    reading them never holds every row's parsed JSON at once."""
     images: dict[str, int] = {}
     gts: dict[int, int] = {}
     gt_rows: list[list[int]] = []
@@ -139,17 +141,21 @@ def save_index(path: Path, key: str, samples: Sequence[Sample], data_root: Path 
             gt_lines.append(line)
             offsets.append(offsets[-1] + len(line))
         rows.append([s.id, ii, s.expression, gi, s.dataset, s.split, int(s.no_target), s.meta or None])
+    row_lines = [json.dumps(rows[k:k + _ROWS_PER_LINE], separators=(",", ":"), ensure_ascii=False) + "\n"
+                 for k in range(0, len(rows), _ROWS_PER_LINE)]
     header = {
         "cache_format": CACHE_FORMAT,
         "key": key,
         "warnings": list(warnings),
         "images": [_rel(i, data_root, cache_dir) for i in images],
         "gts": gt_rows,
-        "gt_offsets": offsets,  # byte offsets of each ground truth's line after the header's; the last is the section's size
-        "samples": rows,
+        "samples": len(rows),
+        "sample_lines": len(row_lines),
+        "sample_bytes": sum(len(line.encode()) for line in row_lines),
+        "gt_offsets": offsets,  # of each ground truth's line, after the rows; the last is the section's size
     }
     try:
-        write_lines_atomic(path, [json.dumps(header, separators=(",", ":"), ensure_ascii=False) + "\n", *gt_lines])
+        write_lines_atomic(path, [json.dumps(header, separators=(",", ":"), ensure_ascii=False) + "\n", *row_lines, *gt_lines])
     except OSError:
         return False  # a read-only cache: the next run parses again
     return True
@@ -168,39 +174,39 @@ def _shared(meta: dict[str, Any], pool: dict[Any, Any]) -> dict[str, Any]:
 def load_index(path: Path, key: str, data_root: Path | None, cache_dir: Path) -> tuple[list[Sample], list[str]] | None:
     """The cached samples (their ground truths read on demand) and warnings, or None when absent,
     stale, of another format, torn or unreadable (the caller then parses the split again)."""
+    fd = -1
     try:
         with path.open("rb") as f:
             first = f.readline()
-            size = os.fstat(f.fileno()).st_size
             doc = json.loads(first)
-            header, complete = len(first), first.endswith(b"\n")
-            del first  # tens of MB at 100k samples, no longer needed
+            if not isinstance(doc, dict) or doc.get("cache_format") != CACHE_FORMAT or doc.get("key") != key:
+                return None
+            offsets = doc["gt_offsets"]
+            start = len(first) + int(doc["sample_bytes"])
+            # A file cut short (or grown) is not trusted: every line must be where the header says.
+            if not first.endswith(b"\n") or len(offsets) != len(doc["gts"]) + 1 or os.fstat(f.fileno()).st_size != start + int(offsets[-1]):
+                return None
+            del first
+            images = [_abs(r, data_root, cache_dir) for r in doc["images"]]
+            # Images the reader extracted into the cache must still be there.
+            if any(r.startswith("c:") and not os.path.exists(p) for r, p in zip(doc["images"], images)):
+                return None
             fd = os.dup(f.fileno())
-    except (OSError, ValueError):
-        return None
-    try:
-        if not isinstance(doc, dict) or doc.get("cache_format") != CACHE_FORMAT or doc.get("key") != key:
-            return None
-        offsets = doc["gt_offsets"]
-        # A file cut short (or grown) is not trusted: every line must be where the header says.
-        if not complete or len(offsets) != len(doc["gts"]) + 1 or size != header + int(offsets[-1]):
-            return None
-        images = [_abs(r, data_root, cache_dir) for r in doc["images"]]
-        # Images the reader extracted into the cache must still be there.
-        if any(r.startswith("c:") and not os.path.exists(p) for r, p in zip(doc["images"], images)):
-            return None
-        store = GroundTruthStore(path, fd, header, offsets)
-        fd = -1  # the store closes it
-        gts = [LazyGroundTruth(store, i, int(h), int(w), int(area)) for i, (h, w, area) in enumerate(doc["gts"])]
-        del doc["gts"]
-        # One object per distinct string: 100k samples of one dataset and split hold two strings, not 200k.
-        pool: dict[Any, Any] = {}
-        samples = [
-            Sample(id=sid, image=images[ii], expression=pool.setdefault(expr, expr), gt=gts[gi], dataset=pool.setdefault(ds, ds),
-                   split=pool.setdefault(sp, sp), no_target=bool(nt), meta=_shared(meta, pool) if meta else {})
-            for sid, ii, expr, gi, ds, sp, nt, meta in doc["samples"]
-        ]
-    except (KeyError, TypeError, ValueError, IndexError):
+            store = GroundTruthStore(path, fd, start, offsets)
+            fd = -1  # the store closes it
+            gts = [LazyGroundTruth(store, i, int(h), int(w), int(area)) for i, (h, w, area) in enumerate(doc["gts"])]
+            # One object per distinct string: 100k samples of one dataset and split hold two strings, not 200k.
+            pool: dict[Any, Any] = {}
+            samples: list[Sample] = []
+            for _ in range(int(doc["sample_lines"])):
+                samples += [
+                    Sample(id=sid, image=images[ii], expression=pool.setdefault(expr, expr), gt=gts[gi], dataset=pool.setdefault(ds, ds),
+                           split=pool.setdefault(sp, sp), no_target=bool(nt), meta=_shared(meta, pool) if meta else {})
+                    for sid, ii, expr, gi, ds, sp, nt, meta in json.loads(f.readline())
+                ]
+            if f.tell() != start or len(samples) != doc["samples"]:
+                return None
+    except (OSError, KeyError, TypeError, ValueError, IndexError):
         return None
     finally:
         if fd >= 0:
