@@ -136,13 +136,14 @@ def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray],
     table = np.stack([*(c for m in metrics for side in (run, base) for c in _columns(side, m)), np.ones(n)], axis=1)
     width = table.shape[1]
     # The groups' tables side by side (n x width per group) would be 100 MB for 14 slices of 100k
-    # samples: they are multiplied in blocks of at most 32 MB, built once when one block holds them
+    # samples: they are multiplied in blocks of at most 16 MB, built once when one block holds them
     # all (smaller splits), else again for each chunk of draws. Each column's sums are the same
     # products summed alike, so the values do not depend on the blocks. Laid out (group, column, sample),
     # so that building a block multiplies contiguous rows (three times faster than sample-major).
     columns = np.ascontiguousarray(table.T)  # (width, n)
-    member = np.stack([np.asarray(g, dtype=np.float64) for g in groups])  # (groups, n)
-    per_block = max(1, 4_000_000 // (n * width))
+    del table
+    member = np.stack([np.asarray(g, dtype=bool) for g in groups])  # (groups, n); x * True is x, x * False is 0
+    per_block = max(1, 2_000_000 // (n * width))
     blocks = [slice(b, min(b + per_block, len(groups))) for b in range(0, len(groups), per_block)]
     buffer = np.empty((min(per_block, len(groups)), width, n))
 
