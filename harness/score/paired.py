@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Protocol
 
 import numpy as np
@@ -117,7 +118,7 @@ class Columns:
 
     @classmethod
     def subset(cls, p: Scores, mask: np.ndarray) -> Columns:
-        return Columns(tuple(i for i, keep in zip(p.ids, mask) if keep), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
+        return Columns(tuple(compress(p.ids, np.asarray(mask).tolist())), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
 
 
 def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray], metrics: Sequence[str], eps: float = 1e-10,
