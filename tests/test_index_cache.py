@@ -181,3 +181,46 @@ def test_many_samples_round_trip_over_several_row_lines(tmp_path: Path) -> None:
     assert [type(v) for s in got for v in s.meta.values()] == [type(v) for s in want for v in s.meta.values()]
     assert got[0].gt is got[1].gt and got[1].gt is not got[2].gt
     assert load_index(path, "other key", tmp_path / "data", tmp_path / "cache") is None
+
+
+def test_results_read_no_ground_truth_and_the_report_only_the_gallerys(tree: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """results.json (slices included) needs each ground truth's area only, known from the header; the report reads
+    the lines of the samples its gallery draws, and nothing is read to decide what the gallery shows."""
+    from harness.data.sources.lazy_gt import GroundTruthStore
+    from harness.publish import finish
+    from harness.publish.report import gallery
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(["run", "--models", "empty", "--suite", str(mini_suite(tmp_path / "mini.yaml")), "--data-root", str(tree),
+                 "--out", str(run), "--no-report"]) == 0
+    reads: list[tuple[str, int]] = []
+    real_fields = GroundTruthStore.fields
+
+    def counted(self: GroundTruthStore, i: int, size: list[int]) -> Any:
+        reads.append((phase[0], i))
+        return real_fields(self, i, size)
+
+    phase = ["start"]
+    monkeypatch.setattr(GroundTruthStore, "fields", counted)
+    real_results, real_build = finish.write_results, gallery.build_entries
+
+    def results(*a: Any, **k: Any) -> Any:
+        phase[0] = "results"
+        try:
+            return real_results(*a, **k)
+        finally:
+            phase[0] = "after results"
+
+    def build(*a: Any, **k: Any) -> Any:
+        phase[0] = "gallery"
+        try:
+            return real_build(*a, **k)
+        finally:
+            phase[0] = "after gallery"
+
+    monkeypatch.setattr(finish, "write_results", results)
+    monkeypatch.setattr(gallery, "build_entries", build)
+    assert main(["report", str(run), "--data-root", str(tree)]) == 0
+    assert reads and {p for p, _ in reads} == {"gallery"}
