@@ -13,10 +13,11 @@ annotation file. A second run reads that file and starts at once.
 - Ground truths are stored once per object and shared by its sentences; image paths are
   stored relative to the data root (``d:``) or the cache (``c:``), so moving the data root
   keeps the cache valid.
-- The first line holds everything but the ground truths' RLE counts; each ground truth is a
-  line of its own after it, read when its sample is scored or drawn (``lazy_gt``), so the
-  samples of a 100k split hold no counts. The format is in the key, and a file of another
-  format, or whose size is not what its header says (torn), is parsed again and rewritten.
+- A header line (images, each ground truth's height, width and area, where the sections are),
+  the samples' rows 2,048 to a line, then each ground truth's RLE counts and box on a line of
+  its own, read when its sample is scored or drawn (``lazy_gt``), so the samples of a 100k
+  split hold no counts. The format is in the key, and a file of another format, or whose size
+  is not what its header says (torn), is parsed again and rewritten.
 """
 
 from __future__ import annotations
