@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         assert [s.id for s in again] == [s.id for s in samples]
         child = subprocess.run([sys.executable, "-c", CHILD, str(root), str(cache)], capture_output=True, text=True, check=True)
         child_time = float(child.stdout.split()[0])
-        index = sorted((cache / "index" / "refer").glob("*.json"))
+        index = sorted((cache / "index" / "refer").glob("*.jsonl"))
         print(f"synthetic split: {len(samples)} expressions ({total} written), {args.refs} objects; "
               f"refs(unc).p {sizes['refs(unc).p'] / 1e6:.1f} MB, instances.json {sizes['instances.json'] / 1e6:.1f} MB")
         print(f"first parse (empty cache):          {first:.2f} s")

@@ -72,6 +72,14 @@ class GroundTruth:
     def width(self) -> int:
         return int(self.mask["size"][1])
 
+    @property
+    def area(self) -> int:
+        """The mask's pixel count (on its runs, not decoded); one read from the index cache knows it
+        without its mask (``harness.data.sources.lazy_gt``)."""
+        from harness import masks  # masks imports this module
+
+        return masks.area(self.mask)
+
 
 # The metadata keys a model may be given (Sample.query keeps these and drops every other key).
 # An allow-list, so that a key a new source adds stays with the referee until it is decided here.

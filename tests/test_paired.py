@@ -86,3 +86,24 @@ def test_groups_are_resampled_with_the_whole_split() -> None:
             direct.append(100 * (inter_b[kept].sum() / (union[kept].sum() + 1e-10) - inter_a[kept].sum() / (union[kept].sum() + 1e-10)))
     assert got[1]["ciou"][0] == pytest.approx(center)
     assert np.allclose(got[1]["ciou"][1], np.array(direct) - got[1]["ciou"][0], atol=1e-9)
+
+
+def test_groups_multiplied_in_blocks_give_what_one_block_gives() -> None:
+    """At 40k samples 14 groups' tables exceed one block (they are rebuilt per chunk of draws); one group fits in
+    one (built once). The draws do not depend on the groups, so each group's deviations must not either."""
+    from harness.score.paired import deviations_by_group
+
+    rng = np.random.default_rng(5)
+    n = 40_000
+    union = rng.integers(1, 5000, n).astype(float)
+    inter_a, inter_b = np.floor(union * rng.random(n)), np.floor(union * rng.random(n))
+    a = S(tuple(f"s{i:05d}" for i in range(n)), inter_a, union, inter_a / (union + 1e-5), rng.random(n) < 0.9)
+    b = S(a.ids, inter_b, union, inter_b / (union + 1e-5), np.ones(n, bool))
+    groups = [rng.random(n) < p for p in np.linspace(0.02, 0.9, 14)]
+    together = deviations_by_group(b, a, groups, ("ciou", "giou"), rounds=60)
+    apart = [deviations_by_group(b, a, [g], ("ciou", "giou"), rounds=60)[0] for g in groups]
+    for got, want in zip(together, apart):
+        for m in ("ciou", "giou"):
+            assert got[m][0] == want[m][0]
+            # the same products summed; a threaded BLAS may split a wider product's sums differently
+            np.testing.assert_allclose(got[m][1], want[m][1], rtol=0, atol=1e-9)

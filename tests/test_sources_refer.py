@@ -107,7 +107,7 @@ def test_ciou_equals_lisa_reference_on_the_same_predictions(tree: Path, tmp_path
 def test_index_cache_is_used_and_invalidated(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     first = source(tree, cache).samples("refcoco_val")
-    assert list((cache / "index" / "refer").glob("*.json"))
+    assert list((cache / "index" / "refer").glob("*.jsonl"))
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("parsed again instead of reading the cache")

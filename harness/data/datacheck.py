@@ -21,7 +21,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from harness import masks
 from harness.data.images import ImageError, header, load_image
 from harness.data.samples import cache_dir
 from harness.data.sources import Source, source_class
@@ -56,7 +55,7 @@ def split_counts(samples: Sequence[Sample]) -> dict[str, int]:
 
 def empty_targets(samples: Sequence[Sample]) -> list[str]:
     """Ids of samples the dataset says have a target whose ground-truth mask has no pixel."""
-    return [s.id for s in samples if not s.no_target and masks.area(s.gt.mask) == 0]
+    return [s.id for s in samples if not s.no_target and s.gt.area == 0]
 
 
 class ImageChecker:

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from harness import masks
 from harness.data.conventions import Conventions
 from harness.data.suites import Suite
 from harness.data.yamlfile import read_yaml
@@ -189,7 +188,7 @@ def _family_masks(family: Family, samples: Sequence[Sample], lists: Mapping[str,
     """label -> boolean membership over ``samples`` (empty slices dropped by the caller)."""
     p = family.params
     if family.by in ("coco_area", "relative_area_terciles"):
-        area = np.array([masks.area(s.gt.mask) for s in samples], dtype=np.float64)
+        area = np.array([s.gt.area for s in samples], dtype=np.float64)
         targeted = area > 0
         if family.by == "coco_area":
             return {"small": targeted & (area < p["small_below"]),
@@ -233,13 +232,12 @@ def assign(samples: Sequence[Sample], defs: SliceSet) -> dict[str, dict[str, np.
     return out
 
 
-def _intervals(chosen: Sequence[SampleScore], ids: Sequence[str], groups: Sequence[np.ndarray], eps: float, rounds: int,
+def _intervals(arr: ScoreArrays, ids: Sequence[str], groups: Sequence[np.ndarray], eps: float, rounds: int,
                ) -> list[dict[str, list[float]]]:
     """Percentile 95% intervals of cIoU and gIoU of each group, all from one set of resamples of the split.
 
     The shared paired bootstrap against a model that scores 0 everywhere is the plain bootstrap of
     the metric (a difference from zero), so no second bootstrap is written here."""
-    arr = ScoreArrays.of(chosen)
     model = Columns(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
     n = len(ids)
     zero = Columns(tuple(ids), np.zeros(n), np.ones(n), np.zeros(n), np.ones(n, dtype=bool))
@@ -264,19 +262,19 @@ def slice_metrics(scores: Mapping[str, SampleScore], samples: Sequence[Sample], 
     have = np.array([s.id in scores for s in samples], dtype=bool)
     predicted = np.flatnonzero(have)
     chosen_all = [scores[samples[int(i)].id] for i in predicted]
+    arrays = ScoreArrays.of(chosen_all)  # once; a slice's are its rows (in the same order), not rebuilt from objects
     out: dict[str, dict[str, dict[str, Any]]] = {}
     wanted: list[tuple[str, str, np.ndarray]] = []
     for family, by_label in membership.items():
         for label, member in by_label.items():
-            chosen = [scores[samples[int(i)].id] for i in np.flatnonzero(member & have)]
-            res = summarize(chosen, conv, bootstrap_rounds=0)
+            res = summarize(arrays.subset(member[predicted]), conv, bootstrap_rounds=0)
             if res["n"] >= defs.min_n:  # fewer: no interval rather than a misleading one
                 wanted.append((family, label, member[predicted]))
             res["n_expected"] = int(member.sum())
             out.setdefault(family, {})[label] = {k: res[k] for k in (*RESULT_KEYS, "n_expected") if k in res}
     if wanted and bootstrap_rounds > 0:
         ids = [samples[int(i)].id for i in predicted]
-        for (family, label, _), ci in zip(wanted, _intervals(chosen_all, ids, [g for _, _, g in wanted], conv.ciou_eps,
+        for (family, label, _), ci in zip(wanted, _intervals(arrays, ids, [g for _, _, g in wanted], conv.ciou_eps,
                                                              bootstrap_rounds)):
             out[family][label].update(ci)
     return out

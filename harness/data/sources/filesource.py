@@ -150,8 +150,10 @@ class FileSource(Source):
                 dupes = [s.id for s in built if s.id in seen or seen.add(s.id)]  # type: ignore[func-returns-value]
                 if dupes:
                     raise SourceError(f"{self.FORMAT} split {split!r} ({files[0]}): duplicate sample id(s) {', '.join(dupes[:3])}")
-                save_index(where, key, built, self.data_root, self.cache_dir, notes)
-                cached = (built, notes)
+                # Read back as a later run reads it (ground truths on demand), so the first run holds
+                # no more than the next; kept as built only where the cache cannot be written.
+                saved = save_index(where, key, built, self.data_root, self.cache_dir, notes)
+                cached = (load_index(where, key, self.data_root, self.cache_dir) if saved else None) or (built, notes)
             samples, notes = cached
             for note in notes:
                 warnings.warn(note, DataWarning, stacklevel=2)

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
@@ -97,34 +96,27 @@ def _leaderboards(
     status: Mapping[str, Mapping[str, str]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One models x splits table per metric, plus the published rows and their sources."""
-    rows = [{"model": m, "split": s, **res} for m, by_split in results.items() for s, res in by_split.items()]
-    frame = pd.DataFrame(rows, columns=["model", "split"]) if not rows else pd.DataFrame(rows)
-    pub = pd.DataFrame(list(published), columns=["model", "split", "metric", "value", "source"])
-    sources = list(dict.fromkeys(str(s) for s in pub["source"].dropna()))
+    # Plain look-ups, not pandas: importing it (with pyarrow) was a quarter of the 100k report's memory.
+    pub = [{k: p.get(k) for k in ("model", "split", "metric", "value", "source")} for p in published]
+    sources = list(dict.fromkeys(str(p["source"]) for p in pub if not _missing(p["source"])))
 
-    def grid(column: str, frame: pd.DataFrame = frame) -> pd.DataFrame:
-        if column not in frame.columns:
-            return pd.DataFrame(index=list(models), columns=list(splits), dtype=object)
-        table: pd.DataFrame = frame.pivot(index="model", columns="split", values=column)
-        return table.reindex(index=list(models), columns=list(splits))
+    def cell(m: str, s: str, column: str) -> Any:
+        return (results.get(m, {}).get(s) or {}).get(column)
 
     tables = []
     for key, label in LEADERBOARD_METRICS:
-        values, cis, ns = grid(key), grid(f"{key}_ci95"), grid(f"n_{key}")
         # Bold goes to the best complete number only: a partial or failing one is never shown as best.
         best: dict[str, float] = {}
         for s in splits:
             for m in models:
-                x: Any = values.at[m, s]
+                x: Any = cell(m, s, key)
                 if not _missing(x) and is_clean(results.get(m, {}).get(s) or {}):
                     best[s] = max(best.get(s, float(x)), float(x))
         table_rows = []
         for m in models:
             cells = []
             for s in splits:
-                v: Any = values.at[m, s]
-                ci: Any = cis.at[m, s]
-                n_in: Any = ns.at[m, s]
+                v, ci, n_in = cell(m, s, key), cell(m, s, f"{key}_ci95"), cell(m, s, f"n_{key}")
                 ci_text = f"[{float(ci[0]):.1f}, {float(ci[1]):.1f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
                 cells.append(
                     {
@@ -138,16 +130,16 @@ def _leaderboards(
                     }
                 )
             table_rows.append({"label": m, "published": False, "cells": cells})
-        mine = pub[(pub["metric"] == key) & pub["split"].isin(list(splits))]
-        for model in dict.fromkeys(mine["model"]):
+        mine = [p for p in pub if p["metric"] == key and p["split"] in splits]
+        for model in dict.fromkeys(p["model"] for p in mine):
             cells = []
             for s in splits:
-                hit = mine[(mine["model"] == model) & (mine["split"] == s)]
-                if hit.empty:
+                hit = next((p for p in mine if p["model"] == model and p["split"] == s), None)
+                if hit is None:
                     cells.append({"value": DASH, "source": "", "ref": None})
                 else:
-                    src = str(hit.iloc[0]["source"])
-                    cells.append({"value": _fmt(hit.iloc[0]["value"]), "source": src, "ref": sources.index(src) + 1})
+                    src = str(hit["source"])
+                    cells.append({"value": _fmt(hit["value"]), "source": src, "ref": sources.index(src) + 1})
             table_rows.append({"label": f"(published) {model}", "published": True, "cells": cells})
         tables.append({"key": key, "label": label, "splits": list(splits), "rows": table_rows})
     return tables, sources
@@ -163,10 +155,8 @@ def _standing(results: Mapping[str, Mapping[str, Mapping[str, Any]]], manifest: 
 
 def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Sequence[str], split: str) -> dict[str, Any]:
     """Every metric of every model on one split (a dash where it does not apply)."""
-    keys = [k for k, _, _ in DETAIL_COLUMNS]
     data = {m: dict(results[m][split]) for m in models if split in results.get(m, {})}
-    frame = pd.DataFrame.from_dict(data, orient="index").reindex(index=list(models), columns=keys)
-    rows = [{"model": m, "cells": [_fmt(frame.at[m, k], kind) for k, _, kind in DETAIL_COLUMNS]} for m in models]
+    rows = [{"model": m, "cells": [_fmt(data.get(m, {}).get(k), kind) for k, _, kind in DETAIL_COLUMNS]} for m in models]
     notes = [f"{m}: {label}: {int(data[m][key])} ({why})" for m in models if m in data
              for key, label, why in DETAIL_COUNTS if data[m].get(key)]
     return {"split": split, "columns": [label for _, label, _ in DETAIL_COLUMNS], "rows": rows, "notes": notes}
