@@ -22,6 +22,8 @@ override a variant's parts ``checkpoint`` (hub id or path), ``template``, ``prep
 ``device``, ``dtype``, ``attn_implementation``, ``batching`` (``image`` default, ``ref``),
 ``padding_side`` (``left`` default, ``tokenizer``: the checkpoint's own), the savings
 ``reuse_sam_embedding``, ``share_vision``, ``share_prefix`` (each default true),
+``mask_from_cache`` (default false: the mask pass continues from the generation's cache, with
+generation's 3-D positions, so not upstream's results to the last bits; see the README),
 ``strict_load`` (default true), ``sam_config`` / ``sam_overrides`` (build SAM2 from another
 config; tests only). The adapter reads only a sample's id and expression.
 """
@@ -43,7 +45,7 @@ from harness_lens.preprocess import PREPROCESSING, Preprocessed, Preprocessing
 
 _SETTINGS = ("checkpoint", "template", "preprocessing", "max_length", "max_new_tokens")
 _OTHER = ("variant", "upstream_repo", "device", "dtype", "attn_implementation", "reuse_sam_embedding", "strict_load",
-          "sam_config", "sam_overrides", "batching", "padding_side", "share_vision", "share_prefix")
+          "sam_config", "sam_overrides", "batching", "padding_side", "share_vision", "share_prefix", "mask_from_cache")
 BATCHING = ("image", "ref")
 PADDING_SIDES = ("left", "tokenizer")
 # options that change no output: kept out of the run's fingerprint
@@ -74,7 +76,8 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
         if key in options:
             settings[key] = options[key]
     for key, default in (("reuse_sam_embedding", True), ("strict_load", True), ("batching", "image"),
-                         ("padding_side", "left"), ("share_vision", True), ("share_prefix", True)):
+                         ("padding_side", "left"), ("share_vision", True), ("share_prefix", True),
+                         ("mask_from_cache", False)):
         settings.setdefault(key, default)
     if settings["batching"] not in BATCHING:
         raise ValueError(f"unknown batching {settings['batching']!r}; known: {', '.join(BATCHING)}")
@@ -195,14 +198,17 @@ class LensAdapter(Adapter):
                 lens.meter.stage("prefill")
                 prefix = sharing.prefix_of(lens.model, inputs)
             lens.meter.stage("generate")
-            gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"], prefix=prefix)
+            gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"], prefix=prefix,
+                           keep_cache=bool(s["mask_from_cache"]))
             lens.counters.generated_tokens += sum(gen.new_tokens)
             n = len(expressions)
             sam_images = torch.from_numpy(pre.sam_image).to(lens.device).unsqueeze(0).repeat(n, 1, 1, 1)
             lens.encoder.expect((self.preprocessing.name, _sha1(image)))
             lens.meter.stage("mask")
             try:
-                if prefix is not None:
+                if s["mask_from_cache"]:
+                    low_res = sharing.mask_pass_from_cache(lens.model, gen, int(tokenizer.pad_token_id), sam_images)
+                elif prefix is not None:
                     low_res = sharing.mask_pass_from_prefix(lens.model, inputs, gen.sequences, prefix.length,
                                                             int(tokenizer.pad_token_id), sam_images)
                 else:

@@ -31,6 +31,8 @@ class Generated:
     prompt_length: int
     texts: list[str]  # decoded new tokens, skip_special_tokens=True
     new_tokens: list[int]  # per sentence: new tokens up to and including the first end token
+    cache: Any = None  # the generation's key/value cache (``keep_cache``): every column but the last
+    rope_deltas: torch.Tensor | None = None  # (n, 1): column c of a row has the 3-D text position c + delta
 
 
 def processor_inputs(processor: Any, prompts: list[str], llm_image: Image.Image, device: str | torch.device,
@@ -63,24 +65,32 @@ def count_new_tokens(new: torch.Tensor, end_ids: set[int]) -> list[int]:
 
 
 def generate(model: Any, processor: Any, inputs: Any, max_length: int | None = UPSTREAM_MAX_LENGTH,
-             max_new_tokens: int | None = None, prefix: Any = None) -> Generated:
+             max_new_tokens: int | None = None, prefix: Any = None, keep_cache: bool = False) -> Generated:
     """Greedy generation; ``max_new_tokens`` (as ``demo.py``) replaces ``max_length`` when given.
 
     With a ``sharing.Prefix`` the rows continue from its key/value cache (``[prefix][pads][suffix]``
-    layout, as wide as the left-padded batch, so ``max_length`` means the same)."""
-    budget: dict[str, int] = (
+    layout, as wide as the left-padded batch, so ``max_length`` means the same). ``keep_cache``
+    returns the generation's key/value cache and rotary deltas too (``return_dict_in_generate``
+    changes nothing else), for a mask pass that continues from them."""
+    budget: dict[str, Any] = (
         {"max_new_tokens": max_new_tokens} if max_new_tokens else {"max_length": int(max_length or UPSTREAM_MAX_LENGTH)}
     )
+    if keep_cache:
+        budget["return_dict_in_generate"] = True
     if prefix is not None:
         from harness_lens.sharing import generate_from_prefix
 
-        sequences, prompt_length = generate_from_prefix(model, inputs, prefix, int(processor.tokenizer.pad_token_id), budget)
+        out, prompt_length = generate_from_prefix(model, inputs, prefix, int(processor.tokenizer.pad_token_id), budget)
     else:
-        sequences = model.generate(**inputs, use_cache=True, do_sample=False, **budget)
+        out = model.generate(**inputs, use_cache=True, do_sample=False, **budget)
         prompt_length = int(inputs["input_ids"].shape[1])
-    new = sequences[:, prompt_length:]
+    cache = deltas = None
+    if keep_cache:
+        # the deltas HF used for every decoding step (set by the prefill, or by generate_from_prefix)
+        out, cache, deltas = out.sequences, out.past_key_values, model.rope_deltas.clone()
+    new = out[:, prompt_length:]
     texts = processor.batch_decode(new, skip_special_tokens=True)
-    return Generated(inputs, sequences, prompt_length, texts, count_new_tokens(new, _end_ids(model)))
+    return Generated(inputs, out, prompt_length, texts, count_new_tokens(new, _end_ids(model)), cache, deltas)
 
 
 def mask_pass_inputs(generated: Generated, pad_token_id: int, sam_image: torch.Tensor) -> dict[str, Any]:

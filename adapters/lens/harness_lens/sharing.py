@@ -20,7 +20,9 @@ Generation uses Qwen2.5-VL's 3-D rotary positions (``get_rope_index`` over ``inp
 the mask pass calls the model with ``inputs_embeds`` and ``input_ids=None``, so
 ``get_rope_index`` falls back to 1-D positions from the attention mask (what LENS was
 trained with). Every key of every layer differs between the two, so the mask pass cannot
-continue from the generation's cache without changing the result (see the README).
+continue from the generation's cache without changing the result (see the README). The
+opt-in ``mask_from_cache`` (``mask_pass_from_cache``) does it anyway: the mask pass then runs
+only the 65 positions the generation's cache lacks, with the generation's 3-D positions.
 
 Batch layout with a shared prefix: row i is ``[prefix][pads][suffix_i]`` instead of
 upstream's left-padded ``[pads][prefix][suffix_i]``. Pads are masked out, and positions
@@ -180,9 +182,9 @@ def layout(rows: list[list[int]], prefix_length: int, pad_id: int, device: Any) 
     return ids.to(device), mask.to(device), [len(s) for s in suffixes]
 
 
-def generate_from_prefix(model: Any, inputs: Any, prefix: Prefix, pad_id: int, budget: dict[str, int]) -> tuple[torch.Tensor, int]:
-    """Greedy generation of every row continuing from the prefix's cache; returns the sequences
-    (in the ``[prefix][pads][suffix]`` layout) and their prompt width."""
+def generate_from_prefix(model: Any, inputs: Any, prefix: Prefix, pad_id: int, budget: dict[str, Any]) -> tuple[Any, int]:
+    """Greedy generation of every row continuing from the prefix's cache; returns what ``generate``
+    returns (the sequences in the ``[prefix][pads][suffix]`` layout, or its output dict) and the prompt width."""
     rows = unpadded_rows(inputs["input_ids"], inputs["attention_mask"])
     ids, mask, suffix_lengths = layout(rows, prefix.length, pad_id, inputs["input_ids"].device)
     width = int(ids.shape[1])
@@ -219,4 +221,50 @@ def mask_pass_from_prefix(model: Any, inputs: Any, sequences: torch.Tensor, pref
     _, low_res = model(input_ids=sequences[:, prefix_length:], attention_mask=attention, position_ids=positions,
                        past_key_values=repeat_cache(cache, n), output_hidden_states=True, use_learnable_query=True,
                        sam_images=sam_images, use_cache=False)
+    return low_res
+
+
+def query_positions(sequences: torch.Tensor, prompt_length: int, rope_deltas: torch.Tensor, pad_id: int,
+                    num_queries: int) -> torch.Tensor:
+    """Positions of the mask pass's new tokens when it continues from the generation's cache, in the
+    generation's 3-D convention: the last column (the one token generation never fed back) at HF's
+    ``column + rope_deltas``, and the queries right after the row's last real token, as
+    ``get_rope_index`` places text that follows it (the row's later pads, masked, take no position).
+
+    A row's prompt ends at position ``prompt_length - 1 + delta`` (HF's delta is the prompt's largest
+    position + 1 - its width, on either padding side), and generated column c is at ``c + delta``.
+    Returns (3, n, 1 + num_queries): text positions are equal in the three rotary sections."""
+    n, width = int(sequences.shape[0]), int(sequences.shape[1])
+    columns = torch.arange(width, device=sequences.device).expand(n, -1)
+    real = (sequences != pad_id) & (columns >= prompt_length)
+    last_column = torch.where(real, columns, torch.full_like(columns, prompt_length - 1)).amax(1, keepdim=True)
+    deltas = rope_deltas.to(sequences.device).view(n, 1)
+    queries = last_column + deltas + 1 + torch.arange(num_queries, device=sequences.device)
+    positions = torch.cat([torch.full((n, 1), width - 1, device=sequences.device) + deltas, queries], 1)
+    return positions.unsqueeze(0).expand(3, -1, -1)
+
+
+def mask_pass_from_cache(model: Any, generated: Any, pad_id: int, sam_images: torch.Tensor) -> Any:
+    """Upstream's second pass (``use_learnable_query=True``) continuing from the generation's cache.
+
+    The cache holds every column of the generated sequences but the last (generation stops after
+    choosing it); the pass feeds that column and the 64 learnable queries, under upstream's
+    mask-pass attention mask (1 except at pad tokens, then the queries' ones), so a row's later pads
+    and the batch layout's pads are masked as in upstream's pass. Only the queries' hidden states
+    reach SAM (``get_sam_embedding`` reads the last 64). What differs from upstream is the positions:
+    the cached keys carry generation's 3-D positions, not the 1-D ones of upstream's pass (README)."""
+    sequences = generated.sequences
+    cache = generated.cache
+    if cache is None or generated.rope_deltas is None:
+        raise ValueError("mask_pass_from_cache needs the generation's cache: generate(..., keep_cache=True)")
+    width = int(sequences.shape[1])
+    if cache.get_seq_length() != width - 1:
+        raise ValueError(f"the generation's cache holds {cache.get_seq_length()} columns, expected {width - 1} "
+                         "(every generated column but the last)")
+    attention = torch.ones_like(sequences, dtype=torch.int64)
+    attention[sequences == pad_id] = 0
+    num_queries = int(model.model_num_of_query)
+    positions = query_positions(sequences, generated.prompt_length, generated.rope_deltas, pad_id, num_queries)
+    _, low_res = model(input_ids=sequences[:, -1:], attention_mask=attention, position_ids=positions, past_key_values=cache,
+                       output_hidden_states=True, use_learnable_query=True, sam_images=sam_images, use_cache=False)
     return low_res
