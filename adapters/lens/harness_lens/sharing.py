@@ -40,54 +40,86 @@ import torch
 
 
 class VisionEncoderCache:
-    """Stands in for ``model.visual.forward``: one encoding per image, repeated for its copies.
+    """Stands in for ``model.visual.forward``: each distinct image of a call encoded once, its features
+    repeated for its copies.
 
-    ``share=False`` is upstream's behaviour (every copy encoded); the counters count the
-    images and patches really encoded either way.
+    The rows of a call (one image per prompt) are grouped by pixels; the distinct images not kept
+    from the previous call are encoded together in one call (the tower keeps images apart through
+    its ``cu_seqlens``), and the call's distinct images are kept for the next call (the mask pass,
+    or the rest of an image's sentences). ``share=False`` is upstream's behaviour (every copy
+    encoded); the counters count the images and patches really encoded either way.
     """
 
     def __init__(self, visual: torch.nn.Module, counters: Any, share: bool = True) -> None:
         self._encode = visual.forward
+        self._merge = int(getattr(visual, "spatial_merge_unit", 4))  # patches per output token
         self.counters = counters
         self.share = share
-        self._pixels: torch.Tensor | None = None
-        self._grid: torch.Tensor | None = None
-        self._features: torch.Tensor | None = None
+        self._kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (grid, pixels, features)
         visual.forward = self  # instance attribute shadows the method (Module.__call__ calls self.forward)
 
     def clear(self) -> None:
-        self._pixels = self._grid = self._features = None
+        self._kept = []
+
+    @staticmethod
+    def _find(entries: list[tuple[torch.Tensor, torch.Tensor, Any]], grid: torch.Tensor, pixels: torch.Tensor) -> int:
+        for j, (g, p, _) in enumerate(entries):
+            if torch.equal(g, grid) and p.shape == pixels.shape and torch.equal(p, pixels):
+                return j
+        return -1
 
     def __call__(self, hidden_states: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-        n = int(grid_thw.shape[0])
         rows = [int(t * h * w) for t, h, w in grid_thw.tolist()]
-        first = hidden_states[: rows[0]]
-        same = all(torch.equal(grid_thw[0], grid_thw[i]) for i in range(1, n)) and all(
-            torch.equal(first, hidden_states[i * rows[0]:(i + 1) * rows[0]]) for i in range(1, n))
-        if not self.share or not same:
-            self.counters.vision_encoder_images += n
+        if not self.share:
+            self.counters.vision_encoder_images += len(rows)
             self.counters.vision_encoder_patches += sum(rows)
             return self._encode(hidden_states, grid_thw=grid_thw)
-        cached = (self._features is not None and self._grid is not None and self._pixels is not None
-                  and torch.equal(self._grid, grid_thw[0]) and self._pixels.shape == first.shape
-                  and torch.equal(self._pixels, first))
-        if not cached:
-            self._features = self._encode(first, grid_thw=grid_thw[:1])
-            self._pixels, self._grid = first.clone(), grid_thw[0].clone()
-            self.counters.vision_encoder_images += 1
-            self.counters.vision_encoder_patches += rows[0]
-        assert self._features is not None
-        return self._features.repeat(n, 1)
+        starts = [sum(rows[:i]) for i in range(len(rows))]
+        chunks = [hidden_states[s:s + r] for s, r in zip(starts, rows)]
+        distinct: list[tuple[torch.Tensor, torch.Tensor, Any]] = []  # this call's images, features filled below
+        which = []  # row -> index into distinct
+        for i, chunk in enumerate(chunks):
+            j = self._find(distinct, grid_thw[i], chunk)
+            if j < 0:
+                distinct.append((grid_thw[i], chunk, None))
+                j = len(distinct) - 1
+            which.append(j)
+        missing = []
+        for j, (grid, pixels, _) in enumerate(distinct):
+            k = self._find(self._kept, grid, pixels)
+            if k >= 0:
+                distinct[j] = (grid, pixels, self._kept[k][2])
+            else:
+                missing.append(j)
+        if missing:
+            grids = torch.stack([distinct[j][0] for j in missing])
+            features = self._encode(torch.cat([distinct[j][1] for j in missing]), grid_thw=grids)
+            sizes = [int(distinct[j][1].shape[0]) // self._merge for j in missing]
+            for j, f in zip(missing, torch.split(features, sizes)):
+                distinct[j] = (distinct[j][0].clone(), distinct[j][1].clone(), f)
+            self.counters.vision_encoder_images += len(missing)
+            self.counters.vision_encoder_patches += sum(int(distinct[j][1].shape[0]) for j in missing)
+        self._kept = distinct
+        return torch.cat([distinct[j][2] for j in which])
 
 
 @dataclass
 class Prefix:
-    """The prompt part an image's sentences share, and its key/value caches."""
+    """The prompt part each image's sentences share (one per image of the call), and its cache.
 
-    ids: torch.Tensor  # (1, P) token ids
-    length: int
-    max_position: int  # largest 3-D rotary position in the prefix (generation)
-    generation_cache: Any = None  # DynamicCache of batch 1 (3-D positions)
+    Row i of the batch continues from prefix ``groups[i]`` (its image's); the prefixes are laid out
+    right-aligned in a region ``width`` wide (left-padded when the images' prefixes differ in length)."""
+
+    lengths: list[int]  # per prefix (image): its tokens
+    groups: list[int]  # per row: the index of its image's prefix
+    width: int  # the prefix region of every row: the longest prefix
+    max_positions: list[int]  # per prefix: its largest 3-D rotary position (generation)
+    generation_cache: Any = None  # DynamicCache, one row per prefix (3-D positions)
+
+    @property
+    def length(self) -> int:
+        """The prefix region's width (one image: its prefix's length)."""
+        return self.width
 
 
 def common_prefix_length(rows: list[list[int]], image_token_id: int) -> int:
@@ -110,11 +142,18 @@ def unpadded_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list
 
 def repeat_cache(cache: Any, n: int) -> Any:
     """A fresh DynamicCache holding ``cache``'s keys and values repeated n times along the batch."""
+    return select_cache(cache, [0] * n)
+
+
+def select_cache(cache: Any, rows: list[int]) -> Any:
+    """A fresh DynamicCache whose row i is row ``rows[i]`` of ``cache``."""
     from transformers import DynamicCache
 
     out = DynamicCache()
     for layer in range(len(cache.key_cache)):
-        out.update(cache.key_cache[layer].repeat(n, 1, 1, 1), cache.value_cache[layer].repeat(n, 1, 1, 1), layer)
+        keys = cache.key_cache[layer]
+        index = torch.tensor(rows, device=keys.device)
+        out.update(keys.index_select(0, index), cache.value_cache[layer].index_select(0, index), layer)
     return out
 
 
@@ -129,53 +168,76 @@ def _embed(model: Any, ids: torch.Tensor, pixel_values: torch.Tensor | None, gri
     return embeds
 
 
-def _first_image(inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    grid = inputs["image_grid_thw"][:1]
-    rows = int(grid[0].prod())
-    return inputs["pixel_values"][:rows], grid
+def _row_images(inputs: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each row's (pixel_values rows, grid) from a processor batch with one image per row."""
+    grids = inputs["image_grid_thw"]
+    out, start = [], 0
+    for i in range(int(grids.shape[0])):
+        rows = int(grids[i].prod())
+        out.append((inputs["pixel_values"][start:start + rows], grids[i:i + 1]))
+        start += rows
+    return out
 
 
-def prefill_prefix(model: Any, inputs: Any, length: int, rope: str) -> tuple[Any, int]:
-    """Run the first ``length`` tokens of row 0 (all rows share them) through the language model
-    once, with the 3-D positions of generation (``rope="3d"``) or the 1-D ones of the mask
-    pass (``"1d"``); returns the key/value cache and the prefix's largest position."""
-    mask0 = inputs["attention_mask"][0].bool()
-    ids = inputs["input_ids"][0][mask0][:length].unsqueeze(0)
-    pixel_values, grid = _first_image(inputs)
-    ones = torch.ones_like(ids)
+def prefill_prefix(model: Any, inputs: Any, prefix: Prefix, rope: str) -> Any:
+    """Run every image's prefix through the language model in one batched call (left-padded to the
+    longest), with the 3-D positions of generation (``rope="3d"``, Qwen2.5-VL's ``get_rope_index``)
+    or the 1-D ones of the mask pass (``"1d"``: the attention mask's cumulative sum, as upstream);
+    returns the key/value cache (one row per prefix) and each prefix's largest position."""
+    device = inputs["input_ids"].device
+    firsts = [prefix.groups.index(g) for g in range(len(prefix.lengths))]
+    rows = unpadded_rows(inputs["input_ids"], inputs["attention_mask"])
+    images = _row_images(inputs)
+    ids = torch.zeros((len(firsts), prefix.width), dtype=torch.long)
+    mask = torch.zeros((len(firsts), prefix.width), dtype=torch.long)
+    for g, (r, length) in enumerate(zip(firsts, prefix.lengths)):
+        ids[g, prefix.width - length:] = torch.tensor(rows[r][:length])
+        mask[g, prefix.width - length:] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    pixel_values = torch.cat([images[r][0] for r in firsts])
+    grid = torch.cat([images[r][1] for r in firsts])
     if rope == "3d":
-        positions, _ = model.get_rope_index(ids, grid, None, None, ones)
+        positions, _ = model.get_rope_index(ids, grid, None, None, mask)
     else:
-        positions = torch.arange(length, device=ids.device).view(1, 1, -1).expand(3, 1, -1)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1).unsqueeze(0).expand(3, -1, -1)
     embeds = _embed(model, ids, pixel_values, grid)
-    out = model.model(input_ids=None, inputs_embeds=embeds, attention_mask=ones, position_ids=positions, use_cache=True,
+    out = model.model(input_ids=None, inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
                       return_dict=True)
-    return out.past_key_values, int(positions.max())
+    largest = [int(positions[:, g][:, mask[g].bool()].max()) for g in range(len(firsts))]
+    return out.past_key_values, largest
 
 
-def prefix_of(model: Any, inputs: Any, generation: bool = True) -> Prefix | None:
-    """The shared prefix of a processor batch (one image repeated), or None when there is none."""
+def prefix_of(model: Any, inputs: Any, groups: list[int] | None = None, generation: bool = True) -> Prefix | None:
+    """The shared prefix of each image's rows in a processor batch (``groups``: each row's image, by
+    index; None: one image for all), or None when some image's rows share none."""
     image_token = int(model.config.image_token_id)
     rows = unpadded_rows(inputs["input_ids"], inputs["attention_mask"])
-    length = common_prefix_length(rows, image_token)
-    if length == 0:
-        return None
-    ids = torch.tensor([rows[0][:length]], device=inputs["input_ids"].device)
-    prefix = Prefix(ids=ids, length=length, max_position=0)
+    groups = list(groups) if groups is not None else [0] * len(rows)
+    if sorted(set(groups)) != list(range(len(set(groups)))):
+        raise ValueError(f"prefix groups must number the images 0, 1, ... in order of first row, got {groups}")
+    lengths = []
+    for g in range(len(set(groups))):
+        length = common_prefix_length([r for r, h in zip(rows, groups) if h == g], image_token)
+        if length == 0:
+            return None
+        lengths.append(length)
+    prefix = Prefix(lengths=lengths, groups=groups, width=max(lengths), max_positions=[0] * len(lengths))
     if generation:
-        prefix.generation_cache, prefix.max_position = prefill_prefix(model, inputs, length, "3d")
+        prefix.generation_cache, prefix.max_positions = prefill_prefix(model, inputs, prefix, "3d")
     return prefix
 
 
-def layout(rows: list[list[int]], prefix_length: int, pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """``[prefix][pads][suffix_i]`` ids and attention mask for rows that all start with the prefix."""
-    suffixes = [r[prefix_length:] for r in rows]
-    width = prefix_length + max(len(s) for s in suffixes)
+def layout(rows: list[list[int]], prefix: Prefix, pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``[pads][prefix][pads][suffix_i]`` ids and attention mask: each row's image's prefix right-aligned in
+    the prefix region (no pads before it when every image's prefix has the same length)."""
+    lengths = [prefix.lengths[g] for g in prefix.groups]
+    suffixes = [r[n:] for r, n in zip(rows, lengths)]
+    width = prefix.width + max(len(s) for s in suffixes)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (row, suffix) in enumerate(zip(rows, suffixes)):
-        ids[i, :prefix_length] = torch.tensor(row[:prefix_length])
-        mask[i, :prefix_length] = 1
+    for i, (row, n, suffix) in enumerate(zip(rows, lengths, suffixes)):
+        ids[i, prefix.width - n:prefix.width] = torch.tensor(row[:n])
+        mask[i, prefix.width - n:prefix.width] = 1
         if suffix:
             ids[i, width - len(suffix):] = torch.tensor(suffix)
             mask[i, width - len(suffix):] = 1
@@ -186,13 +248,14 @@ def generate_from_prefix(model: Any, inputs: Any, prefix: Prefix, pad_id: int, b
     """Greedy generation of every row continuing from the prefix's cache; returns what ``generate``
     returns (the sequences in the ``[prefix][pads][suffix]`` layout, or its output dict) and the prompt width."""
     rows = unpadded_rows(inputs["input_ids"], inputs["attention_mask"])
-    ids, mask, suffix_lengths = layout(rows, prefix.length, pad_id, inputs["input_ids"].device)
+    ids, mask, suffix_lengths = layout(rows, prefix, pad_id, inputs["input_ids"].device)
     width = int(ids.shape[1])
-    # each row's next position after its last prompt token is prefix.max_position + 1 + len(suffix);
+    # each row's next position after its last prompt token is its prefix's largest position + 1 + len(suffix);
     # HF gives the token in column c the position c + rope_deltas (Qwen2_5_VLForConditionalGeneration.forward)
-    deltas = torch.tensor([[prefix.max_position + 1 - width + s] for s in suffix_lengths], device=ids.device)
+    deltas = torch.tensor([[prefix.max_positions[g] + 1 - width + s] for g, s in zip(prefix.groups, suffix_lengths)],
+                          device=ids.device)
     model.rope_deltas = deltas
-    cache = repeat_cache(prefix.generation_cache, len(rows))
+    cache = select_cache(prefix.generation_cache, prefix.groups)
     sequences = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True, do_sample=False,
                                **budget)
     return sequences, width
@@ -207,19 +270,21 @@ def mask_pass_positions(attention: torch.Tensor, num_queries: int) -> torch.Tens
     return positions.unsqueeze(0).expand(3, -1, -1)
 
 
-def mask_pass_from_prefix(model: Any, inputs: Any, sequences: torch.Tensor, prefix_length: int, pad_id: int,
+def mask_pass_from_prefix(model: Any, inputs: Any, sequences: torch.Tensor, prefix: Prefix, pad_id: int,
                           sam_images: torch.Tensor) -> Any:
-    """Upstream's second pass (``use_learnable_query=True``) with the prefix run once (1-D positions)
-    and each row's rest (its suffix, its answer, the 64 queries) continuing from that cache."""
-    cache, _ = prefill_prefix(model, inputs, prefix_length, "1d")
+    """Upstream's second pass (``use_learnable_query=True``) with each image's prefix run once (1-D
+    positions) and each row's rest (its suffix, its answer, the 64 queries) continuing from that cache."""
+    cache, _ = prefill_prefix(model, inputs, prefix, "1d")
     attention = torch.ones_like(sequences, dtype=torch.int64)
     attention[sequences == pad_id] = 0
-    if not bool(attention[:, :prefix_length].all()):
-        raise ValueError("the shared prefix holds a pad token; upstream would mask it, the prefix cache cannot")
-    positions = mask_pass_positions(attention, int(model.model_num_of_query))[:, :, prefix_length:]
-    n = int(sequences.shape[0])
-    _, low_res = model(input_ids=sequences[:, prefix_length:], attention_mask=attention, position_ids=positions,
-                       past_key_values=repeat_cache(cache, n), output_hidden_states=True, use_learnable_query=True,
+    region = torch.zeros_like(attention[:, :prefix.width])
+    for i, g in enumerate(prefix.groups):
+        region[i, prefix.width - prefix.lengths[g]:] = 1
+    if not torch.equal(attention[:, :prefix.width], region):
+        raise ValueError("a shared prefix holds a pad token; upstream would mask it, the prefix cache cannot")
+    positions = mask_pass_positions(attention, int(model.model_num_of_query))[:, :, prefix.width:]
+    _, low_res = model(input_ids=sequences[:, prefix.width:], attention_mask=attention, position_ids=positions,
+                       past_key_values=select_cache(cache, prefix.groups), output_hidden_states=True, use_learnable_query=True,
                        sam_images=sam_images, use_cache=False)
     return low_res
 

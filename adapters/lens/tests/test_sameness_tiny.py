@@ -435,3 +435,83 @@ def test_rows_ending_at_different_steps(config, ragged_checkpoint, upstream_repo
         reference = mask_pass_with_generation_positions(model, processor, sequences, inputs, sam)
         for x, y in zip(logits, reference):
             assert (x - y).abs().max().item() < TOL
+
+
+# -- predict_many: one batch spanning several images (the engine's multi_image batches) ----------------
+
+def _other_image() -> np.ndarray:
+    """An image of another size than ``_image``: more image tokens, so a longer shared prefix."""
+    return np.random.default_rng(7).integers(0, 256, size=(60, 90, 3), dtype=np.uint8)
+
+
+def _queries(exprs: list[str], h: int, w: int, tag: str) -> list[Query]:
+    gt = GroundTruth(mask=masks.empty(h, w))
+    return [Sample(id=f"refcoco/unc/val/{tag}/{i}", image=f"{tag}.jpg", expression=e, gt=gt, dataset="refcoco", split="val").query()
+            for i, e in enumerate(exprs)]
+
+
+MANY_CONFIGS = {"default": {}, "none": CONFIGS["none"], "mask_from_cache": {"mask_from_cache": True},
+                "mask_from_cache without share_prefix": CACHE_CONFIGS["without share_prefix"]}
+
+
+@pytest.mark.parametrize("config", list(MANY_CONFIGS))
+def test_predict_many_equals_one_image_at_a_time(config, checkpoint, upstream_repo, upstream) -> None:
+    """Two images of different sizes (different prefix lengths: the shorter prefix is left-padded in the
+    batch), an uneven and an even set of sentences, in one predict_many call: the same texts and masks as
+    one predict call per image, logits within 1e-5; in the default setting also within 1e-5 of
+    ``evaluate_single`` per sentence with identical masks."""
+    model, processor = upstream
+    a = _adapter(checkpoint, upstream_repo, **MANY_CONFIGS[config])
+    assert a.multi_image
+    big, small = _other_image(), _image(seed=50)
+    parts = [(big, a.preprocessing(big), UNEVEN), (small, a.preprocessing(small), EVEN)]
+    gen, low_res, inputs = a._run_parts(parts)
+    assert len(set(inputs["image_grid_thw"][:, 1:].prod(1).tolist())) == 2  # the images really differ in size
+    many = a.predict_many([(big, _queries(UNEVEN, 60, 90, "b")), (small, _queries(EVEN, H, W, "s"))])
+    row = 0
+    for (image, _, exprs), preds in zip(parts, many):
+        texts, logits = _run(a, image, exprs)
+        alone = a.predict(image, _queries(exprs, *image.shape[:2], "x"))
+        assert gen.texts[row:row + len(exprs)] == texts == [p.text for p in preds]
+        for i in range(len(exprs)):
+            assert (low_res[row + i][0, 0] - logits[i]).abs().max().item() < TOL
+            assert preds[i].mask == alone[i].mask
+        if config == "default" and image is small:
+            for i, e in enumerate(exprs):
+                _, one_logits, one_masks, _ = evaluate_single(model, processor, image, [e])
+                assert (low_res[row + i][0, 0] - one_logits[0]).abs().max().item() < TOL
+                assert np.array_equal(masks.decode(preds[i].mask), one_masks[0])
+        row += len(exprs)
+
+
+def test_predict_many_batches_across_images(checkpoint, upstream_repo, upstream) -> None:
+    """The counters of one predict_many call over two images (default): each image's ViT and SAM encode
+    once; one prefill of both prefixes, one prompt prefill, one decoding step and one mask pass for all
+    five sentences (plus the mask pass's prefixes): five decoder calls of 19 sequences in all."""
+    a = _adapter(checkpoint, upstream_repo)
+    big, small = np.random.default_rng(8).integers(0, 256, size=(60, 90, 3), dtype=np.uint8), _image(seed=51)
+    d = _delta(a, lambda: a.predict_many([(big, _queries(UNEVEN, 60, 90, "b")), (small, _queries(EVEN, H, W, "s"))]))
+    assert d["vision_encoder_images"] == 2 and d["segmenter_images"] == 2
+    assert d["forward_passes"] == 5 and d["llm_sequences"] == 2 + 5 + 5 + 2 + 5
+    assert d["sequences_per_forward"] == 19 / 5
+
+
+def test_predict_many_keeps_each_images_length_budget(checkpoint, upstream_repo, upstream) -> None:
+    """``max_length`` counts the prompt: in a batch spanning images each row keeps the budget its image's
+    own batch would have. With max_length one past the wider image's prompts, its rows stop after one
+    token while the narrower image's rows finish their answers, as one call per image does."""
+    _, processor = upstream
+    big, small = _other_image(), _image(seed=52)
+    llm = {id(big): PREPROCESSING["refcoco"](big).llm_image, id(small): PREPROCESSING["refcoco"](small).llm_image}
+    widths = {k: max(len(processor(text=[prompts.render(processor, "pr1_grounding", e)], images=[img]).input_ids[0]) for e in EVEN)
+              for k, img in llm.items()}
+    assert widths[id(big)] > widths[id(small)]
+    a = _adapter(checkpoint, upstream_repo, max_length=widths[id(big)] + 1)
+    many = a.predict_many([(big, _queries(EVEN, 60, 90, "b")), (small, _queries(EVEN, H, W, "s"))])
+    assert [p.text for p in many[0]] == [tiny.BOX_ANSWER] * 2 and [p.parse_status for p in many[1]] == ["ok"] * 2
+    for image, preds in zip((big, small), many):
+        alone = a.predict(image, _queries(EVEN, *image.shape[:2], "x"))
+        assert [p.text for p in preds] == [p.text for p in alone]
+        assert [p.mask for p in preds] == [p.mask for p in alone]
+    gen, _, _ = a._run_parts([(big, a.preprocessing(big), EVEN), (small, a.preprocessing(small), EVEN)])
+    assert gen.new_tokens == [1, 1, 2, 2]  # the wider image's rows cut at one token, no end token
