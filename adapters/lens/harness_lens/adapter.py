@@ -130,6 +130,7 @@ class LensAdapter(Adapter):
         self.preprocessing: Preprocessing = PREPROCESSING[self.settings["preprocessing"]]
         self._lens: Any = None
         self._processor: Any = None
+        self._prefixes: Any = None  # sharing.PrefixStore: the last call's prefix caches (share_prefix)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -145,6 +146,9 @@ class LensAdapter(Adapter):
             sam_overrides=s.get("sam_overrides"),
         )
         self._processor = self._lens.processor
+        from harness_lens.sharing import PrefixStore
+
+        self._prefixes = PrefixStore()
 
     def processor(self) -> Any:
         """The checkpoint's processor (loaded alone, without weights, when the model is not)."""
@@ -231,7 +235,7 @@ class LensAdapter(Adapter):
             prefix = None
             if s["share_prefix"]:
                 lens.meter.stage("prefill")
-                prefix = sharing.prefix_of(lens.model, inputs, row_part)
+                prefix = sharing.prefix_of(lens.model, inputs, row_part, store=self._prefixes)
             lens.meter.stage("generate")
             gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"], prefix=prefix,
                            keep_cache=bool(s["mask_from_cache"]), row_budgets=budgets)
@@ -245,7 +249,7 @@ class LensAdapter(Adapter):
                     low_res = sharing.mask_pass_from_cache(lens.model, gen, int(tokenizer.pad_token_id), sam_images)
                 elif prefix is not None:
                     low_res = sharing.mask_pass_from_prefix(lens.model, inputs, gen.sequences, prefix,
-                                                            int(tokenizer.pad_token_id), sam_images)
+                                                            int(tokenizer.pad_token_id), sam_images, store=self._prefixes)
                 else:
                     second = mask_pass_inputs(gen, tokenizer.pad_token_id, sam_images)
                     _, low_res = lens.model(output_hidden_states=True, use_learnable_query=True, **second)

@@ -179,51 +179,128 @@ def _row_images(inputs: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
-def prefill_prefix(model: Any, inputs: Any, prefix: Prefix, rope: str) -> Any:
+@dataclass
+class KeptPrefix:
+    """One image's prefix cache from the previous call, for an image the engine split between two batches."""
+
+    grid: torch.Tensor
+    pixels: torch.Tensor
+    ids: list[int]
+    keys: list[torch.Tensor]  # per layer (1, heads, length, dim)
+    values: list[torch.Tensor]
+    max_position: int
+
+
+class PrefixStore:
+    """The prefix caches of the last call, per pass (``3d`` generation, ``1d`` mask pass), so that an
+    image whose sentences the engine split between two batches is prefilled once, not once per batch.
+    An entry is used only for the same pixels and a prefix of every one of the image's new rows."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, list[KeptPrefix]] = {"3d": [], "1d": []}
+
+    def clear(self) -> None:
+        self.kept = {"3d": [], "1d": []}
+
+    def find(self, rope: str, grid: torch.Tensor, pixels: torch.Tensor, rows: list[list[int]],
+             exact: list[int] | None = None) -> KeptPrefix | None:
+        for e in self.kept[rope]:
+            n = len(e.ids)
+            if not (torch.equal(e.grid, grid) and e.pixels.shape == pixels.shape and torch.equal(e.pixels, pixels)):
+                continue
+            if exact is not None and e.ids != exact:
+                continue
+            if all(len(r) > n and r[:n] == e.ids for r in rows):
+                return e
+        return None
+
+
+def _group_rows(inputs: Any, prefix: Prefix) -> tuple[list[list[list[int]]], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Each image's unpadded rows, and each image's (pixels, grid) (its first row's)."""
+    rows = unpadded_rows(inputs["input_ids"], inputs["attention_mask"])
+    images = _row_images(inputs)
+    grouped = [[r for r, g in zip(rows, prefix.groups) if g == k] for k in range(len(prefix.lengths))]
+    return grouped, [images[prefix.groups.index(k)] for k in range(len(prefix.lengths))]
+
+
+def prefill_prefix(model: Any, inputs: Any, prefix: Prefix, rope: str, store: PrefixStore | None = None) -> Any:
     """Run every image's prefix through the language model in one batched call (left-padded to the
     longest), with the 3-D positions of generation (``rope="3d"``, Qwen2.5-VL's ``get_rope_index``)
     or the 1-D ones of the mask pass (``"1d"``: the attention mask's cumulative sum, as upstream);
-    returns the key/value cache (one row per prefix) and each prefix's largest position."""
+    returns the key/value cache (one row per prefix, right-aligned in ``prefix.width`` columns, the
+    columns before a shorter prefix zero and masked) and each prefix's largest position. Prefixes
+    kept in ``store`` from the previous call are not run again; this call's are kept."""
+    from transformers import DynamicCache
+
     device = inputs["input_ids"].device
-    firsts = [prefix.groups.index(g) for g in range(len(prefix.lengths))]
-    rows = unpadded_rows(inputs["input_ids"], inputs["attention_mask"])
-    images = _row_images(inputs)
-    ids = torch.zeros((len(firsts), prefix.width), dtype=torch.long)
-    mask = torch.zeros((len(firsts), prefix.width), dtype=torch.long)
-    for g, (r, length) in enumerate(zip(firsts, prefix.lengths)):
-        ids[g, prefix.width - length:] = torch.tensor(rows[r][:length])
-        mask[g, prefix.width - length:] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    pixel_values = torch.cat([images[r][0] for r in firsts])
-    grid = torch.cat([images[r][1] for r in firsts])
-    if rope == "3d":
-        positions, _ = model.get_rope_index(ids, grid, None, None, mask)
-    else:
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1).unsqueeze(0).expand(3, -1, -1)
-    embeds = _embed(model, ids, pixel_values, grid)
-    out = model.model(input_ids=None, inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
-                      return_dict=True)
-    largest = [int(positions[:, g][:, mask[g].bool()].max()) for g in range(len(firsts))]
-    return out.past_key_values, largest
+    grouped, images = _group_rows(inputs, prefix)
+    prefix_ids = [grouped[g][0][:n] for g, n in enumerate(prefix.lengths)]
+    kept = [store.find(rope, images[g][1][0], images[g][0], grouped[g], prefix_ids[g]) if store else None
+            for g in range(len(prefix.lengths))]
+    todo = [g for g, e in enumerate(kept) if e is None]
+    entries: dict[int, KeptPrefix] = {g: e for g, e in enumerate(kept) if e is not None}
+    if todo:
+        width = max(prefix.lengths[g] for g in todo)
+        ids = torch.zeros((len(todo), width), dtype=torch.long)
+        mask = torch.zeros((len(todo), width), dtype=torch.long)
+        for j, g in enumerate(todo):
+            ids[j, width - prefix.lengths[g]:] = torch.tensor(prefix_ids[g])
+            mask[j, width - prefix.lengths[g]:] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        pixel_values = torch.cat([images[g][0] for g in todo])
+        grid = torch.cat([images[g][1] for g in todo])
+        if rope == "3d":
+            positions, _ = model.get_rope_index(ids, grid, None, None, mask)
+        else:
+            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1).unsqueeze(0).expand(3, -1, -1)
+        embeds = _embed(model, ids, pixel_values, grid)
+        out = model.model(input_ids=None, inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                          return_dict=True).past_key_values
+        for j, g in enumerate(todo):
+            n = prefix.lengths[g]
+            entries[g] = KeptPrefix(
+                grid=images[g][1][0].clone(), pixels=images[g][0].clone(), ids=prefix_ids[g],
+                keys=[k[j:j + 1, :, width - n:] for k in out.key_cache], values=[v[j:j + 1, :, width - n:] for v in out.value_cache],
+                max_position=int(positions[:, j][:, mask[j].bool()].max()))
+    if store is not None:
+        store.kept[rope] = [entries[g] for g in range(len(prefix.lengths))]
+    cache = DynamicCache()
+    first = entries[0]
+    for layer in range(len(first.keys)):
+        shape = (len(prefix.lengths), first.keys[layer].shape[1], prefix.width, first.keys[layer].shape[3])
+        keys = first.keys[layer].new_zeros(shape)
+        values = first.values[layer].new_zeros(shape)
+        for g in range(len(prefix.lengths)):
+            n = prefix.lengths[g]
+            keys[g:g + 1, :, prefix.width - n:] = entries[g].keys[layer]
+            values[g:g + 1, :, prefix.width - n:] = entries[g].values[layer]
+        cache.update(keys, values, layer)
+    return cache, [entries[g].max_position for g in range(len(prefix.lengths))]
 
 
-def prefix_of(model: Any, inputs: Any, groups: list[int] | None = None, generation: bool = True) -> Prefix | None:
+def prefix_of(model: Any, inputs: Any, groups: list[int] | None = None, generation: bool = True,
+              store: PrefixStore | None = None) -> Prefix | None:
     """The shared prefix of each image's rows in a processor batch (``groups``: each row's image, by
-    index; None: one image for all), or None when some image's rows share none."""
+    index; None: one image for all), or None when some image's rows share none. An image whose
+    prefix ``store`` kept from the previous call keeps that prefix (when it starts all its rows)."""
     image_token = int(model.config.image_token_id)
     rows = unpadded_rows(inputs["input_ids"], inputs["attention_mask"])
     groups = list(groups) if groups is not None else [0] * len(rows)
     if sorted(set(groups)) != list(range(len(set(groups)))):
         raise ValueError(f"prefix groups must number the images 0, 1, ... in order of first row, got {groups}")
+    images = _row_images(inputs)
     lengths = []
     for g in range(len(set(groups))):
-        length = common_prefix_length([r for r, h in zip(rows, groups) if h == g], image_token)
+        mine = [r for r, h in zip(rows, groups) if h == g]
+        pixels, grid = images[groups.index(g)]
+        kept = store.find("3d", grid[0], pixels, mine) if store else None
+        length = len(kept.ids) if kept is not None else common_prefix_length(mine, image_token)
         if length == 0:
             return None
         lengths.append(length)
     prefix = Prefix(lengths=lengths, groups=groups, width=max(lengths), max_positions=[0] * len(lengths))
     if generation:
-        prefix.generation_cache, prefix.max_positions = prefill_prefix(model, inputs, prefix, "3d")
+        prefix.generation_cache, prefix.max_positions = prefill_prefix(model, inputs, prefix, "3d", store)
     return prefix
 
 
@@ -271,10 +348,10 @@ def mask_pass_positions(attention: torch.Tensor, num_queries: int) -> torch.Tens
 
 
 def mask_pass_from_prefix(model: Any, inputs: Any, sequences: torch.Tensor, prefix: Prefix, pad_id: int,
-                          sam_images: torch.Tensor) -> Any:
+                          sam_images: torch.Tensor, store: PrefixStore | None = None) -> Any:
     """Upstream's second pass (``use_learnable_query=True``) with each image's prefix run once (1-D
     positions) and each row's rest (its suffix, its answer, the 64 queries) continuing from that cache."""
-    cache, _ = prefill_prefix(model, inputs, prefix, "1d")
+    cache, _ = prefill_prefix(model, inputs, prefix, "1d", store)
     attention = torch.ones_like(sequences, dtype=torch.int64)
     attention[sequences == pad_id] = 0
     region = torch.zeros_like(attention[:, :prefix.width])

@@ -515,3 +515,19 @@ def test_predict_many_keeps_each_images_length_budget(checkpoint, upstream_repo,
         assert [p.mask for p in preds] == [p.mask for p in alone]
     gen, _, _ = a._run_parts([(big, a.preprocessing(big), EVEN), (small, a.preprocessing(small), EVEN)])
     assert gen.new_tokens == [1, 1, 2, 2]  # the wider image's rows cut at one token, no end token
+
+
+def test_an_image_split_between_two_batches_is_prefilled_once(checkpoint, upstream_repo, upstream) -> None:
+    """The engine may split an image's sentences between two predict_many calls: the second call continues
+    from the first call's prefix caches of that image (both passes) instead of prefilling it again, and
+    gives the same texts and masks as one call per image."""
+    a = _adapter(checkpoint, upstream_repo)
+    first, second = _image(seed=60), _other_image()
+    qs = _queries(UNEVEN, H, W, "f")
+    a.predict_many([(first, qs[:2])])
+    d = _delta(a, lambda: a.predict_many([(first, qs[2:]), (second, _queries(EVEN, 60, 90, "g"))]))
+    # prefix prefill of the second image only (1 row), prompt prefill, one decoding step, mask prefix (1 row), mask pass
+    assert d["forward_passes"] == 5 and d["llm_sequences"] == 1 + 3 + 3 + 1 + 3
+    got = a.predict_many([(first, qs[:2])]) + a.predict_many([(first, qs[2:]), (second, _queries(EVEN, 60, 90, "g"))])
+    alone = [a.predict(first, qs[:2]), a.predict(first, qs[2:]), a.predict(second, _queries(EVEN, 60, 90, "g"))]
+    assert [[(p.text, p.mask) for p in x] for x in got] == [[(p.text, p.mask) for p in x] for x in alone]
