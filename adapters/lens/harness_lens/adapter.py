@@ -122,12 +122,15 @@ class LensAdapter(Adapter):
         checkpoints=tuple(manifest.CHECKPOINTS),
     )
     MANIFEST: ClassVar[dict[str, Any]] = manifest.manifest()
-    multi_image: ClassVar[bool] = True  # predict_many puts several images' sentences into one batch
+    multi_image: ClassVar[bool] = True  # predict_many puts several images' sentences into one batch (batching: image)
 
     def __init__(self, **options: Any) -> None:
         self.settings = resolve_options(options)
         self.options = {k: v for k, v in self.settings.items() if k not in _NOT_FINGERPRINTED}
         self.preprocessing: Preprocessing = PREPROCESSING[self.settings["preprocessing"]]
+        # batching: ref (upstream's protocol) must see each image's sentences together, as upstream's refs:
+        # the engine then keeps every batch within one image (a batch across images could split a ref)
+        self.multi_image = self.settings["batching"] == "image"  # type: ignore[misc]
         self._lens: Any = None
         self._processor: Any = None
         self._prefixes: Any = None  # sharing.PrefixStore: the last call's prefix caches (share_prefix)

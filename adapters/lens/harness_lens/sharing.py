@@ -7,13 +7,16 @@ the image tokens through the language model once per sentence. Two savings, each
 adapter option:
 
 ``share_vision`` (``VisionEncoderCache``)
-    stands in for ``model.visual.forward``: when every image of a call is the same, the
-    first is encoded and its features repeated; the features are kept for the next call
-    that brings the same pixels (the mask pass, or the rest of an image's sentences).
+    stands in for ``model.visual.forward``: each distinct image of a call (one, or several
+    in a batch spanning images) is encoded once and its features repeated for its copies;
+    the features are kept for the next call that brings the same pixels (the mask pass, or
+    the rest of an image's sentences).
 ``share_prefix`` (``generate_from_prefix``, ``mask_pass_from_prefix``)
     the longest token prefix common to an image's prompts (system prompt, image tokens
     and the template's words before the expression) runs through the language model once
-    per image and pass; each sentence continues from that prefix's key/value cache.
+    per image and pass (the prefixes of a batch's images together in one call, kept for
+    the next call when the engine split an image between two batches, ``PrefixStore``);
+    each sentence continues from its image's prefix's key/value cache.
 
 Why two prefix prefills and not one: the two passes do not see the same positions.
 Generation uses Qwen2.5-VL's 3-D rotary positions (``get_rope_index`` over ``input_ids``);
@@ -25,7 +28,8 @@ opt-in ``mask_from_cache`` (``mask_pass_from_cache``) does it anyway: the mask p
 only the 65 positions the generation's cache lacks, with the generation's 3-D positions.
 
 Batch layout with a shared prefix: row i is ``[prefix][pads][suffix_i]`` instead of
-upstream's left-padded ``[pads][prefix][suffix_i]``. Pads are masked out, and positions
+upstream's left-padded ``[pads][prefix][suffix_i]`` (across images ``[pads][prefix of its
+image][pads][suffix_i]``, the prefixes right-aligned in a region as wide as the longest). Pads are masked out, and positions
 are given so that every real token gets upstream's position: in generation through
 ``model.rope_deltas`` (HF then adds ``cache_position + rope_deltas`` to each new token), in
 the mask pass explicitly from the attention mask's cumulative sum, as upstream computes them.
