@@ -1,6 +1,8 @@
-"""The LENS adapter: upstream's evaluation path, one image's sentences per batch.
+"""The LENS adapter: upstream's evaluation path, the sentences of one or several images per batch.
 
-Per ``predict`` call (all samples share the image):
+Per ``predict`` call (all samples share the image), or per ``predict_many`` call (the adapter is
+``multi_image``: the engine sends up to ``--batch-size`` samples spanning images, all of them in
+one batch, each image's shared work still done once):
 
 1. preprocess both branches once (``preprocess.PREPROCESSING[variant]``);
 2. render each sentence's chat with the checkpoint's template (``prompts``);
@@ -8,7 +10,8 @@ Per ``predict`` call (all samples share the image):
    key/value cache of the prompts' shared prefix (``sharing``, ``share_prefix``);
 4. upstream's second pass (``use_learnable_query=True``) on the generated sequences with the
    SAM image, where SAM's image encoder (``model.SamImageEncoder``) and the Qwen ViT
-   (``sharing.VisionEncoderCache``) run once for the image, and the prefix once per pass;
+   (``sharing.VisionEncoderCache``) run once per image, and each image's prefix once per pass
+   (with ``mask_from_cache`` the pass continues from the generation's cache instead);
 5. per sentence: 256x256 logits -> bilinear to the original size -> ``> 0`` -> RLE
    (``postprocess``), and the box, reasoning and answer read from the text (``parse``).
 
@@ -22,6 +25,8 @@ override a variant's parts ``checkpoint`` (hub id or path), ``template``, ``prep
 ``device``, ``dtype``, ``attn_implementation``, ``batching`` (``image`` default, ``ref``),
 ``padding_side`` (``left`` default, ``tokenizer``: the checkpoint's own), the savings
 ``reuse_sam_embedding``, ``share_vision``, ``share_prefix`` (each default true),
+``mask_from_cache`` (default false: the mask pass continues from the generation's cache, with
+generation's 3-D positions, so not upstream's results to the last bits; see the README),
 ``strict_load`` (default true), ``sam_config`` / ``sam_overrides`` (build SAM2 from another
 config; tests only). The adapter reads only a sample's id and expression.
 """
@@ -43,7 +48,7 @@ from harness_lens.preprocess import PREPROCESSING, Preprocessed, Preprocessing
 
 _SETTINGS = ("checkpoint", "template", "preprocessing", "max_length", "max_new_tokens")
 _OTHER = ("variant", "upstream_repo", "device", "dtype", "attn_implementation", "reuse_sam_embedding", "strict_load",
-          "sam_config", "sam_overrides", "batching", "padding_side", "share_vision", "share_prefix")
+          "sam_config", "sam_overrides", "batching", "padding_side", "share_vision", "share_prefix", "mask_from_cache")
 BATCHING = ("image", "ref")
 PADDING_SIDES = ("left", "tokenizer")
 # options that change no output: kept out of the run's fingerprint
@@ -74,7 +79,8 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
         if key in options:
             settings[key] = options[key]
     for key, default in (("reuse_sam_embedding", True), ("strict_load", True), ("batching", "image"),
-                         ("padding_side", "left"), ("share_vision", True), ("share_prefix", True)):
+                         ("padding_side", "left"), ("share_vision", True), ("share_prefix", True),
+                         ("mask_from_cache", False)):
         settings.setdefault(key, default)
     if settings["batching"] not in BATCHING:
         raise ValueError(f"unknown batching {settings['batching']!r}; known: {', '.join(BATCHING)}")
@@ -116,13 +122,18 @@ class LensAdapter(Adapter):
         checkpoints=tuple(manifest.CHECKPOINTS),
     )
     MANIFEST: ClassVar[dict[str, Any]] = manifest.manifest()
+    multi_image: ClassVar[bool] = True  # predict_many puts several images' sentences into one batch (batching: image)
 
     def __init__(self, **options: Any) -> None:
         self.settings = resolve_options(options)
         self.options = {k: v for k, v in self.settings.items() if k not in _NOT_FINGERPRINTED}
         self.preprocessing: Preprocessing = PREPROCESSING[self.settings["preprocessing"]]
+        # batching: ref (upstream's protocol) must see each image's sentences together, as upstream's refs:
+        # the engine then keeps every batch within one image (a batch across images could split a ref)
+        self.multi_image = self.settings["batching"] == "image"  # type: ignore[misc]
         self._lens: Any = None
         self._processor: Any = None
+        self._prefixes: Any = None  # sharing.PrefixStore: the last call's prefix caches (share_prefix)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -138,6 +149,9 @@ class LensAdapter(Adapter):
             sam_overrides=s.get("sam_overrides"),
         )
         self._processor = self._lens.processor
+        from harness_lens.sharing import PrefixStore
+
+        self._prefixes = PrefixStore()
 
     def processor(self) -> Any:
         """The checkpoint's processor (loaded alone, without weights, when the model is not)."""
@@ -157,27 +171,49 @@ class LensAdapter(Adapter):
         pre = self.preprocessing(image)
         preds: list[Prediction | None] = [None] * len(samples)
         for indices in groups(samples, self.settings["batching"]):
-            for i, pred in zip(indices, self._predict_batch(image, pre, [samples[i].expression for i in indices])):
+            (batch,) = self._predict_parts([(image, pre, [samples[i].expression for i in indices])])
+            for i, pred in zip(indices, batch):
                 preds[i] = pred
         return [p for p in preds if p is not None]
 
-    def _predict_batch(self, image: np.ndarray, pre: Preprocessed, expressions: list[str]) -> list[Prediction]:
-        """One generation and one mask pass for sentences of one image (``evaluate_single``)."""
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        """Several images' sentences in one batch (``batching: image``): one generation and one mask pass
+        for all of them, each image's prefix, ViT and SAM encodes done once. ``batching: ref`` (upstream's
+        protocol) runs each image as ``predict`` does."""
+        if self._lens is None:
+            raise RuntimeError("LensAdapter.predict_many before load()")
+        if self.settings["batching"] != "image":
+            return [self.predict(image, samples) for image, samples in items]
+        parts = [(image, self.preprocessing(image), [q.expression for q in samples]) for image, samples in items if samples]
+        results = iter(self._predict_parts(parts)) if parts else iter(())
+        return [next(results) if samples else [] for _, samples in items]
+
+    def _predict_parts(self, parts: list[tuple[np.ndarray, Preprocessed, list[str]]]) -> list[list[Prediction]]:
+        """One generation and one mask pass for the sentences of one or more images (``evaluate_single``
+        on their concatenation); one list of predictions per part."""
         from harness_lens.postprocess import logits_to_rle
 
-        gen, low_res, inputs = self._run_batch(image, pre, expressions)
-        llm_hw = self._llm_hw(inputs)
-        preds = []
-        for i in range(len(expressions)):
-            parsed = parse_answer(gen.texts[i], llm_hw, pre.original_hw)
-            preds.append(Prediction(
-                mask=logits_to_rle(low_res[i], pre.original_hw), box=parsed.box, text=gen.texts[i],
-                reasoning=parsed.reasoning, answer=parsed.answer, parse_status=parsed.status,
-            ))
-        return preds
+        gen, low_res, inputs = self._run_parts(parts)
+        out, row = [], 0
+        for _, pre, expressions in parts:
+            llm_hw = self._llm_hw(inputs, row)
+            preds = []
+            for i in range(row, row + len(expressions)):
+                parsed = parse_answer(gen.texts[i], llm_hw, pre.original_hw)
+                preds.append(Prediction(
+                    mask=logits_to_rle(low_res[i], pre.original_hw), box=parsed.box, text=gen.texts[i],
+                    reasoning=parsed.reasoning, answer=parsed.answer, parse_status=parsed.status,
+                ))
+            out.append(preds)
+            row += len(expressions)
+        return out
 
     def _run_batch(self, image: np.ndarray, pre: Preprocessed, expressions: list[str]) -> tuple[Any, list[Any], Any]:
         """The generation (``generation.Generated``), the 256x256 mask logits per sentence, and the processor's inputs."""
+        return self._run_parts([(image, pre, expressions)])
+
+    def _run_parts(self, parts: list[tuple[np.ndarray, Preprocessed, list[str]]]) -> tuple[Any, list[Any], Any]:
+        """``_run_batch`` for rows spanning one or more images (part by part, in order)."""
         import torch
 
         from harness_lens import sharing
@@ -187,38 +223,50 @@ class LensAdapter(Adapter):
         lens, s = self._lens, self.settings
         tokenizer = lens.processor.tokenizer
         side = "left" if s["padding_side"] == "left" else checkpoint_padding_side(tokenizer)
-        texts = [prompts.render(lens.processor, s["template"], e) for e in expressions]
+        texts = [prompts.render(lens.processor, s["template"], e) for _, _, exprs in parts for e in exprs]
+        row_part = [k for k, (_, _, exprs) in enumerate(parts) for _ in exprs]
         with torch.inference_mode():
-            inputs = processor_inputs(lens.processor, texts, pre.llm_image, lens.device, lens.dtype, side)
+            llm_images = [parts[k][1].llm_image for k in row_part]
+            inputs = processor_inputs(lens.processor, texts, llm_images if len(parts) > 1 else parts[0][1].llm_image,
+                                      lens.device, lens.dtype, side)
+            budgets = None
+            if len(parts) > 1 and not s["max_new_tokens"]:
+                # each row's budget as its image's own batch would have it: max_length minus that batch's width
+                lengths = inputs["attention_mask"].sum(1).tolist()
+                widths = {k: max(int(n) for n, j in zip(lengths, row_part) if j == k) for k in range(len(parts))}
+                budgets = [max(1, int(s["max_length"]) - widths[k]) for k in row_part]
             prefix = None
             if s["share_prefix"]:
                 lens.meter.stage("prefill")
-                prefix = sharing.prefix_of(lens.model, inputs)
+                prefix = sharing.prefix_of(lens.model, inputs, row_part, store=self._prefixes)
             lens.meter.stage("generate")
-            gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"], prefix=prefix)
+            gen = generate(lens.model, lens.processor, inputs, s["max_length"], s["max_new_tokens"], prefix=prefix,
+                           keep_cache=bool(s["mask_from_cache"]), row_budgets=budgets)
             lens.counters.generated_tokens += sum(gen.new_tokens)
-            n = len(expressions)
-            sam_images = torch.from_numpy(pre.sam_image).to(lens.device).unsqueeze(0).repeat(n, 1, 1, 1)
-            lens.encoder.expect((self.preprocessing.name, _sha1(image)))
+            sam_images = torch.stack([torch.from_numpy(parts[k][1].sam_image) for k in row_part]).to(lens.device)
+            keys = [(self.preprocessing.name, _sha1(image)) for image, _, _ in parts]
+            lens.encoder.expect(keys[0] if len(parts) == 1 else [keys[k] for k in row_part])
             lens.meter.stage("mask")
             try:
-                if prefix is not None:
-                    low_res = sharing.mask_pass_from_prefix(lens.model, inputs, gen.sequences, prefix.length,
-                                                            int(tokenizer.pad_token_id), sam_images)
+                if s["mask_from_cache"]:
+                    low_res = sharing.mask_pass_from_cache(lens.model, gen, int(tokenizer.pad_token_id), sam_images)
+                elif prefix is not None:
+                    low_res = sharing.mask_pass_from_prefix(lens.model, inputs, gen.sequences, prefix,
+                                                            int(tokenizer.pad_token_id), sam_images, store=self._prefixes)
                 else:
-                    second = mask_pass_inputs(gen, tokenizer.pad_token_id, sam_images[0])
+                    second = mask_pass_inputs(gen, tokenizer.pad_token_id, sam_images)
                     _, low_res = lens.model(output_hidden_states=True, use_learnable_query=True, **second)
             finally:
                 lens.meter.stage("generate")
         return gen, low_res, inputs
 
-    def _llm_hw(self, inputs: Any) -> tuple[int, int]:
-        """(h, w) of the image as the language model saw it: the processor's patch grid x patch size.
+    def _llm_hw(self, inputs: Any, row: int = 0) -> tuple[int, int]:
+        """(h, w) of row ``row``'s image as the language model saw it: the processor's patch grid x patch size.
 
         For ``refcoco`` this equals ``smart_resize(h, w, 28, max_pixels=1e6)`` (the processor does
         not resize again); for ``reasonseg`` the processor resizes the 640-longest image once more.
         """
-        _, gh, gw = (int(v) for v in inputs["image_grid_thw"][0].tolist())
+        _, gh, gw = (int(v) for v in inputs["image_grid_thw"][row].tolist())
         patch = int(getattr(self.processor().image_processor, "patch_size", 14))
         return gh * patch, gw * patch
 

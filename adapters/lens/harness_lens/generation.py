@@ -31,14 +31,18 @@ class Generated:
     prompt_length: int
     texts: list[str]  # decoded new tokens, skip_special_tokens=True
     new_tokens: list[int]  # per sentence: new tokens up to and including the first end token
+    cache: Any = None  # the generation's key/value cache (``keep_cache``): every column but the last
+    rope_deltas: torch.Tensor | None = None  # (n, 1): column c of a row has the 3-D text position c + delta
 
 
-def processor_inputs(processor: Any, prompts: list[str], llm_image: Image.Image, device: str | torch.device,
+def processor_inputs(processor: Any, prompts: list[str], llm_image: Image.Image | list[Image.Image], device: str | torch.device,
                      dtype: torch.dtype, padding_side: str = "left") -> Any:
     """``processor(text=prompts, images=[img] * n, padding=True, return_tensors="pt")``, padded on
-    ``padding_side`` (left unless reproducing upstream, which pads on the checkpoint's side)."""
+    ``padding_side`` (left unless reproducing upstream, which pads on the checkpoint's side); a list
+    gives each prompt its own image (a batch spanning several images)."""
     processor.tokenizer.padding_side = padding_side
-    inputs = processor(text=prompts, images=[llm_image] * len(prompts), padding=True, return_tensors="pt")
+    images = list(llm_image) if isinstance(llm_image, list) else [llm_image] * len(prompts)
+    inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
     return inputs.to(device=device, dtype=dtype)
 
 
@@ -63,33 +67,55 @@ def count_new_tokens(new: torch.Tensor, end_ids: set[int]) -> list[int]:
 
 
 def generate(model: Any, processor: Any, inputs: Any, max_length: int | None = UPSTREAM_MAX_LENGTH,
-             max_new_tokens: int | None = None, prefix: Any = None) -> Generated:
+             max_new_tokens: int | None = None, prefix: Any = None, keep_cache: bool = False,
+             row_budgets: list[int] | None = None) -> Generated:
     """Greedy generation; ``max_new_tokens`` (as ``demo.py``) replaces ``max_length`` when given.
 
     With a ``sharing.Prefix`` the rows continue from its key/value cache (``[prefix][pads][suffix]``
-    layout, as wide as the left-padded batch, so ``max_length`` means the same)."""
-    budget: dict[str, int] = (
-        {"max_new_tokens": max_new_tokens} if max_new_tokens else {"max_length": int(max_length or UPSTREAM_MAX_LENGTH)}
-    )
+    layout, as wide as the left-padded batch, so ``max_length`` means the same). ``keep_cache``
+    returns the generation's key/value cache and rotary deltas too (``return_dict_in_generate``
+    changes nothing else), for a mask pass that continues from them.
+
+    ``row_budgets`` (a batch spanning images, under ``max_length``): each row's new-token budget as its
+    image's own batch would have it (``max_length`` minus that batch's width). Generation runs to the
+    largest and each row is cut at its own, its later tokens replaced by pads: greedy decoding of a row
+    depends on nothing after it, so the kept tokens are those the row's own batch would generate."""
+    if row_budgets is not None and not max_new_tokens:
+        budget: dict[str, Any] = {"max_new_tokens": max(row_budgets)}
+    elif max_new_tokens:
+        budget = {"max_new_tokens": max_new_tokens}
+    else:
+        budget = {"max_length": int(max_length or UPSTREAM_MAX_LENGTH)}
+    if keep_cache:
+        budget["return_dict_in_generate"] = True
     if prefix is not None:
         from harness_lens.sharing import generate_from_prefix
 
-        sequences, prompt_length = generate_from_prefix(model, inputs, prefix, int(processor.tokenizer.pad_token_id), budget)
+        out, prompt_length = generate_from_prefix(model, inputs, prefix, int(processor.tokenizer.pad_token_id), budget)
     else:
-        sequences = model.generate(**inputs, use_cache=True, do_sample=False, **budget)
+        out = model.generate(**inputs, use_cache=True, do_sample=False, **budget)
         prompt_length = int(inputs["input_ids"].shape[1])
-    new = sequences[:, prompt_length:]
+    cache = deltas = None
+    if keep_cache:
+        # the deltas HF used for every decoding step (set by the prefill, or by generate_from_prefix)
+        out, cache, deltas = out.sequences, out.past_key_values, model.rope_deltas.clone()
+    if row_budgets is not None and not max_new_tokens:
+        for i, allowed in enumerate(row_budgets):
+            out[i, prompt_length + allowed:] = int(processor.tokenizer.pad_token_id)
+    new = out[:, prompt_length:]
     texts = processor.batch_decode(new, skip_special_tokens=True)
-    return Generated(inputs, sequences, prompt_length, texts, count_new_tokens(new, _end_ids(model)))
+    counts = count_new_tokens(new, _end_ids(model))
+    if row_budgets is not None and not max_new_tokens:  # a cut row ends at its budget (its pads are no end token)
+        counts = [min(c, allowed) for c, allowed in zip(counts, row_budgets)]
+    return Generated(inputs, out, prompt_length, texts, counts, cache, deltas)
 
 
-def mask_pass_inputs(generated: Generated, pad_token_id: int, sam_image: torch.Tensor) -> dict[str, Any]:
+def mask_pass_inputs(generated: Generated, pad_token_id: int, sam_images: torch.Tensor) -> dict[str, Any]:
     """Upstream's second-pass inputs: the generated sequences, attention 1 except at pad tokens,
-    the processor's image tensors, and the SAM image repeated once per sentence."""
+    the processor's image tensors, and each sentence's SAM image (n, 3, 1024, 1024)."""
     sequences = generated.sequences
     attention = torch.ones_like(sequences, dtype=torch.int64)
     attention[sequences == pad_token_id] = 0
     inputs = dict(generated.inputs)
-    n = sequences.shape[0]
-    inputs.update(input_ids=sequences, attention_mask=attention, sam_images=sam_image.unsqueeze(0).repeat(n, 1, 1, 1))
+    inputs.update(input_ids=sequences, attention_mask=attention, sam_images=sam_images)
     return inputs

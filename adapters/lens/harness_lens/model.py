@@ -161,55 +161,89 @@ class WorkMeter:
             self._first = False
 
 
-def _repeat(obj: Any, n: int) -> Any:
-    """A fresh copy of a backbone output with every tensor repeated n times along the batch."""
+def _take(obj: Any, rows: list[int]) -> Any:
+    """A fresh copy of a backbone output holding rows ``rows`` of every tensor (batch first)."""
     if isinstance(obj, torch.Tensor):
-        return obj.repeat(n, *([1] * (obj.dim() - 1)))
+        return obj.index_select(0, torch.tensor(rows, device=obj.device))
     if isinstance(obj, dict):
-        return {k: _repeat(v, n) for k, v in obj.items()}
+        return {k: _take(v, rows) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_repeat(v, n) for v in obj)
+        return type(obj)(_take(v, rows) for v in obj)
     return obj
 
 
+def _cat(objs: list[Any]) -> Any:
+    """Backbone outputs concatenated along the batch."""
+    first = objs[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(objs)
+    if isinstance(first, dict):
+        return {k: _cat([o[k] for o in objs]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_cat([o[i] for o in objs]) for i in range(len(first)))
+    return first
+
+
 class SamImageEncoder:
-    """Stands in for ``model.sam.forward_image``: one encoding per image, repeated for its sentences.
+    """Stands in for ``model.sam.forward_image``: one encoding per distinct image, repeated for its sentences.
 
     Upstream's mask pass feeds the same 1024x1024 image once per sentence and SAM2 encodes
-    each copy. With ``reuse`` this encodes the first row only when every row is the same
-    image, and keeps the result for the next call when the adapter says it is the same
-    image again (``expect``). The rest of upstream's forward runs unchanged on the repeated
-    features. ``reuse=False`` is upstream's behaviour (for checking, and the counters).
+    each copy. With ``reuse`` this encodes each distinct image of the batch once (the distinct
+    ones together, in one call) and repeats the features for its rows. The adapter names each
+    row's image (``expect``: one key for the whole batch, or one per row); then the encodings
+    are kept for the next call that brings the same images. Without a key, rows are grouped
+    by equal pixels and nothing is kept. The rest of upstream's forward runs unchanged on the
+    repeated features. ``reuse=False`` is upstream's behaviour (for checking, and the counters).
     """
 
     def __init__(self, sam: torch.nn.Module, counters: Counters, reuse: bool = True) -> None:
         self._encode = sam.forward_image
         self.counters = counters
         self.reuse = reuse
-        self._key: Any = None
-        self._cached: Any = None
+        self._kept: dict[Any, Any] = {}
         self._expected: Any = None
         sam.forward_image = self  # instance attribute shadows the method
 
     def expect(self, key: Any) -> None:
-        """The identity of the image the next call will encode (None: do not keep across calls)."""
+        """The identity of the image(s) the next call will encode: one key for every row, a list with one
+        per row (a batch spanning images), or None (group by pixels, keep nothing across calls)."""
         self._expected = key
 
     def clear(self) -> None:
-        self._key = self._cached = None
+        self._kept = {}
+
+    def _row_keys(self, img_batch: torch.Tensor) -> tuple[list[Any], bool]:
+        """Each row's image identity, and whether those identities are the adapter's (worth keeping)."""
+        n = int(img_batch.shape[0])
+        if isinstance(self._expected, list) and len(self._expected) == n:
+            return list(self._expected), True
+        firsts: list[int] = []
+        keys: list[Any] = []
+        for i in range(n):
+            j = next((f for f in firsts if torch.equal(img_batch[f], img_batch[i])), None)
+            if j is None:
+                firsts.append(i)
+                j = i
+            keys.append(("row", j))
+        if self._expected is not None and not isinstance(self._expected, list) and len(firsts) == 1:
+            return [self._expected] * n, True
+        return keys, False
 
     def __call__(self, img_batch: torch.Tensor) -> Any:
         n = int(img_batch.shape[0])
-        same = n == 1 or all(torch.equal(img_batch[0], img_batch[i]) for i in range(1, n))
-        if not self.reuse or not same:
+        if not self.reuse:
             self.counters.segmenter_images += n
             return self._encode(img_batch)
-        key = self._expected
-        if key is None or key != self._key or self._cached is None:
-            self._cached = self._encode(img_batch[:1])
-            self._key = key
-            self.counters.segmenter_images += 1
-        return _repeat(self._cached, n)
+        keys, keep = self._row_keys(img_batch)
+        distinct = list(dict.fromkeys(keys))
+        found = {k: self._kept[k] for k in distinct if keep and k in self._kept}
+        missing = [k for k in distinct if k not in found]
+        if missing:
+            out = self._encode(img_batch[[keys.index(k) for k in missing]])
+            self.counters.segmenter_images += len(missing)
+            found.update({k: _take(out, [i]) for i, k in enumerate(missing)})
+        self._kept = found if keep else {}
+        return _cat([found[k] for k in keys])
 
 
 @dataclass

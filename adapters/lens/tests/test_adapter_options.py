@@ -101,3 +101,12 @@ def test_inputs_hook_without_weights(tmp_path) -> None:
     assert rs["llm_image_hw"] == [480, 640]  # the longer side scaled up to 640
     assert rs["image_grid_thw"] == [1, 34, 46]  # the processor's own smart_resize: 476 x 644 pixels
     assert PREPROCESSING["reasonseg"].llm_image(image).size == (640, 480)
+
+
+def test_batches_across_images_except_for_upstreams_protocol() -> None:
+    """The engine sends batches spanning images only where one batch really runs them together; the
+    per-ref protocol keeps one image per batch, so that no ref is split between two batches by an image
+    boundary that the engine chose."""
+    assert LensAdapter().multi_image is True
+    assert LensAdapter(variant="refcoco-upstream").multi_image is False
+    assert LensAdapter(batching="ref").multi_image is False

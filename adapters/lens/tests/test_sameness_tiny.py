@@ -68,6 +68,10 @@ def checkpoint(samr1, tmp_path_factory):
 def upstream(samr1, checkpoint):
     """The model class loaded as ``RefCOCOEvaluator.__init__`` loads it (fp32, sdpa on CPU), no wrappers,
     and ``AutoProcessor.from_pretrained`` untouched (the checkpoint's padding side)."""
+    return _load_upstream(samr1, checkpoint)
+
+
+def _load_upstream(samr1, checkpoint):
     from transformers import AutoProcessor
 
     from harness_lens.model import sam_builder
@@ -262,3 +266,268 @@ def test_share_prefix_needs_left_padding() -> None:
     assert resolve_options({"padding_side": "tokenizer", "share_prefix": False})["padding_side"] == "tokenizer"
     with pytest.raises(ValueError, match="unknown batching"):
         resolve_options({"batching": "sentence"})
+
+
+# -- mask_from_cache: the mask pass continuing from the generation's cache (opt-in) ------------------
+
+CACHE_CONFIGS = {
+    "with share_prefix": {"mask_from_cache": True},
+    "without share_prefix": {"mask_from_cache": True, "share_prefix": False},
+}
+# bounds for the measured change (README "Work done once per image"): the positions' convention, not noise
+CACHE_LOGIT_TOL = 5e-4
+CACHE_MIN_IOU = 0.99
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@torch.no_grad()
+def mask_pass_with_generation_positions(model, processor, sequences: torch.Tensor, inputs, sam_images: torch.Tensor):
+    """The reference for ``mask_from_cache``: upstream's full second pass (every column and the 64 queries
+    recomputed, upstream's attention mask), but with the 3-D positions generation uses, worked out by
+    Qwen2.5-VL's own ``get_rope_index`` over the whole sequence with the queries as trailing text."""
+    pad = processor.tokenizer.pad_token_id
+    attention = torch.ones_like(sequences, dtype=torch.int64)
+    attention[sequences == pad] = 0
+    q = int(model.model_num_of_query)
+    ids = torch.cat([sequences, torch.full((sequences.shape[0], q), pad, dtype=sequences.dtype)], 1)
+    full = torch.cat([attention, torch.ones(sequences.shape[0], q, dtype=attention.dtype)], 1)
+    positions, _ = model.get_rope_index(ids, inputs["image_grid_thw"], None, None, full)
+    _, low_res = model(input_ids=sequences, attention_mask=attention, position_ids=positions, pixel_values=inputs["pixel_values"],
+                       image_grid_thw=inputs["image_grid_thw"], output_hidden_states=True, use_learnable_query=True,
+                       sam_images=sam_images)
+    return [m[0, 0] for m in low_res]
+
+
+def _left_padded_generation(model, processor, image: np.ndarray, exprs: list[str]):
+    """Upstream's generation on a left-padded batch (``evaluate_single``'s first half), for the reference."""
+    pre = PREPROCESSING["refcoco"](image)
+    side = processor.tokenizer.padding_side
+    processor.tokenizer.padding_side = "left"
+    try:
+        texts = [prompts.render(processor, "pr1_grounding", e) for e in exprs]
+        inputs = processor(text=texts, images=[pre.llm_image] * len(exprs), padding=True, return_tensors="pt")
+    finally:
+        processor.tokenizer.padding_side = side
+    with torch.no_grad():
+        sequences = model.generate(max_length=768, use_cache=True, do_sample=False, **inputs)
+    sam = torch.from_numpy(pre.sam_image).unsqueeze(0).repeat(len(exprs), 1, 1, 1)
+    return sequences, inputs, sam
+
+
+def test_mask_from_cache_is_off_by_default() -> None:
+    from harness_lens.adapter import resolve_options
+
+    assert resolve_options({})["mask_from_cache"] is False
+    assert resolve_options({"variant": "refcoco-upstream"})["mask_from_cache"] is False
+
+
+@pytest.mark.parametrize("config", list(CACHE_CONFIGS))
+@pytest.mark.parametrize("exprs", [EVEN, UNEVEN], ids=["even", "uneven"])
+def test_mask_from_cache_is_an_exact_continuation(config, exprs, checkpoint, upstream_repo, upstream) -> None:
+    """The key proof: the option's logits equal a full recompute of the mask pass with generation's
+    3-D positions (the reference above, on a separately loaded model, upstream's left-padded layout)
+    within 1e-5, so the cache continuation itself is exact and its whole difference from upstream is
+    the positions' convention."""
+    model, processor = upstream
+    a = _adapter(checkpoint, upstream_repo, **CACHE_CONFIGS[config])
+    image = _image(seed=20 + len(exprs))
+    texts, logits = _run(a, image, exprs)
+    sequences, inputs, sam = _left_padded_generation(model, processor, image, exprs)
+    assert texts == processor.batch_decode(sequences[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    reference = mask_pass_with_generation_positions(model, processor, sequences, inputs, sam)
+    for x, y in zip(logits, reference):
+        assert (x - y).abs().max().item() < TOL
+
+
+@pytest.mark.parametrize("config", list(CACHE_CONFIGS))
+@pytest.mark.parametrize("exprs", [EVEN, UNEVEN], ids=["even", "uneven"])
+def test_mask_from_cache_tolerance_against_upstream(config, exprs, checkpoint, upstream_repo, upstream) -> None:
+    """Against ``evaluate_single`` per sentence: texts identical (generation is unchanged), logits within
+    the README's bound, masks with IoU >= 0.99; and the difference is real (not within 1e-5), which is
+    why the option is off by default."""
+    model, processor = upstream
+    a = _adapter(checkpoint, upstream_repo, **CACHE_CONFIGS[config])
+    image = _image(seed=30 + len(exprs))
+    texts, logits = _run(a, image, exprs)
+    preds = a.predict(image, _samples([exprs]))
+    worst = 0.0
+    for i, e in enumerate(exprs):
+        one_text, one_logits, one_masks, _ = evaluate_single(model, processor, image, [e])
+        assert texts[i] == preds[i].text == one_text[0] == tiny.BOX_ANSWER
+        diff = (logits[i] - one_logits[0]).abs().max().item()
+        worst = max(worst, diff)
+        assert diff < CACHE_LOGIT_TOL
+        assert _iou(masks.decode(preds[i].mask), one_masks[0]) >= CACHE_MIN_IOU
+    assert worst > TOL  # generation's positions really differ from the mask pass's
+
+
+@pytest.mark.parametrize("exprs", [EVEN, UNEVEN], ids=["even", "uneven"])
+def test_mask_from_cache_counts_what_it_computes(exprs, checkpoint, upstream_repo, upstream) -> None:
+    """The mask pass runs the last answer column and the 64 queries per row: n x 65 positions, no ViT."""
+    n = len(exprs)
+    a = _adapter(checkpoint, upstream_repo, mask_from_cache=True)
+    image = _image(seed=40 + n)
+    d = _delta(a, lambda: a.predict(image, _samples([exprs])))
+    assert d["mask_pass_tokens"] == n * 65
+    assert d["vision_encoder_images"] == 1 and d["segmenter_images"] == 1
+    assert d["forward_passes"] == 4  # prefix prefill, prompt prefill, one decoding step, the mask pass
+
+
+# Rows that end at different steps: the scripted model answers RAGGED_SHORT (then the end token) or
+# RAGGED_LONG_1, RAGGED_LONG_2 (then the end token), choosing by its random logits, which the expression
+# sways (the bias gap was measured so that RAGGED_EXPRS split); a row that ended early is fed pads while
+# the others decode, and the mask pass must mask them and place its queries right after its end token.
+RAGGED_SHORT, RAGGED_LONG_1, RAGGED_LONG_2 = "[1, 2, 3, 4]", "<think>short</think>", "[5, 6, 7, 8]"
+RAGGED_EXPRS = ["man", "the man on the left in a red coat", "cat"]
+RAGGED_GAP = 0.26  # extra bias for the long answer's first token
+
+
+@pytest.fixture(scope="module")
+def ragged_checkpoint(samr1, tmp_path_factory):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    d = tmp_path_factory.mktemp("lens_ragged")
+    tiny.build_lens_checkpoint(d, samr1, script=[RAGGED_SHORT, RAGGED_LONG_1, RAGGED_LONG_2])
+    ids = AutoTokenizer.from_pretrained(d).convert_tokens_to_ids
+    short, long1, long2, end = ids(RAGGED_SHORT), ids(RAGGED_LONG_1), ids(RAGGED_LONG_2), ids("<|im_end|>")
+    cfg = GenerationConfig.from_pretrained(d)
+    cfg.sequence_bias = [[[short], 1000.0], [[long1], 1000.0 + RAGGED_GAP], [[short, end], 3000.0], [[long1, long2], 3000.0],
+                         [[long2, end], 3000.0]]
+    cfg.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def ragged_upstream(samr1, ragged_checkpoint):
+    return _load_upstream(samr1, ragged_checkpoint)
+
+
+@pytest.mark.parametrize("config", ["default", *CACHE_CONFIGS])
+def test_rows_ending_at_different_steps(config, ragged_checkpoint, upstream_repo, ragged_upstream) -> None:
+    """Rows of one batch that end one step apart: the default stays within 1e-5 of ``evaluate_single`` with
+    identical masks; ``mask_from_cache`` equals the full recompute with generation's positions within 1e-5
+    and stays within its bound of upstream."""
+    model, processor = ragged_upstream
+    options = {} if config == "default" else CACHE_CONFIGS[config]
+    a = _adapter(ragged_checkpoint, upstream_repo, **options)
+    image = _image()
+    gen, low_res, _ = a._run_batch(image, a.preprocessing(image), RAGGED_EXPRS)
+    logits = [m[0, 0] for m in low_res]
+    long = RAGGED_LONG_1 + RAGGED_LONG_2
+    assert gen.texts == [RAGGED_SHORT, long, RAGGED_SHORT] and gen.new_tokens == [2, 3, 2]  # the rows really end apart
+    preds = a.predict(image, _samples([RAGGED_EXPRS]))
+    for i, e in enumerate(RAGGED_EXPRS):
+        one_text, one_logits, one_masks, _ = evaluate_single(model, processor, image, [e])
+        assert one_text[0] == gen.texts[i]
+        diff = (logits[i] - one_logits[0]).abs().max().item()
+        mask = masks.decode(preds[i].mask)
+        if config == "default":
+            assert diff < TOL and np.array_equal(mask, one_masks[0])
+        else:
+            assert diff < CACHE_LOGIT_TOL and _iou(mask, one_masks[0]) >= CACHE_MIN_IOU
+    if config != "default":
+        sequences, inputs, sam = _left_padded_generation(model, processor, image, RAGGED_EXPRS)
+        assert (sequences[:, -1] == processor.tokenizer.pad_token_id).sum() == 2  # the short rows end in a pad
+        reference = mask_pass_with_generation_positions(model, processor, sequences, inputs, sam)
+        for x, y in zip(logits, reference):
+            assert (x - y).abs().max().item() < TOL
+
+
+# -- predict_many: one batch spanning several images (the engine's multi_image batches) ----------------
+
+def _other_image() -> np.ndarray:
+    """An image of another size than ``_image``: more image tokens, so a longer shared prefix."""
+    return np.random.default_rng(7).integers(0, 256, size=(60, 90, 3), dtype=np.uint8)
+
+
+def _queries(exprs: list[str], h: int, w: int, tag: str) -> list[Query]:
+    gt = GroundTruth(mask=masks.empty(h, w))
+    return [Sample(id=f"refcoco/unc/val/{tag}/{i}", image=f"{tag}.jpg", expression=e, gt=gt, dataset="refcoco", split="val").query()
+            for i, e in enumerate(exprs)]
+
+
+MANY_CONFIGS = {"default": {}, "none": CONFIGS["none"], "mask_from_cache": {"mask_from_cache": True},
+                "mask_from_cache without share_prefix": CACHE_CONFIGS["without share_prefix"]}
+
+
+@pytest.mark.parametrize("config", list(MANY_CONFIGS))
+def test_predict_many_equals_one_image_at_a_time(config, checkpoint, upstream_repo, upstream) -> None:
+    """Two images of different sizes (different prefix lengths: the shorter prefix is left-padded in the
+    batch), an uneven and an even set of sentences, in one predict_many call: the same texts and masks as
+    one predict call per image, logits within 1e-5; in the default setting also within 1e-5 of
+    ``evaluate_single`` per sentence with identical masks."""
+    model, processor = upstream
+    a = _adapter(checkpoint, upstream_repo, **MANY_CONFIGS[config])
+    assert a.multi_image
+    big, small = _other_image(), _image(seed=50)
+    parts = [(big, a.preprocessing(big), UNEVEN), (small, a.preprocessing(small), EVEN)]
+    gen, low_res, inputs = a._run_parts(parts)
+    assert len(set(inputs["image_grid_thw"][:, 1:].prod(1).tolist())) == 2  # the images really differ in size
+    many = a.predict_many([(big, _queries(UNEVEN, 60, 90, "b")), (small, _queries(EVEN, H, W, "s"))])
+    row = 0
+    for (image, _, exprs), preds in zip(parts, many):
+        texts, logits = _run(a, image, exprs)
+        alone = a.predict(image, _queries(exprs, *image.shape[:2], "x"))
+        assert gen.texts[row:row + len(exprs)] == texts == [p.text for p in preds]
+        for i in range(len(exprs)):
+            assert (low_res[row + i][0, 0] - logits[i]).abs().max().item() < TOL
+            assert preds[i].mask == alone[i].mask
+        if config == "default" and image is small:
+            for i, e in enumerate(exprs):
+                _, one_logits, one_masks, _ = evaluate_single(model, processor, image, [e])
+                assert (low_res[row + i][0, 0] - one_logits[0]).abs().max().item() < TOL
+                assert np.array_equal(masks.decode(preds[i].mask), one_masks[0])
+        row += len(exprs)
+
+
+def test_predict_many_batches_across_images(checkpoint, upstream_repo, upstream) -> None:
+    """The counters of one predict_many call over two images (default): each image's ViT and SAM encode
+    once; one prefill of both prefixes, one prompt prefill, one decoding step and one mask pass for all
+    five sentences (plus the mask pass's prefixes): five decoder calls of 19 sequences in all."""
+    a = _adapter(checkpoint, upstream_repo)
+    big, small = np.random.default_rng(8).integers(0, 256, size=(60, 90, 3), dtype=np.uint8), _image(seed=51)
+    d = _delta(a, lambda: a.predict_many([(big, _queries(UNEVEN, 60, 90, "b")), (small, _queries(EVEN, H, W, "s"))]))
+    assert d["vision_encoder_images"] == 2 and d["segmenter_images"] == 2
+    assert d["forward_passes"] == 5 and d["llm_sequences"] == 2 + 5 + 5 + 2 + 5
+    assert d["sequences_per_forward"] == 19 / 5
+
+
+def test_predict_many_keeps_each_images_length_budget(checkpoint, upstream_repo, upstream) -> None:
+    """``max_length`` counts the prompt: in a batch spanning images each row keeps the budget its image's
+    own batch would have. With max_length one past the wider image's prompts, its rows stop after one
+    token while the narrower image's rows finish their answers, as one call per image does."""
+    _, processor = upstream
+    big, small = _other_image(), _image(seed=52)
+    llm = {id(big): PREPROCESSING["refcoco"](big).llm_image, id(small): PREPROCESSING["refcoco"](small).llm_image}
+    widths = {k: max(len(processor(text=[prompts.render(processor, "pr1_grounding", e)], images=[img]).input_ids[0]) for e in EVEN)
+              for k, img in llm.items()}
+    assert widths[id(big)] > widths[id(small)]
+    a = _adapter(checkpoint, upstream_repo, max_length=widths[id(big)] + 1)
+    many = a.predict_many([(big, _queries(EVEN, 60, 90, "b")), (small, _queries(EVEN, H, W, "s"))])
+    assert [p.text for p in many[0]] == [tiny.BOX_ANSWER] * 2 and [p.parse_status for p in many[1]] == ["ok"] * 2
+    for image, preds in zip((big, small), many):
+        alone = a.predict(image, _queries(EVEN, *image.shape[:2], "x"))
+        assert [p.text for p in preds] == [p.text for p in alone]
+        assert [p.mask for p in preds] == [p.mask for p in alone]
+    gen, _, _ = a._run_parts([(big, a.preprocessing(big), EVEN), (small, a.preprocessing(small), EVEN)])
+    assert gen.new_tokens == [1, 1, 2, 2]  # the wider image's rows cut at one token, no end token
+
+
+def test_an_image_split_between_two_batches_is_prefilled_once(checkpoint, upstream_repo, upstream) -> None:
+    """The engine may split an image's sentences between two predict_many calls: the second call continues
+    from the first call's prefix caches of that image (both passes) instead of prefilling it again, and
+    gives the same texts and masks as one call per image."""
+    a = _adapter(checkpoint, upstream_repo)
+    first, second = _image(seed=60), _other_image()
+    qs = _queries(UNEVEN, H, W, "f")
+    a.predict_many([(first, qs[:2])])
+    d = _delta(a, lambda: a.predict_many([(first, qs[2:]), (second, _queries(EVEN, 60, 90, "g"))]))
+    # prefix prefill of the second image only (1 row), prompt prefill, one decoding step, mask prefix (1 row), mask pass
+    assert d["forward_passes"] == 5 and d["llm_sequences"] == 1 + 3 + 3 + 1 + 3
+    got = a.predict_many([(first, qs[:2])]) + a.predict_many([(first, qs[2:]), (second, _queries(EVEN, 60, 90, "g"))])
+    alone = [a.predict(first, qs[:2]), a.predict(first, qs[2:]), a.predict(second, _queries(EVEN, 60, 90, "g"))]
+    assert [[(p.text, p.mask) for p in x] for x in got] == [[(p.text, p.mask) for p in x] for x in alone]
