@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from harness import masks
+
 from harness_lens.postprocess import logits_to_mask, logits_to_rle, upsample_logits
 
 
