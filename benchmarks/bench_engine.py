@@ -172,7 +172,7 @@ def engine_in_process(suite: Path, root: Path, out: Path, cache: Path) -> tuple[
     ``run_model_split``) and ``results`` (merge and results.json: ``merge_run``)."""
     import os
 
-    from harness.run import runner
+    from harness.run import merge, runner
     from harness.run.config import build_config
 
     stages: dict[str, tuple[float, float]] = {}
@@ -190,14 +190,15 @@ def engine_in_process(suite: Path, root: Path, out: Path, cache: Path) -> tuple[
 
     os.environ["HARNESS_CACHE"] = str(cache)
     config = build_config(models="empty", suite=str(suite), data_root=root, out=out)
-    saved = runner.run_model_split, runner.merge_run
-    runner.run_model_split, runner.merge_run = timed("predict", saved[0]), timed("results", saved[1])  # type: ignore[assignment]
+    # The runner imports merge_run where it calls it (a finished resume never loads it): timed in its module.
+    saved = runner.run_model_split, merge.merge_run
+    runner.run_model_split, merge.merge_run = timed("predict", saved[0]), timed("results", saved[1])  # type: ignore[assignment]
     try:
         start = _clock()
         runner.run(config, render=False)
         return _since(start), stages
     finally:
-        runner.run_model_split, runner.merge_run = saved
+        runner.run_model_split, merge.merge_run = saved
 
 
 def engine_bookkeeping(suite: Path, samples: list, out: Path, repeat: int) -> float:
