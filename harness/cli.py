@@ -195,7 +195,7 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> arg
     run.add_argument("--out", type=Path, help="run directory; the same --out resumes (default: runs/<suite>)")
     run.add_argument("--data-root", type=Path, help="where datasets live (default: config file, then $HARNESS_DATA)")
     run.add_argument("--limit", type=int, help="at most N samples per split (a quick look, not a result)")
-    run.add_argument("--batch-size", type=int, help="samples per adapter call; it spans several images only for a multi-image adapter (default 8)")
+    run.add_argument("--batch-size", type=int, help="samples per adapter call; several images only for a multi-image adapter (default 8)")
     run.add_argument("--device", help="device for the models, e.g. cuda or cpu (default cpu)")
     run.add_argument("--config", type=Path, help="a run config YAML (per-model settings live here)")
     run.add_argument("--no-report", action="store_true", help="write results.json but no HTML report")
