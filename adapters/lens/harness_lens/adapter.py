@@ -228,7 +228,7 @@ class LensAdapter(Adapter):
         with torch.inference_mode():
             llm_images = [parts[k][1].llm_image for k in row_part]
             inputs = processor_inputs(lens.processor, texts, llm_images if len(parts) > 1 else parts[0][1].llm_image,
-                                      lens.device, lens.dtype, side)
+                                      lens.device, lens.dtype, side, once_per_image=bool(s["share_vision"]))
             budgets = None
             if len(parts) > 1 and not s["max_new_tokens"]:
                 # each row's budget as its image's own batch would have it: max_length minus that batch's width

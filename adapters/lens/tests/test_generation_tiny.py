@@ -141,3 +141,32 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tmp_path) -> None:
     for text in batched.texts:
         parsed = parse_answer(text, (56, 56), (48, 64))
         assert parsed.status is (ParseStatus.OK if find_box(text) else ParseStatus.FAILED)
+
+
+def test_the_image_processor_runs_once_per_image_with_the_same_inputs(scripted_box, monkeypatch) -> None:
+    """``once_per_image`` (with ``share_vision``) gives the processor's inputs to the bit, on one image's
+    sentences and on batches spanning images (an image's rows need not be adjacent)."""
+    _, processor = scripted_box
+    real = processor.image_processor
+    processed: list[int] = []
+    preprocess = type(real).preprocess
+
+    def counting(self, images, *args, **kwargs):
+        processed.append(len(images))
+        return preprocess(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(type(real), "preprocess", counting)
+    a = PREPROCESSING["refcoco"](_image()).llm_image
+    b = PREPROCESSING["refcoco"](np.ascontiguousarray(_image()[::-1])).llm_image
+    texts = [prompts.render(processor, "pr1_grounding", e) for e in EXPRESSIONS]
+    for images, distinct in ((a, 1), ([a, b, a], 2), ([b, b, a], 2)):
+        processed.clear()
+        plain = generation.processor_inputs(processor, list(texts), images, "cpu", torch.float32)  # it rewrites the list it is given
+        assert processed == [3]  # upstream's way: every copy processed
+        processed.clear()
+        once = generation.processor_inputs(processor, list(texts), images, "cpu", torch.float32, once_per_image=True)
+        assert processed == [distinct]
+        assert plain.keys() == once.keys()
+        for key in plain:
+            assert torch.equal(plain[key], once[key]), key
+        assert processor.image_processor is real
