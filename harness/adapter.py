@@ -57,11 +57,20 @@ class Adapter(ABC):
     # True for an adapter whose ``predict_many`` runs several images in one model call: the engine
     # then fills each batch with up to --batch-size samples spanning several images.
     multi_image: ClassVar[bool] = False
+    # True for an adapter with CPU work per image (resizes, normalisation) that ``prepare_image`` does
+    # ahead: the engine calls it in its decode-ahead thread (in process, and in a worker's reader
+    # thread) on the very array it later passes to ``predict``, while the model runs the batch before.
+    prepares_images: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         if options:
             raise TypeError(f"adapter {self.info.name!r} takes no options, got {', '.join(sorted(options))}")
         self.options: dict[str, Any] = {}
+
+    def prepare_image(self, image: np.ndarray) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Do this image's CPU work now and keep it for the ``predict`` call given this array (the same
+        object). Runs in another thread than ``predict``: no accelerator work, no model state. It is an
+        optimisation only: a failure here is ignored, and ``predict`` must give the same answer without it."""
 
     def check(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Cheap checks, before any model of the run predicts: raise a HarnessError naming what is wrong.

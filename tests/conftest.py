@@ -21,7 +21,7 @@ TEST_ADAPTERS = {
     name: AdapterEntry(name, f"helper_adapters:{cls}", "test")
     for name, cls in (("counting", "CountingAdapter"), ("flaky", "FlakyAdapter"), ("greedy", "GreedyAdapter"), ("slow", "SlowAdapter"),
                       ("loads-file", "LoadsFileAdapter"), ("drawing", "DrawingAdapter"), ("multi-shapes", "MultiShapes"),
-                      ("multi-greedy", "MultiGreedy"))
+                      ("multi-greedy", "MultiGreedy"), ("preparing-shapes", "PreparingShapes"))
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -133,6 +134,33 @@ class MultiShapes(ShapesReasoner):
 
     def stats(self) -> dict[str, float]:
         return dict(self.counts)
+
+
+class PreparingShapes(MultiShapes):
+    """Multi-image, with CPU work per image done ahead (``prepare_image``); counts which predicted images
+    were prepared (the same array object), and whether preparing ran off the thread that predicts."""
+
+    info = AdapterInfo(name="preparing-shapes", description="prepares each image ahead",
+                       outputs=ShapesReasoner.info.outputs, box_space=ShapesReasoner.info.box_space)
+    prepares_images = True
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._ready: dict[int, np.ndarray] = {}
+        self._predicting: int | None = None  # the thread predict runs in
+        self.counts.update({"prepared": 0.0, "prepared_elsewhere": 0.0, "hits": 0.0, "misses": 0.0})
+
+    def prepare_image(self, image: np.ndarray) -> None:
+        self.counts["prepared"] += 1
+        self.counts["prepared_elsewhere"] += threading.get_ident() != self._predicting
+        self._ready[id(image)] = image  # kept: an id stays this array's while it is held
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        self._predicting = threading.get_ident()
+        for image, _ in items:
+            hit = self._ready.get(id(image)) is image
+            self.counts["hits" if hit else "misses"] += 1
+        return super().predict_many(items)
 
 
 class MultiGreedy(MultiShapes):

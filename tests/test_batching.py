@@ -263,3 +263,17 @@ def test_the_worker_reader_decodes_the_next_request_while_the_model_runs(tmp_pat
     replies = [json.loads(line) for line in out.getvalue().splitlines()]
     assert all(r["ok"] for r in replies) and len(replies) == 3
     assert threads == ["harness-worker-reader"] * 2  # each image decoded once, by the reader
+
+
+def test_an_adapter_prepares_each_image_ahead_on_the_array_it_then_predicts(tmp_path: Path) -> None:
+    base, base_results, _ = run_records(tmp_path, "plain", {"multi-shapes": {}}, batch_size=7)
+    for where, spec in (("in-process", {}), ("worker", {"python": sys.executable})):
+        got, got_results, out = run_records(tmp_path, where, {"preparing-shapes": spec}, batch_size=7)
+        assert got == base, where  # the same logs and numbers: preparing ahead is an optimisation only
+        same_numbers(got_results, base_results)
+        counts = json.loads((out / "manifest.json").read_text())["models"]["preparing-shapes"]["efficiency"]["val"]["all"]
+        images = counts["multi_images"]
+        # Every image predicted was prepared first, on the very array predict got, in another thread
+        # (the prefetcher's, or the worker's reader); an image spanning two calls is prepared once.
+        assert counts["hits"] == images and counts["misses"] == 0, (where, counts)
+        assert counts["prepared"] == counts["prepared_elsewhere"] == len({r["id"].rsplit("/", 1)[0] for r in got}), (where, counts)

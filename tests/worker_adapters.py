@@ -26,6 +26,7 @@ ENTRY_POINTS = {
     "noisy": "worker_adapters:Noisy",
     "greedy-plugin": "helper_adapters:GreedyAdapter",  # raises an OutOfMemoryError on batches > 1
     "multi-shapes": "helper_adapters:MultiShapes",  # several images per call
+    "preparing-shapes": "helper_adapters:PreparingShapes",  # CPU work per image done ahead
     "multi-greedy": "helper_adapters:MultiGreedy",
 }
 

@@ -167,9 +167,9 @@ def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], boot
     digest = inputs_digest(run_dir, suite, samples, bootstrap_rounds)
     fast = resume_digest(run_dir, suite, bootstrap_rounds, resume) if resume is not None else None
     if reuse and _up_to_date(run_dir, digest, render):
-        stamp = _read_stamp(run_dir) or {}
-        if fast is not None and stamp.get("resume") != fast:  # a stamp from before resume digests, or other --data-root
-            write_json_atomic(run_dir.root / FINISHED_NAME, {**stamp, "resume": fast})
+        kept = _read_stamp(run_dir) or {}
+        if fast is not None and kept.get("resume") != fast:  # a stamp from before resume digests, or other --data-root
+            write_json_atomic(run_dir.root / FINISHED_NAME, {**kept, "resume": fast})
         return RunOutcome(run_dir.root, run_dir.results_path, run_dir.report_path if render else None)
     write_results(run_dir, suite, samples, bootstrap_rounds=bootstrap_rounds)
     report = None

@@ -34,7 +34,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import Adapter, box_to_pixels
 from harness.data.images import Decoded, ImageError, decode, image_size
-from harness.run.batches import Entry, Prefetcher, plan_batches
+from harness.run.batches import Entry, Prefetcher, plan_batches, prepared
 from harness.types import Prediction, Sample
 
 
@@ -127,6 +127,8 @@ def _decoder(adapter: Adapter, exif: str) -> Any:
     """What the prefetch thread reads per image, by the suite's image convention ``exif``."""
     if adapter.decodes_images:  # one decode per image: the worker's; here only the size, for finalize
         return lambda path: np.empty((*image_size(path, exif), 0), dtype=np.uint8)
+    if adapter.prepares_images:  # the thread also does the adapter's CPU work on the array predict will get
+        return lambda path: prepared(adapter, decode(path, exif).array())
     # Decoded in the thread, copied out to its array in the main one (why: harness.data.images.Decoded).
     return lambda path: decode(path, exif)
 

@@ -10,9 +10,13 @@ import json
 import os
 import queue
 import threading
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 from harness.data.images import EXIF_CHOICES, decode
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ProtocolError(ValueError):
@@ -49,6 +53,8 @@ class Reader:
 
     def __init__(self, inp: IO[bytes], max_bytes: int, ahead: int = 1) -> None:
         self._inp, self._max = inp, max_bytes
+        # Set once the served adapter is known (``Adapter.prepares_images``): its CPU work per image, done here too.
+        self.prepare: Callable[[np.ndarray], np.ndarray] | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
         self._last: str | None = None
         threading.Thread(target=self._work, name="harness-worker-reader", daemon=True).start()
@@ -93,7 +99,9 @@ class Reader:
                 key = _image_key(path, exif)
                 if key != self._last:  # the same image as the previous request's last: the worker still holds it
                     # Decoded here, copied out to its array in the answering thread (harness.data.images.Decoded).
-                    out[path] = (key, decode(path, exif))
+                    d = decode(path, exif)
+                    prepare = self.prepare
+                    out[path] = (key, d if prepare is None else prepare(d.array()))
                 self._last = key
             except Exception:
                 self._last = None

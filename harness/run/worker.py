@@ -32,6 +32,7 @@ the log. A malformed or oversized request gets an error reply, never a crash.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ import numpy as np
 import harness
 from harness.adapter import Adapter
 from harness.data.images import EXIF_CHOICES, Decoded, load_image
+from harness.run.batches import prepared
 from harness.run.requests import _DECODED, ProtocolError, Reader, _image_key, read_request  # noqa: F401 (read_request: re-exported)
 from harness.types import QUERY_META, Prediction, Query
 
@@ -293,6 +295,8 @@ def serve(inp: IO[bytes], out: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> in
                 failure, req = req, None
                 raise failure
             reply: dict[str, Any] = {"ok": True, **worker.handle(req)}
+            if req.get("op") == "hello" and worker.adapter is not None and worker.adapter.prepares_images:
+                reader.prepare = functools.partial(prepared, worker.adapter)  # the reader does its CPU work per image too
         except Exception as exc:
             if not isinstance(exc, ProtocolError):
                 traceback.print_exc()  # the full story goes to the log; the reply carries one line

@@ -33,6 +33,8 @@ config; tests only). The adapter reads only a sample's id and expression.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -123,6 +125,9 @@ class LensAdapter(Adapter):
     )
     MANIFEST: ClassVar[dict[str, Any]] = manifest.manifest()
     multi_image: ClassVar[bool] = True  # predict_many puts several images' sentences into one batch (batching: image)
+    # The resizes for SAM and the LLM and the image's key (~25 ms of one core for 640x480) are done by the
+    # engine's decode-ahead thread while the model runs the batch before (the same functions, so the same values).
+    prepares_images: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         self.settings = resolve_options(options)
@@ -134,6 +139,7 @@ class LensAdapter(Adapter):
         self._lens: Any = None
         self._processor: Any = None
         self._prefixes: Any = None  # sharing.PrefixStore: the last call's prefix caches (share_prefix)
+        self._ready = Ready()  # what prepare_image did ahead, by image array
 
     # -- loading -------------------------------------------------------------------------
 
@@ -163,17 +169,29 @@ class LensAdapter(Adapter):
 
     # -- prediction ----------------------------------------------------------------------
 
+    def prepare_image(self, image: np.ndarray) -> None:
+        self._ready.put(image, self._prepare(image))
+
+    def _prepare(self, image: np.ndarray) -> tuple[Preprocessed, str]:
+        return self.preprocessing(image), _sha1(image)
+
+    def _prepared(self, image: np.ndarray) -> tuple[Preprocessed, str]:
+        """This image's preprocessing and key: done ahead by ``prepare_image``, else now."""
+        got = self._ready.get(image)
+        return got if got is not None else self._prepare(image)
+
     def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         if self._lens is None:
             raise RuntimeError("LensAdapter.predict before load()")
         if not samples:
             return []
-        pre = self.preprocessing(image)
+        pre, _ = self._prepared(image)
         preds: list[Prediction | None] = [None] * len(samples)
         for indices in groups(samples, self.settings["batching"]):
             (batch,) = self._predict_parts([(image, pre, [samples[i].expression for i in indices])])
             for i, pred in zip(indices, batch):
                 preds[i] = pred
+        self._ready.done_with([image])
         return [p for p in preds if p is not None]
 
     def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
@@ -184,9 +202,11 @@ class LensAdapter(Adapter):
             raise RuntimeError("LensAdapter.predict_many before load()")
         if self.settings["batching"] != "image":
             return [self.predict(image, samples) for image, samples in items]
-        parts = [(image, self.preprocessing(image), [q.expression for q in samples]) for image, samples in items if samples]
+        parts = [(image, self._prepared(image)[0], [q.expression for q in samples]) for image, samples in items if samples]
         results = iter(self._predict_parts(parts)) if parts else iter(())
-        return [next(results) if samples else [] for _, samples in items]
+        out = [next(results) if samples else [] for _, samples in items]
+        self._ready.done_with([image for image, _ in items])
+        return out
 
     def _predict_parts(self, parts: list[tuple[np.ndarray, Preprocessed, list[str]]]) -> list[list[Prediction]]:
         """One generation and one mask pass for the sentences of one or more images (``evaluate_single``
@@ -244,7 +264,7 @@ class LensAdapter(Adapter):
                            keep_cache=bool(s["mask_from_cache"]), row_budgets=budgets)
             lens.counters.generated_tokens += sum(gen.new_tokens)
             sam_images = torch.stack([torch.from_numpy(parts[k][1].sam_image) for k in row_part]).to(lens.device)
-            keys = [(self.preprocessing.name, _sha1(image)) for image, _, _ in parts]
+            keys = [(self.preprocessing.name, self._prepared(image)[1]) for image, _, _ in parts]
             lens.encoder.expect(keys[0] if len(parts) == 1 else [keys[k] for k in row_part])
             lens.meter.stage("mask")
             try:
@@ -298,3 +318,44 @@ class LensAdapter(Adapter):
         out = counters.stats(self._lens.counters, self._lens.device)
         out["sequences_per_forward"] = out["llm_sequences"] / out["forward_passes"] if out["forward_passes"] else 0.0
         return out
+
+
+class Ready:
+    """What ``prepare_image`` computed, by image array (the object: the entry holds it, so its id is not
+    reused while kept), for the predict call that gets it; thread-safe, as it is filled from another
+    thread. Images are prepared in the order they are predicted, so after a call everything prepared
+    before its last image is dropped, that image kept (its sentences may go on in the next batch), and
+    what was prepared for later batches stays; at most ``capacity`` are kept (an evicted one is
+    computed again, with the same values)."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self._entries: OrderedDict[int, tuple[np.ndarray, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._capacity = capacity
+
+    def put(self, image: np.ndarray, value: Any) -> None:
+        with self._lock:
+            self._entries[id(image)] = (image, value)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def get(self, image: np.ndarray) -> Any:
+        with self._lock:
+            got = self._entries.get(id(image))
+        return got[1] if got is not None and got[0] is image else None
+
+    def done_with(self, images: Sequence[np.ndarray]) -> None:
+        """After a call on ``images``: drop them but the last, and whatever was prepared before it."""
+        with self._lock:
+            for image in images[:-1]:
+                got = self._entries.get(id(image))
+                if got is not None and got[0] is image:
+                    del self._entries[id(image)]
+            last = images[-1] if images else None
+            got = self._entries.get(id(last)) if last is not None else None
+            if got is not None and got[0] is last:
+                while next(iter(self._entries)) != id(last):
+                    self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -531,3 +531,25 @@ def test_an_image_split_between_two_batches_is_prefilled_once(checkpoint, upstre
     got = a.predict_many([(first, qs[:2])]) + a.predict_many([(first, qs[2:]), (second, _queries(EVEN, 60, 90, "g"))])
     alone = [a.predict(first, qs[:2]), a.predict(first, qs[2:]), a.predict(second, _queries(EVEN, 60, 90, "g"))]
     assert [[(p.text, p.mask) for p in x] for x in got] == [[(p.text, p.mask) for p in x] for x in alone]
+
+
+def test_images_prepared_ahead_give_the_same_predictions(checkpoint, upstream_repo, upstream, monkeypatch) -> None:
+    """``prepare_image`` (the engine's decode-ahead thread) does the resizes and the key once, on the array
+    predict then gets: the same predictions as without it, preprocessing not done again, nothing kept for long."""
+    a = _adapter(checkpoint, upstream_repo)
+    big, small, third = _other_image(), _image(seed=52), _image(seed=53)
+    items = [(big, _queries(UNEVEN, 60, 90, "b")), (small, _queries(EVEN, H, W, "s"))]
+    plain = a.predict_many(items)
+    calls = []
+    real = a.preprocessing
+    monkeypatch.setattr(a, "preprocessing", type("Counted", (), {
+        "name": real.name, "__call__": lambda self, image: (calls.append(id(image)), real(image))[1]})())
+    for image in (big, small, third):
+        a.prepare_image(image)
+    assert len(calls) == 3
+    ahead = a.predict_many(items)
+    assert len(calls) == 3  # nothing preprocessed again
+    assert [[(p.text, p.mask, p.box) for p in ps] for ps in ahead] == [[(p.text, p.mask, p.box) for p in ps] for ps in plain]
+    assert len(a._ready) == 2  # the call's last image (it may go on in the next batch) and the one prepared ahead
+    a.predict(third, _queries(EVEN, H, W, "t"))
+    assert len(calls) == 3 and len(a._ready) == 1
