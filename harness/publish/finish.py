@@ -154,9 +154,6 @@ def inputs_digest(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]
     return h.hexdigest()
 
 
-def _up_to_date(run_dir: RunDir, digest: str, render: bool) -> bool:
-    stamp = _read_stamp(run_dir)
-    return stamp is not None and stamp.get("inputs") == digest and _files_untouched(run_dir, stamp, render)
 
 
 def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool,
@@ -166,8 +163,8 @@ def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], boot
     (what decides the samples, see ``resume_digest``), the stamp lets the next resume skip loading them."""
     digest = inputs_digest(run_dir, suite, samples, bootstrap_rounds)
     fast = resume_digest(run_dir, suite, bootstrap_rounds, resume) if resume is not None else None
-    if reuse and _up_to_date(run_dir, digest, render):
-        kept = _read_stamp(run_dir) or {}
+    kept = _read_stamp(run_dir) if reuse else None
+    if kept is not None and kept.get("inputs") == digest and _files_untouched(run_dir, kept, render):
         if fast is not None and kept.get("resume") != fast:  # a stamp from before resume digests, or other --data-root
             write_json_atomic(run_dir.root / FINISHED_NAME, {**kept, "resume": fast})
         return RunOutcome(run_dir.root, run_dir.results_path, run_dir.report_path if render else None)

@@ -133,9 +133,6 @@ class ScoreIndex:
             self._latest = {e.id: e for e in self.entries}
         return self._latest
 
-    def add(self, entry: IndexEntry, stat: tuple[int, int]) -> None:
-        self.extend([entry], stat)
-
     def extend(self, entries: list[IndexEntry], stat: tuple[int, int] | None) -> None:
         """Entries just appended to the log, which is now ``stat`` (None: not known yet, so not ``current``)."""
         self.entries.extend(entries)
@@ -256,9 +253,6 @@ class IndexWriter:
     def __init__(self, log_path: Path) -> None:
         self.path = index_path(log_path)
         self._fh: Any = None
-
-    def append(self, entry: IndexEntry) -> None:
-        self.append_many([entry])
 
     def append_many(self, entries: list[IndexEntry]) -> None:
         if self._fh is None:

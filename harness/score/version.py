@@ -159,7 +159,7 @@ def current_data(manifest: Mapping[str, Any], data_root: Path | None = None) -> 
     built-in of its name, with the same fingerprint; its data root). A split whose data cannot be found
     is left out: a command that reads no ground truth (gate, leaderboard) still works on a copy of the
     run without the data, and cannot tell there whether it changed."""
-    from harness.data.samples import data_digests
+    from harness.data.samples import make_source
     from harness.data.suites import load_suite
 
     recorded = manifest.get(DATA_KEY) or {}
@@ -173,10 +173,10 @@ def current_data(manifest: Mapping[str, Any], data_root: Path | None = None) -> 
         suite = load_suite(str(path) if path.is_file() else str(suite_info.get("name")))
         if suite.fingerprint != suite_info.get("fingerprint"):
             return {}
-        out = {}
+        source, out = make_source(suite, root), {}
         for split in recorded:
             try:
-                out.update(data_digests(suite, [split], root))
+                out[split] = source.data_digest(split)
             except (HarnessError, OSError):
                 continue
         return out

@@ -180,6 +180,11 @@ class LensAdapter(Adapter):
         got = self._ready.get(image)
         return got if got is not None else self._prepare(image)
 
+    def _key(self, image: np.ndarray) -> str:
+        """The image's key (its SAM embedding is reused by it): from ``prepare_image`` when done ahead."""
+        got = self._ready.get(image)
+        return got[1] if got is not None else _sha1(image)
+
     def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         if self._lens is None:
             raise RuntimeError("LensAdapter.predict before load()")
@@ -264,7 +269,7 @@ class LensAdapter(Adapter):
                            keep_cache=bool(s["mask_from_cache"]), row_budgets=budgets)
             lens.counters.generated_tokens += sum(gen.new_tokens)
             sam_images = torch.stack([torch.from_numpy(parts[k][1].sam_image) for k in row_part]).to(lens.device)
-            keys = [(self.preprocessing.name, self._prepared(image)[1]) for image, _, _ in parts]
+            keys = [(self.preprocessing.name, self._key(image)) for image, _, _ in parts]
             lens.encoder.expect(keys[0] if len(parts) == 1 else [keys[k] for k in row_part])
             lens.meter.stage("mask")
             try:
