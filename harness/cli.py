@@ -27,7 +27,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("harness.publish.compare", "paired differences of cIoU and gIoU between models, per split and slice, with p-values"),
     "table": ("harness.publish.table", "write a paper table (LENS Table 1/3 or a layout file) as Markdown, LaTeX or CSV"),
     "env": ("harness.run.env_cli", "create, list and remove the models' own Python environments"),
-    "rescore": ("harness.publish.rescore_cli",
+    "rescore": ("harness.run.rescore",
                 "recompute every stored score from its mask and the ground truth; rewrite the logs and results.json"),
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(module for module, _ in LAZY_COMMANDS.values())
@@ -52,6 +52,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _ending(outcome)
 
 
+# Stored lines re-derived per model x split by report, gate and leaderboard (harness.records.reader.VERIFY_DEFAULT;
+# a literal here, so that `harness --help` imports nothing).
+VERIFY_LINES = 256
+
 # `harness run` exit status: 0 every sample predicted; EXIT_SAMPLES_FAILED when any sample failed or any
 # model could not run (results and report are still written); 2 bad input (HarnessError); 130 interrupted.
 EXIT_SAMPLES_FAILED = 4
@@ -69,11 +73,15 @@ def _ending(outcome: Any) -> int:
             print(f"failed: {line}", file=sys.stderr)
         return EXIT_SAMPLES_FAILED if failures else 0
     from harness.publish.summary import failed_samples, summary_table
+    from harness.run.finish import missing_pairs
 
     doc = read_json(outcome.results_path)
     limit = manifest.get("config", {}).get("limit")
     print(summary_table(doc, limit), end="")
+    # Samples asked for and not stored (a model that could not run, a run stopped midway): never a success.
     failures = failed_samples(RunDir(outcome.run_dir), doc) + failures
+    failures += [f"missing: {line}; run the same command again to predict them" for line in missing_pairs(doc)
+                 if not any(line.startswith(f"{name}/") for name in manifest.get("models", {}) if manifest["models"][name].get("error"))]
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)
     return EXIT_SAMPLES_FAILED if failures else 0
@@ -113,13 +121,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     if args.rescore:
-        from harness.publish.rescore_cli import print_rescore, rescore_run
+        from harness.run.rescore import print_rescore, rescore_run
 
         print_rescore(rescore_run(args.run_dir, data_root=args.data_root, render=True))
         return 0
-    from harness.publish.finish import report_run
+    from harness.records.reader import verify_option
+    from harness.run.finish import report_run
 
-    path = report_run(args.run_dir, data_root=args.data_root)
+    path, note = report_run(args.run_dir, data_root=args.data_root, verify=verify_option(args.verify))
+    print(note)
     print(f"report:  {path}")
     return 0
 
@@ -222,6 +232,9 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> arg
     rep.add_argument("--data-root", type=Path, help="where datasets live, for the gallery's images")
     rep.add_argument("--rescore", action="store_true",
                      help="first recompute every stored score from its mask (as `harness rescore`), listing the ones that change")
+    rep.add_argument("--verify", default=str(VERIFY_LINES), metavar="N|all|none",
+                     help=f"score again from their masks N stored lines per model x split before reporting (default {VERIFY_LINES}), "
+                          "refusing any that differs; needs the data")
     rep.set_defaults(func=_cmd_report)
 
     for name, (module, help_line) in LAZY_COMMANDS.items():

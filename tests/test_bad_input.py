@@ -16,9 +16,9 @@ from harness import masks
 from harness.cli import main
 from harness.data.images import ImageError, load_image
 from harness.data.suites import SuiteError, load_suite
-from harness.publish.finish import report_run
 from harness.records.store import StoreError
 from harness.run.config import ConfigError, build_config
+from harness.run.finish import report_run
 from harness.run.runner import run
 
 pytestmark = pytest.mark.usefixtures("isolated")

@@ -10,8 +10,8 @@ import pytest
 from conftest import write_suite
 
 from harness.cli import main
-from harness.publish.baseline import PairScores
 from harness.publish.compare import paired_difference
+from harness.score.paired import PairScores
 
 
 def pair(ids: list[str], inter: list[int], union: list[int]) -> PairScores:

@@ -1,4 +1,5 @@
-"""The engine's rooms import in the direction data flows: data -> run -> records -> score -> publish.
+"""The engine's rooms import in one direction: data and score below records; run (the only writer of a
+run) and publish (which only reads, through records) above it.
 
 Read statically (every import statement, the deferred ones inside functions too), so a
 forbidden import fails here whether or not a test happens to execute it.
@@ -14,12 +15,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "harness"
 # The machinery that starts and drives model processes; publishing a run never needs it.
 WORKER_MACHINERY = ("harness.run.worker", "harness.run.remote", "harness.run.channel", "harness.run.runner")
+# The writers of a run directory: publish only reads (through harness.records.reader).
+RUN_WRITERS = ("harness.run.finish", "harness.run.merge", "harness.run.rescore", "harness.run.rescore_log")
 # What each room may not import (a prefix forbids the room and everything below it).
 FORBIDDEN = {
     "harness.data": ("harness.run", "harness.records", "harness.score", "harness.publish"),
-    "harness.records": ("harness.run", "harness.score", "harness.publish"),
-    "harness.score": ("harness.run", "harness.publish"),
-    "harness.publish": WORKER_MACHINERY,
+    "harness.score": ("harness.run", "harness.records", "harness.publish"),
+    "harness.records": ("harness.run", "harness.publish"),
+    "harness.publish": WORKER_MACHINERY + RUN_WRITERS,
 }
 # The shared vocabulary sits below every room.
 VOCABULARY = ("harness.types", "harness.adapter", "harness.errors", "harness.masks", "harness.answer", "harness.resources",
@@ -97,7 +100,9 @@ def test_publish_reaches_no_worker_machinery_even_indirectly() -> None:
     ("harness/data/x.py", "from harness.run.config import load_config_file", "harness.data.x imports harness.run.config"),
     ("harness/score/x.py", "from harness.publish import gate", "harness.score.x imports harness.publish"),
     ("harness/score/x.py", "def f():\n    from ..publish.report import render_report", "harness.score.x imports harness.publish.report"),
-    ("harness/records/x.py", "import harness.score.metrics", "harness.records.x imports harness.score.metrics"),
+    ("harness/score/x.py", "import harness.records.store", "harness.score.x imports harness.records.store"),
+    ("harness/records/x.py", "from harness.run import finish", "harness.records.x imports harness.run"),
+    ("harness/publish/x.py", "from harness.run.finish import finish", "harness.publish.x imports harness.run.finish"),
     ("harness/publish/x.py", "from harness.run.remote import make_adapter", "harness.publish.x imports harness.run.remote"),
     ("harness/run/x.py", "from harness.cli import main", "harness.run.x imports the CLI"),
 ])

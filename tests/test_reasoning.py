@@ -13,12 +13,12 @@ import pytest
 
 from harness import masks
 from harness.data.conventions import Conventions
-from harness.publish.finish import report_run
 from harness.publish.report import reasoning as report_reasoning
 from harness.publish.report import render_report
 from harness.publish.report.gallery import index_records
 from harness.records.store import read_records
 from harness.run.config import build_config
+from harness.run.finish import report_run
 from harness.run.runner import run
 from harness.score.reasoning import (
     AGREE_AT,

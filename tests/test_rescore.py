@@ -15,7 +15,7 @@ from conftest import write_suite
 from harness.cli import main
 from harness.data.conventions import Conventions
 from harness.data.suites import load_suite
-from harness.score import version as versions
+from harness.records import versions
 from harness.score.version import scoring_version
 from harness.types import SampleScore
 

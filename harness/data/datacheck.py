@@ -22,7 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.data.images import ImageError, header, load_image
-from harness.data.samples import cache_dir
+from harness.data.samples import cache_dir, split_counts
 from harness.data.sources import Source, source_class
 from harness.data.sources.filesource import Expected
 from harness.data.suites import COUNT_KEYS, Suite, load_suite
@@ -42,15 +42,6 @@ class SplitReport:
 
 def make_source(suite: Suite, data_root: Path | None) -> Source:
     return source_class(suite.source_format)(suite.source_params, suite.conventions, data_root, cache_dir())
-
-
-def split_counts(samples: Sequence[Sample]) -> dict[str, int]:
-    """Images, objects (distinct ``meta["object"]``) and expressions (samples) of a split."""
-    return {
-        "images": len({s.image for s in samples}),
-        "objects": len({(s.image, str(s.meta.get("object", s.id))) for s in samples}),
-        "expressions": len(samples),
-    }
 
 
 def empty_targets(samples: Sequence[Sample]) -> list[str]:

@@ -8,8 +8,10 @@
     run.compare()        # paired differences of every pair of models (harness compare)
     run.compare(other)   # ... across two runs of the same suite fingerprint and conventions
 
-Tables are pandas DataFrames (pandas is imported when a table is asked for). Everything is read
-from the run directory (results.json, the logs); the samples' slices need the samples themselves,
+Tables are pandas DataFrames (pandas is imported when a table is asked for). The run is read
+through harness/records/reader.py, so every number is verified against the stored scores (a
+results.json that says otherwise, a stale scoring version, a score breaking its invariants: all
+refused, naming the file and the fix); the samples' slices need the samples themselves,
 which are loaded as ``harness report`` loads them (the built-in shapes suite needs no data; a real
 suite needs its data root, from the run's manifest or ``data_root=``). ``harness compare`` and
 ``harness table`` use the same functions.
@@ -25,10 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.publish.baseline import PairScores
-from harness.records.store import RunDir, StoreError, read_json
+from harness.records.reader import StoredRun
+from harness.score.paired import PairScores
 from harness.score.reasoning import facts_of
-from harness.score.schema import check_results
 from harness.score.slices import SliceSet, assign, load_slices
 from harness.types import Sample
 
@@ -48,11 +49,9 @@ class Run:
 
     def __init__(self, path: str | Path, data_root: str | Path | None = None) -> None:
         self.path = Path(path)
-        self.dir = RunDir(self.path)
-        if not self.dir.results_path.is_file():
-            raise StoreError(f"{self.path}: no results.json (not a run directory, or not scored yet: run `harness report {self.path}`)")
-        self.doc: dict[str, Any] = dict(check_results(read_json(self.dir.results_path), str(self.dir.results_path)))
-        self.data_root = Path(data_root) if data_root is not None else None
+        self.stored = StoredRun(self.path, data_root)
+        self.doc: dict[str, Any] = dict(self.stored.results())  # verified against the logs, or refused
+        self.data_root = self.stored.data_root
         self._scores: dict[tuple[str, str], PairScores] = {}
         self._records: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._membership: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -92,8 +91,8 @@ class Run:
         key = (model, split)
         if key not in self._records:
             by_id: dict[str, dict[str, Any]] = {}
-            for r in self.dir.records(model, split):
-                facts = facts_of(r, f"{self.dir.root / model / split}.jsonl")  # needs the mask, which is not kept
+            for r in self.stored.records(model, split):
+                facts = facts_of(r, f"{self.stored.log_path(model, split)}")  # needs the mask, which is not kept
                 pred = {k: v for k, v in (r.get("prediction") or {}).items() if k != "mask"}
                 pred.update(reasoning_words=facts.words, box_mask_iou=facts.box_mask_iou)
                 by_id[str(r["id"])] = {"id": str(r["id"]), "expression": r.get("expression"), "prediction": pred,
@@ -105,26 +104,19 @@ class Run:
         """Per-sample scores sorted by id, the shape the paired bootstrap takes."""
         key = (model, split)
         if key not in self._scores:
-            where = self.path / model / f"{split}.jsonl"
-            try:
-                self._scores[key] = PairScores.from_records(self.records(model, split))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise StoreError(f"{where}: a record without a usable score ({exc})") from exc
+            self._scores[key] = self.stored.pair_scores(model, split)
         return self._scores[key]
-
-    @cached_property
-    def _reopened(self) -> tuple[Suite, dict[str, list[Sample]]]:
-        from harness.publish.finish import reopen
-
-        r = reopen(self.path, self.data_root)
-        return r.suite, r.samples
 
     @property
     def suite(self) -> Suite:
-        return self._reopened[0]
+        return self.stored.suite
+
+    @cached_property
+    def _samples(self) -> dict[str, list[Sample]]:
+        return self.stored.load_samples()
 
     def split_samples(self, split: str) -> list[Sample]:
-        samples = self._reopened[1]
+        samples = self._samples
         if split not in samples:
             raise HarnessError(f"{self.path}: split {split!r} is not in the run (it has {', '.join(samples)})")
         return samples[split]

@@ -27,24 +27,19 @@ import base64
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from harness.data.conventions import Conventions
 from harness.errors import HarnessError
 from harness.files import write_json_atomic
 from harness.records.manifest import now
-from harness.records.store import RunDir, read_json
-from harness.score.metrics import ScoreArrays
-from harness.score.paired import Columns
+from harness.records.reader import StoredRun
+from harness.records.store import read_json
+from harness.score.paired import PairScores
 from harness.score.schema import SCHEMA_NAME as RESULTS_SCHEMA
 from harness.score.schema import check_results
-from harness.score.version import check_current
-from harness.types import SampleScore
 
 BASELINE_SCHEMA = "harness.baseline"
 BASELINE_VERSION = 1
@@ -53,55 +48,6 @@ SCORES_ENCODING = "json+zlib+base64"
 
 class BaselineError(HarnessError):
     """A baseline (file or run) that cannot be read; names the file."""
-
-
-@dataclass(frozen=True)
-class PairScores(Columns):
-    """Per-sample scores of one model on one split, sorted by sample id (so two are aligned
-    whenever their ids are equal). ``iou`` is NaN where the sample is left out of gIoU;
-    ``in_ciou`` is False where it is left out of cIoU's sums."""
-
-    @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> PairScores:
-        by_id = {str(r["id"]): r for r in records}  # last write wins, as on resume
-        ids = sorted(by_id)
-        return cls.of(ids, ScoreArrays.of([SampleScore.from_json(by_id[i]["score"]) for i in ids]))
-
-    @classmethod
-    def from_rows(cls, rows: Mapping[str, Sequence[Any]]) -> PairScores:
-        """From a log's score index: id -> the SampleScore's fields in declaration order."""
-        ids = sorted(rows)
-        return cls.of(ids, ScoreArrays.of_rows([rows[i] for i in ids]))
-
-    @classmethod
-    def of(cls, ids: Sequence[str], arr: ScoreArrays) -> PairScores:
-        if arr.not_drawn.any():  # samples the protocol left out are in no metric, so in no comparison
-            ids = [i for i, left_out in zip(ids, arr.not_drawn) if not left_out]
-            arr = arr.subset(~arr.not_drawn)
-        return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ids": list(self.ids),
-            "inter": [int(v) for v in self.inter],
-            "union": [int(v) for v in self.union],
-            "iou": [None if np.isnan(v) else float(v) for v in self.iou],
-            "in_ciou": [int(v) for v in self.in_ciou],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PairScores:
-        n = len(data["ids"])
-        cols = {k: data[k] for k in ("inter", "union", "iou", "in_ciou")}
-        if any(len(v) != n for v in cols.values()):
-            raise ValueError("columns of different lengths")
-        return cls(
-            ids=tuple(str(i) for i in data["ids"]),
-            inter=np.asarray(cols["inter"], dtype=np.float64),
-            union=np.asarray(cols["union"], dtype=np.float64),
-            iou=np.array([np.nan if v is None else v for v in cols["iou"]], dtype=np.float64),
-            in_ciou=np.asarray(cols["in_ciou"], dtype=bool),
-        )
 
 
 def ids_digest(ids: Sequence[str]) -> dict[str, Any]:
@@ -161,28 +107,20 @@ def _suite_summary(suite: Mapping[str, Any]) -> dict[str, Any]:
     return {k: suite[k] for k in ("name", "version", "fingerprint") if k in suite}
 
 
-def from_run(run_dir: Path) -> Baseline:
-    """A run directory's results.json plus its per-sample scores from the logs."""
-    rd = RunDir(run_dir)
-    if not rd.results_path.exists():
-        raise BaselineError(f"{run_dir} has no results.json (not a run directory, or not scored yet: run `harness report {run_dir}`)")
-    doc = check_results(read_json(rd.results_path), str(rd.results_path))
-    manifest = rd.manifest() or {}
-    try:
-        conventions = Conventions.from_dict(doc["conventions"], where=f"{rd.results_path}: conventions")
-    except HarnessError as exc:
-        raise BaselineError(str(exc)) from exc
-    check_current(rd, manifest, conventions, doc)  # per-sample scores and metrics of this harness's scoring only
+def from_run(run_dir: Path, verify: int | str | None = "none") -> Baseline:
+    """A run directory's verified results plus its per-sample scores (harness/records/reader.py); with
+    ``verify`` (lines per model x split, None for all), that many stored scores re-derived from their masks
+    first. The reader's note on what was re-derived is in ``from_run["verified"]``."""
+    run = StoredRun(run_dir)
+    doc = run.results()  # every number derived from the scores; refused when results.json says otherwise
+    note = "" if verify == "none" else run.rederive(verify if isinstance(verify, int) else None)
+    manifest = run.manifest
     results = {m: {s: dict(r) for s, r in by.items()} for m, by in doc["results"].items()}
     scores: dict[str, dict[str, PairScores]] = {}
     ids: dict[str, dict[str, dict[str, Any]]] = {}
     for model, by_split in results.items():
         for split in by_split:
-            entries = rd.scores(model, split)  # the score index: the last line per id, no masks read
-            unusable = [i for i, e in entries.items() if e.row is None]
-            if unusable:
-                raise BaselineError(f"{run_dir / model / (split + '.jsonl')}: a record without a usable score ({unusable[0]!r})")
-            pair = PairScores.from_rows({i: e.row for i, e in entries.items() if e.row is not None})
+            pair = run.pair_scores(model, split)
             scores.setdefault(model, {})[split] = pair
             ids.setdefault(model, {})[split] = ids_digest(pair.ids)
     models: dict[str, dict[str, Any]] = {
@@ -198,7 +136,8 @@ def from_run(run_dir: Path) -> Baseline:
         scores=scores,
         from_run={"run_id": doc.get("run_id"), "git_commit": manifest.get("git_commit"), "created": manifest.get("created"),
                   # a --limit run covers only the first N samples of each split: the gate must know
-                  "limit": (manifest.get("config") or {}).get("limit"), "scoring_version": doc.get("scoring_version")},
+                  "limit": (manifest.get("config") or {}).get("limit"), "scoring_version": doc.get("scoring_version"),
+                  **({"verified": note} if note else {})},
     )
 
 
@@ -218,6 +157,8 @@ def from_file(path: Path) -> Baseline:
     """A baseline file written by ``harness baseline save``, or a results.json (metrics only)."""
     data = read_json(path)
     if isinstance(data, dict) and data.get("schema") == RESULTS_SCHEMA:
+        if (path.parent / "manifest.json").is_file():  # the results.json of a run: read and verified as the run
+            return from_run(path.parent)
         doc = check_results(data, str(path))
         return Baseline(str(path), _suite_summary(doc["suite"]), dict(doc["conventions"]), dict(doc.get("models", {})),
                         {m: {s: dict(r) for s, r in by.items()} for m, by in doc["results"].items()},
@@ -241,10 +182,10 @@ def from_file(path: Path) -> Baseline:
     )
 
 
-def load(path: Path) -> Baseline:
-    """A run directory or a baseline/results file."""
+def load(path: Path, verify: int | str | None = "none") -> Baseline:
+    """A run directory (read and verified, see ``from_run``) or a baseline/results file."""
     if path.is_dir():
-        return from_run(path)
+        return from_run(path, verify)
     if not path.exists():
         raise BaselineError(f"baseline {path} does not exist")
     return from_file(path)

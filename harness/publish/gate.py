@@ -48,10 +48,12 @@ import numpy as np
 from harness.data.conventions import Conventions
 from harness.errors import HarnessError
 from harness.publish import baseline as baselines
-from harness.publish.baseline import Baseline, PairScores, csv_list
-from harness.publish.standing import missing_samples
-from harness.score.paired import paired_spread, point
-from harness.score.version import ScoringVersionError
+from harness.publish.baseline import Baseline, csv_list
+from harness.publish.standing import data_text, missing_samples
+from harness.records.invariants import UntrustedRunError
+from harness.records.reader import VERIFY_DEFAULT, verify_option
+from harness.records.versions import ScoringVersionError
+from harness.score.paired import PairScores, paired_spread, point
 
 EXIT_PASS = 0
 EXIT_REGRESSION = 1
@@ -142,6 +144,8 @@ def partial_reasons(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, st
         why = []
         if missing_samples(res):  # a --limit cut and failures have reasons of their own below
             why.append(f"partial: {res.get('n_records')} of {res.get('n_expected')} predicted (missing ids or shards not merged)")
+        if data_text(res):  # the copy of the data the run read is short of the suite's official counts
+            why.append(f"partial: {data_text(res)} (the data on disk is short of the official counts)")
         if run_limit is not None and run_limit != base_limit:
             why.append(f"partial: run with --limit {run_limit} ({res.get('n_expected')} samples), baseline "
                        + (f"with --limit {base_limit}" if base_limit is not None else "over the full split"))
@@ -392,9 +396,10 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             raise HarnessError(f"--max-drop must be >= 0, got {args.max_drop}")
         if not 0 <= args.max_failed <= 1:
             raise HarnessError(f"--max-failed is a share of the samples, from 0 to 1, got {args.max_failed}")
-        run = baselines.from_run(args.run_dir)
-        base = baselines.load(args.baseline)
-    except ScoringVersionError as exc:  # readable, but scored by other code: not comparable until rescored
+        verify = verify_option(args.verify)
+        run = baselines.from_run(args.run_dir, verify)
+        base = baselines.load(args.baseline, verify)
+    except (ScoringVersionError, UntrustedRunError) as exc:  # readable, but not what its own files give: not comparable
         print(f"error: not comparable: {exc}", file=sys.stderr)
         return EXIT_INCOMPARABLE
     except HarnessError as exc:
@@ -402,6 +407,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         return EXIT_INPUT_ERROR
     result = gate(run, base, metrics, args.max_drop, csv_list(args.models), csv_list(args.splits), args.rounds,
                   two_sided=args.two_sided, max_failed=args.max_failed, allow_partial=args.allow_partial)
+    for side in (run, base):  # what was re-derived from the masks, or why nothing was
+        if side.from_run.get("verified"):
+            result.notes.append(f"{side.where}: {side.from_run['verified']}")
     md = markdown(result, run, base, metrics, args.max_drop, args.rounds, args.two_sided)
     if args.markdown == "-":
         print(md, end="")
@@ -438,6 +446,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="largest share (0 to 1) of failed samples a comparable run may have (default 0)")
     p.add_argument("--allow-partial", action="store_true",
                    help="gate a partial or failing run anyway, on the samples it has; every such row says why")
+    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
+                   help=f"score again from their masks N stored lines per model x split of each run before the verdict "
+                        f"(default {VERIFY_DEFAULT}; 'all', or 'none'), refusing any that differs; needs the data")
     p.add_argument("--markdown", metavar="FILE",
                    help="write the Markdown table to FILE (e.g. $GITHUB_STEP_SUMMARY), or to stdout with '-'; "
                         "the terminal gets plain text")

@@ -28,15 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.data.conventions import Conventions
 from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
-from harness.files import write_text_atomic
+from harness.files import write_json_atomic, write_text_atomic
 from harness.publish.standing import failed_text, is_clean, partial_text
-from harness.records.store import RunDir, read_json
+from harness.records.reader import VERIFY_DEFAULT, StoredRun, verify_option
 from harness.resources import resource_dir
-from harness.score.schema import check_results
-from harness.score.version import check_current
 
 METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
 PubKey = tuple[str, str, str, str]  # suite, published model, split, metric
@@ -105,24 +102,24 @@ def _dict(v: Any) -> dict[str, Any]:
     return dict(v) if isinstance(v, Mapping) else {}
 
 
-def load_runs(paths: Sequence[Path]) -> list[RunEntry]:
-    """Run directories (or their results.json), in the order given."""
+def load_runs(paths: Sequence[Path], verify: int | str | None = "none", notes: list[str] | None = None) -> list[RunEntry]:
+    """Run directories (or their results.json), in the order given, each read and verified through
+    harness/records/reader.py: every number is what the run's scores give, else the run is refused. With
+    ``verify`` (lines per model x split, None for all) that many stored scores are re-derived from their
+    masks first; ``notes`` receives what was re-derived per run, or why nothing was."""
     runs: list[RunEntry] = []
     taken: set[str] = set()
     for p in paths:
         root = p.parent if p.is_file() else p
-        results = root / "results.json"
-        if not results.exists():
+        if not (root / "results.json").exists():
             raise LeaderboardError(f"{p}: no results.json (give run directories; score one with `harness report {root}`)")
-        doc = dict(check_results(read_json(results), str(results)))
-        manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
-        # Numbers scored by other scoring code are not comparable with these: refused, with the fix.
-        try:
-            check_current(RunDir(root), manifest, Conventions.from_dict(_dict(doc.get("conventions")), f"{results}: conventions"), doc)
-        except HarnessError as exc:
-            raise LeaderboardError(str(exc)) from exc
-        has_report = (root / "report" / "index.html").is_file()
-        runs.append(RunEntry(root, doc, manifest, _slug(str(doc.get("run_id") or root.name), taken), has_report))
+        run = StoredRun(root)
+        doc = dict(run.results())
+        if verify != "none":
+            note = run.rederive(verify if isinstance(verify, int) else None)
+            if notes is not None:
+                notes.append(f"{root}: {note}")
+        runs.append(RunEntry(root, doc, run.manifest, _slug(str(doc.get("run_id") or root.name), taken), run.dir.report_path.is_file()))
     return runs
 
 
@@ -351,9 +348,9 @@ def _render(template: str, out: Path, **context: Any) -> None:
 
 
 def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None = None, tables_file: Path | None = None,
-               title: str = "Leaderboard") -> Path:
-    """Write the site into ``out``; return the path of its index.html."""
-    runs = load_runs(run_paths)
+               title: str = "Leaderboard", verify: int | str | None = "none", notes: list[str] | None = None) -> Path:
+    """Write the site into ``out``; return the path of its index.html. ``verify`` and ``notes``: ``load_runs``."""
+    runs = load_runs(run_paths, verify, notes)
     if not runs:
         raise LeaderboardError("no runs given")
     aliases, tables = load_aliases(aliases_file), load_tables(tables_file)
@@ -364,7 +361,7 @@ def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None =
         if run.has_report:
             shutil.copytree(run.root / "report", dest, dirs_exist_ok=True)
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.root / "results.json", dest / "results.json")
+        write_json_atomic(dest / "results.json", run.doc)  # the verified numbers, as the run's results.json holds them
     groups: dict[tuple[str, str], list[RunEntry]] = {}
     for run in runs:
         groups.setdefault((str(run.suite.get("name")), str(run.suite.get("fingerprint"))), []).append(run)
@@ -387,7 +384,10 @@ def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None =
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    index = build_site(args.runs, args.out, args.aliases, args.tables, args.title)
+    notes: list[str] = []
+    index = build_site(args.runs, args.out, args.aliases, args.tables, args.title, verify_option(args.verify), notes)
+    for note in notes:
+        print(note)
     print(f"leaderboard: {index}")
     return 0
 
@@ -399,4 +399,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
     p.add_argument("--tables", type=Path, help="paper-table layout YAML (default: reports/leaderboard_tables.yaml)")
     p.add_argument("--title", default="Leaderboard", help="site title")
+    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
+                   help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
+                        "'all', or 'none'), refusing a run where any differs; needs the data")
     p.set_defaults(func=_cmd_leaderboard)

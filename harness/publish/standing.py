@@ -1,7 +1,8 @@
 """How far a number of a run can be trusted as a full result, in one phrasing for every reader.
 
-A ``--limit`` run, a run with samples still without a prediction and a run with failed samples
-are all "not complete" in results.json (``incomplete`` says why, harness.score.schema). The run
+A ``--limit`` run, a run with samples still without a prediction, a run with failed samples and a
+run over a copy of the data short of the suite's official counts ("data: 4 of 200 images") are all
+"not complete" in results.json (``incomplete`` says why, harness.score.schema). The run
 summary, the report and the leaderboard phrase that the same way ("partial: 40 of 160",
 "160 failed") and never rank such a number above a complete one. results.json files written
 before ``incomplete`` existed are read too: there ``complete: false`` meant missing samples.
@@ -26,8 +27,14 @@ def missing_samples(res: Mapping[str, Any]) -> bool:
 
 
 def is_partial(res: Mapping[str, Any]) -> bool:
-    """Covers less than the whole split: a --limit cut or missing samples."""
-    return bool({"limit", "missing"} & set(_reasons(res)))
+    """Covers less than the whole split: a --limit cut, missing samples, or a copy of the data short of
+    the suite's official counts."""
+    return bool({"limit", "missing", "data"} & set(_reasons(res)))
+
+
+def data_text(res: Mapping[str, Any]) -> str:
+    """``data: 4 of 200 images`` where the data on disk fell short of the official counts, else ""."""
+    return f"data: {res.get('data')}" if "data" in _reasons(res) else ""
 
 
 def is_clean(res: Mapping[str, Any]) -> bool:
@@ -39,8 +46,11 @@ def partial_text(res: Mapping[str, Any]) -> str:
     """``partial: 40 of 160`` (predicted of the whole split), or "" for a number covering the whole split."""
     if not is_partial(res):
         return ""
+    if not {"limit", "missing"} & set(_reasons(res)):
+        return data_text(res)
     whole = res.get("n_split") or res.get("n_expected")
-    return f"partial: {int(res.get('n_records') or 0)} of {whole}" if whole is not None else "partial"
+    text = f"partial: {int(res.get('n_records') or 0)} of {whole}" if whole is not None else "partial"
+    return ", ".join(t for t in (text, data_text(res)) if t)
 
 
 def failed_text(res: Mapping[str, Any]) -> str:

@@ -4,10 +4,11 @@ without the masks.
     RUN/<model>/<split>.jsonl          the log: one line per prediction, masks included (the truth)
     RUN/<model>/<split>.jsonl.scores   its index: one short line per log line
 
-An index line is ``[id, offset, length, score, failed, parse_failed, error]``: the byte range of
-the log line, its ``SampleScore`` fields in declaration order (``null`` when the record has none),
-whether the prediction has no mask, whether its answer could not be parsed, and the error text of
-a failed prediction. Reading it costs a few percent of parsing the log, and the gallery reads the
+An index line is ``[id, offset, length, score, failed, parse_failed, error, pixels]``: the byte range
+of the log line, its ``SampleScore`` fields in declaration order (``null`` when the record has none),
+whether the prediction has no mask, whether its answer could not be parsed, the error text of a
+failed prediction, and h·w of the stored mask's RLE header (``null`` without a mask), which bounds
+every area of the score (harness/records/invariants.py). Reading it costs a few percent of parsing the log, and the gallery reads the
 few records it shows by offset.
 
 The index is derived, never trusted over the log. It is appended after each batch of log lines, so
@@ -30,7 +31,7 @@ from harness.errors import HarnessError
 from harness.files import write_text_atomic
 from harness.types import SampleScore
 
-FORMAT = 1
+FORMAT = 2  # 2: the mask's pixel count (h*w of its RLE header) at the end of each line
 # The score's field names are part of the header: an index written for another SampleScore is rebuilt.
 _HEADER = json.dumps({"harness_score_index": FORMAT, "fields": [f.name for f in fields(SampleScore)]}) + "\n"
 SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))
@@ -48,6 +49,7 @@ class IndexEntry(NamedTuple):
     failed: bool  # the prediction has no mask (an error, a crash, a timeout): what --retry-failed redoes
     parse_failed: bool  # the model's answer could not be parsed
     error: str | None
+    pixels: int | None = None  # h*w of the stored mask's RLE header; None without a mask (or a header)
 
     @property
     def end(self) -> int:
@@ -81,7 +83,15 @@ def entry_of(record: dict[str, Any], offset: int, length: int) -> IndexEntry:
     failed = (pred.get("mask") is None and not not_drawn) or bool(row and row[_FAILED])
     error = pred.get("error")
     return IndexEntry(str(record["id"]), offset, length, row, failed, pred.get("parse_status") == "failed",
-                      None if error is None else str(error))
+                      None if error is None else str(error), _pixels(pred.get("mask")))
+
+
+def _pixels(mask: Any) -> int | None:
+    """h*w of an RLE's ``size`` header, when it has a well-formed one."""
+    size = mask.get("size") if isinstance(mask, dict) else None
+    if isinstance(size, list) and len(size) == 2 and all(type(v) is int and v >= 0 for v in size):
+        return size[0] * size[1]
+    return None
 
 
 def _score_of(data: Any) -> SampleScore | None:
@@ -96,7 +106,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _line(e: IndexEntry) -> str:
-    return _ENCODER.encode([e.id, e.offset, e.length, e.row, int(e.failed), int(e.parse_failed), e.error]) + "\n"
+    return _ENCODER.encode([e.id, e.offset, e.length, e.row, int(e.failed), int(e.parse_failed), e.error, e.pixels]) + "\n"
 
 
 def _parse(line: str) -> IndexEntry:
@@ -104,10 +114,11 @@ def _parse(line: str) -> IndexEntry:
 
 
 def _entry(row: list[Any]) -> IndexEntry:
-    sid, offset, length, score, failed, parse_failed, error = row
+    sid, offset, length, score, failed, parse_failed, error, pixels = row
     if score is not None and len(score) != len(SCORE_FIELDS):
         raise ValueError(f"a score of {len(score)} fields, not {len(SCORE_FIELDS)}")
-    return IndexEntry(str(sid), int(offset), int(length), score, bool(failed), bool(parse_failed), error)
+    return IndexEntry(str(sid), int(offset), int(length), score, bool(failed), bool(parse_failed), error,
+                      None if pixels is None else int(pixels))
 
 
 class ScoreIndex:
@@ -228,7 +239,8 @@ def _read_valid(log_path: Path, stat: tuple[int, int]) -> list[IndexEntry] | Non
     end, width = 0, len(SCORE_FIELDS)
     for e in entries:
         if type(e.offset) is not int or type(e.length) is not int or e.offset != end or e.length <= 0 \
-                or type(e.id) is not str or not (e.row is None or (type(e.row) is list and len(e.row) == width)):
+                or type(e.id) is not str or not (e.row is None or (type(e.row) is list and len(e.row) == width)) \
+                or not (e.pixels is None or type(e.pixels) is int):
             return None
         end += e.length
     if end != stat[0]:

@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.data.suites import Suite
 from harness.errors import HarnessError
-from harness.publish.finish import RunOutcome, finish, reopen
 from harness.records import locks, score_index
 from harness.records.manifest import now
+from harness.records.reader import StoredRun
 from harness.records.score_index import IndexEntry, ScoreIndex
 from harness.records.store import RunDir
-from harness.score.version import check_current, forget_version, record_version, scoring_version
+from harness.records.versions import check_current, forget_version, record_version, scoring_version
+from harness.run.finish import RunOutcome, finish, reopen, resume_inputs
 from harness.types import Sample
 
 
@@ -78,10 +78,11 @@ def merge_split(run_dir: RunDir, model: str, split: str, samples: Sequence[Sampl
     return True
 
 
-def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool,
-              reuse: bool = False, data: Mapping[str, str] | None = None, resume: Mapping[str, Any] | None = None) -> RunOutcome:
+def merge_run(run: StoredRun, samples: dict[str, list[Sample]], render: bool, reuse: bool = False,
+              data: Mapping[str, str] | None = None, resume: Mapping[str, Any] | None = None) -> RunOutcome:
     """Merge shard logs where every sample is covered; write results once all are merged. ``data``:
     each split's current data digest (from the manifest's suite and data root when None)."""
+    run_dir, suite = run.dir, run.suite
     pending = []
     version = scoring_version(suite.conventions)
     with locks.waiting(run_dir.manifest_lock_path):
@@ -109,13 +110,14 @@ def merge_run(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], b
                 status[split] = "done"
         manifest["updated"] = now()
         run_dir.write_manifest(manifest)
+    run.manifest = manifest
     if pending:
         return RunOutcome(run_dir.root, None, None, pending="samples still without predictions: " + "; ".join(pending))
-    return finish(run_dir, suite, samples, bootstrap_rounds, render, reuse=reuse, resume=resume)
+    return finish(run, samples, render, reuse=reuse, resume=resume)
 
 
 def merge_and_report(run_dir: Path, data_root: Path | None = None, render: bool = True) -> RunOutcome:
     """Merge shard logs (ids checked against each split), then results and report."""
-    r = reopen(run_dir, data_root)
-    data = r.data_digests()
-    return merge_run(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render, data=data, resume=r.resume(data))
+    run, samples = reopen(run_dir, data_root)
+    data = run.data_digests()
+    return merge_run(run, samples, render, data=data, resume=resume_inputs(data, run.limit, run.data_root))

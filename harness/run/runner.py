@@ -21,16 +21,17 @@ from harness.data.conventions import Conventions
 from harness.data.samples import data_digests, load_samples
 from harness.data.suites import Suite, load_suite
 from harness.errors import HarnessError
-from harness.publish.finish import RunOutcome, finished_outcome, resume_inputs
 from harness.records import locks
 from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
+from harness.records.reader import StoredRun
 from harness.records.store import PredictionLog, RunDir, StoreError, read_json
+from harness.records.versions import check_current, record_data, record_version, scoring_version
 from harness.run.config import RunConfig
+from harness.run.finish import RunOutcome, finished_outcome, record_data_counts, resume_inputs
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
 from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
-from harness.score.version import check_current, record_data, record_version, scoring_version
 from harness.types import Sample
 
 if TYPE_CHECKING:
@@ -200,6 +201,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                                        scoring_version(suite.conventions))
                 for split in splits:  # the logs of these splits hold (or will hold) scores against this data
                     record_data(m, split, data[split])
+                asked = m.setdefault("asked", {})  # what every command asked for: the run is finished when all is stored
+                for name in model_entries:
+                    asked[name] = list(dict.fromkeys([*asked.get(name, []), *splits]))
                 m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
                 for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
                     kept = m["models"].get(name, {})
@@ -220,13 +224,10 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     return done
             # Results cover every split this directory holds, including ones run by earlier commands.
             sizes: dict[str, int] = {}
-            samples = load_samples(suite, manifest["splits"], config.data_root, config.limit, sizes)
-            if manifest.get("split_sizes") != sizes:  # what a --limit run is part of: results say "partial: 40 of 160"
-
-                def record_sizes(m: dict[str, Any]) -> None:
-                    m["split_sizes"] = sizes
-
-                update(record_sizes)
+            counts: dict[str, dict[str, int]] = {}
+            samples = load_samples(suite, manifest["splits"], config.data_root, config.limit, sizes, counts)
+            # What a --limit run is part of ("partial: 40 of 160"), and the data against the official counts.
+            record_data_counts(StoredRun(out, config.data_root, run_dir), suite, sizes, counts)
             for name, adapter in adapters.items():  # a wrong replay file is found before any model predicts
                 _check_replay_ids(adapter, name, samples)
             device = _rank_device(config.device)
@@ -258,7 +259,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     from harness.run.merge import merge_run
 
     # A sharded run (each rank its own log, rank 0 merging) takes the full path on every resume.
-    return merge_run(run_dir, suite, samples, config.bootstrap_rounds, render, reuse=True, data=data,
+    return merge_run(StoredRun(out, config.data_root, run_dir), samples, render, reuse=True, data=data,
                      resume=resume if shard is None else None)
 
 

@@ -13,18 +13,21 @@ p = share of them at least as large in magnitude as the observed delta.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from harness.score.metrics import ScoreArrays
+from harness.types import SampleScore
 
 DEFAULT_ROUNDS = 1000
 
 
 class Scores(Protocol):
-    """Per-sample columns sorted by id (harness.publish.baseline.PairScores has this shape)."""
+    """Per-sample columns sorted by id (PairScores below has this shape)."""
 
     # Read-only members, so a frozen dataclass satisfies the protocol.
     @property
@@ -108,7 +111,7 @@ def deviations_by_metric(run: Scores, base: Scores, metrics: Sequence[str], eps:
 @dataclass(frozen=True)
 class Columns:
     """The per-sample columns the bootstrap reads (a concrete ``Scores``): the one holder of them,
-    for a baseline's scores (harness.publish.baseline.PairScores), a slice, or a subset."""
+    for a baseline's scores (PairScores below), a slice, or a subset."""
 
     ids: tuple[str, ...]
     inter: np.ndarray
@@ -207,3 +210,52 @@ def p_value(center: float, dev: np.ndarray) -> float:
     if not dev.size or math.isnan(center):
         return 1.0
     return float(np.mean(np.abs(dev) >= abs(center) - 1e-12))
+
+
+@dataclass(frozen=True)
+class PairScores(Columns):
+    """Per-sample scores of one model on one split, sorted by sample id (so two are aligned
+    whenever their ids are equal). ``iou`` is NaN where the sample is left out of gIoU;
+    ``in_ciou`` is False where it is left out of cIoU's sums."""
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> PairScores:
+        by_id = {str(r["id"]): r for r in records}  # last write wins, as on resume
+        ids = sorted(by_id)
+        return cls.of(ids, ScoreArrays.of([SampleScore.from_json(by_id[i]["score"]) for i in ids]))
+
+    @classmethod
+    def from_rows(cls, rows: Mapping[str, Sequence[Any]]) -> PairScores:
+        """From a log's score index: id -> the SampleScore's fields in declaration order."""
+        ids = sorted(rows)
+        return cls.of(ids, ScoreArrays.of_rows([rows[i] for i in ids]))
+
+    @classmethod
+    def of(cls, ids: Sequence[str], arr: ScoreArrays) -> PairScores:
+        if arr.not_drawn.any():  # samples the protocol left out are in no metric, so in no comparison
+            ids = [i for i, left_out in zip(ids, arr.not_drawn) if not left_out]
+            arr = arr.subset(~arr.not_drawn)
+        return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ids": list(self.ids),
+            "inter": [int(v) for v in self.inter],
+            "union": [int(v) for v in self.union],
+            "iou": [None if np.isnan(v) else float(v) for v in self.iou],
+            "in_ciou": [int(v) for v in self.in_ciou],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PairScores:
+        n = len(data["ids"])
+        cols = {k: data[k] for k in ("inter", "union", "iou", "in_ciou")}
+        if any(len(v) != n for v in cols.values()):
+            raise ValueError("columns of different lengths")
+        return cls(
+            ids=tuple(str(i) for i in data["ids"]),
+            inter=np.asarray(cols["inter"], dtype=np.float64),
+            union=np.asarray(cols["union"], dtype=np.float64),
+            iou=np.array([np.nan if v is None else v for v in cols["iou"]], dtype=np.float64),
+            in_ciou=np.asarray(cols["in_ciou"], dtype=bool),
+        )

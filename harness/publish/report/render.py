@@ -10,7 +10,6 @@ thought, errors) is escaped by Jinja's autoescape and never marked safe: a model
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,14 +19,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from harness.files import write_text_atomic
-from harness.publish.baseline import PairScores
 from harness.publish.report import gallery, plots
 from harness.publish.report import reasoning as reasoning_section
 from harness.publish.report import sections as analysis
 from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
+from harness.records.reader import StoredRun
 from harness.records.score_index import IndexEntry
 from harness.records.store import RunDir
 from harness.resources import resource_dir
+from harness.score.paired import PairScores
 from harness.types import Sample
 
 LEADERBOARD_METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
@@ -61,13 +61,6 @@ def _fmt(value: Any, kind: str = "pct") -> str:
     if _missing(value):
         return DASH
     return str(int(value)) if kind == "int" else f"{float(value):.1f}"
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
 
 
 def _log_path(run_dir: Path, model: str, split: str) -> Path | None:
@@ -217,34 +210,35 @@ def _environment() -> Environment:
 
 
 def render_report(
-    run_dir: Path,
+    run: StoredRun | Path,
     samples: Mapping[str, Mapping[str, Sample]] | None = None,
     gallery_per_category: int = 6,
-    logs: RunDir | None = None,
+    doc: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``run_dir/report/index.html`` from the manifest, results.json and the JSONL logs.
+    """Write ``RUN/report/index.html`` from a stored run: its manifest, its results and its logs.
 
-    ``samples`` (split -> sample id -> Sample) supplies images and ground-truth masks for
-    the gallery; without it the gallery is text only. Only gallery samples' masks are
-    decoded, so rendering cost is dominated by reading the logs, not by their size in pixels.
-    The logs are read through their score indexes (``logs``: the caller's RunDir, whose indexes
-    this command has read already); only the gallery's records are parsed whole.
+    ``run`` is read through harness/records/reader.py; ``doc`` is the results just derived by the
+    caller (``harness report``), else the run's results.json, verified. ``samples`` (split -> sample
+    id -> Sample) supplies images and ground-truth masks for the gallery; without it the gallery is
+    text only. Only gallery samples' masks are decoded, so rendering cost is dominated by reading
+    the logs, not by their size in pixels. The logs are read through their score indexes; only the
+    gallery's records are parsed whole.
     """
-    run_dir = Path(run_dir)
+    if not isinstance(run, StoredRun):
+        run = StoredRun(run)
+    run_dir = run.root
     notes: list[str] = []
-    manifest: dict[str, Any] = _read_json(run_dir / "manifest.json")
-    results_path = run_dir / "results.json"
-    doc: dict[str, Any] = _read_json(results_path) if results_path.exists() else {}
-    if not doc:
-        notes.append("results.json is missing: the run has not been scored yet, so the leaderboard is empty.")
+    manifest: dict[str, Any] = run.manifest
+    doc = dict(doc) if doc is not None else dict(run.results())
     results: dict[str, dict[str, dict[str, Any]]] = doc.get("results") or {}
     conventions: dict[str, Any] = doc.get("conventions") or {}
     models = _ordered(list(manifest.get("models") or {}), list(results))
     splits = _ordered(list(manifest.get("splits") or []), [s for by in results.values() for s in by])
     status: dict[str, dict[str, str]] = manifest.get("status") or {}
+    wanted = set(run.asked())
 
     # One read of each log's score index (no masks); only the gallery's records are read whole.
-    store = logs or RunDir(run_dir)
+    store = run.dir
     entries: dict[str, dict[str, dict[str, IndexEntry]]] = {}
     paths: dict[tuple[str, str], Path] = {}
     for model in models:
@@ -253,7 +247,8 @@ def render_report(
             if path is None:
                 notes.append(f"Model {model!r} / split {split!r}: the name leads outside the run directory; log not read.")
                 continue
-            entries.setdefault(model, {})[split] = store.index(path).latest()
+            if (model, split) in wanted:
+                entries.setdefault(model, {})[split] = run.entries(model, split)
             paths[(model, split)] = path
 
     leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status)

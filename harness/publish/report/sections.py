@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.publish.baseline import PairScores
 from harness.publish.compare import ALL, LABELS, METRICS, Comparison, pair_rows
 from harness.publish.report import plots
-from harness.score.paired import DEFAULT_ROUNDS
+from harness.score.paired import DEFAULT_ROUNDS, PairScores
 from harness.score.slices import SliceError, SliceSet, assign
 from harness.types import Sample
 

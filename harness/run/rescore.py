@@ -15,12 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.data.samples import load_samples
-from harness.publish.finish import RunOutcome, finish, reopen
 from harness.records import locks
 from harness.records.manifest import now
-from harness.score.rescore import ChangedScore, LogRescore, rescore_log
-from harness.score.version import record_data, record_version, run_logs, scoring_version
+from harness.records.versions import record_data, record_version, run_logs, scoring_version
+from harness.run.finish import RunOutcome, finish, reopen, resume_inputs
+from harness.run.rescore_log import ChangedScore, LogRescore, rescore_log
 from harness.types import Sample
 
 _MAX_LISTED = 20  # changed scores listed on stderr (a scoring fix may change thousands)
@@ -44,15 +43,14 @@ class RescoreOutcome:
 
 def rescore_run(run_dir: Path, data_root: Path | None = None, render: bool = False) -> RescoreOutcome:
     """Rescore every log of the run, record the scoring version, write results (and the report)."""
-    r = reopen(run_dir, data_root)
-    rd, conv = r.run_dir, r.suite.conventions
+    run, samples = reopen(run_dir, data_root)
+    rd, conv = run.dir, run.suite.conventions
     version = scoring_version(conv)
     with locks.held(rd.writer_lock_path, what=str(run_dir)):  # no run may append while logs are rewritten
         manifest = rd.manifest() or {}
         config = manifest.get("config") or {}
         # Ground truth of every sample, whatever --limit the results use: a log may hold more.
-        every = r.samples if config.get("limit") is None else load_samples(
-            r.suite, manifest["splits"], data_root or (Path(config["data_root"]) if config.get("data_root") else None), None)
+        every = samples if config.get("limit") is None else run.load_samples(limit=None)
         by_id: dict[str, dict[str, Sample]] = {split: {s.id: s for s in ss} for split, ss in every.items()}
         logs = []
         for _, split, path in run_logs(rd, manifest.get("status")):
@@ -63,14 +61,15 @@ def rescore_run(run_dir: Path, data_root: Path | None = None, render: bool = Fal
                 m["updated"] = now()
                 rd.write_manifest(m)
         # Every score now describes the current ground truth: say which (the digest report, merge and gate compare with).
-        data = r.data_digests()
+        data = run.data_digests()
         with locks.waiting(rd.manifest_lock_path):
             m = rd.manifest() or {}
             for split, digest in data.items():
                 record_data(m, split, digest)
             m["updated"] = now()
             rd.write_manifest(m)
-        outcome = finish(rd, r.suite, r.samples, r.bootstrap_rounds, render=render, resume=r.resume(data))
+        run.manifest = m
+        outcome = finish(run, samples, render=render, resume=resume_inputs(data, run.limit, run.data_root))
     return RescoreOutcome(run_dir, version, logs, outcome)
 
 

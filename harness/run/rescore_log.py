@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import masks
 from harness.data.conventions import Conventions
 from harness.files import write_lines_atomic
-from harness.records.store import StoreError, iter_records
-from harness.score.scoring import score_sample
-from harness.types import Prediction, Sample
+from harness.records.rederive import derive_score
+from harness.records.store import iter_records
+from harness.types import Sample
 
 
 @dataclass(frozen=True)
@@ -44,27 +43,12 @@ class LogRescore:
     changed: list[ChangedScore] = field(default_factory=list)
 
 
-def _derive(path: Path, k: int, rec: Mapping[str, Any], samples: Mapping[str, Sample], conv: Conventions) -> dict[str, Any]:
-    sid = str(rec.get("id"))
-    sample = samples.get(sid)
-    if sample is None:
-        raise StoreError(f"{path} record {k}: sample id {sid!r} is not a sample of this split; its score cannot be derived")
-    try:
-        pred = Prediction.from_json(rec["prediction"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"{path} record {k} ({sid}): no usable stored prediction ({exc})") from exc
-    gt = sample.gt
-    if pred.mask is not None:  # the runner stored only checked masks; a damaged one must not reach pycocotools
-        pred = replace(pred, mask=masks.validate(pred.mask, gt.height, gt.width, f"{path} record {k} ({sid})"))
-    return score_sample(pred, gt, conv, sample.no_target).to_json()
-
-
 def rescore_log(path: Path, samples: Mapping[str, Sample], conv: Conventions) -> LogRescore:
     """Derive every record's score; rewrite the log (atomically) only when some stored score differs."""
     out = LogRescore(path)
     derived: list[dict[str, Any]] = []
     for k, rec in enumerate(iter_records(path), 1):
-        new = _derive(path, k, rec, samples, conv)
+        new = derive_score(f"{path} record {k}", rec, samples, conv)
         old = rec.get("score")
         if old != new:
             old_d = old if isinstance(old, dict) else {}

@@ -1,9 +1,9 @@
-"""A run's last step, and reopening a stored run: results.json from the logs, then the report.
+"""A run's last step, and the writers of a stored run's derived files: results.json from the logs, the
+report, and the finished stamp.
 
-``finish`` ends ``harness run`` and ``harness merge``; ``report_run`` is ``harness report``.
-A reopened run takes its suite from the manifest (its file if it still exists, else the
-built-in of that name); the fingerprint must match, so numbers are never recomputed against
-other ground truth.
+``finish`` ends ``harness run``, ``harness merge`` and ``harness rescore``; ``report_run`` is
+``harness report``. A reopened run is read through harness/records/reader.py (its suite from the
+manifest, fingerprint checked, so numbers are never recomputed against other ground truth).
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness.data.samples import cache_dir, data_digests, load_samples
-from harness.data.suites import Suite, load_suite
+from harness.data.samples import cache_dir, load_samples
+from harness.data.suites import Suite
 from harness.files import write_json_atomic
-from harness.records.manifest import check_compatible
-from harness.records.store import RunDir, StoreError
-from harness.score.version import check_current
+from harness.records import locks
+from harness.records.manifest import now
+from harness.records.reader import VERIFY_DEFAULT, StoredRun
+from harness.records.results import COUNTS_KEY
+from harness.records.store import RunDir
+from harness.score.schema import Results
 from harness.types import Sample
 
 
@@ -33,54 +36,54 @@ class RunOutcome:
     pending: str | None = None  # why results are not written yet (shards still running)
 
 
-@dataclass(frozen=True)
-class ReopenedRun:
-    run_dir: RunDir
-    suite: Suite
-    samples: dict[str, list[Sample]]
-    bootstrap_rounds: int
-    data_root: Path | None = None
-    limit: int | None = None
-
-    def data_digests(self) -> dict[str, str]:
-        """Each of the run's splits' current data digest (what its ground truth comes from)."""
-        return data_digests(self.suite, list(self.samples), self.data_root)
-
-    def resume(self, data: Mapping[str, str]) -> dict[str, Any]:
-        """``resume_inputs`` of this reopened run: so the next ``harness run`` finds it finished at once."""
-        return resume_inputs(data, self.limit, self.data_root)
-
-
-def reopen(run_dir: Path, data_root: Path | None = None) -> ReopenedRun:
-    rd = RunDir(run_dir)
-    manifest = rd.manifest()
-    if manifest is None:
-        raise StoreError(f"{run_dir} is not a run directory (no manifest.json)")
-    suite_info = manifest["suite"]
-    path = Path(suite_info.get("path", ""))
-    suite = load_suite(str(path) if path.is_file() else suite_info["name"])
-    check_compatible(manifest, suite, {}, run_dir)
-    config = manifest.get("config", {})
-    root = data_root or (Path(config["data_root"]) if config.get("data_root") else None)
-    samples = load_samples(suite, manifest["splits"], root, config.get("limit"))
-    return ReopenedRun(rd, suite, samples, int(config.get("bootstrap_rounds", 1000)), root, config.get("limit"))
+def record_data_counts(run: StoredRun, suite: Suite, sizes: Mapping[str, int], counts: Mapping[str, Mapping[str, int]]) -> None:
+    """Record in the manifest what each split's data held when its samples were loaded: its size (what a
+    ``--limit`` run is part of) and its images, objects and expressions against the suite's official counts
+    (``complete: false`` with ``data: 4 of 200 images`` where the copy on disk is short)."""
+    stated = {split: {"found": dict(counts[split]), "official": dict(suite.splits.get(split, {}).get("counts") or {})}
+              for split in counts}
+    m = run.manifest
+    if all((m.get("split_sizes") or {}).get(s) == n for s, n in sizes.items()) \
+            and all((m.get(COUNTS_KEY) or {}).get(s) == c for s, c in stated.items()):
+        return
+    with locks.waiting(run.dir.manifest_lock_path):
+        manifest = run.dir.manifest() or {}
+        manifest["split_sizes"] = {**(manifest.get("split_sizes") or {}), **sizes}
+        manifest[COUNTS_KEY] = {**(manifest.get(COUNTS_KEY) or {}), **stated}
+        manifest["updated"] = now()
+        run.dir.write_manifest(manifest)
+    run.manifest = manifest
 
 
-def report_run(run_dir: Path, data_root: Path | None = None) -> Path:
-    """Recompute results.json from the logs and render the report (refused for logs scored by other scoring code)."""
-    r = reopen(run_dir, data_root)
-    data = r.data_digests()
-    check_current(r.run_dir, r.run_dir.manifest() or {}, r.suite.conventions, data=data)
-    outcome = finish(r.run_dir, r.suite, r.samples, r.bootstrap_rounds, render=True, resume=r.resume(data))
+def reopen(run_dir: Path, data_root: Path | None = None) -> tuple[StoredRun, dict[str, list[Sample]]]:
+    """A stored run and its samples (the run's --limit), its data's sizes and counts recorded."""
+    run = StoredRun(run_dir, data_root)
+    sizes: dict[str, int] = {}
+    counts: dict[str, dict[str, int]] = {}
+    samples = load_samples(run.suite, list(run.manifest.get("splits") or []), run.data_root, run.limit, sizes, counts)
+    record_data_counts(run, run.suite, sizes, counts)
+    return run, samples
+
+
+def report_run(run_dir: Path, data_root: Path | None = None, verify: int | str | None = VERIFY_DEFAULT) -> tuple[Path, str]:
+    """Recompute results.json from the logs and render the report (refused for logs scored by other scoring
+    code, or a stored score that is not what its mask gives): (the report, what was re-derived)."""
+    run, samples = reopen(run_dir, data_root)
+    data = run.data_digests()
+    run.check_current(data=data)
+    note = "scores not re-derived (--verify none)" if verify == "none" else run.rederive(verify if isinstance(verify, int) else None)
+    outcome = finish(run, samples, render=True, resume=resume_inputs(data, run.limit, run.data_root))
     assert outcome.report_path is not None
-    return outcome.report_path
+    return outcome.report_path, note
 
 
-def write_results(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int) -> None:
-    """harness.score.results.write_results, imported when results are written: not on a resume that finds them up to date."""
-    from harness.score import results
+def write_results(run: StoredRun, samples: dict[str, list[Sample]]) -> Results:
+    """results.json derived from the run's score indexes (harness/records/results.py), written atomically."""
+    from harness.records.results import compute_results
 
-    results.write_results(run_dir, suite, samples, bootstrap_rounds=bootstrap_rounds)
+    doc = compute_results(run, run.suite, samples)
+    write_json_atomic(run.dir.results_path, doc)
+    return doc
 
 
 # Beside results.json: a digest of what results.json and the report were computed from, and the
@@ -156,27 +159,42 @@ def inputs_digest(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]
 
 
 
-def finish(run_dir: RunDir, suite: Suite, samples: dict[str, list[Sample]], bootstrap_rounds: int, render: bool,
-           reuse: bool = False, resume: Mapping[str, Any] | None = None) -> RunOutcome:
+def finish(run: StoredRun, samples: dict[str, list[Sample]], render: bool, reuse: bool = False,
+           resume: Mapping[str, Any] | None = None) -> RunOutcome:
     """results.json and (with ``render``) the report. With ``reuse`` (resuming ``harness run``), files
     already written from exactly these inputs, and untouched since, are kept as they are. With ``resume``
-    (what decides the samples, see ``resume_digest``), the stamp lets the next resume skip loading them."""
-    digest = inputs_digest(run_dir, suite, samples, bootstrap_rounds)
-    fast = resume_digest(run_dir, suite, bootstrap_rounds, resume) if resume is not None else None
+    (what decides the samples, see ``resume_digest``), the stamp lets the next resume skip loading them.
+
+    The stamp is written only when the run is finished: every model x split it was asked for has every
+    sample stored (failed and not-drawn ones count as stored). A run killed midway and then reported
+    has no stamp, so the next ``harness run`` resumes it."""
+    run_dir, suite, rounds = run.dir, run.suite, run.bootstrap_rounds
+    digest = inputs_digest(run_dir, suite, samples, rounds)
+    fast = resume_digest(run_dir, suite, rounds, resume) if resume is not None else None
     kept = _read_stamp(run_dir) if reuse else None
     if kept is not None and kept.get("inputs") == digest and _files_untouched(run_dir, kept, render):
         if fast is not None and kept.get("resume") != fast:  # a stamp from before resume digests, or other --data-root
             write_json_atomic(run_dir.root / FINISHED_NAME, {**kept, "resume": fast})
         return RunOutcome(run_dir.root, run_dir.results_path, run_dir.report_path if render else None)
-    write_results(run_dir, suite, samples, bootstrap_rounds=bootstrap_rounds)
+    doc = write_results(run, samples)
     report = None
     if render:
         from harness.publish.report import render_report
 
-        report = render_report(run_dir.root, {split: {s.id: s for s in ss} for split, ss in samples.items()}, logs=run_dir)
+        report = render_report(run, {split: {s.id: s for s in ss} for split, ss in samples.items()}, doc=doc)
+    stamp_path = run_dir.root / FINISHED_NAME
+    if missing_pairs(doc):
+        stamp_path.unlink(missing_ok=True)  # not finished: the next `harness run` must predict the rest
+        return RunOutcome(run_dir.root, run_dir.results_path, report)
     stamp: dict[str, Any] = {"inputs": digest, "results": _stat(run_dir.results_path),
                              "report": _stat(run_dir.report_path) if render else None}
     if fast is not None:
         stamp["resume"] = fast
-    write_json_atomic(run_dir.root / FINISHED_NAME, stamp)
+    write_json_atomic(stamp_path, stamp)
     return RunOutcome(run_dir.root, run_dir.results_path, report)
+
+
+def missing_pairs(doc: Mapping[str, Any]) -> list[str]:
+    """``model/split: 512 of 3006 stored`` for every model x split of results that lacks samples it was asked for."""
+    return [f"{m}/{s}: {int(r.get('n_records') or 0)} of {r.get('n_expected')} stored"
+            for m, by in (doc.get("results") or {}).items() for s, r in by.items() if "missing" in (r.get("incomplete") or [])]
