@@ -19,7 +19,7 @@ import harness.run.runner as runner_mod
 from harness.cli import main
 from harness.data.conventions import Conventions
 from harness.data.sources.refer import ReferSource
-from harness.publish import finish as finish_mod
+from harness.run import finish as finish_mod
 
 MODELS = "oracle-box,empty"
 

@@ -9,16 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helper_runs import consistent, write_crafted_run
 
 from harness.cli import main
 from harness.data.conventions import Conventions
 from harness.data.suites import load_suite
 from harness.publish import baseline as baselines
 from harness.publish.gate import EXIT_INCOMPARABLE, EXIT_INPUT_ERROR, EXIT_PASS, EXIT_REGRESSION, gate, markdown, paired_spread
-from harness.score.metrics import summarize
-from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION
-from harness.score.version import scoring_version
-from harness.types import SampleScore
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "benchmarks" / "baselines" / "shapes-reasoner.json"
@@ -36,31 +33,19 @@ def _scores(seed: int = 0, n: int = N) -> Pairs:
 def write_run(root: Path, splits: dict[str, Pairs], model: str = "m", fingerprint: str = "suitefp", split_prefix: str = "s",
               conventions: dict[str, Any] | None = None, model_fp: str = "modelfp", ids: Sequence[str] | None = None,
               limit: int | None = None, failed: int = 0) -> Path:
-    """A run directory by hand: manifest, one JSONL log per split, results.json from summarize().
+    """A run directory of these (intersection, union) pairs that the verifying reader accepts: manifest, one
+    JSONL log per split whose scores obey the invariants, results.json derived from them (tests/helper_runs.py).
 
-    ``limit`` is recorded in the manifest's config as ``--limit`` would; the first ``failed``
-    samples of each split are marked failed."""
+    ``limit`` is recorded in the manifest's config as ``--limit`` would (each split then a part of a split of
+    twice its size); the first ``failed`` samples of each split are failed predictions."""
     conv = Conventions.from_dict(conventions)
-    results: dict[str, Any] = {}
-    for split, pairs in splits.items():
-        names = list(ids) if ids is not None else [f"{split_prefix}/{split}/{k:04d}" for k in range(len(pairs))]
-        scores = [SampleScore(i, u, u, u, i / (u + conv.giou_eps), False, False, k < failed, False) for k, (i, u) in enumerate(pairs)]
-        log = root / model / f"{split}.jsonl"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("".join(json.dumps({"id": sid, "expression": "x", "prediction": {}, "score": s.to_json()}) + "\n"
-                               for sid, s in zip(names, scores)))
-        res = summarize(scores, conv, bootstrap_rounds=50)
-        results[split] = {**res, "n_expected": len(scores), "complete": True}
-    suite = {"name": "crafted", "version": "1", "fingerprint": fingerprint}
-    version = scoring_version(conv)  # as the running harness records them: accepted as current
-    (root / "manifest.json").write_text(json.dumps({"run_id": root.name, "git_commit": "abc", "created": "now",
-                                                    "config": {"limit": limit},
-                                                    "scoring_versions": {f"{model}/{split}.jsonl": version for split in splits}}))
-    doc = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "unit": "percent", "run_id": root.name, "suite": suite,
-           "conventions": conv.to_dict(), "scoring_version": version, "models": {model: {"adapter": model, "fingerprint": model_fp}},
-           "results": {model: results}, "published": []}
-    (root / "results.json").write_text(json.dumps(doc))
-    return root
+    logs = {split: [(sid, consistent(i, u, conv, failed=k < failed)) for k, (sid, (i, u)) in enumerate(zip(
+        list(ids) if ids is not None else [f"{split_prefix}/{split}/{k:04d}" for k in range(len(pairs))], pairs))]
+        for split, pairs in splits.items()}
+    sizes = {split: 2 * len(pairs) for split, pairs in splits.items()} if limit else None
+    return write_crafted_run(root, {model: logs}, suite={"name": "crafted", "version": "1", "fingerprint": fingerprint},
+                             conventions=conventions, models={model: {"adapter": model, "fingerprint": model_fp}},
+                             limit=limit, split_sizes=sizes)
 
 
 @pytest.fixture()
@@ -146,8 +131,11 @@ def test_large_but_insignificant_drop_passes_and_tolerance_only_baseline_fails(t
     code, out, _ = _gate(run, metrics_only)
     assert code == EXIT_REGRESSION
     assert "FAIL (tolerance only)" in out and "plain tolerance" in out
-    # A results.json is a metrics-only baseline too.
-    assert _gate(run, base / "results.json")[0] == EXIT_REGRESSION
+    # A results.json on its own (copied out of its run) is a metrics-only baseline too; inside its run it is the run.
+    alone = tmp_path / "committed-results.json"
+    alone.write_text((base / "results.json").read_text())
+    assert _gate(run, alone)[0] == EXIT_REGRESSION
+    assert _gate(run, base / "results.json")[0] == EXIT_PASS
 
 
 def test_incomparable_suite_fingerprint(tmp_path: Path, base_run: Path) -> None:
@@ -218,16 +206,16 @@ def test_baseline_file_and_run_give_the_same_verdict(tmp_path: Path, base_run: P
     assert sum("FAIL" in line for line in outputs[0]) == 2  # test cIoU and gIoU
 
 
-def test_aggregation_change_with_identical_samples_fails(tmp_path: Path, base_run: Path) -> None:
-    """Same per-sample scores, a different official number: deterministic, so the interval has
-    zero width around the drop and the gate fails (a broken reduction is caught too)."""
+def test_an_official_number_the_scores_do_not_give_is_not_comparable(tmp_path: Path, base_run: Path) -> None:
+    """Same per-sample scores, a different official number (a hand edit, a broken reduction): the reader
+    derives every number from the scores, so the run is refused, naming results.json and the fix."""
     run = write_run(tmp_path / "run", {"val": _scores(0), "test": _scores(1)})
     doc = json.loads((run / "results.json").read_text())
     doc["results"]["m"]["val"]["ciou"] -= 2.0
     (run / "results.json").write_text(json.dumps(doc))
-    code, out, _ = _gate(run, base_run)
-    assert code == EXIT_REGRESSION
-    assert "-2.00 | [-2.00, -2.00]" in out
+    code, _, err = _gate(run, base_run)
+    assert code == EXIT_INCOMPARABLE
+    assert f"{run / 'results.json'} says what its logs do not: m/val ciou is" in err and f"harness report {run}" in err
 
 
 def test_input_errors_exit_3(tmp_path: Path, base_run: Path) -> None:
@@ -303,10 +291,9 @@ def test_limit_run_is_not_comparable_without_allow_partial(tmp_path: Path, base_
 
 
 def test_incomplete_and_failing_runs_are_not_comparable(tmp_path: Path, base_run: Path) -> None:
-    run = write_run(tmp_path / "run", {"val": _scores(0), "test": _scores(1)})
-    doc = json.loads((run / "results.json").read_text())
-    doc["results"]["m"]["val"].update(complete=False, n_expected=250)  # 50 ids never predicted
-    (run / "results.json").write_text(json.dumps(doc))
+    logs = {"m": {split: [(f"s/{split}/{k:04d}", consistent(i, u)) for k, (i, u) in enumerate(_scores(seed))]
+                  for split, seed in (("val", 0), ("test", 1))}}
+    run = write_crafted_run(tmp_path / "run", logs, split_sizes={"val": 250})  # 50 samples of val never predicted
     code, out, _ = _gate(run, base_run, md=False)
     assert code == EXIT_INCOMPARABLE and "m/val: partial: 200 of 250 predicted" in out
 
@@ -316,7 +303,7 @@ def test_incomplete_and_failing_runs_are_not_comparable(tmp_path: Path, base_run
     code, out, _ = _gate(failing, base_run, "--max-failed", "0.05")
     assert code == EXIT_PASS and "failed" not in out
     code, out, _ = _gate(failing, base_run, "--allow-partial")
-    assert code == EXIT_PASS and "✅ pass [3 of 200 samples failed" in out
+    assert code == EXIT_PASS and "✅ pass" in out and "[3 of 200 samples failed" in out
     assert _gate(failing, base_run, "--max-failed", "5")[0] == EXIT_INPUT_ERROR
 
 

@@ -188,8 +188,8 @@ def test_results_read_no_ground_truth_and_the_report_only_the_gallerys(tree: Pat
     """results.json (slices included) needs each ground truth's area only, known from the header; the report reads
     the lines of the samples its gallery draws, and nothing is read to decide what the gallery shows."""
     from harness.data.sources.lazy_gt import GroundTruthStore
-    from harness.publish import finish
     from harness.publish.report import gallery
+    from harness.run import finish
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
@@ -222,5 +222,10 @@ def test_results_read_no_ground_truth_and_the_report_only_the_gallerys(tree: Pat
 
     monkeypatch.setattr(finish, "write_results", results)
     monkeypatch.setattr(gallery, "build_entries", build)
-    assert main(["report", str(run), "--data-root", str(tree)]) == 0
+    assert main(["report", str(run), "--data-root", str(tree), "--verify", "none"]) == 0
     assert reads and {p for p, _ in reads} == {"gallery"}
+    # Re-deriving stored scores from their masks reads the ground truth of the lines it draws, before the results.
+    reads.clear()
+    phase[0] = "start"
+    assert main(["report", str(run), "--data-root", str(tree), "--verify", "2"]) == 0
+    assert {p for p, _ in reads} == {"start", "gallery"} and len({i for p, i in reads if p == "start"}) <= 2

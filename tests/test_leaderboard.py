@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helper_runs import scores_for, write_crafted_run
 
 from harness.cli import main
-from harness.data.conventions import Conventions
 from harness.publish.leaderboard import LeaderboardError, build_site, load_tables
-from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION
-from harness.score.version import scoring_version
+from harness.records.versions import ScoringVersionError
 
 EVIL = "<script>alert(1)</script>"
 RC_SPLITS = ["refcoco_val", "refcoco_testA", "refcoco_testB", "refcoco+_val", "refcoco+_testA", "refcoco+_testB",
@@ -31,18 +30,13 @@ def _published(model: str, splits: list[str], values: list[float | None], metric
 
 def write_results(root: Path, suite: str, results: dict[str, dict[str, tuple[float, float]]], published: list[dict[str, Any]] = (),  # type: ignore[assignment]
                   fingerprint: str | None = None, models: dict[str, dict[str, Any]] | None = None, report: bool = False) -> Path:
-    """A run directory with only results.json (and optionally a report): model -> split -> (cIoU, gIoU)."""
-    root.mkdir(parents=True)
-    res = {m: {s: {"n": 100, "n_records": 100, "n_expected": 100, "complete": True, "n_failed": 0, "n_ciou": 100, "n_giou": 100,
-                   "ciou": c, "giou": g, "ciou_ci95": [c - 1.5, c + 1.5], "giou_ci95": [g - 1.0, g + 1.0]}
-               for s, (c, g) in by.items()} for m, by in results.items()}
-    doc = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "unit": "percent", "run_id": root.name,
-           "suite": {"name": suite, "version": "1", "fingerprint": fingerprint or f"{suite}-fp", "description": f"the {suite} suite"},
-           "conventions": Conventions().to_dict(), "scoring_version": scoring_version(Conventions()),
-           "models": models or {m: {"adapter": m} for m in results},
-           "results": res, "published": list(published)}
-    (root / "results.json").write_text(json.dumps(doc))
-    (root / "manifest.json").write_text(json.dumps({"run_id": root.name, "created": "2026-01-01", "git_commit": "abc123"}))
+    """A run directory whose stored scores give these numbers (model -> split -> (cIoU, gIoU)), 100 samples
+    each, results.json derived from them as the verifying reader derives it; optionally a report."""
+    logs = {m: {s: [(f"{s}/{k:03d}", score) for k, score in enumerate(scores_for(c, g))] for s, (c, g) in by.items()}
+            for m, by in results.items()}
+    suite_info = {"name": suite, "version": "1", "fingerprint": fingerprint or f"{suite}-fp", "description": f"the {suite} suite"}
+    write_crafted_run(root, logs, suite=suite_info, models=models or {m: {"adapter": m} for m in results}, published=published,
+                      extra_manifest={"created": "2026-01-01", "git_commit": "abc123"})
     if report:
         (root / "report").mkdir()
         (root / "report" / "index.html").write_text(
@@ -151,7 +145,8 @@ def test_benchmark_page_published_rows_deltas_and_aliases(site: Path) -> None:
     assert body["lens"][1] == "rc-run · gallery"
     assert 'class="published"' in html and "published</span>" in html
     assert SRC_T1 in html and "groundingLMM Table 4" in html  # sources as footnotes
-    assert "[81.7, 84.7]" in html and "n=100" in html  # interval and count
+    ci = json.loads((site.parent / "rc-run" / "results.json").read_text())["results"]["lens"]["refcoco_val"]["ciou_ci95"]
+    assert f"[{ci[0]:.1f}, {ci[1]:.1f}]" in html and "n=100" in html  # interval and count
     assert 'href="runs/rc-run/index.html#gallery"' in html
     giou = {r[0]: r for r in Tables(html).tables["table-giou"][1:]}
     assert giou["lens"][2] == "86.2"  # no published gIoU for RefCOCO: no delta
@@ -228,7 +223,7 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     for stale in ("1:000000000000", None):
         doc["scoring_version"] = stale
         (run / "results.json").write_text(json.dumps(doc))
-        with pytest.raises(LeaderboardError, match=rf"harness rescore {re.escape(str(run))}"):
+        with pytest.raises(ScoringVersionError, match=rf"harness rescore {re.escape(str(run))}"):
             build_site([run], tmp_path / "out")
 
 

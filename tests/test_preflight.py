@@ -94,7 +94,9 @@ models:
     assert (out / "results.json").is_file() and (out / "report" / "index.html").is_file()
     doc = read_json(out / "results.json")
     assert doc["models"]["broken"]["error"] == "could not load: RuntimeError: bad.ckpt: corrupt checkpoint"
-    assert "broken" not in doc["results"] and doc["results"]["counting"]["val"]["complete"] is True
+    # Listed, with nothing stored: a model asked for is never left out of the results.
+    assert doc["results"]["broken"]["val"]["n_records"] == 0 and doc["results"]["broken"]["val"]["incomplete"] == ["missing"]
+    assert doc["results"]["counting"]["val"]["complete"] is True
     assert "corrupt checkpoint" in (out / "report" / "index.html").read_text()
     predicted = len(helper_adapters.CountingAdapter.calls)
     assert predicted > 0 and not (out / "broken").exists()

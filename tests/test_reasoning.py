@@ -16,9 +16,11 @@ from harness.data.conventions import Conventions
 from harness.publish.report import reasoning as report_reasoning
 from harness.publish.report import render_report
 from harness.publish.report.gallery import index_records
+from harness.records.invariants import UntrustedRunError
 from harness.records.store import read_records
 from harness.run.config import build_config
 from harness.run.finish import report_run
+from harness.run.rescore import rescore_run
 from harness.run.runner import run
 from harness.score.reasoning import (
     AGREE_AT,
@@ -229,7 +231,11 @@ def test_disagreement_gallery_escapes_model_text(shapes_run: Path, tmp_path: Pat
     victim["prediction"]["reasoning"] = "<script>alert(1)</script>"
     log.write_text("".join(json.dumps(r) + "\n" for r in recs))
     monkeypatch.setenv("HARNESS_CACHE", str(shapes_run.parent / "cache"))
-    html = report_run(copy).read_text()  # results.json again from the logs, then the report
+    # The edited box no longer gives the stored box IoU: the report refuses it until the scores are derived again.
+    with pytest.raises(UntrustedRunError, match="box_iou"):
+        report_run(copy)
+    rescore_run(copy)
+    html = report_run(copy)[0].read_text()  # results.json again from the logs, then the report
     res = json.loads((copy / "results.json").read_text())["reasoning"]["results"]["shapes-reasoner"]["val"]
     assert res["by_agreement"]["disagree"]["n"] >= 1 and res["largest_disagreements"][0] == {"id": victim["id"], "box_mask_iou": 0.0}
     section = html.split('<section id="reasoning">')[1].split("</section>")[0]

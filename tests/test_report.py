@@ -152,6 +152,11 @@ def make_run(root: Path) -> tuple[Path, dict[str, dict[str, Sample]]]:
     return run, {SPLIT: samples}
 
 
+def _render(run_dir: Path, samples: Any, **kw: Any) -> Path:
+    """The renderer given the results its caller derived (here crafted by hand: the renderer is what is tested)."""
+    return render_report(run_dir, samples, doc=json.loads((run_dir / "results.json").read_text()), **kw)
+
+
 @pytest.fixture()
 def run(tmp_path: Path) -> tuple[Path, dict[str, dict[str, Sample]]]:
     return make_run(tmp_path)
@@ -159,7 +164,7 @@ def run(tmp_path: Path) -> tuple[Path, dict[str, dict[str, Sample]]]:
 
 def test_report_shows_numbers_plots_and_gallery(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
     run_dir, samples = run
-    out = render_report(run_dir, samples, gallery_per_category=3)
+    out = _render(run_dir, samples, gallery_per_category=3)
     assert out == run_dir / "report" / "index.html"
     html = out.read_text(encoding="utf-8")
     for text in ("61.2", "72.5", "47.8", "44.4", "[58.0, 64.0]", "n=6", "16.7", "toy", "run-2024-toy", "deadbeef"):
@@ -179,7 +184,7 @@ def test_report_shows_numbers_plots_and_gallery(run: tuple[Path, dict[str, dict[
 
 def test_model_text_is_escaped(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
     run_dir, samples = run
-    html = render_report(run_dir, samples).read_text(encoding="utf-8")
+    html = _render(run_dir, samples).read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in html
     assert "<b>bold</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -190,7 +195,7 @@ def test_model_text_is_escaped(run: tuple[Path, dict[str, dict[str, Sample]]]) -
 
 def test_renders_without_samples(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
     run_dir, _ = run
-    html = render_report(run_dir, None).read_text(encoding="utf-8")
+    html = _render(run_dir, None).read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 3 + 1  # the plots and the pairwise plot, no thumbnails
     assert "gallery shows text only" in html
     assert "the thing number" in html and "61.2" in html
@@ -202,7 +207,7 @@ def test_truncated_last_line_is_tolerated(run: tuple[Path, dict[str, dict[str, S
     with log.open("ab") as fh:
         fh.write('{"id": "toy/val/9999", "expression": "cut off \u00e9'.encode()[:-1])  # also cut inside a UTF-8 char
     assert len(read_records(log)) == 6
-    assert "61.2" in render_report(run_dir, samples).read_text(encoding="utf-8")
+    assert "61.2" in _render(run_dir, samples).read_text(encoding="utf-8")
 
 
 def test_corrupt_middle_line_raises(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
@@ -214,7 +219,7 @@ def test_corrupt_middle_line_raises(run: tuple[Path, dict[str, dict[str, Sample]
     with pytest.raises(ValueError, match=re.escape(f"{log}:3:")):
         read_records(log)
     with pytest.raises(ValueError, match=re.escape("val.jsonl:3")):
-        render_report(run_dir, samples)
+        _render(run_dir, samples)
 
 
 def test_read_records_edge_cases(tmp_path: Path) -> None:
@@ -278,7 +283,7 @@ def test_unsafe_model_name_is_not_followed(run: tuple[Path, dict[str, dict[str, 
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     manifest["models"]["../../etc"] = {"adapter": "x"}
     (run_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    html = render_report(run_dir, samples).read_text(encoding="utf-8")
+    html = _render(run_dir, samples).read_text(encoding="utf-8")
     assert "leads outside the run directory" in html
 
 
@@ -287,7 +292,7 @@ def test_failures_and_events_are_listed(run: tuple[Path, dict[str, dict[str, Sam
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["events"] = [{"at": "2026-01-01T00:00:00+00:00", "event": "interrupted", "model": "alpha", "split": "val", "shard": "all"}]
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    html = render_report(run_dir, samples).read_text(encoding="utf-8")
+    html = _render(run_dir, samples).read_text(encoding="utf-8")
     section = html[html.index('id="failures"'):]
     failed = [r["id"] for m in MODELS for r in read_records(run_dir / m / f"{SPLIT}.jsonl") if r["prediction"]["mask"] is None]
     assert failed and all(i in section for i in failed)

@@ -264,7 +264,7 @@ def test_killed_cli_run_resumes_to_identical_results(tmp_path: Path) -> None:
 
 
 def test_resuming_a_finished_run_rewrites_nothing_until_an_input_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.publish import finish
+    from harness.run import finish
 
     suite = write_suite(tmp_path)
     out = tmp_path / "run"
