@@ -80,7 +80,7 @@ def _ending(outcome: Any) -> int:
     print(summary_table(doc, limit), end="")
     # Samples asked for and not stored (a model that could not run, a run stopped midway): never a success.
     failures = failed_samples(RunDir(outcome.run_dir), doc) + failures
-    failures += [f"missing: {line}; run the same command again to predict them" for line in missing_pairs(doc)
+    failures += [f"missing: {line} (a `harness run` into {outcome.run_dir} asking for it predicts them)" for line in missing_pairs(doc)
                  if not any(line.startswith(f"{name}/") for name in manifest.get("models", {}) if manifest["models"][name].get("error"))]
     for line in failures:
         print(f"failed: {line}", file=sys.stderr)

@@ -84,37 +84,40 @@ def test_a_forged_completeness_flag_is_refused(pair: dict[str, Path]) -> None:
         harness.load_run(pair["run"])
 
 
-def _forge_line(log: Path, k: int = 0) -> None:
-    """Line ``k`` of a log made perfect: every invariant holds, but its mask does not score that."""
+def _forge_line(log: Path) -> int:
+    """The worst line of a log made perfect: every invariant holds, but its mask does not score that; its line number."""
     lines = log.read_text().splitlines(keepends=True)
+    k = min(range(len(lines)), key=lambda j: json.loads(lines[j])["score"]["iou"])
     rec = json.loads(lines[k])
+    assert rec["score"]["iou"] < 0.99
     s = rec["score"]
     area = max(s["gt_area"], 1)  # a perfect overlap: I = U = P = G
     s.update(intersection=area, union=area, gt_area=area, pred_area=area, iou=area / (area + 1e-5), gt_empty=False,
              pred_empty=False, failed=False)
     lines[k] = json.dumps(rec, separators=(",", ":")) + "\n"
     log.write_text("".join(lines))
+    return k + 1
 
 
 def test_a_forged_log_score_is_refused_by_every_reader(pair: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    _forge_line(pair["run"] / "shapes-reasoner" / "val.jsonl", 1)
+    line = _forge_line(pair["run"] / "shapes-reasoner" / "val.jsonl")
     # results.json no longer describes the logs: every reader refuses, naming it.
     _refused_everywhere(pair["run"], pair["base"], pair["tmp"], capsys, "results.json")
     # The writer re-derives every stored line here (fewer than 256): the forged one is named with its line.
     assert main(["report", str(pair["run"])]) == 2
     err = capsys.readouterr().err
-    assert "shapes-reasoner/val.jsonl:2" in err and "not what its mask scores" in err and "harness rescore" in err
+    assert f"shapes-reasoner/val.jsonl:{line}" in err and "not what its mask scores" in err and "harness rescore" in err
 
 
 def test_a_forged_score_with_fresh_results_is_caught_by_re_derivation(pair: dict[str, Path],
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    _forge_line(pair["run"] / "shapes-reasoner" / "val.jsonl", 0)
+    line = _forge_line(pair["run"] / "shapes-reasoner" / "val.jsonl")
     assert main(["report", str(pair["run"]), "--verify", "none"]) == 0  # results.json now agrees with the forged log
     capsys.readouterr()
     assert main(["gate", str(pair["run"]), "--baseline", str(pair["base"])]) == 2
-    assert "val.jsonl:1" in capsys.readouterr().err
+    assert f"val.jsonl:{line}" in capsys.readouterr().err
     assert main(["leaderboard", str(pair["run"]), "--out", str(pair["tmp"] / "site")]) == 2
-    assert "val.jsonl:1" in capsys.readouterr().err
+    assert f"val.jsonl:{line}" in capsys.readouterr().err
     # `harness rescore` derives it again from the mask: everything passes.
     assert main(["rescore", str(pair["run"])]) == 0
     assert main(["gate", str(pair["run"]), "--baseline", str(pair["base"])]) == 0
@@ -128,18 +131,18 @@ def test_re_derivation_says_when_the_data_is_not_found(pair: dict[str, Path], ca
     assert out.count("scores not re-derived: data not found") == 2  # once per run read, never silently
 
 
-@pytest.mark.parametrize(("field", "value", "invariant"), [
-    ("intersection", 10**9, "intersection <= min(pred_area, gt_area)"),
-    ("union", 1, "union = pred_area + gt_area - intersection"),
-    ("iou", 1.5, "0 <= iou <= 1"),
-    ("pred_area", 10**7, "h*w of the mask's RLE header"),
-])
-def test_a_line_breaking_an_invariant_is_refused_with_file_and_line(pair: dict[str, Path], field: str, value: Any,
-                                                                     invariant: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("change", "invariant"), [
+    (lambda s: s.update(intersection=10**9), "intersection <= min(pred_area, gt_area)"),
+    (lambda s: s.update(union=1), "union = pred_area + gt_area - intersection"),
+    (lambda s: s.update(iou=1.5), "0 <= iou <= 1"),
+    (lambda s: s.update(pred_area=10**7, union=10**7 + s["gt_area"] - s["intersection"]), "h*w of the mask's RLE header"),
+], ids=["intersection", "union", "iou", "area"])
+def test_a_line_breaking_an_invariant_is_refused_with_file_and_line(pair: dict[str, Path], change: Any, invariant: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     log = pair["run"] / "oracle-box" / "val.jsonl"
     lines = log.read_text().splitlines(keepends=True)
     rec = json.loads(lines[2])
-    rec["score"][field] = value
+    change(rec["score"])
     lines[2] = json.dumps(rec) + "\n"
     log.write_text("".join(lines))
     with pytest.raises(BrokenScoreError, match=r"oracle-box/val\.jsonl:3: .*" + invariant.replace("(", r"\(").replace(")", r"\)")
@@ -226,9 +229,9 @@ def test_a_run_with_samples_asked_for_and_missing_never_exits_zero(tmp_path: Pat
     capsys.readouterr()
     assert _run(suite, out, models="oracle-box") == 4
     err = capsys.readouterr().err
-    assert "missing: empty/val: 0 of 3 stored" in err
     doc = results_of(out)
     assert doc["empty"]["val"]["n_records"] == 0 and doc["empty"]["val"]["complete"] is False
+    assert f"missing: empty/val: 0 of {doc['empty']['val']['n_expected']} stored" in err
     assert not (out / ".finished.json").exists()
     assert _run(suite, out, models="oracle-box,empty") == 0  # asked again: predicted, and the run is finished
     assert (out / ".finished.json").exists()

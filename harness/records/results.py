@@ -49,8 +49,9 @@ def data_standing(record: Mapping[str, Any] | None) -> tuple[bool, str]:
     if not stated or not found:
         return False, "count unchecked"
     short = [(k, int(found.get(k, 0)), want) for k, want in stated if int(found.get(k, 0)) < want]
-    if short:
-        return True, ", ".join(f"{got} of {want} {k}" for k, got, want in short)
+    if short:  # the first count short, in the order images, objects, expressions: "4 of 200 images"
+        k, got, want = short[0]
+        return True, f"{got} of {want} {k}"
     k, want = stated[0]
     return False, f"{int(found.get(k, 0))} of {want} {k}"
 

@@ -247,9 +247,9 @@ def render_report(
             if path is None:
                 notes.append(f"Model {model!r} / split {split!r}: the name leads outside the run directory; log not read.")
                 continue
-            if (model, split) in wanted:
+            if (model, split) in wanted:  # the model x splits the run was asked for, nothing else
                 entries.setdefault(model, {})[split] = run.entries(model, split)
-            paths[(model, split)] = path
+                paths[(model, split)] = path
 
     leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status)
     figures = []
