@@ -9,7 +9,11 @@ from a warm index cache, each command in a fresh interpreter:
   and minor page faults per image (getrusage of the child: less noisy than times on a shared
   machine, and what grew when image decoding churned the allocator);
 - ``harness report`` on that run (results.json and the HTML report);
-- ``harness gate`` of the run against itself (paired bootstrap, 1000 rounds);
+- ``harness gate`` of the run against itself (paired bootstrap, 1000 rounds), with ``--verify none``
+  (the verifying reader alone: invariants of every line, every number of results.json derived again,
+  each log's sha256), with the default ``--verify 256`` (256 stored lines per model x split scored
+  again from their masks, on both sides, which loads the samples) and ``--verify all``;
+- ``harness report`` with ``--verify none`` beside the default;
 - resuming the finished run with nothing changed (``harness run`` again, same command).
 
 Images: ``--unique-images`` distinct JPEGs are written once, the rest of the names are hard
@@ -121,14 +125,18 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp / f"warm{size}")
             run = timed([*common, "--no-report", "--out", str(out)], env)
             n = sum(1 for _ in (out / "empty" / "val.jsonl").open())
+            report_none = timed(["report", str(out), "--data-root", str(root), "--verify", "none"], env)
             report = timed(["report", str(out), "--data-root", str(root)], env)
+            gate_none = timed(["gate", str(out), "--baseline", str(out), "--verify", "none"], env)
             gate = timed(["gate", str(out), "--baseline", str(out)], env)
+            gate_all = timed(["gate", str(out), "--baseline", str(out), "--verify", "all"], env)
             resume = timed([*common, "--out", str(out)], env)  # finished, nothing changed
             row = {"samples": n, "images": n_images, "run_s": run["seconds"], "ms_per_sample": 1e3 * run["seconds"] / n,
                    "cpu_ms_per_sample": 1e3 * run["cpu_s"] / n,
                    "rss_mb": run["rss_mb"], "faults_per_image": run["minflt"] / n_images, "sys_s": run["sys_s"],
                    "report_s": report["seconds"], "report_rss_mb": report["rss_mb"],
-                   "gate_s": gate["seconds"], "gate_rss_mb": gate["rss_mb"], "resume_s": resume["seconds"]}
+                   "gate_s": gate["seconds"], "gate_rss_mb": gate["rss_mb"], "resume_s": resume["seconds"],
+                   "report_none_s": report_none["seconds"], "gate_none_s": gate_none["seconds"], "gate_all_s": gate_all["seconds"]}
             rows.append(row)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
@@ -141,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['faults_per_image']:.0f} | "
               f"{r['sys_s']:.1f} s | {r['report_s']:.1f} s, {r['report_rss_mb']:.0f} MB | {r['gate_s']:.1f} s, {r['gate_rss_mb']:.0f} MB | "
               f"{r['resume_s']:.2f} s |")
+    print()
+    print("| samples | report --verify none | report (--verify 256) | gate --verify none | gate (--verify 256) | gate --verify all |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['samples']:,} | {r['report_none_s']:.1f} s | {r['report_s']:.1f} s | {r['gate_none_s']:.1f} s | {r['gate_s']:.1f} s "
+              f"| {r['gate_all_s']:.1f} s |")
     by_size = {r["samples"]: r for r in rows}
     small = min((r for r in rows if r["samples"] >= 10000), key=lambda r: r["samples"], default=None)
     big = max(rows, key=lambda r: r["samples"])

@@ -112,7 +112,7 @@ def from_run(run_dir: Path, verify: int | str | None = "none") -> Baseline:
     ``verify`` (lines per model x split, None for all), that many stored scores re-derived from their masks
     first. The reader's note on what was re-derived is in ``from_run["verified"]``."""
     run = StoredRun(run_dir)
-    doc = run.results()  # every number derived from the scores; refused when results.json says otherwise
+    doc = run.results(intervals=verify is None)  # every number derived from the scores (--verify all: the intervals too)
     note = "" if verify == "none" else run.rederive(verify if isinstance(verify, int) else None)
     manifest = run.manifest
     results = {m: {s: dict(r) for s, r in by.items()} for m, by in doc["results"].items()}

@@ -114,7 +114,7 @@ def load_runs(paths: Sequence[Path], verify: int | str | None = "none", notes: l
         if not (root / "results.json").exists():
             raise LeaderboardError(f"{p}: no results.json (give run directories; score one with `harness report {root}`)")
         run = StoredRun(root)
-        doc = dict(run.results())
+        doc = dict(run.results(intervals=verify is None))  # --verify all: the bootstrap intervals derived again too
         if verify != "none":
             note = run.rederive(verify if isinstance(verify, int) else None)
             if notes is not None:

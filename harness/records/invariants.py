@@ -76,21 +76,26 @@ def _broken(m: np.ndarray, pixels: np.ndarray, failed: np.ndarray, giou_eps: flo
 
 
 def check_entries(entries: Sequence[IndexEntry], path: Path, giou_eps: float, run_root: Path | None = None) -> None:
-    """Refuse, naming ``path``:line and the fix, the first entry whose score breaks an invariant."""
-    scored = [e for e in entries if e.row is not None]
+    """Refuse, naming ``path``:line and the fix, the first entry without a usable score or whose score
+    breaks an invariant."""
+    unusable = next((e for e in entries if e.row is None), None)
+    if unusable is not None:
+        raise _error(path, unusable, "is missing or not a score (other fields than a SampleScore's)", run_root)
+    scored = list(entries)
     if not scored:
         return
     try:
         m = np.array([e.row for e in scored], dtype=np.float64).reshape(len(scored), len(SCORE_FIELDS))
     except (TypeError, ValueError) as exc:  # a string where a count belongs
-        bad = next(e for e in scored if not _numeric(e.row))
+        bad = next(e for e in scored if not _numeric(e.row or []))
         raise _error(path, bad, f"a field is not a number ({exc})", run_root) from None
     pixels = np.array([np.nan if e.pixels is None else e.pixels for e in scored], dtype=np.float64)
     failed = np.array([e.failed for e in scored], dtype=bool)
     for rows, invariant in _broken(m, pixels, failed, giou_eps):
         if rows.any():
             e = scored[int(np.flatnonzero(rows)[0])]
-            got = ", ".join(f"{k} {e.row[_COL[k]]!r}" for k in ("intersection", "union", "gt_area", "pred_area", "iou"))
+            row = e.row or []
+            got = ", ".join(f"{k} {row[_COL[k]]!r}" for k in ("intersection", "union", "gt_area", "pred_area", "iou"))
             more = int(rows.sum()) - 1
             raise _error(path, e, f"breaks '{invariant}' ({got}{f', h*w {e.pixels}' if e.pixels is not None else ''})"
                          + (f"; {more} more line{'s' if more != 1 else ''} of this log break it too" if more else ""), run_root)

@@ -152,7 +152,7 @@ class StoredRun:
             size = 0
             if path.is_file():
                 with path.open("rb") as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    while block := fh.read(1 << 20):
                         h.update(block)
                         size += len(block)
             out[versions.log_key(self.dir, path)] = {"size": size, "sha256": h.hexdigest()}

@@ -68,7 +68,8 @@ def rederive(run: StoredRun, n: int | None) -> str:
         path = run.log_path(model, split)
         for entry, rec in zip(chosen, run.index(model, split).read(chosen)):
             derived = derive_score(f"{path}", rec, by_id, conv)
-            stored = rec.get("score") if isinstance(rec.get("score"), dict) else {}
+            found = rec.get("score")
+            stored: dict[str, Any] = found if isinstance(found, dict) else {}
             indexed = dict(zip(SCORE_FIELDS, entry.row)) if entry.row is not None else {}
             differs = {k: (stored.get(k), v) for k, v in derived.items() if stored.get(k) != v}
             differs.update({f"{k} (score index)": (indexed.get(k), v) for k, v in derived.items() if indexed.get(k) != v})

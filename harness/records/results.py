@@ -61,8 +61,8 @@ def split_result(entries: Mapping[str, IndexEntry], ids: Sequence[str], conv: Co
     """Metrics of one model on one split over ``ids`` (the split's samples, after ``--limit``) that have a
     stored line; ``n_expected`` samples were asked for, of a split of ``n_split`` (None: not recorded,
     then ``limited`` says whether this was a ``--limit`` cut); ``data`` is ``data_standing``."""
-    rows = [entries[i].row for i in sorted(ids) if i in entries]
-    res = summarize(ScoreArrays.of_rows(rows), conv, bootstrap_rounds=bootstrap_rounds)
+    rows = [entries[i].row for i in sorted(ids) if i in entries]  # every row checked by the reader (never None)
+    res = summarize(ScoreArrays.of_rows(rows), conv, bootstrap_rounds=bootstrap_rounds)  # type: ignore[arg-type]
     res["n_expected"] = n_expected
     if n_split is not None:
         res["n_split"] = n_split
