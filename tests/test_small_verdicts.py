@@ -1,0 +1,42 @@
+"""Issue 21, bullet 6: the smaller wrong verdicts, one test (or a few) per verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.records.store import read_records
+from harness.run.config import build_config
+from harness.run.runner import run
+
+# --- a. a replayed reasoning model parses as it does in process -----------------------------
+
+
+def test_replayed_reasoning_text_gets_the_in_process_parse_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    live = run(build_config(models="shapes-reasoner", suite="shapes", splits="val", limit=6, out=tmp_path / "live"),
+               render=False).run_dir
+    records = read_records(live / "shapes-reasoner" / "val.jsonl")
+    replay = tmp_path / "reasoner.jsonl"
+    lines = [{"id": r["id"], "mask": r["prediction"]["mask"], "box": r["prediction"]["box"], "text": r["prediction"]["text"]}
+             for r in records]
+    lines[0]["text"] = "<think>hmm</think><answer>not json</answer>"  # a broken answer: failed, as in process
+    replay.write_text("".join(json.dumps({k: v for k, v in line.items() if v is not None}) + "\n" for line in lines))
+    out = run(build_config(models=f"replay:{replay}", suite="shapes", splits="val", limit=6, out=tmp_path / "replayed"),
+              render=False).run_dir
+    got = {r["id"]: r["prediction"]["parse_status"] for r in read_records(out / "replay-reasoner" / "val.jsonl")}
+    want = {r["id"]: r["prediction"]["parse_status"] for r in records}
+    assert set(want.values()) == {"ok"}
+    assert got == {**want, records[0]["id"]: "failed"}
+    live_share = json.loads((live / "results.json").read_text())["reasoning"]["results"]["shapes-reasoner"]["val"]
+    share = json.loads((out / "results.json").read_text())["reasoning"]["results"]["replay-reasoner"]["val"]
+    assert live_share["format_ok"] == 100.0
+    assert share["format_ok"] == pytest.approx(100.0 * 5 / 6) and share["n_format_ok"] == 5
+    # a line's own parse_status wins; an unknown one is refused naming the file and line
+    replay.write_text(json.dumps({**lines[1], "parse_status": "failed"}) + "\n" + json.dumps({**lines[2], "parse_status": "maybe"}) + "\n")
+    code = main(["run", "--models", f"replay:{replay}", "--suite", "shapes", "--splits", "val", "--limit", "6",
+                 "--out", str(tmp_path / "bad"), "--no-report"])
+    assert code == 2
