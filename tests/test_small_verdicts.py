@@ -40,3 +40,29 @@ def test_replayed_reasoning_text_gets_the_in_process_parse_status(tmp_path: Path
     code = main(["run", "--models", f"replay:{replay}", "--suite", "shapes", "--splits", "val", "--limit", "6",
                  "--out", str(tmp_path / "bad"), "--no-report"])
     assert code == 2
+
+
+# --- b. the disagreement gallery lists only samples that disagree ----------------------------
+
+
+def test_disagreement_list_holds_only_disagreeing_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.publish.finish import report_run
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    out = run(build_config(models="shapes-reasoner", suite="shapes", splits="val", limit=6, out=tmp_path / "run")).run_dir
+    html = (out / "report" / "index.html").read_text()
+    section = html.split('<section id="reasoning">')[1].split("</section>")[0]
+    assert section.count('<p class="box-mask">') == 0 and "None: every box this model stated agrees with its mask." in section
+    res = json.loads((out / "results.json").read_text())["reasoning"]["results"]["shapes-reasoner"]["val"]
+    assert res["n_agree"] == res["n_box"] > 0 and res["largest_disagreements"] == []
+
+    log = out / "shapes-reasoner" / "val.jsonl"
+    recs = read_records(log)
+    victim = next(r for r in recs if r["prediction"]["box"] is not None)
+    victim["prediction"]["box"] = [0.0, 0.0, 1.0, 1.0]  # far from its mask: the one disagreement
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    html = report_run(out).read_text()
+    res = json.loads((out / "results.json").read_text())["reasoning"]["results"]["shapes-reasoner"]["val"]
+    assert res["largest_disagreements"] == [{"id": victim["id"], "box_mask_iou": 0.0}]
+    section = html.split('<section id="reasoning">')[1].split("</section>")[0]
+    assert section.count('<p class="box-mask">') == 1 and "None: every box" not in section

@@ -20,7 +20,8 @@ its mask do what its answer says? Definitions (also in the README, "What the rea
   mask (a failed prediction);
 - the box and the mask *agree* when that IoU is >= ``AGREE_AT`` (0.5, the REC box-accuracy bar);
 - ``largest_disagreements``: the ``KEEP_DISAGREEMENTS`` samples of lowest box-mask IoU (percent;
-  ties broken by sample id), which the report's gallery shows;
+  ties broken by sample id) among those that disagree (IoU < ``AGREE_AT``), which the report's
+  gallery shows; empty when every stated box agrees with its mask;
 - ``by_agreement``: cIoU, gIoU (the mean per-sample IoU) and Prec@0.5, with n and bootstrap
   intervals as for a split, over the samples with text whose box and mask agree, disagree, and
   that cannot be compared (``no_box``: no box stated, as for an answer of "no object" or one that
@@ -148,7 +149,7 @@ def summarize_reasoning(
         out["n_agree"] = int((ious >= AGREE_AT).sum())
         out["agree"] = float(100.0 * (ious >= AGREE_AT).mean())
         # The report's gallery reads these, so it never decodes the whole log again.
-        stated = sorted((v, i) for i in ids if (v := facts[i].box_mask_iou) is not None)
+        stated = sorted((v, i) for i in ids if (v := facts[i].box_mask_iou) is not None and v < AGREE_AT)
         out["largest_disagreements"] = [{"id": i, "box_mask_iou": 100.0 * v} for v, i in stated[:KEEP_DISAGREEMENTS]]
     groups: dict[str, dict[str, Any]] = {}
     for name in GROUPS:
