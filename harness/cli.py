@@ -92,6 +92,10 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.run.merge import merge_and_report
 
     outcome = merge_and_report(args.run_dir, data_root=args.data_root, render=not args.no_report)
+    if outcome.pending:  # shards missing: nothing is finished, and that is not a success
+        print(f"error: {outcome.run_dir}: cannot finish the merge, {outcome.pending}; "
+              "run the missing shards (or `harness run` with the same options), then merge again", file=sys.stderr)
+        return 2
     _print_outcome(outcome)
     return _ending(outcome)
 

@@ -66,3 +66,31 @@ def test_disagreement_list_holds_only_disagreeing_samples(tmp_path: Path, monkey
     assert res["largest_disagreements"] == [{"id": victim["id"], "box_mask_iou": 0.0}]
     section = html.split('<section id="reasoning">')[1].split("</section>")[0]
     assert section.count('<p class="box-mask">') == 1 and "None: every box" not in section
+
+
+# --- c. a merge with shards missing is not a success ------------------------------------------
+
+
+def test_merge_with_a_shard_missing_exits_non_zero_naming_the_missing_count(
+        isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import write_suite
+
+    from harness.data.samples import load_samples
+    from harness.data.suites import load_suite
+    from harness.run.sharding import Shard
+
+    suite = write_suite(isolated, val=5, test=1)
+    out = isolated / "run"
+    run(build_config(models="oracle-box", suite=str(suite), splits="val", out=out, shard="0/2"), render=False)
+    samples = load_samples(load_suite(str(suite)), ["val"], None)["val"]
+    n_missing = len(Shard(1, 2).take(samples))
+    assert 0 < n_missing < len(samples)
+    capsys.readouterr()
+    assert main(["merge", str(out), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert f"{n_missing} samples still without predictions (oracle-box val: {n_missing} of {len(samples)} missing)" in err
+    assert not (out / "results.json").exists()
+    # once the other shard ran, the merge succeeds
+    run(build_config(models="oracle-box", suite=str(suite), splits="val", out=out, shard="1/2"), render=False)
+    assert (out / "results.json").exists()
+    assert main(["merge", str(out), "--no-report"]) == 0
