@@ -94,3 +94,30 @@ def test_merge_with_a_shard_missing_exits_non_zero_naming_the_missing_count(
     run(build_config(models="oracle-box", suite=str(suite), splits="val", out=out, shard="1/2"), render=False)
     assert (out / "results.json").exists()
     assert main(["merge", str(out), "--no-report"]) == 0
+
+
+# --- d. the --limit shown is the one the stored samples were run under -----------------------
+
+
+def test_limit_shown_after_a_resume_with_another_limit(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import results_of, write_suite
+
+    suite = str(write_suite(isolated, val=3, test=1))
+    args = ["--models", "oracle-box", "--suite", suite, "--splits", "val", "--no-report"]
+    assert main(["run", *args, "--out", str(isolated / "full")]) == 0
+    out = isolated / "run"
+    assert main(["run", *args, "--limit", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", *args, "--limit", "5", "--out", str(out)]) == 0  # a resume: 3 more samples
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("oracle-box"))
+    n_split = results_of(out)["oracle-box"]["val"]["n_split"]
+    assert results_of(out)["oracle-box"]["val"]["n_expected"] == 5
+    assert row.endswith(f"5 of {n_split}, --limit 5")
+    assert json.loads((out / "manifest.json").read_text())["config"]["limit"] == 5
+    # the gate says the same limit
+    assert main(["gate", str(out), "--baseline", str(isolated / "full"), "--allow-partial"]) in (0, 1)
+    shown = capsys.readouterr().out
+    assert "--limit 5 (5 samples)" in shown and "--limit 2" not in shown
+    # and `harness report` scores the samples under that limit, not the first command's
+    assert main(["report", str(out)]) == 0
+    assert results_of(out)["oracle-box"]["val"]["n_expected"] == 5
