@@ -121,3 +121,49 @@ def test_limit_shown_after_a_resume_with_another_limit(isolated: Path, capsys: p
     # and `harness report` scores the samples under that limit, not the first command's
     assert main(["report", str(out)]) == 0
     assert results_of(out)["oracle-box"]["val"]["n_expected"] == 5
+
+
+# --- e. the partial mark in every table format, averages included ------------------------------
+
+_LAYOUT = """\
+tables:
+  - id: mini
+    title: "Mini"
+    suite: mini
+    average: true
+    groups:
+      - label: val
+        columns:
+          - {label: cIoU, split: val, metric: ciou}
+      - label: test
+        columns:
+          - {label: cIoU, split: test}
+"""
+
+
+def test_table_marks_partial_values_and_their_average_in_every_format(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    from conftest import write_suite
+
+    suite = write_suite(isolated, val=3, test=2)
+    assert main(["run", "--models", "oracle-box", "--suite", str(suite), "--out", "full", "--no-report"]) == 0
+    # a second run, a --limit cut: its values, and the average over them, are partial
+    assert main(["run", "--models", "empty", "--suite", str(suite), "--limit", "2", "--out", "cut", "--no-report"]) == 0
+    (isolated / "layout.yaml").write_text(_LAYOUT)
+
+    def table(fmt: str) -> str:
+        capsys.readouterr()
+        assert main(["table", "full", "cut", "--layout", "layout.yaml", "--format", fmt]) == 0
+        return capsys.readouterr().out
+
+    md = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table("markdown").splitlines()
+          if line.startswith("| ") and not line.startswith("| model")}
+    assert md["empty"][0].endswith("\\*") and md["empty"][2].endswith("\\*")  # the value and the average over it
+    assert not any(c.endswith("\\*") for c in md["oracle-box"])
+    tex = {line.split(" & ")[0]: line for line in table("latex").splitlines() if " & " in line}
+    assert tex["empty"].rstrip(" \\").endswith("$^*$") and "$^*$" not in tex["oracle-box"]
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(table("csv")))}
+    assert rows["empty"]["partial"].startswith("val cIoU (partial: 2 of ") and rows["empty"]["partial"].endswith("; avg")
+    assert rows["oracle-box"]["partial"] == ""
