@@ -167,3 +167,33 @@ def test_table_marks_partial_values_and_their_average_in_every_format(isolated: 
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO(table("csv")))}
     assert rows["empty"]["partial"].startswith("val cIoU (partial: 2 of ") and rows["empty"]["partial"].endswith("; avg")
     assert rows["oracle-box"]["partial"] == ""
+
+
+# --- f. a model name is never rewritten: unsafe or colliding names are refused ---------------
+
+
+def test_unsafe_or_colliding_model_names_are_refused_not_rewritten(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.run.config import ConfigError
+
+    for bad in ("LENS (CoT)", "lens/cot", "../up", ".hidden", "a b"):
+        with pytest.raises(ConfigError, match=r"model name .* cannot be a folder of the run; a model name takes letters, digits"):
+            build_config(models=bad)
+    # a config file's display name too, named as typed
+    cfg = isolated / "run.yaml"
+    cfg.write_text("models:\n  'LENS 7B (ours)': {adapter: empty}\n")
+    with pytest.raises(ConfigError, match=r"'LENS 7B \(ours\)' cannot be a folder"):
+        build_config(config_file=cfg)
+    # a replay file whose name is not a safe folder name: refused with how to name the model
+    with pytest.raises(ConfigError, match=r"'replay-my preds' cannot be a folder .* name the model in a --config file"):
+        build_config(models="replay:out/my preds.jsonl")
+    # two names that would share a folder: refused naming both as typed
+    with pytest.raises(ConfigError, match=r"models 'replay:a/x.jsonl' and 'replay:b/x.jsonl' would share the folder 'replay-x'"):
+        build_config(models="replay:a/x.jsonl,replay:b/x.jsonl")
+    cfg.write_text("models:\n  Mine: {adapter: empty}\n  mine: {adapter: full}\n")
+    with pytest.raises(ConfigError, match=r"models 'Mine' and 'mine' would share a folder on a case-insensitive file system"):
+        build_config(config_file=cfg)
+    # the command line says so in one line, exit 2; a safe display name is kept as typed
+    assert main(["run", "--models", "oracle-box,Oracle-Box", "--suite", "shapes", "--limit", "1", "--out", "x"]) == 2
+    assert "models 'oracle-box' and 'Oracle-Box' would share" in capsys.readouterr().err
+    cfg.write_text("models:\n  LENS-7B_v1.5+cot: {adapter: empty}\n")
+    assert [m.name for m in build_config(config_file=cfg).models] == ["LENS-7B_v1.5+cot"]
