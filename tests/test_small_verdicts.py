@@ -197,3 +197,48 @@ def test_unsafe_or_colliding_model_names_are_refused_not_rewritten(isolated: Pat
     assert "models 'oracle-box' and 'Oracle-Box' would share" in capsys.readouterr().err
     cfg.write_text("models:\n  LENS-7B_v1.5+cot: {adapter: empty}\n")
     assert [m.name for m in build_config(config_file=cfg).models] == ["LENS-7B_v1.5+cot"]
+
+
+# --- g. compare's p-value agrees with its interval, and never prints 0.000 --------------------
+
+
+def test_compare_p_value_agrees_with_its_interval() -> None:
+    import numpy as np
+
+    from harness.publish.baseline import PairScores
+    from harness.publish.compare import paired_difference
+
+    def pair(iou: np.ndarray) -> PairScores:
+        n = len(iou)
+        return PairScores(tuple(f"s{k:03d}" for k in range(n)), iou * 100, np.full(n, 100.0), iou, np.ones(n, bool))
+
+    rng = np.random.default_rng(1)
+    checked = 0
+    for _ in range(150):  # skewed differences: a few samples gain a lot, fewer lose
+        n = int(rng.integers(5, 40))
+        a = rng.uniform(0, 1, n)
+        gain = np.where(rng.uniform(size=n) < 0.2, rng.uniform(0, 1, n), 0.0) * rng.choice([1, -1], p=[0.8, 0.2], size=n)
+        for metric in ("giou", "ciou"):
+            _, _, _, ci, p = paired_difference(pair(a), pair(np.clip(a + gain, 0, 1)), metric, 1e-10, 1000, True)
+            assert ci is not None and p is not None
+            excludes_zero = ci[0] > 0 or ci[1] < 0
+            assert excludes_zero == (p < 0.05), (ci, p)
+            checked += excludes_zero
+    assert checked > 20
+
+
+def test_compare_prints_a_bound_not_zero(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import write_suite
+
+    from harness.score.paired import p_text
+
+    assert (p_text(0.0, 1000), p_text(0.0, 2000), p_text(0.0004, 5000), p_text(0.034, 1000), p_text(None, 1000)) == (
+        "< 0.002", "< 0.001", "< 0.001", "0.034", "-")
+    suite = write_suite(isolated, val=5, test=1)
+    assert main(["run", "--models", "oracle-box,empty", "--suite", str(suite), "--splits", "val", "--out", "a", "--no-report"]) == 0
+    for rounds, bound in (("1000", "< 0.002"), ("2000", "< 0.001")):
+        capsys.readouterr()
+        assert main(["compare", "a", "--no-slices", "--rounds", rounds]) == 0
+        out = capsys.readouterr().out
+        rows = [line for line in out.splitlines() if line.startswith("oracle-box")]
+        assert rows and all(bound in line and "0.000 " not in line for line in rows)
