@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,140 @@ def test_compare_prints_a_bound_not_zero(isolated: Path, capsys: pytest.CaptureF
         out = capsys.readouterr().out
         rows = [line for line in out.splitlines() if line.startswith("oracle-box")]
         assert rows and all(bound in line and "0.000 " not in line for line in rows)
+
+
+# --- h. a full or read-only output directory: one line, exit 2, nothing lost ------------------
+
+
+class _FullDisk:
+    """A log file on a disk that has just filled up: every write fails as the kernel's would."""
+
+    def __init__(self, fh: object) -> None:
+        self._fh = fh
+
+    def write(self, data: bytes) -> int:
+        import errno
+        import os
+
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._fh, name)
+
+
+def _error_lines(err: str) -> list[str]:
+    """stderr less the progress lines; no traceback may be there."""
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if not re.match(r"\S+ \S+: \d+/\d+ samples", line)]
+
+
+def _stored(out: Path) -> dict[str, object]:
+    """What a run holds, less its timings: every log's records (id, mask, box, score) and its results."""
+    logs = {str(p.relative_to(out)): [(r["id"], r["prediction"]["mask"], r["prediction"]["box"], r["score"]) for r in read_records(p)]
+            for p in sorted(out.rglob("*.jsonl"))}
+    results = json.loads((out / "results.json").read_text())
+    return {"logs": logs, "results": results["results"], "reasoning": results.get("reasoning")}
+
+
+def test_a_full_disk_is_one_line_exit_2_and_a_rerun_ends_identical(
+        isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import os
+
+    from conftest import write_suite
+
+    from harness.records.store import PredictionLog
+
+    suite = write_suite(isolated, val=3, test=2)
+    args = ["--models", "shapes-reasoner,oracle-box", "--suite", str(suite), "--batch-size", "2", "--no-report"]
+    assert main(["run", *args, "--out", "whole"]) == 0
+    want = _stored(isolated / "whole")
+
+    # The disk fills while the second model writes its third batch of val.
+    original = PredictionLog.append_many
+    calls = {"n": 0}
+
+    def filling(self: PredictionLog, records: list) -> None:
+        if self.path.parent.name == "oracle-box":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                self._fh = _FullDisk(self._fh)  # type: ignore[assignment]
+        original(self, records)
+
+    monkeypatch.setattr(PredictionLog, "append_many", filling)
+    capsys.readouterr()
+    assert main(["run", *args, "--out", "full"]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    log = Path("full") / "oracle-box" / "val.jsonl"  # the path as the command line gave it
+    assert len(err) == 1 and err[0].startswith(f"error: {log}: No space left on device (errno ENOSPC); "), err
+    monkeypatch.setattr(PredictionLog, "append_many", original)
+    assert main(["run", *args, "--out", "full"]) == 0  # space freed: the same command resumes
+    assert _stored(isolated / "full") == want
+
+    # The disk is full when results.json is written: nothing of the logs is lost either.
+    real_fdopen = os.fdopen
+
+    def full_fdopen(fd: int, *a: object, **k: object) -> object:
+        fh = real_fdopen(fd, *a, **k)  # type: ignore[call-overload]
+
+        class Full:
+            def __enter__(self) -> Full:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                fh.close()
+
+            def writelines(self, lines: object) -> None:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return Full()
+
+    (isolated / "full" / "results.json").unlink()
+    monkeypatch.setattr("harness.files.os.fdopen", full_fdopen)
+    capsys.readouterr()
+    assert main(["run", *args, "--out", "full"]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "No space left on device (errno ENOSPC)" in err[0] and err[0].startswith("error: full/")
+    assert not list((isolated / "full").rglob(".*.tmp"))  # no temporary file left behind
+    monkeypatch.setattr("harness.files.os.fdopen", real_fdopen)
+    assert main(["run", *args, "--out", "full"]) == 0
+    assert _stored(isolated / "full") == want
+
+
+def test_a_read_only_output_directory_is_one_line_exit_2(
+        isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import os
+    import tempfile
+
+    from conftest import write_suite
+
+    suite = write_suite(isolated, val=2, test=1)
+    args = ["--models", "oracle-box", "--suite", str(suite), "--no-report"]
+    assert main(["run", *args, "--out", "whole"]) == 0
+    out = isolated / "ro"
+    out.mkdir()
+    if os.geteuid() != 0:  # a real read-only directory (root writes through chmod: simulated below)
+        out.chmod(0o555)
+        try:
+            capsys.readouterr()
+            assert main(["run", *args, "--out", str(out)]) == 2
+            err = _error_lines(capsys.readouterr().err)
+            assert len(err) == 1 and err[0].startswith(f"error: {out}/") and "(errno EACCES)" in err[0]
+        finally:
+            out.chmod(0o755)
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only(*a: object, dir: object = None, **k: object) -> object:
+        if str(dir).startswith(str(out)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return real_mkstemp(*a, dir=dir, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("harness.files.tempfile.mkstemp", read_only)
+    capsys.readouterr()
+    assert main(["run", *args, "--out", str(out)]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith(f"error: {out / 'manifest.json'}: Read-only file system (errno EROFS)"), err
+    monkeypatch.setattr("harness.files.tempfile.mkstemp", real_mkstemp)
+    assert main(["run", *args, "--out", str(out)]) == 0
+    assert _stored(out) == _stored(isolated / "whole")
