@@ -380,3 +380,59 @@ def test_a_read_only_output_directory_is_one_line_exit_2(
     monkeypatch.setattr("harness.files.tempfile.mkstemp", real_mkstemp)
     assert main(["run", *args, "--out", str(out)]) == 0
     assert _stored(out) == _stored(isolated / "whole")
+
+
+# --- i. smaller still: shard spec, gate's reasons once, arrows in Markdown, binary replay, bad boxes
+
+
+def test_shard_0_of_0_says_what_a_shard_spec_is(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.run.sharding import ShardError, parse_shard
+
+    for bad in ("0/0", "2/2", "x"):
+        capsys.readouterr()
+        assert main(["run", "--models", "empty", "--shard", bad, "--out", "r", "--no-report"]) == 2
+        err = capsys.readouterr().err
+        assert f"--shard {bad!r}" in err or f"--shard {bad}" in err
+        assert "a shard spec is i/N: this process takes part i of a split cut into N parts" in err
+    with pytest.raises(ShardError, match="there must be at least one shard"):
+        parse_shard("0/0")
+
+
+def _replay_runs(isolated: Path) -> tuple[Path, Path]:
+    """Two runs of a model of one name whose configuration changed (its replay file lost a line)."""
+    from conftest import write_suite
+
+    suite = write_suite(isolated, val=3, test=1)
+    args = ["--suite", str(suite), "--splits", "val", "--no-report"]
+    assert main(["run", "--models", "oracle-box", "--out", "src", *args]) == 0
+    lines = [json.dumps({"id": r["id"], "mask": r["prediction"]["mask"]}) + "\n"
+             for r in read_records(isolated / "src" / "oracle-box" / "val.jsonl")]
+    preds = isolated / "preds.jsonl"
+    preds.write_text("".join(lines))
+    assert main(["run", "--models", f"replay:{preds}", "--out", "base", *args]) == 0
+    preds.write_text("".join(lines[1:]))
+    assert main(["run", "--models", f"replay:{preds}", "--out", "now", *args]) == 4  # one sample failed
+    return isolated / "now", isolated / "base"
+
+
+def test_gate_prints_its_reasons_once(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, base = _replay_runs(isolated)
+    for extra in ([], ["--markdown", "-"]):
+        capsys.readouterr()
+        assert main(["gate", str(run_dir), "--baseline", str(base), "--metric", "ciou,nosuch", *extra]) == 2
+        out, err = capsys.readouterr()
+        reason = "unknown metric 'nosuch'"
+        assert (out + err).count(reason) == 1 and reason in out
+        assert "error: not comparable (" in err
+
+
+def test_gate_markdown_shows_arrows_as_typed(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, base = _replay_runs(isolated)
+    capsys.readouterr()
+    assert main(["gate", str(run_dir), "--baseline", str(base), "--allow-partial", "--max-failed", "1", "--markdown", "-"]) in (0, 1)
+    md = capsys.readouterr().out
+    assert "the model's configuration changed (adapter fingerprint " in md
+    assert "&gt;" not in md and "&lt;" not in md and " -> " in md
+    from harness.publish.mdtext import cell
+
+    assert cell("a -> b | <b>x</b> < 0.002") == "a -> b \\| \\<b>x\\</b> < 0.002"
