@@ -411,8 +411,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             target = Path(args.markdown)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(md, encoding="utf-8")
-    if result.reasons:
-        print("error: not comparable: " + "; ".join(result.reasons), file=sys.stderr)
+    if result.reasons:  # listed once, in the gate's output above; stderr only says that it failed
+        n = len(result.reasons)
+        print(f"error: not comparable ({n} reason{'s' if n != 1 else ''}, listed in the gate's output)", file=sys.stderr)
     return result.exit_code
 
 
