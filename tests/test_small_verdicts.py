@@ -243,6 +243,10 @@ def test_compare_prints_a_bound_not_zero(isolated: Path, capsys: pytest.CaptureF
         out = capsys.readouterr().out
         rows = [line for line in out.splitlines() if line.startswith("oracle-box")]
         assert rows and all(bound in line and "0.000 " not in line for line in rows)
+    capsys.readouterr()
+    assert main(["compare", "a", "--no-slices", "--markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "| < 0.002 |" in md and "&lt;" not in md  # a bound reads as typed in Markdown too
 
 
 # --- h. a full or read-only output directory: one line, exit 2, nothing lost ------------------

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.publish import mdtext
 from harness.publish.api import Run
 from harness.publish.baseline import PairScores, csv_list
 from harness.score.paired import DEFAULT_ROUNDS, deviations_by_group, deviations_by_metric, p_text, p_value, point
@@ -246,7 +247,7 @@ def plain(c: Comparison) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    return mdtext.cell(text)  # "< 0.002" and arrows read as typed; only what Markdown would misread is escaped
 
 
 def markdown(c: Comparison) -> str:

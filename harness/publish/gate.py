@@ -48,6 +48,7 @@ import numpy as np
 from harness.data.conventions import Conventions
 from harness.errors import HarnessError
 from harness.publish import baseline as baselines
+from harness.publish import mdtext
 from harness.publish.baseline import Baseline, PairScores, csv_list
 from harness.publish.standing import missing_samples
 from harness.score.paired import paired_spread, point
@@ -314,8 +315,8 @@ def gate(run: Baseline, base: Baseline, metrics: Sequence[str] = ("ciou",), max_
 
 
 def _md(text: Any) -> str:
-    """Table-cell text: pipes and angle brackets would break the table or render as HTML."""
-    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    """Table-cell text: pipes would break the table, a tag would render as HTML; an arrow reads as typed."""
+    return mdtext.cell(text)
 
 
 def _num(v: float | None, signed: bool = False) -> str:
