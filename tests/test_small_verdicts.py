@@ -440,3 +440,18 @@ def test_gate_markdown_shows_arrows_as_typed(isolated: Path, capsys: pytest.Capt
     from harness.publish.mdtext import cell
 
     assert cell("a -> b | <b>x</b> < 0.002") == "a -> b \\| \\<b>x\\</b> < 0.002"
+
+
+def test_a_binary_replay_file_is_named(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+
+    from harness.builtin_adapters.replay import ReplayError, load_replay_file
+
+    binary = isolated / "preds.jsonl"
+    binary.write_bytes(gzip.compress(b'{"id": "x", "mask": null}\n'))
+    with pytest.raises(ReplayError, match=rf"^{re.escape(str(binary))}:1: not UTF-8 text \(byte 0x8b at column 2\)"):
+        load_replay_file(binary)
+    capsys.readouterr()
+    assert main(["run", "--models", f"replay:{binary}", "--limit", "1", "--out", "r", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert f"{binary}:1: not UTF-8 text" in err and "Traceback" not in err

@@ -59,8 +59,13 @@ def load_replay_file(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise ReplayError(f"replay file {path} does not exist")
     records: dict[str, dict[str, Any]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # a binary file (gzip, parquet, a .pt): named, never a traceback
+                raise ReplayError(f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                                  "a replay file is JSONL, one JSON object per line (decompress it first?)") from exc
             if not line.strip():
                 continue
             try:
