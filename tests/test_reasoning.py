@@ -90,10 +90,11 @@ def test_facts_of_records_and_bad_records() -> None:
         False, False, None, None)
     failed = facts_of({"id": "c", "prediction": {"mask": None, "box": [1, 2, 3, 4], "text": "t", "parse_status": "ok"}}, "x")
     assert failed.has_text and failed.box_mask_iou is None  # a box but no mask: not compared (the no_box group)
-    with pytest.raises(ReasoningError, match=r"log\.jsonl: sample 'a': prediction\.box must be four finite numbers"):
+    with pytest.raises(ReasoningError, match=r"log\.jsonl: sample 'a': prediction\.box must be four numbers"):
         facts_of({"id": "a", "prediction": {"mask": None, "box": [1, 2, 3]}}, "log.jsonl")
-    with pytest.raises(ReasoningError, match="finite"):
-        facts_of({"id": "a", "prediction": {"mask": None, "box": [1, 2, 3, float("nan")]}}, "log.jsonl")
+    # a bad box (the box rule: non-finite, stored as null; negative; inverted) is stated and points nowhere: IoU 0
+    for bad in ([1, 2, 3, None], [1, 2, 3, float("nan")], [-1, 3, 8, 7], [8, 3, 2, 7]):
+        assert facts_of({"id": "a", "prediction": {"mask": _block(3, 6, 2, 4), "box": bad}}, "log.jsonl").box_mask_iou == 0.0
     with pytest.raises(ReasoningError, match=r"log\.jsonl: sample 'a': prediction\.mask is not a COCO RLE"):
         facts_of({"id": "a", "prediction": {"mask": {"size": [H], "counts": "zz"}, "box": None}}, "log.jsonl")
 

@@ -455,3 +455,46 @@ def test_a_binary_replay_file_is_named(isolated: Path, capsys: pytest.CaptureFix
     assert main(["run", "--models", f"replay:{binary}", "--limit", "1", "--out", "r", "--no-report"]) == 2
     err = capsys.readouterr().err
     assert f"{binary}:1: not UTF-8 text" in err and "Traceback" not in err
+
+
+def test_the_box_rule_fails_the_box_keeps_the_mask_and_counts(isolated: Path) -> None:
+    import math
+
+    from conftest import results_of, write_suite
+
+    from harness import masks
+    from harness.data.conventions import Conventions
+    from harness.score.scoring import bad_box, score_sample
+    from harness.types import GroundTruth, Prediction
+
+    # by hand: each bad box is a box miss; the mask's score is the one it has with a good box
+    gt = GroundTruth(mask=masks.box_mask((2.0, 2.0, 6.0, 5.0), 8, 10), box=(2.0, 2.0, 6.0, 5.0))
+    mask = masks.box_mask((2.0, 2.0, 6.0, 4.0), 8, 10)
+    good = score_sample(Prediction(mask=mask, box=(2.0, 2.0, 6.0, 5.0)), gt, Conventions())
+    assert good.box_iou == 1.0 and not good.bad_box and not bad_box(None)
+    for box in ((6.0, 2.0, 2.0, 5.0), (2.0, 5.0, 6.0, 2.0), (-0.5, 2.0, 6.0, 5.0), (2.0, 2.0, math.nan, 5.0), (2.0, 2.0, math.inf, 5.0)):
+        s = score_sample(Prediction(mask=mask, box=box), gt, Conventions())  # type: ignore[arg-type]
+        assert s.bad_box and s.box_iou == 0.0 and (s.intersection, s.union, s.iou) == (good.intersection, good.union, good.iou)
+
+    # end to end through a replay file: kept, scored, counted, stored as JSON (null for NaN), rescored alike
+    suite = write_suite(isolated, val=3, test=1)
+    args = ["--suite", str(suite), "--splits", "val"]
+    assert main(["run", "--models", "oracle-box", "--out", "src", "--no-report", *args]) == 0
+    recs = read_records(isolated / "src" / "oracle-box" / "val.jsonl")
+    bad = {recs[0]["id"]: [float("nan"), 1.0, 5.0, 5.0], recs[1]["id"]: [9.0, 1.0, 2.0, 5.0], recs[2]["id"]: [-3.0, 1.0, 5.0, 5.0]}
+    replay = isolated / "boxes.jsonl"
+    replay.write_text("".join(json.dumps({"id": r["id"], "mask": r["prediction"]["mask"],
+                                          "box": bad.get(r["id"], r["prediction"]["box"])}) + "\n" for r in recs))
+    assert main(["run", "--models", f"replay:{replay}", "--out", "out", *args]) == 0  # no sample failed
+    res = results_of(isolated / "out")["replay-boxes"]["val"]
+    src = results_of(isolated / "src")["oracle-box"]["val"]
+    assert res["n_bad_box"] == 3 and res["n_failed"] == 0 and "n_bad_box" not in src
+    assert (res["ciou"], res["giou"]) == (src["ciou"], src["giou"])  # the masks' scores are untouched
+    assert res["box_miou"] < src["box_miou"]
+    got = {r["id"]: r for r in read_records(isolated / "out" / "replay-boxes" / "val.jsonl")}
+    assert got[recs[0]["id"]]["prediction"]["box"] == [None, 1.0, 5.0, 5.0]
+    assert all(got[i]["score"]["bad_box"] and got[i]["score"]["box_iou"] in (0.0, None) for i in bad), [got[i]["score"] for i in bad]
+    assert not any(r["score"]["bad_box"] for i, r in got.items() if i not in bad)
+    before = {i: r["score"] for i, r in got.items()}
+    assert main(["rescore", str(isolated / "out")]) == 0
+    assert {r["id"]: r["score"] for r in read_records(isolated / "out" / "replay-boxes" / "val.jsonl")} == before

@@ -63,8 +63,8 @@ COLUMNS = ("n text", "format ok", "words mean", "words median", "tokens / sample
 GROUP_COLUMNS = ("n", "cIoU", "gIoU")
 
 
-def _box_text(box: Sequence[float] | None) -> str:
-    return DASH if box is None else "[" + ", ".join(f"{float(v):.1f}" for v in box) + "]"
+def _box_text(box: Sequence[float | None] | None) -> str:
+    return DASH if box is None else "[" + ", ".join("nan" if v is None else f"{float(v):.1f}" for v in box) + "]"
 
 
 def wanted(block: Mapping[str, Any] | None) -> list[gallery.Key]:
