@@ -498,3 +498,15 @@ def test_the_box_rule_fails_the_box_keeps_the_mask_and_counts(isolated: Path) ->
     before = {i: r["score"] for i, r in got.items()}
     assert main(["rescore", str(isolated / "out")]) == 0
     assert {r["id"]: r["score"] for r in read_records(isolated / "out" / "replay-boxes" / "val.jsonl")} == before
+
+
+def test_disagreement_gallery_says_when_no_box_was_stated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    live = run(build_config(models="shapes-reasoner", suite="shapes", splits="val", limit=3, out=tmp_path / "live"),
+               render=False).run_dir
+    replay = tmp_path / "nobox.jsonl"  # the same text and masks, no box stated
+    replay.write_text("".join(json.dumps({"id": r["id"], "mask": r["prediction"]["mask"], "text": r["prediction"]["text"]}) + "\n"
+                              for r in read_records(live / "shapes-reasoner" / "val.jsonl")))
+    out = run(build_config(models=f"replay:{replay}", suite="shapes", splits="val", limit=3, out=tmp_path / "out")).run_dir
+    section = (out / "report" / "index.html").read_text().split('<section id="reasoning">')[1].split("</section>")[0]
+    assert "No model stated a box to compare with its mask." in section and '<p class="box-mask">' not in section
