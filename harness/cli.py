@@ -100,6 +100,10 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.run.merge import merge_and_report
 
     outcome = merge_and_report(args.run_dir, data_root=args.data_root, render=not args.no_report)
+    if outcome.pending:  # shards missing: nothing is finished, and that is not a success
+        print(f"error: {outcome.run_dir}: cannot finish the merge, {outcome.pending}; "
+              "run the missing shards (or `harness run` with the same options), then merge again", file=sys.stderr)
+        return 2
     _print_outcome(outcome)
     return _ending(outcome)
 
@@ -246,6 +250,18 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = True) -> arg
     return parser
 
 
+def os_error_line(exc: OSError) -> str:
+    """``error: PATH: No space left on device (errno ENOSPC); ...``: what failed, where, and that a rerun resumes."""
+    import errno
+
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else "unknown"
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    line = f"error: {where}{exc.strerror or exc} (errno {code})"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM):
+        line += "; what was written before is kept: free space or fix the permissions, then run the same command again"
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from harness.errors import HarnessError
 
@@ -266,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `harness list | head`: the reader went away; silence the flush at exit, not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk, a read-only or unwritable output directory: one line, nothing lost
+        print(os_error_line(exc), file=sys.stderr)
+        return 2
     except BaseException as exc:
         if type(exc).__name__ != "WorkerAbort":  # harness.run.remote; not imported here to keep `list` light
             raise

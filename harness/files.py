@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import Any
 
 
+def naming(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` with the file it is about: a write that fails (disk full, read-only file system) raises
+    an OSError without a file name, which the command line turns into ``error: PATH: reason (errno NAME)``."""
+    if exc.filename is not None and str(exc.filename) == str(path):
+        return exc
+    named = type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+    named.__cause__ = exc
+    return named
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and a rename, so readers never see half a file."""
     write_lines_atomic(path, [text])
@@ -19,14 +29,19 @@ def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
     """``write_text_atomic`` for text made piece by piece (a rewritten log never sits in memory whole).
     If producing the pieces raises, the file is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # a read-only or full directory: named by the file meant, not the temporary one
+        raise naming(exc, path) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.writelines(lines)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared or served
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # the file is left as it was
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise naming(exc, path) from exc
         raise
 
 

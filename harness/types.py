@@ -7,6 +7,7 @@ only its small ``SampleScore`` travels on: metrics are reductions over those.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, TypedDict
@@ -181,8 +182,8 @@ class Prediction:
             del out["status"]  # the usual case stays off the logs and the pipe (and old logs read the same)
         else:
             out["status"] = self.status.value
-        if self.box is not None:
-            out["box"] = [float(v) for v in self.box]
+        if self.box is not None:  # a non-finite coordinate is stored as null (JSON has no NaN) and read back as NaN
+            out["box"] = [float(v) if math.isfinite(v) else None for v in self.box]
         return out
 
     @classmethod
@@ -190,7 +191,7 @@ class Prediction:
         box = data.get("box")
         return cls(
             mask=data.get("mask"),
-            box=tuple(float(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
+            box=tuple(math.nan if v is None else float(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
             text=data.get("text"),
             reasoning=data.get("reasoning"),
             answer=data.get("answer"),
@@ -230,6 +231,7 @@ class SampleScore:
     box_iou: float | None = None
     no_target: bool | None = None
     not_drawn: bool = False
+    bad_box: bool = False  # the stated box broke the box rule (harness.score.scoring.bad_box): box IoU 0, mask scored
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _SCORE_FIELDS}

@@ -139,7 +139,7 @@ def test_replay_contract(tmp_path: Path) -> None:
     replay = tmp_path / "preds.jsonl"
     with replay.open("w") as fh:
         for r in records[1:]:  # the first id is missing: a failed prediction
-            line = {"id": r["id"], "mask": r["prediction"]["mask"], "text": "<think>easy</think><answer>x</answer>"}
+            line = {"id": r["id"], "mask": r["prediction"]["mask"], "text": '<think>easy</think><answer>{"bbox_2d": []}</answer>'}
             if r["prediction"]["box"] is not None:
                 line["box"] = r["prediction"]["box"]
             fh.write(json.dumps(line) + "\n")
@@ -148,7 +148,7 @@ def test_replay_contract(tmp_path: Path) -> None:
     assert main(["run", "--models", f"replay:{replay}", "--suite", str(suite), "--splits", "val", "--out", str(out), "--no-report"]) == 4
     got = read_records(out / "replay-preds" / "val.jsonl")
     assert got[0]["prediction"]["error"].startswith("no prediction for this id")
-    assert got[1]["prediction"]["reasoning"] == "easy" and got[1]["prediction"]["answer"] == "x"
+    assert got[1]["prediction"]["reasoning"] == "easy" and got[1]["prediction"]["answer"] == '{"bbox_2d": []}'
     assert [g["score"] for g in got[1:]] == [r["score"] for r in records[1:]]
     assert results_of(out)["replay-preds"]["val"]["n_failed"] == 1
 

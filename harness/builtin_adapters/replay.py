@@ -7,7 +7,11 @@ JSONL file with one object per line (a stable contract other tools rely on)::
      "box": [x1, y1, x2, y2], "text": "..."}
 
 ``box`` (original pixels) and ``text`` are optional; a ``<think>``/``<answer>`` text is split
-into reasoning and answer. An id absent from the file is a failed prediction, scored by the
+into reasoning and answer, and its ``parse_status`` is what an in-process model gets from the
+harness's one parser (``harness.answer.parse_bbox_answer``): ``ok`` when the answer parses,
+``failed`` when a tagged text's answer is missing or does not parse, ``none`` for a text without
+tags or no text. A line's own ``"parse_status"`` (``ok``, ``failed``, ``none``) wins.
+An id absent from the file is a failed prediction, scored by the
 suite's failure policy. ``"mask": null`` with an ``"error"`` records a failure the upstream saw.
 """
 
@@ -22,7 +26,7 @@ import numpy as np
 
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
-from harness.answer import split_reasoning
+from harness.answer import AnswerParseError, parse_bbox_answer, split_reasoning
 from harness.errors import HarnessError
 from harness.types import ParseStatus, Prediction, Query
 
@@ -31,13 +35,37 @@ class ReplayError(HarnessError):
     """A replay file that cannot be used; names the file and line."""
 
 
+_STATUSES = {s.value for s in ParseStatus}
+
+
+def parse_status_of(text: Any, stated: Any = None) -> ParseStatus:
+    """The parse status of a replayed text, as the in-process parse would give it (see the module docstring)."""
+    if stated is not None:
+        return ParseStatus(stated)
+    if not isinstance(text, str):
+        return ParseStatus.NONE
+    reasoning, answer = split_reasoning(text)
+    if answer is None and reasoning is None and "<answer>" not in text and "<think>" not in text:
+        return ParseStatus.NONE  # not the tagged format: nothing the harness's parser can judge
+    try:
+        parse_bbox_answer(answer)
+    except AnswerParseError:
+        return ParseStatus.FAILED
+    return ParseStatus.OK
+
+
 def load_replay_file(path: Path) -> dict[str, dict[str, Any]]:
     """Read a replay JSONL into id -> record, with errors that name the file and line."""
     if not path.is_file():
         raise ReplayError(f"replay file {path} does not exist")
     records: dict[str, dict[str, Any]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # a binary file (gzip, parquet, a .pt): named, never a traceback
+                raise ReplayError(f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                                  "a replay file is JSONL, one JSON object per line (decompress it first?)") from exc
             if not line.strip():
                 continue
             try:
@@ -51,6 +79,9 @@ def load_replay_file(path: Path) -> dict[str, dict[str, Any]]:
             box = rec.get("box")
             if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
                 raise ReplayError(f"{path}:{lineno}: 'box' must be [x1, y1, x2, y2] numbers, got {box!r}")
+            if rec.get("parse_status") is not None and rec["parse_status"] not in _STATUSES:
+                raise ReplayError(f"{path}:{lineno}: 'parse_status' must be one of {', '.join(sorted(_STATUSES))}, "
+                                  f"got {rec['parse_status']!r}")
             if rec["id"] in records:
                 raise ReplayError(f"{path}:{lineno}: id {rec['id']!r} appears twice")
             rec["_where"] = f"{path}:{lineno}"
@@ -107,16 +138,18 @@ class ReplayAdapter(Adapter):
                 continue
             text = rec.get("text")
             reasoning, answer = split_reasoning(text) if isinstance(text, str) else (None, None)
+            status = parse_status_of(text, rec.get("parse_status"))
             if rec["mask"] is None:
-                out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer,
+                out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer, parse_status=status,
                                       error=str(rec.get("error") or f"{rec['_where']}: mask is null")))
                 continue
             try:
                 mask = masks.validate(rec["mask"], h, w, rec["_where"])
             except masks.MaskError as exc:  # one bad mask fails its sample, not the batch
-                out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer, error=str(exc)))
+                out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer, parse_status=status,
+                                      error=str(exc)))
                 continue
             box = tuple(float(v) for v in rec["box"]) if rec.get("box") is not None else None
             out.append(Prediction(mask=mask, box=box, text=text, reasoning=reasoning, answer=answer,  # type: ignore[arg-type]
-                                  parse_status=ParseStatus(rec.get("parse_status", "none"))))
+                                  parse_status=status))
         return out

@@ -8,8 +8,10 @@ models before run B's), with a paired-bootstrap 95% interval and a two-sided p-v
 Samples are matched by id: both models are scored on the ids they share (the table says how many),
 and every bootstrap round draws the same ids for both (``harness.score.paired``, the gate's
 bootstrap: ``--rounds`` resamples, seed 0). The interval is the percentile interval of the
-resampled differences; p is the share of bootstrap deviations at least as large as the observed
-difference. Slices are resampled with their split: each round resamples the whole split and a
+resampled differences, and p comes from the same resampled differences (twice the smaller share
+on either side of 0), so p < 0.05 where the interval excludes 0. A p below what the resamples resolve
+prints as a bound, never "0.000": "< 0.001" from 2,000 rounds on, "< 0.002" at the default 1,000.
+Slices are resampled with their split: each round resamples the whole split and a
 slice's difference is computed on the drawn samples that fall in it (one set of resamples for
 every slice, so a 20k-sample split costs one bootstrap, not one per slice). A slice with fewer
 shared samples than the slice definitions' ``min_n`` shows its difference and n, and no interval
@@ -32,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.publish import mdtext
 from harness.publish.api import Run
 from harness.publish.baseline import csv_list
-from harness.score.paired import DEFAULT_ROUNDS, PairScores, deviations_by_group, deviations_by_metric, p_value, point
+from harness.score.paired import DEFAULT_ROUNDS, PairScores, deviations_by_group, deviations_by_metric, p_text, p_value, point
 
 METRICS = ("ciou", "giou")
 LABELS = {"ciou": "cIoU", "giou": "gIoU"}
@@ -218,11 +221,11 @@ def _num(v: float | None, signed: bool = False) -> str:
     return f"{v:+.2f}" if signed else f"{v:.2f}"
 
 
-def _cells(d: Difference) -> list[str]:
+def _cells(d: Difference, rounds: int = DEFAULT_ROUNDS) -> list[str]:
     ci = f"[{_num(d.ci_lo, True)}, {_num(d.ci_hi, True)}]" if d.ci_lo is not None else "-"
     where = "(all)" if d.family == ALL else f"{d.family}: {d.slice}"
     return [d.a, d.b, d.split, where, LABELS.get(d.metric, d.metric), _num(d.a_value), _num(d.b_value), _num(d.delta, True), ci,
-            "-" if d.p is None else f"{d.p:.3f}", str(d.n)]
+            p_text(d.p, rounds), str(d.n)]
 
 
 HEADER = ["A", "B", "split", "slice", "metric", "A", "B", "B - A", "95% CI", "p", "n"]
@@ -234,7 +237,7 @@ def _footer(c: Comparison) -> str:
 
 
 def plain(c: Comparison) -> str:
-    table = [HEADER] + [_cells(d) for d in c.rows]
+    table = [HEADER] + [_cells(d, c.rounds) for d in c.rows]
     widths = [max(len(r[k]) for r in table) for k in range(len(HEADER))]
     right = {5, 6, 7, 9, 10}
     lines = ["  ".join(cell.rjust(w) if k in right else cell.ljust(w) for k, (cell, w) in enumerate(zip(r, widths))).rstrip()
@@ -243,12 +246,12 @@ def plain(c: Comparison) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    return mdtext.cell(text)  # "< 0.002" and arrows read as typed; only what Markdown would misread is escaped
 
 
 def markdown(c: Comparison) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
-    lines += ["| " + " | ".join(_md(x) for x in _cells(d)) + " |" for d in c.rows]
+    lines += ["| " + " | ".join(_md(x) for x in _cells(d, c.rounds)) + " |" for d in c.rows]
     return "\n".join([*lines, "", _footer(c), *(f"- {_md(n)}" for n in c.notes)]) + "\n"
 
 

@@ -48,6 +48,7 @@ import numpy as np
 from harness.data.conventions import Conventions
 from harness.errors import HarnessError
 from harness.publish import baseline as baselines
+from harness.publish import mdtext
 from harness.publish.baseline import Baseline, csv_list
 from harness.publish.standing import data_text, missing_samples
 from harness.records.invariants import UntrustedRunError
@@ -318,8 +319,8 @@ def gate(run: Baseline, base: Baseline, metrics: Sequence[str] = ("ciou",), max_
 
 
 def _md(text: Any) -> str:
-    """Table-cell text: pipes and angle brackets would break the table or render as HTML."""
-    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    """Table-cell text: pipes would break the table, a tag would render as HTML; an arrow reads as typed."""
+    return mdtext.cell(text)
 
 
 def _num(v: float | None, signed: bool = False) -> str:
@@ -419,8 +420,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
             target = Path(args.markdown)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(md, encoding="utf-8")
-    if result.reasons:
-        print("error: not comparable: " + "; ".join(result.reasons), file=sys.stderr)
+    if result.reasons:  # listed once, in the gate's output above; stderr only says that it failed
+        n = len(result.reasons)
+        print(f"error: not comparable ({n} reason{'s' if n != 1 else ''}, listed in the gate's output)", file=sys.stderr)
     return result.exit_code
 
 

@@ -330,7 +330,8 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
                 vals = [float(c["num"]) for c in row["cells"] if c["num"] is not None]
                 avg = sum(vals) / len(vals) if len(vals) == len(cols) else None
                 row["avg"] = {"value": _CELL["value"] if avg is None else f"{avg:.1f}", "sort": "" if avg is None else f"{avg:.6f}",
-                              "num": avg}
+                              "num": avg,  # an average over a partial value is partial too
+                              "partial": "partial" if avg is not None and any(c["partial"] for c in row["cells"]) else ""}
         rows = [*_complete_first([r for r in rows if not r["published"]]), *(r for r in rows if r["published"])]
         _mark_best(rows, len(cols))
         out.append({"table": table, "rows": rows, "columns": cols})

@@ -7,7 +7,8 @@ filled exactly as the leaderboard's tables page fills them (``leaderboard.paper_
 rows by model name (a later run wins a cell), then the published rows of the suites, marked with a
 dagger and their sources. The best measured value of each column is bold (Markdown ``**``, LaTeX
 ``\\textbf``); a published number is never bold. ``--intervals`` adds each measured value's
-bootstrap 95% interval; a cell of a split not fully predicted is marked with an asterisk.
+bootstrap 95% interval; a cell of a split not fully predicted is marked with an asterisk, and so is
+an average over such a cell (CSV: the ``partial`` column names them).
 
 LaTeX uses booktabs rules (``\\toprule``, ``\\cmidrule``, ``\\midrule``, ``\\bottomrule``) and
 escapes model names; ``--standalone`` wraps it in a document that compiles with pdflatex. CSV
@@ -90,7 +91,7 @@ def _cell_text(cell: dict[str, Any], decimals: int, intervals: bool, bold: tuple
 def _notes(rendered: dict[str, Any], sources: Sequence[str]) -> tuple[list[str], bool]:
     """The sources cited by this table's published rows, and whether any measured cell is partial."""
     refs = sorted({c["ref"] for r in rendered["rows"] if r["published"] for c in r["cells"] if c.get("ref")})
-    partial = any(c.get("partial") for r in rendered["rows"] if not r["published"] for c in r["cells"])
+    partial = any(c.get("partial") for r in rendered["rows"] if not r["published"] for c in [*r["cells"], r.get("avg") or {}])
     return [f"[{k}] {sources[k - 1]}" for k in refs], partial
 
 
@@ -108,7 +109,7 @@ def markdown(rendered: dict[str, Any], sources: Sequence[str], decimals: int = 1
         label = _md(row["label"]) + (f" {DAGGER}" if row["published"] else "")
         cells = [_cell_text(c, decimals, intervals, ("**", "**"), "–", partial="\\*") for c in row["cells"]]
         if avg:
-            cells.append(_cell_text(row.get("avg", {}), decimals, False, ("", ""), "–"))
+            cells.append(_cell_text(row.get("avg", {}), decimals, False, ("", ""), "–", partial="\\*"))
         lines.append("| " + " | ".join([label, *cells]) + " |")
     cited, partial = _notes(rendered, sources)
     lines.append("")
@@ -159,7 +160,7 @@ def latex(rendered: dict[str, Any], sources: Sequence[str], decimals: int = 1, i
             cells = [_cell_text(c, decimals, intervals, (r"\textbf{", "}"), "--", (r" {\scriptsize[", "]}"), partial=r"$^*$")
                      for c in row["cells"]]
             if table.average:
-                cells.append(_cell_text(row.get("avg", {}), decimals, False, ("", ""), "--"))
+                cells.append(_cell_text(row.get("avg", {}), decimals, False, ("", ""), "--", partial=r"$^*$"))
             out.append(" & ".join([label, *cells]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     cited, partial = _notes(rendered, sources)
@@ -187,7 +188,7 @@ def csv_text(rendered: dict[str, Any], intervals: bool = True) -> str:
     head = ["table", "model", "published"]
     for name in names:
         head += [name, *([f"{name} lo", f"{name} hi"] if intervals else [])]
-    w.writerow([*head, *(["avg"] if table.average else []), "sources"])
+    w.writerow([*head, *(["avg"] if table.average else []), "sources", "partial"])
     for row in rendered["rows"]:
         vals: list[Any] = [table.id, row["label"], "yes" if row["published"] else "no"]
         for c in row["cells"]:
@@ -199,6 +200,9 @@ def csv_text(rendered: dict[str, Any], intervals: bool = True) -> str:
             num = row.get("avg", {}).get("num")
             vals.append("" if num is None else repr(float(num)))
         vals.append("; ".join(dict.fromkeys(c["source"] for c in row["cells"] if c.get("source"))))
+        # the asterisk of Markdown and LaTeX: which values (and the average over them) are partial, and how
+        marks = [f"{name} ({c['partial']})" for name, c in zip(names, row["cells"]) if c.get("partial")]
+        vals.append("; ".join(marks + (["avg"] if table.average and (row.get("avg") or {}).get("partial") else [])))
         w.writerow(vals)
     return buf.getvalue()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from harness.errors import HarnessError
-from harness.files import write_text_atomic
+from harness.files import naming, write_text_atomic
 from harness.types import SampleScore
 
 FORMAT = 2  # 2: the mask's pixel count (h*w of its RLE header) at the end of each line
@@ -267,12 +267,15 @@ class IndexWriter:
         self._fh: Any = None
 
     def append_many(self, entries: list[IndexEntry]) -> None:
-        if self._fh is None:
-            self._fh = self.path.open("a", encoding="utf-8")
-            if self._fh.tell() == 0:
-                self._fh.write(_HEADER)
-        self._fh.write("".join(map(_line, entries)))
-        self._fh.flush()
+        try:
+            if self._fh is None:
+                self._fh = self.path.open("a", encoding="utf-8")
+                if self._fh.tell() == 0:
+                    self._fh.write(_HEADER)
+            self._fh.write("".join(map(_line, entries)))
+            self._fh.flush()
+        except OSError as exc:  # an index short of its log is rebuilt by the next reader
+            raise naming(exc, self.path) from exc
 
     def close(self) -> None:
         if self._fh is not None:

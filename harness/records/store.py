@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from harness.errors import HarnessError
-from harness.files import write_json_atomic
+from harness.files import naming, write_json_atomic
 from harness.records import score_index
 from harness.records.score_index import IndexEntry, ScoreIndex
 
@@ -136,8 +136,11 @@ class PredictionLog:
             lines.append(line)
             entries.append(score_index.entry_of(record, offset, len(line)))
             offset += len(line)
-        self._fh.write(b"".join(lines))
-        self._fh.flush()
+        try:
+            self._fh.write(b"".join(lines))
+            self._fh.flush()
+        except OSError as exc:  # a full disk: nothing of this batch is counted; resume cuts a torn line and redoes it
+            raise naming(exc, self.path) from exc
         # Log first, then its index lines: a kill between the two leaves an index short of the
         # log, which the next reader notices (the log is longer) and rebuilds.
         self._index_writer.append_many(entries)
@@ -152,8 +155,13 @@ class PredictionLog:
             if self._writing is not None:
                 st = os.fstat(self._fh.fileno())
                 self._writing.stat = (st.st_size, st.st_mtime_ns)
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()  # flushes again what a full disk refused: named as the write was
+            except OSError as exc:
+                self._writing = None
+                self._index_writer.close()
+                raise naming(exc, self.path) from exc
         self._writing = None
         self._index_writer.close()
 

@@ -74,13 +74,24 @@ class RunConfig:
     retry_failed: bool = False  # on resume, predict again the samples whose last line failed
 
 
+# A model's display name is also its folder in the run (RUN/<name>/<split>.jsonl), and the report,
+# leaderboard, table and published-row matching show and match it as typed: so it is never rewritten.
+# A name that is not a safe folder name is refused, as are two names that would share a folder.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}")
+SAFE_NAME_RULE = "letters, digits and . _ + - only, not starting with '.', at most 128 characters"
+
+
 def display_name(spec: str) -> str:
-    """A directory-safe model name: ``replay:preds/lens.jsonl`` -> ``replay-lens``."""
+    """The model's display name, which is also its folder in the run: ``replay:preds/lens.jsonl`` ->
+    ``replay-lens``. A name that is not a safe folder name is refused (ConfigError), never rewritten."""
     name, arg = split_model_name(spec)
     if arg is not None:
         name = f"{name}-{Path(arg).stem}"
-    # The name is a directory of the run: no separators, no leading dot ("..", hidden files).
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip(".") or "model"
+    if not _SAFE_NAME.fullmatch(name):
+        hint = (f" (the name comes from {spec!r}: rename the file, or name the model in a --config file: "
+                f"models: {{NAME: {{adapter: {split_model_name(spec)[0]}, options: {{path: ...}}}}}})") if arg is not None else ""
+        raise ConfigError(f"model name {name!r} cannot be a folder of the run; a model name takes {SAFE_NAME_RULE}{hint}")
+    return name
 
 
 def _model_specs(names: list[str], from_file: dict[str, Any], where: str) -> tuple[ModelSpec, ...]:
@@ -104,9 +115,17 @@ def _model_specs(names: list[str], from_file: dict[str, Any], where: str) -> tup
         else:
             specs.append(ModelSpec(name=display_name(name), adapter=name))
     seen = [s.name for s in specs]
-    dupes = sorted({n for n in seen if seen.count(n) > 1})
+    dupes = sorted({n for n, typed in zip(seen, names) if names.count(typed) > 1})
     if dupes:
         raise ConfigError(f"model name(s) {', '.join(dupes)} given twice")
+    # Two names that would share a folder (on a case-insensitive file system too): refused, both as typed.
+    folders: dict[str, tuple[str, str]] = {}
+    for typed, spec in zip(names, specs):
+        other, folder = folders.setdefault(spec.name.lower(), (typed, spec.name))
+        if other != typed:
+            where = (f"the folder {folder!r}" if folder == spec.name else
+                     f"a folder on a case-insensitive file system ({folder!r} and {spec.name!r})")
+            raise ConfigError(f"models {other!r} and {typed!r} would share {where} of the run; give one of them another name")
     return tuple(specs)
 
 

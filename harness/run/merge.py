@@ -84,6 +84,7 @@ def merge_run(run: StoredRun, samples: dict[str, list[Sample]], render: bool, re
     each split's current data digest (from the manifest's suite and data root when None)."""
     run_dir, suite = run.dir, run.suite
     pending = []
+    missing = 0
     version = scoring_version(suite.conventions)
     with locks.waiting(run_dir.manifest_lock_path):
         manifest = run_dir.manifest() or {}
@@ -102,7 +103,8 @@ def merge_run(run: StoredRun, samples: dict[str, list[Sample]], render: bool, re
                 have, total = coverage(run_dir, model, split, samples[split])
                 if have < total:
                     error = (manifest.get("models", {}).get(model) or {}).get("error")  # a rank that could not load it
-                    pending.append(f"{model} {split}: {have}/{total}" + (f" ({error})" if error else ""))
+                    pending.append(f"{model} {split}: {total - have} of {total} missing" + (f" ({error})" if error else ""))
+                    missing += total - have
                     continue
                 for path in run_dir.shard_logs(model, split):
                     forget_version(manifest, run_dir, path)
@@ -112,7 +114,8 @@ def merge_run(run: StoredRun, samples: dict[str, list[Sample]], render: bool, re
         run_dir.write_manifest(manifest)
     run.manifest = manifest
     if pending:
-        return RunOutcome(run_dir.root, None, None, pending="samples still without predictions: " + "; ".join(pending))
+        return RunOutcome(run_dir.root, None, None,
+                          pending=f"{missing} sample{'s' if missing != 1 else ''} still without predictions ({'; '.join(pending)})")
     return finish(run, samples, render, reuse=reuse, resume=resume)
 
 

@@ -7,7 +7,8 @@ while the model runs, and an adapter with a ``pipeline_window`` (a worker, harne
 has the next request sent before the previous answer is read; predictions still come back in
 the samples' order, so the logs are the same either way. Every failure becomes a failed
 Prediction with its reason: an unreadable image, an adapter exception, a timeout, a wrongly
-sized or malformed mask, a non-finite box. On CUDA out-of-memory the batch is halved and
+sized or malformed mask, a box that is not four numbers (a non-finite, negative or inverted box
+keeps its mask: scoring's box rule fails its box metric, harness.score.scoring.bad_box). On CUDA out-of-memory the batch is halved and
 retried, down to one sample, and the halvings are recorded. ``fail_fast`` re-raises the first
 failure instead, for debugging.
 
@@ -18,7 +19,6 @@ truth, no no-target flag, only the metadata a model may use); only an oracle
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -105,9 +105,9 @@ def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, wi
         except masks.MaskError as exc:
             changes.update(mask=None, error=str(exc))
     if pred.box is not None:
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in pred.box):
-            changes.update(box=None, mask=None, error=f"{adapter.info.name} on {sample.id}: box {list(pred.box)!r} is not 4 finite numbers")
-        else:
+        if len(pred.box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pred.box):
+            changes.update(box=None, mask=None, error=f"{adapter.info.name} on {sample.id}: box {list(pred.box)!r} is not 4 numbers")
+        else:  # a non-finite, negative or inverted box is kept: scoring fails its box metric and counts it (bad_box)
             changes["box"] = box_to_pixels(pred.box, adapter.info.box_space, width, height)
     return _replaced(pred, changes) if changes else pred
 

@@ -192,6 +192,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
                     m.update(new_manifest(out.name, suite, config_dict, argv or []))
                 check_compatible(m, suite, model_entries, out)
+                # Results (and report, gate, summary) cover the first --limit samples of this command:
+                # the limit the stored samples are scored under is the latest one, not the first run's.
+                m["config"]["limit"] = config.limit
                 # Never append to (or finish) logs scored by other scoring code, or against other ground
                 # truth than the current data: refused before anything is predicted.
                 check_current(run_dir, m, suite.conventions, data=data)

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from harness.errors import HarnessError
 from harness.types import Sample
 
+SPEC_HELP = ("a shard spec is i/N: this process takes part i of a split cut into N parts (N >= 1; i from 0 "
+             "to N-1, 0-based, e.g. 0/4 ... 3/4 for four processes)")
+
 
 class ShardError(HarnessError):
     """A malformed shard spec, or shards whose union is not the split."""
@@ -32,8 +35,10 @@ class Shard:
     count: int
 
     def __post_init__(self) -> None:
-        if self.count < 1 or not 0 <= self.index < self.count:
-            raise ShardError(f"shard {self.index}/{self.count}: the index must be in 0..{self.count - 1}")
+        if self.count < 1:
+            raise ShardError(f"shard {self.index}/{self.count}: {SPEC_HELP}; there must be at least one shard")
+        if not 0 <= self.index < self.count:
+            raise ShardError(f"shard {self.index}/{self.count}: {SPEC_HELP}; the index must be in 0..{self.count - 1}")
 
     @property
     def suffix(self) -> str:
@@ -55,8 +60,11 @@ class Shard:
 def parse_shard(spec: str) -> Shard:
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
     if not m:
-        raise ShardError(f"--shard {spec!r}: expected i/N, e.g. 0/4 (0-based index)")
-    return Shard(int(m.group(1)), int(m.group(2)))
+        raise ShardError(f"--shard {spec!r}: {SPEC_HELP}")
+    try:
+        return Shard(int(m.group(1)), int(m.group(2)))
+    except ShardError as exc:
+        raise ShardError(f"--{exc}") from None
 
 
 def shard_from_env() -> Shard | None:

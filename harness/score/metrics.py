@@ -36,6 +36,7 @@ class ScoreArrays:
     parse_failed: np.ndarray
     box_iou: np.ndarray  # NaN where the ground truth has no box
     not_drawn: np.ndarray  # the protocol left the sample out (GLaMM's seeded draw): in no metric
+    bad_box: np.ndarray  # the stated box broke the box rule (harness.score.scoring.bad_box)
 
     @classmethod
     def of(cls, scores: Sequence[SampleScore]) -> ScoreArrays:
@@ -51,6 +52,7 @@ class ScoreArrays:
             parse_failed=np.array([s.parse_failed for s in scores], dtype=bool),
             box_iou=np.array([np.nan if s.box_iou is None else s.box_iou for s in scores], dtype=np.float64),
             not_drawn=np.array([s.not_drawn for s in scores], dtype=bool),
+            bad_box=np.array([s.bad_box for s in scores], dtype=bool),
         )
 
 
@@ -74,6 +76,7 @@ class ScoreArrays:
             parse_failed=col["parse_failed"] != 0,
             box_iou=col["box_iou"].copy(),
             not_drawn=col["not_drawn"] == 1,
+            bad_box=col["bad_box"] == 1,
         )
 
     def subset(self, keep: np.ndarray) -> ScoreArrays:
@@ -160,6 +163,8 @@ def summarize(
             out[f"prec@{t:.1f}"] = float(100.0 * (raw[prec_set] >= t).mean())
 
     has_box = ~np.isnan(arr.box_iou) & ~arr.gt_empty
+    if arr.bad_box.any():  # the box rule: each counts as a box miss above; the mask is scored as usual
+        out["n_bad_box"] = int(arr.bad_box.sum())
     if has_box.any():
         out["n_box"] = int(has_box.sum())
         out["box_acc@0.5"] = float(100.0 * (arr.box_iou[has_box] >= conv.box_threshold).mean())

@@ -5,9 +5,10 @@ paired by id: both sides hold the same ids in the same (sorted) order, and every
 draws the same ids for both. ``idx`` may be given explicitly (rounds x n indices), so a test
 can enumerate every resample of a small case and check the result against a hand computation.
 
-The p-value is the two-sided bootstrap test of "no difference": the bootstrap deviations
-(resampled delta minus the full-sample delta) stand for the null distribution, and
-p = share of them at least as large in magnitude as the observed delta.
+The p-value is the two-sided test of "no difference" that inverts the percentile interval, from
+the same resampled deltas: p = twice the smaller share of resampled deltas on either side of 0
+(at most 1). So p < 0.05 exactly when the 95% percentile interval lies on one side of 0 (up to the
+interpolation at the interval's ends), and p is never at odds with the interval printed beside it.
 """
 
 from __future__ import annotations
@@ -206,10 +207,22 @@ def paired_spread(run: Scores, base: Scores, metric: str, eps: float = 1e-10, ro
 
 
 def p_value(center: float, dev: np.ndarray) -> float:
-    """Two-sided: the share of null deviations with |dev| >= |delta| (1.0 without resamples)."""
+    """Two-sided, from the resampled deltas ``center + dev`` (the interval's distribution): twice the
+    smaller share of them at or beyond 0 on either side, at most 1 (1.0 without resamples)."""
     if not dev.size or math.isnan(center):
         return 1.0
-    return float(np.mean(np.abs(dev) >= abs(center) - 1e-12))
+    deltas = center + dev
+    tol = 1e-9 * max(1.0, abs(center))  # a delta of exactly 0 may come back as 1e-15 from center + (delta - center)
+    return float(min(1.0, 2.0 * min(np.mean(deltas <= tol), np.mean(deltas >= -tol))))
+
+
+def p_text(p: float | None, rounds: int) -> str:
+    """A p-value for print: ``0.034``; ``< 0.001`` rather than ``0.000`` (or, where the resamples cannot
+    resolve that, ``< 2 / rounds``: no resampled delta crossed 0); ``-`` for none."""
+    if p is None or math.isnan(p):
+        return "-"
+    floor = max(0.001, 2.0 / rounds) if rounds > 0 else 0.001
+    return f"< {floor:.3g}" if p < floor else f"{p:.3f}"
 
 
 @dataclass(frozen=True)

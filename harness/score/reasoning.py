@@ -16,11 +16,13 @@ its mask do what its answer says? Definitions (also in the README, "What the rea
   edges, so a mask whose columns are c0..c1 inclusive spans x1 = c0, x2 = c1 + 1, the convention
   of ``masks.box_mask`` (pixel centres inside) and ``masks.box_iou`` (no +1);
 - ``box_mask_iou`` of a sample: IoU of stated box and tight box; 0 when the mask is empty (a box
-  was promised, nothing was segmented); undefined (left out) without a stated box or without a
+  was promised, nothing was segmented) or the box is bad (the box rule of harness.score.scoring);
+  undefined (left out) without a stated box or without a
   mask (a failed prediction);
 - the box and the mask *agree* when that IoU is >= ``AGREE_AT`` (0.5, the REC box-accuracy bar);
 - ``largest_disagreements``: the ``KEEP_DISAGREEMENTS`` samples of lowest box-mask IoU (percent;
-  ties broken by sample id), which the report's gallery shows;
+  ties broken by sample id) among those that disagree (IoU < ``AGREE_AT``), which the report's
+  gallery shows; empty when every stated box agrees with its mask;
 - ``by_agreement``: cIoU, gIoU (the mean per-sample IoU) and Prec@0.5, with n and bootstrap
   intervals as for a split, over the samples with text whose box and mask agree, disagree, and
   that cannot be compared (``no_box``: no box stated, as for an answer of "no object" or one that
@@ -41,6 +43,7 @@ from harness import masks
 from harness.data.conventions import Conventions
 from harness.errors import HarnessError
 from harness.score.metrics import summarize
+from harness.score.scoring import bad_box
 from harness.types import Box, Sample, SampleScore
 
 REASONING_VERSION = 1
@@ -59,14 +62,18 @@ def tight_box(rle: masks.RLE) -> Box | None:
     return masks.mask_box(rle)  # pycocotools toBbox: (x, y, w, h) -> (x, y, x + w, y + h)
 
 
-def box_mask_iou(box: Sequence[float] | None, mask: masks.RLE | None) -> float | None:
-    """IoU of the stated box with the mask's tight box; 0 for an empty mask, None without box or mask."""
+def box_mask_iou(box: Sequence[float | None] | None, mask: masks.RLE | None) -> float | None:
+    """IoU of the stated box with the mask's tight box; 0 for an empty mask or a bad box (the box rule,
+    harness.score.scoring.bad_box; a non-finite coordinate is stored as null), None without box or mask."""
     if box is None or mask is None:
         return None
+    x1, y1, x2, y2 = (math.nan if v is None else float(v) for v in box)
+    if bad_box((x1, y1, x2, y2)):
+        return 0.0
     tight = tight_box(mask)
     if tight is None:
         return 0.0
-    return masks.box_iou((float(box[0]), float(box[1]), float(box[2]), float(box[3])), tight)
+    return masks.box_iou((x1, y1, x2, y2), tight)
 
 
 def word_count(text: str) -> int:
@@ -89,10 +96,10 @@ def facts_of(record: Mapping[str, Any], where: str) -> Facts:
     text, reasoning = pred.get("text"), pred.get("reasoning")
     box, mask = pred.get("box"), cast("masks.RLE | None", pred.get("mask"))
     sid = record.get("id")
-    if box is not None and not (
-        isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)
+    if box is not None and not (  # null: a non-finite coordinate (JSON has no NaN), a bad box scored as such
+        isinstance(box, (list, tuple)) and len(box) == 4 and all(v is None or isinstance(v, (int, float)) for v in box)
     ):
-        raise ReasoningError(f"{where}: sample {sid!r}: prediction.box must be four finite numbers [x1, y1, x2, y2], got {box!r}")
+        raise ReasoningError(f"{where}: sample {sid!r}: prediction.box must be four numbers [x1, y1, x2, y2], got {box!r}")
     # Masks were validated when the run logged them (run/predict.py) and scored since; checking the
     # counts again would cost 10x the tight box itself, so only their shape is checked here.
     if mask is not None and not (
@@ -148,7 +155,7 @@ def summarize_reasoning(
         out["n_agree"] = int((ious >= AGREE_AT).sum())
         out["agree"] = float(100.0 * (ious >= AGREE_AT).mean())
         # The report's gallery reads these, so it never decodes the whole log again.
-        stated = sorted((v, i) for i in ids if (v := facts[i].box_mask_iou) is not None)
+        stated = sorted((v, i) for i in ids if (v := facts[i].box_mask_iou) is not None and v < AGREE_AT)
         out["largest_disagreements"] = [{"id": i, "box_mask_iou": 100.0 * v} for v, i in stated[:KEEP_DISAGREEMENTS]]
     groups: dict[str, dict[str, Any]] = {}
     for name in GROUPS:

@@ -10,6 +10,11 @@ Version 1:
 - ``ciou_ci95`` / ``giou_ci95``: percentile bootstrap 95% intervals (1,000 resamples of
   samples, seed 0), present when n >= 2;
 - box metrics (``box_acc@0.5``, ``box_miou``, ``n_box``) only where ground-truth boxes exist;
+  the box rule (harness/score/scoring.py ``bad_box``): a stated box with a non-finite or negative
+  coordinate, or with x2 < x1 or y2 < y1, fails the box metric (box IoU 0: a miss in
+  ``box_acc@0.5``, 0 in ``box_miou``) and keeps its mask's score; ``n_bad_box`` counts such
+  predictions (drawn samples), only where there are any (added within version 1; the per-sample
+  ``score.bad_box`` flag marks them, and a non-finite coordinate is logged as ``null``);
   no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``) only where samples the dataset flags
   no-target exist; ``n_targeted_empty_gt`` only where targeted samples have an empty ground truth;
 - ``n_not_drawn``: records of samples the model's protocol deliberately left out (GLaMM's
@@ -61,6 +66,7 @@ class SplitResult(TypedDict, total=False):
     giou_ci95: list[float]
     parse_failure_rate: float
     n_box: int
+    n_bad_box: int
     n_no_target: int
     n_targeted_empty_gt: int
     n_acc: float

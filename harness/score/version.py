@@ -44,6 +44,7 @@ def _probe_cases() -> list[tuple[Prediction, GroundTruth, bool]]:
     pairs = [
         (Prediction(mask=_rect(slice(0, 3), slice(2, 7)), box=(2.0, 0.0, 7.0, 3.0), parse_status=ok), target),  # overlap pixels
         (Prediction(mask=_rect(slice(3, 6), slice(0, 3))), target),  # over ignore pixels, no box
+        (Prediction(mask=_rect(slice(1, 4), slice(1, 5)), box=(-1.0, 1.0, 5.0, 4.0)), target),  # a bad box (the box rule)
         (Prediction(mask=None, parse_status=failed, error="probe"), target),  # a failure on a target
         (Prediction(mask=_rect(slice(1, 2), slice(1, 2))), plain),
         (Prediction(mask=masks.empty(6, 8)), nothing),  # empty union

@@ -167,7 +167,7 @@ class Thumbnailer:
             out[_edges(pred)] = _PRED_RGB
         out[_edges(gt)] = _GT_RGB
         img = Image.fromarray(out.clip(0, 255).astype(np.uint8))
-        if pred_box is not None and len(pred_box) == 4:
+        if pred_box is not None and len(pred_box) == 4 and None not in pred_box:  # null: a non-finite box, nothing to draw
             x1, y1, x2, y2 = (float(v) * scale for v in pred_box)
             if x2 > x1 and y2 > y1:
                 ImageDraw.Draw(img).rectangle([x1, y1, x2, y2], outline=_BOX_RGB, width=2)

@@ -63,8 +63,8 @@ COLUMNS = ("n text", "format ok", "words mean", "words median", "tokens / sample
 GROUP_COLUMNS = ("n", "cIoU", "gIoU")
 
 
-def _box_text(box: Sequence[float] | None) -> str:
-    return DASH if box is None else "[" + ", ".join(f"{float(v):.1f}" for v in box) + "]"
+def _box_text(box: Sequence[float | None] | None) -> str:
+    return DASH if box is None else "[" + ", ".join("nan" if v is None else f"{float(v):.1f}" for v in box) + "]"
 
 
 def wanted(block: Mapping[str, Any] | None) -> list[gallery.Key]:
@@ -82,7 +82,8 @@ def disagreements(
     per_model: int,
     exif: str = "ignore",
 ) -> list[dict[str, Any]]:
-    """Per model with text, its ``per_model`` samples of lowest stated-box vs mask IoU over all splits.
+    """Per model with text, its ``per_model`` samples of lowest stated-box vs mask IoU over all splits,
+    among those that disagree (IoU below ``AGREE_AT``); no entries for a model whose boxes all agree.
 
     The picks come from results.json (``largest_disagreements``, ties broken by sample id), so
     the log is not read a second time; the panels are the sample gallery's, for that model alone.
@@ -95,9 +96,12 @@ def disagreements(
             (float(d["box_mask_iou"]), str(d["id"]), split)
             for split, res in by_split.items()
             for d in res.get("largest_disagreements") or []
+            if float(d["box_mask_iou"]) < 100.0 * AGREE_AT  # files written before the list kept only these
         )
         picks = [(split, sid) for _, sid, split in ranked if model in index.get((split, sid), {})][:per_model]
         if not picks:
+            if any(res.get("n_box") for res in by_split.values()):  # it stated boxes, and none disagrees
+                out.append({"model": model, "entries": []})
             continue
         iou_of = {(split, sid): v for v, sid, split in ranked}
         # build_entries draws panels per gallery category; one category holds this model's picks.
