@@ -262,6 +262,9 @@ def test_a_copy_short_of_the_official_count_is_not_a_complete_result(tmp_path: P
     assert main(["leaderboard", str(out), "--out", str(tmp_path / "site")]) == 0
     page = next((tmp_path / "site").glob("bench-*.html")).read_text()
     assert "data: 4 of 200 images" in page and "<strong>" not in page.split("oracle-box", 1)[1].split("</tr>", 1)[0]
+    for fmt in ("markdown", "latex", "csv"):  # the paper table marks it and says why, in every format
+        assert main(["table", str(out), "--layout", "lens-table3", "--format", fmt]) == 0
+        assert "data: 4 of 200 images" in capsys.readouterr().out, fmt
 
 
 def test_a_split_without_official_counts_says_count_unchecked(tmp_path: Path, isolated: Path) -> None:

@@ -88,11 +88,13 @@ def _cell_text(cell: dict[str, Any], decimals: int, intervals: bool, bold: tuple
     return text
 
 
-def _notes(rendered: dict[str, Any], sources: Sequence[str]) -> tuple[list[str], bool]:
-    """The sources cited by this table's published rows, and whether any measured cell is partial."""
+def _notes(rendered: dict[str, Any], sources: Sequence[str]) -> tuple[list[str], str]:
+    """The sources cited by this table's published rows, and the footnote of its partial cells ("" for none)."""
     refs = sorted({c["ref"] for r in rendered["rows"] if r["published"] for c in r["cells"] if c.get("ref")})
-    partial = any(c.get("partial") for r in rendered["rows"] if not r["published"] for c in [*r["cells"], r.get("avg") or {}])
-    return [f"[{k}] {sources[k - 1]}" for k in refs], partial
+    marks = [c["partial"] for r in rendered["rows"] if not r["published"] for c in [*r["cells"], r.get("avg") or {}] if c.get("partial")]
+    # Why each marked value is not complete ("partial: 40 of 160", "data: 4 of 200 images"), each reason once.
+    why = "; ".join(dict.fromkeys(m for m in marks if m != "partial")) or "an average over a partial value"
+    return [f"[{k}] {sources[k - 1]}" for k in refs], (f"not a complete result ({why})" if marks else "")
 
 
 def _md(text: str) -> str:
@@ -118,7 +120,7 @@ def markdown(rendered: dict[str, Any], sources: Sequence[str], decimals: int = 1
     if cited:
         lines.append(f"{DAGGER} published, not measured: " + "; ".join(_md(c) for c in cited))
     if partial:
-        lines.append("\\* not every sample of the split was predicted")
+        lines.append("\\* " + _md(partial))
     if table.caption:
         lines += ["", _md(table.caption)]
     return "\n".join(lines) + "\n"
@@ -168,7 +170,7 @@ def latex(rendered: dict[str, Any], sources: Sequence[str], decimals: int = 1, i
     if cited:
         notes.append(r"$^\dagger$ published, not measured: " + "; ".join(latex_escape(c) for c in cited) + ".")
     if partial:
-        notes.append(r"$^*$ not every sample of the split was predicted.")
+        notes.append(r"$^*$ " + latex_escape(partial) + ".")
     if notes:
         out.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(notes) + "}")
     out.append(r"\end{table}")

@@ -25,7 +25,6 @@ from harness.publish.report import sections as analysis
 from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
 from harness.records.reader import StoredRun
 from harness.records.score_index import IndexEntry
-from harness.records.store import RunDir
 from harness.resources import resource_dir
 from harness.score.paired import PairScores
 from harness.types import Sample
@@ -185,17 +184,16 @@ def _failures(entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]]) -> 
 
 
 def _picked_records(
-    picks: Mapping[str, Sequence[gallery.Key]], store: RunDir, paths: Mapping[tuple[str, str], Path],
-    entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]],
+    picks: Mapping[str, Sequence[gallery.Key]], run: StoredRun, entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]],
 ) -> dict[gallery.Key, dict[str, dict[str, Any]]]:
     """The full records of the gallery's samples only, read by offset: (split, id) -> model -> record."""
     keys = {k for ks in picks.values() for k in ks}
     out: dict[gallery.Key, dict[str, dict[str, Any]]] = {}
-    for (model, split), path in paths.items():
-        latest = entries[model][split]
-        chosen = [latest[sid] for s, sid in sorted(keys) if s == split and sid in latest]
-        for rec in store.index(path).read(chosen):
-            out.setdefault((split, str(rec["id"])), {})[model] = rec
+    for model, by_split in entries.items():
+        for split, latest in by_split.items():
+            chosen = [latest[sid] for s, sid in sorted(keys) if s == split and sid in latest]
+            for rec in run.index(model, split).read(chosen):
+                out.setdefault((split, str(rec["id"])), {})[model] = rec
     return out
 
 
@@ -238,18 +236,14 @@ def render_report(
     wanted = set(run.asked())
 
     # One read of each log's score index (no masks); only the gallery's records are read whole.
-    store = run.dir
     entries: dict[str, dict[str, dict[str, IndexEntry]]] = {}
-    paths: dict[tuple[str, str], Path] = {}
     for model in models:
         for split in splits:
-            path = _log_path(run_dir, model, split)
-            if path is None:
+            if _log_path(run_dir, model, split) is None:
                 notes.append(f"Model {model!r} / split {split!r}: the name leads outside the run directory; log not read.")
                 continue
             if (model, split) in wanted:  # the model x splits the run was asked for, nothing else
                 entries.setdefault(model, {})[split] = run.entries(model, split)
-                paths[(model, split)] = path
 
     leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status)
     figures = []
@@ -282,7 +276,7 @@ def render_report(
         notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
     exif = str(conventions.get("exif", "ignore"))
     # Only the records shown are read whole: the gallery's picks and the reasoning section's.
-    shown = _picked_records({**picks, "reasoning": reasoning_section.wanted(doc.get("reasoning"))}, store, paths, entries)
+    shown = _picked_records({**picks, "reasoning": reasoning_section.wanted(doc.get("reasoning"))}, run, entries)
     sections = gallery.build_entries(picks, shown, models, samples, gallery.Thumbnailer(exif=exif))
     reasoning = reasoning_section.section(doc.get("reasoning"), shown, models, splits, samples, gallery_per_category, exif)
 
