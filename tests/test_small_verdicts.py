@@ -208,8 +208,8 @@ def test_unsafe_or_colliding_model_names_are_refused_not_rewritten(isolated: Pat
 def test_compare_p_value_agrees_with_its_interval() -> None:
     import numpy as np
 
-    from harness.score.paired import PairScores
     from harness.publish.compare import paired_difference
+    from harness.score.paired import PairScores
 
     def pair(iou: np.ndarray) -> PairScores:
         n = len(iou)

@@ -22,6 +22,7 @@ import harness
 from harness.cli import main
 from harness.records.invariants import BrokenScoreError, UntrustedRunError
 from harness.records.store import read_records
+from harness.records.versions import ScoringVersionError
 
 MODELS = "shapes-reasoner,oracle-box"
 
@@ -273,3 +274,15 @@ def test_a_split_without_official_counts_says_count_unchecked(tmp_path: Path, is
     assert _run(suite, out, "--models", "oracle-box") == 0
     res = results_of(out)["oracle-box"]["val"]
     assert res["data"] == "count unchecked" and res["complete"] is True
+
+
+def test_compare_and_load_run_refuse_scores_of_another_scoring_version(pair: dict[str, Path],
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = json.loads((pair["run"] / "manifest.json").read_text())
+    manifest["scoring_versions"]["oracle-box/val.jsonl"] = "1:000000000000"
+    (pair["run"] / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ScoringVersionError, match=f"harness rescore {pair['run']}"):
+        harness.load_run(pair["run"])
+    capsys.readouterr()
+    assert main(["compare", str(pair["run"])]) == 2
+    assert "oracle-box/val.jsonl scored under version 1:000000000000" in capsys.readouterr().err
