@@ -59,13 +59,12 @@ def build_tokenizer() -> Any:
 
 def build_processor() -> Any:
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    image_processor = Qwen2VLImageProcessor(
-        min_pixels=3136, max_pixels=12845056, patch_size=14, temporal_patch_size=2, merge_size=2,
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
-    )
-    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=build_tokenizer(),
-                               chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    values = dict(min_pixels=3136, max_pixels=12845056, patch_size=14, temporal_patch_size=2, merge_size=2,
+                  image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711])
+    return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**values), video_processor=Qwen2VLVideoProcessor(**values),
+                               tokenizer=build_tokenizer(), chat_template=QWEN2_VL_CHAT_TEMPLATE)
 
 
 def config_fields(tokenizer: Any, hidden: int = 64) -> dict[str, Any]:
@@ -155,3 +154,53 @@ def build_checkpoint(directory: Path, repo: Path, answers_seg: bool = True, seed
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+@contextlib.contextmanager
+def cuda_calls_on_cpu(sam2_module: Any) -> Iterator[None]:
+    """Run the remote SAM2 on a CPU-only torch (tests only).
+
+    The remote ``sam2.py`` is written for CUDA: it moves tensors with ``.cuda()`` and puts
+    ``torch.device("cuda")`` into its inference state, and relies on ``torch.autocast("cuda", bf16)``
+    to mix its bf16 weights with float activations. On the tests' CPU build those raise; here
+    ``Tensor.cuda`` returns the tensor itself, ``init_state``'s devices are the CPU, and an autocast
+    asked for "cuda" is off: the tests run the model in float32 (``float32_on_cpu``; bf16 convolutions
+    on a CPU take minutes at SAM2's 1024x1024). Upstream's computation is otherwise unchanged, and the
+    tests run both the adapter and upstream's own ``predict_forward`` under the same shim.
+    """
+    import torch
+
+    original_autocast = torch.autocast
+
+    def autocast(device_type: str, *args: Any, **kwargs: Any) -> Any:
+        if device_type == "cuda":
+            return original_autocast("cpu", enabled=False)
+        return original_autocast(device_type, *args, **kwargs)
+
+    original_cuda = torch.Tensor.cuda
+    predictor = sam2_module.SAM2VideoPredictor
+    original_init = predictor.init_state
+
+    def init_state(self: Any, *args: Any, **kwargs: Any) -> Any:
+        state = original_init(self, *args, **kwargs)
+        state["device"] = state["storage_device"] = torch.device("cpu")
+        return state
+
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    predictor.init_state = init_state
+    torch.autocast = autocast  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        torch.autocast = original_autocast  # type: ignore[misc]
+        torch.Tensor.cuda = original_cuda  # type: ignore[method-assign]
+        predictor.init_state = original_init
+
+
+def float32_on_cpu(model: Any) -> Any:
+    """The remote model's fixed bf16 cast of SAM2's input (``self.torch_dtype``) made float32, for a
+    float32 model on the CPU (tests only; applied to upstream's model and the adapter's alike)."""
+    import torch
+
+    model.torch_dtype = torch.float32
+    return model
