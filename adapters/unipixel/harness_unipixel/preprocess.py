@@ -79,7 +79,7 @@ def sam_frames(image: np.ndarray, size: int) -> Any:
     import torch
     from torchvision.transforms import functional as TF
 
-    video = torch.from_numpy(np.ascontiguousarray(image))[None]  # (1, H, W, 3) uint8, one frame
+    video = torch.from_numpy(np.array(image, copy=True))[None]  # (1, H, W, 3) uint8, one frame (a writable copy)
     video = video.float().permute(0, 3, 1, 2) / 255
     video = TF.resize(video, [size, size], antialias=True)
     mean = video.new_tensor(HIERA_MEAN)[None, :, None, None]
