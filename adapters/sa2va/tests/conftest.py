@@ -39,6 +39,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, upstream_repo: Pat
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoint_qwen3(tmp_path_factory: pytest.TempPathFactory, upstream_repo: Path) -> Path:
+    """The same for Sa2VA-Qwen3-VL (the checkout's ``projects/sa2va/hf/models_qwen3vl``)."""
+    from tiny import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("ckpts") / "sa2va_tiny_qwen3vl", upstream_repo, variant="qwen3vl")
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint_silent(tmp_path_factory: pytest.TempPathFactory, upstream_repo: Path) -> Path:
     from tiny import build_checkpoint
 

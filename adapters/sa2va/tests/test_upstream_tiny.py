@@ -81,11 +81,11 @@ def v2_mask(pred: dict[str, Any]) -> np.ndarray | None:
 
 
 @pytest.fixture(scope="module")
-def small_sam2_patched(tiny_checkpoint: Path, tiny_checkpoint_silent: Path) -> Any:
+def small_sam2_patched(tiny_checkpoint: Path, tiny_checkpoint_qwen3: Path, tiny_checkpoint_silent: Path) -> Any:
     """Both checkpoints' remote SAM2 classes build the tiny image encoder while models load (the weights
     saved are the tiny one's; SAM2-L's trunk would not match them), and run on the CPU."""
     with contextlib.ExitStack() as stack:
-        for ckpt in (tiny_checkpoint, tiny_checkpoint_silent):
+        for ckpt in (tiny_checkpoint, tiny_checkpoint_qwen3, tiny_checkpoint_silent):
             _, sam2_module = remote_modules(ckpt)
             stack.enter_context(small_sam2(sam2_module))
             stack.enter_context(cuda_calls_on_cpu(sam2_module))
@@ -99,9 +99,13 @@ def cpu_adapter(checkpoint: Path, **options: Any) -> Sa2VAAdapter:
     return adapter
 
 
-def test_masks_equal_upstream_end_to_end(tiny_checkpoint: Path, small_sam2_patched: Any) -> None:
-    model, tokenizer, processor = load_as_upstream(tiny_checkpoint)
-    adapter = cpu_adapter(tiny_checkpoint)
+@pytest.mark.parametrize("variant", ["qwen2_5_vl", "qwen3vl"])
+def test_masks_equal_upstream_end_to_end(variant: str, request: pytest.FixtureRequest, small_sam2_patched: Any) -> None:
+    checkpoint = request.getfixturevalue("tiny_checkpoint" if variant == "qwen2_5_vl" else "tiny_checkpoint_qwen3")
+    model, tokenizer, processor = load_as_upstream(checkpoint)
+    assert type(model.model).__name__ == ("Qwen2_5_VLForConditionalGeneration" if variant == "qwen2_5_vl"
+                                          else "Qwen3VLForConditionalGeneration")
+    adapter = cpu_adapter(checkpoint)
     distinct = set()
     for k, (height, width, sentences) in enumerate([(48, 64, SENTENCES[:2]), (90, 70, SENTENCES[2:3])]):
         image = make_image(height, width, seed=k + 3)

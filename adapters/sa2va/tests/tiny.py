@@ -32,7 +32,8 @@ from typing import Any
 
 from harness.modelkit.testing import QWEN2_VL_CHAT_TEMPLATE, QWEN2_VL_SPECIAL_TOKENS
 
-HF_CODE = "projects/sa2va/hf/models_qwen2_5_vl"
+# the remote code of each Qwen variant in the checkout (a Hub checkpoint ships the same files)
+HF_CODE = {"qwen2_5_vl": "projects/sa2va/hf/models_qwen2_5_vl", "qwen3vl": "projects/sa2va/hf/models_qwen3vl"}
 CORPUS = [
     "You are a helpful assistant. Please segment the red car in this image.",
     "Sure, it is [SEG]. man woman dog left right the a an zebra apple person umbrella small large blue red green",
@@ -57,18 +58,41 @@ def build_tokenizer() -> Any:
     return tok
 
 
-def build_processor() -> Any:
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+def build_processor(variant: str = "qwen2_5_vl") -> Any:
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen3VLProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
+    if variant == "qwen3vl":  # Qwen3-VL: 16-pixel patches, mean/std 0.5
+        values = dict(patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        return Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=4096, max_pixels=16777216, **values),
+                                video_processor=Qwen3VLVideoProcessor(**values), tokenizer=build_tokenizer(),
+                                chat_template=QWEN2_VL_CHAT_TEMPLATE)
     values = dict(min_pixels=3136, max_pixels=12845056, patch_size=14, temporal_patch_size=2, merge_size=2,
                   image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711])
     return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**values), video_processor=Qwen2VLVideoProcessor(**values),
                                tokenizer=build_tokenizer(), chat_template=QWEN2_VL_CHAT_TEMPLATE)
 
 
-def config_fields(tokenizer: Any, hidden: int = 64) -> dict[str, Any]:
+def config_fields(tokenizer: Any, variant: str = "qwen2_5_vl", hidden: int = 64) -> dict[str, Any]:
     ids = tokenizer.convert_tokens_to_ids
+    if variant == "qwen3vl":
+        text3 = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4, max_position_embeddings=4096,
+                     rope_theta=5000000.0, tie_word_embeddings=False,
+                     rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+                     bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"))
+        return dict(
+            text_config=text3, tie_word_embeddings=False,
+            image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+            vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+            vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden, patch_size=16,
+                               spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                               deepstack_visual_indexes=[1], in_channels=3, hidden_act="gelu_pytorch_tanh"),
+            template="qwen_chat",
+            auto_map={"AutoConfig": "configuration_sa2va_chat.Sa2VAChatConfigQwen",
+                      "AutoModel": "modeling_sa2va_qwen.Sa2VAChatModelQwen"},
+        )
     text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rope_theta=1000000.0,
                 rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, tie_word_embeddings=False,
@@ -117,17 +141,19 @@ def remote_modules(directory: Path) -> tuple[Any, Any]:
     return modeling, sys.modules[cls.__module__.rsplit(".", 1)[0] + ".sam2"]
 
 
-def build_checkpoint(directory: Path, repo: Path, answers_seg: bool = True, seed: int = 0) -> Path:
-    """A tiny random Sa2VA-Qwen2.5-VL checkpoint in ``directory`` (whose name should contain "qwen")."""
+def build_checkpoint(directory: Path, repo: Path, answers_seg: bool = True, seed: int = 0,
+                     variant: str = "qwen2_5_vl") -> Path:
+    """A tiny random Sa2VA checkpoint (``variant`` ``qwen2_5_vl`` or ``qwen3vl``) in ``directory``
+    (whose name should contain "qwen")."""
     import torch
 
     directory.mkdir(parents=True, exist_ok=True)
-    for source in (repo / HF_CODE).glob("*.py"):
+    for source in (repo / HF_CODE[variant]).glob("*.py"):
         shutil.copy(source, directory / source.name)
-    processor = build_processor()
+    processor = build_processor(variant)
     tok = processor.tokenizer
     modeling, sam2_module = remote_modules(directory)
-    config = modeling.Sa2VAChatConfigQwen(**config_fields(tok))
+    config = modeling.Sa2VAChatConfigQwen(**config_fields(tok, variant))
     torch.manual_seed(seed)
     with small_sam2(sam2_module):
         model = modeling.Sa2VAChatModelQwen(config).eval()
