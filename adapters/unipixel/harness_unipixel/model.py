@@ -143,8 +143,9 @@ def segment(loaded: Loaded, question: str, pre: preprocess.Preprocessed, max_new
 
     model, processor = loaded.model, loaded.processor
     data = model_inputs(processor, question, pre, sample_frames).to(loaded.device)
-    sam2 = model.sam2
-    frames = [pre.sam_frames.to(loaded.device, next(sam2.parameters()).dtype)]
+    # as infer_seg.py: the frames stay where the dataset made them (BatchFeature.to moves no list), cast
+    # to SAM2's dtype; SAM2's video predictor moves each frame to its device itself
+    frames = [pre.sam_frames.to(next(model.sam2.parameters()).dtype)]
     frame_size = [torch.Size(pre.frame_size)]
     with torch.inference_mode():
         output = model.generate(**data, frames=frames, frame_size=frame_size, do_sample=False, temperature=None,
