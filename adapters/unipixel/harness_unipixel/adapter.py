@@ -7,7 +7,9 @@ Models ``unipixel-3b`` (``PolyU-ChenLab/UniPixel-3B``) and ``unipixel-7b`` (``Po
    this image.``; a ReasonSeg text whose ``is_sentence`` is true becomes ``{text} Please provide the
    segmentation mask.`` (upstream's ``sentence`` type);
 2. the image as a one-frame video (``preprocess``), computed once per image and reused for its
-   sentences (the same tensors; upstream computes them per sentence);
+   sentences (the same tensors; upstream computes them per sentence); with ``share_vision`` and
+   ``share_sam2`` (default true) the Qwen ViT's output and SAM2's image features of an image are
+   computed once and reused for its other sentences (``model.ImageShare``; the same tensors);
 3. upstream's processor call and greedy ``generate(max_new_tokens=512)`` on upstream's model class,
    whose forward draws the mask with SAM2's video predictor at the original size
    (``model.segment``); the first mask is the answer, the generated text is kept beside it.
@@ -21,7 +23,8 @@ Options: ``checkpoint``, ``upstream_repo`` (else ``$HARNESS_UNIPIXEL_REPO``), ``
 (bf16 on GPU, fp32 on CPU), ``attn_implementation`` (flash-attention 2 when installed, else sdpa),
 ``max_new_tokens`` (512), ``sample_frames`` (16: infer_seg.py's default, which sets the pixel bound),
 ``failure`` (``record`` default, ``zero-mask``), ``sam2_image_size`` (upstream's ``--image_size``;
-default the checkpoint's), ``sam2_overrides`` (Hydra overrides for SAM2; tests only).
+default the checkpoint's), ``share_vision`` / ``share_sam2`` (default true: see 2.),
+``sam2_overrides`` (Hydra overrides for SAM2; tests only).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from harness_unipixel import manifest, preprocess, prompts
 
 FAILURE_RULES = ("record", "zero-mask")
 _KNOWN = ("checkpoint", "upstream_repo", "device", "dtype", "attn_implementation", "max_new_tokens", "sample_frames",
-          "failure", "sam2_image_size", "sam2_overrides")
+          "failure", "sam2_image_size", "sam2_overrides", "share_vision", "share_sam2")
 _NOT_FINGERPRINTED = ("upstream_repo", "device")
 
 
@@ -50,7 +53,7 @@ def resolve_options(options: dict[str, Any], default_checkpoint: str | None) -> 
     if unknown:
         raise TypeError(f"adapter 'unipixel' got unknown options {', '.join(unknown)}; known: {', '.join(_KNOWN)}")
     settings = {"checkpoint": default_checkpoint, "max_new_tokens": 512, "sample_frames": preprocess.SAMPLE_FRAMES,
-                "failure": "record", **options}
+                "failure": "record", "share_vision": True, "share_sam2": True, **options}
     if not settings["checkpoint"]:
         raise ValueError("adapter 'unipixel' needs the option checkpoint (or use unipixel-3b / unipixel-7b)")
     if settings["failure"] not in FAILURE_RULES:
@@ -92,7 +95,8 @@ class UniPixelAdapter(Adapter):
         s = self.settings
         self._loaded = load(s["checkpoint"], s.get("device") or device, upstream_repo=s.get("upstream_repo"),
                             dtype=s.get("dtype"), attn=s.get("attn_implementation"), image_size=s.get("sam2_image_size"),
-                            overrides=s.get("sam2_overrides"))
+                            overrides=s.get("sam2_overrides"), share_vision=bool(s["share_vision"]),
+                            share_sam2=bool(s["share_sam2"]))
         self._processor = self._loaded.processor
 
     def processor(self) -> Any:
@@ -114,6 +118,7 @@ class UniPixelAdapter(Adapter):
 
         pre = preprocess.preprocess(image, self._loaded.sam_size, int(self.settings["sample_frames"]))
         self.counters.images_preprocessed += 1
+        self._loaded.share.new_image()
         h, w = pre.frame_size
         out = []
         for query in queries:
@@ -166,7 +171,11 @@ class UniPixelAdapter(Adapter):
         }
 
     def stats(self) -> dict[str, float]:
-        return {k: float(v) for k, v in vars(self.counters).items()}
+        out = {k: float(v) for k, v in vars(self.counters).items()}
+        if self._loaded is not None and self._loaded.share is not None:
+            out["vision_encoder_images"] = float(self._loaded.share.vision_encodes)
+            out["segmenter_images"] = float(self._loaded.share.sam2_encodes)
+        return out
 
 
 class UniPixel3B(UniPixelAdapter):

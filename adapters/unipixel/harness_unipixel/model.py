@@ -83,16 +83,88 @@ def sam2_overrides(qwen2_5_vl: ModuleType, overrides: list[str] | None) -> Itera
         qwen2_5_vl.compose = original
 
 
+class ImageShare:
+    """Work done once per image and reused for its other sentences (each part switchable).
+
+    ``vision``: the Qwen ViT's output. Upstream's forward encodes ``pixel_values_videos`` at every
+    sentence's prefill; the same image gives the same tensor, so the features computed for the first
+    sentence are returned for the next ones (``get_video_features`` of the model's ``Qwen2_5_VLModel``,
+    wrapped on the instance; a tensor that is not equal to the cached one is encoded as usual).
+
+    ``sam2``: SAM2's image features. Upstream's forward calls ``sam2.init_state(frames, frame_size)``
+    for every mask it draws, and SAM2's video predictor encodes the frame when its state's
+    ``cached_features`` is empty; the features of the image's first state are put into the later
+    states (``init_state`` wrapped on the instance; frames that are not equal are encoded as usual).
+
+    Both reuse the very tensors the first computation produced, so the model computes the same
+    numbers (the tests check masks and texts equal with and without).
+    """
+
+    def __init__(self, model: Any, vision: bool, sam2: bool) -> None:
+        self.vision_encodes = 0
+        self.sam2_encodes = 0
+        self._video: tuple[Any, Any, Any] | None = None
+        self._sam: tuple[Any, Any] | None = None
+        self._pending: list[tuple[Any, dict[str, Any]]] = []
+        inner = model.model
+        original_video = inner.get_video_features
+        original_init = model.sam2.init_state
+
+        def get_video_features(pixel_values_videos: Any, video_grid_thw: Any = None) -> Any:
+            import torch
+
+            cached = self._video
+            if vision and cached is not None and cached[0].shape == pixel_values_videos.shape and \
+                    torch.equal(cached[0], pixel_values_videos) and torch.equal(cached[1], video_grid_thw):
+                return cached[2]
+            self.vision_encodes += 1
+            embeds = original_video(pixel_values_videos, video_grid_thw)
+            if vision:
+                self._video = (pixel_values_videos, video_grid_thw, embeds)
+            return embeds
+
+        def init_state(frame: Any, frame_size: Any = None, *args: Any, **kwargs: Any) -> Any:
+            import torch
+
+            self._collect()
+            state = original_init(frame, frame_size, *args, **kwargs)
+            cached = self._sam
+            if sam2 and cached is not None and cached[0].shape == frame.shape and torch.equal(cached[0], frame):
+                state["cached_features"] = cached[1]
+            else:
+                self.sam2_encodes += 1
+                if sam2:
+                    self._pending.append((frame, state))
+            return state
+
+        inner.get_video_features = get_video_features
+        model.sam2.init_state = init_state
+
+    def _collect(self) -> None:
+        """Keep the features of the states drawn since the last call (SAM2 filled them while propagating)."""
+        for frame, state in self._pending:
+            if state.get("cached_features"):
+                self._sam = (frame, state["cached_features"])
+        self._pending = []
+
+    def new_image(self) -> None:
+        """Forget the previous image's features (the next sentence is about another image)."""
+        self._video = self._sam = None
+        self._pending = []
+
+
 @dataclass
 class Loaded:
     model: Any
     processor: Any
     device: str
     sam_size: int
+    share: ImageShare | None = None
 
 
 def load(checkpoint: str, device: str, upstream_repo: str | None = None, dtype: str | None = None,
-         attn: str | None = None, image_size: int | None = None, overrides: list[str] | None = None) -> Loaded:
+         attn: str | None = None, image_size: int | None = None, overrides: list[str] | None = None,
+         share_vision: bool = True, share_sam2: bool = True) -> Loaded:
     """Upstream's ``build_model(checkpoint, image_size=..., device=..., dtype=...)`` (infer_seg.py passes no image size)."""
     qwen2_5_vl = import_upstream(upstream_repo, "unipixel.model.qwen2_5_vl")
     import_upstream(upstream_repo, "unipixel.model")
@@ -101,7 +173,8 @@ def load(checkpoint: str, device: str, upstream_repo: str | None = None, dtype: 
     with sam2_overrides(qwen2_5_vl, overrides):
         model, processor = builder.build_model(checkpoint, image_size=image_size, attn_implementation=chosen_attn,
                                                device=device, dtype=chosen_dtype)
-    return Loaded(model, processor, str(next(model.parameters()).device), int(model.config.sam2_image_size))
+    return Loaded(model, processor, str(next(model.parameters()).device), int(model.config.sam2_image_size),
+                  ImageShare(model, share_vision, share_sam2))
 
 
 def load_processor(checkpoint: str, upstream_repo: str | None = None) -> Any:

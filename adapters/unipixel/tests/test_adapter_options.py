@@ -24,6 +24,7 @@ def test_default_checkpoints_and_fingerprint() -> None:
     assert "upstream_repo" not in a.config()["options"] and "device" not in a.config()["options"]
     assert a.config()["options"]["failure"] == "record" and a.config()["options"]["max_new_tokens"] == 512
     assert UniPixel3B(failure="zero-mask").config() != a.config()  # the upstream variant is named in the fingerprint
+    assert a.config()["options"]["share_vision"] is True and a.config()["options"]["share_sam2"] is True
 
 
 def test_bad_options() -> None:

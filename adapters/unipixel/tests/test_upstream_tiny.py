@@ -135,6 +135,27 @@ def test_masks_equal_upstream_end_to_end(upstream_repo: Path, infer_seg: ModuleT
     assert len(distinct) > 2  # the masks depend on the image and the question
     stats = adapter.stats()
     assert stats["sentences"] == 8 and stats["images_preprocessed"] == 2 and stats["failed"] == 0
+    # the ViT and SAM2's image encoder ran once per image (upstream: once per sentence, and SAM2 once per mask drawn)
+    assert stats["vision_encoder_images"] == 2 and stats["segmenter_images"] == 2
+
+
+def test_sharing_changes_nothing(upstream_repo: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """share_vision / share_sam2 on (default) and off give the same texts and masks, bit for bit."""
+    path = save_png(make_image(72, 96, seed=11), tmp_path, "img")
+    queries = [Query(id=f"t/{i}", image=str(path), expression=t, dataset="t", split="val")
+               for i, t in enumerate(["The red car.", "a man on the left", "the dog"])]
+    results = {}
+    for share in (True, False):
+        adapter = UniPixelAdapter(checkpoint=str(tiny_checkpoint), upstream_repo=str(upstream_repo),
+                                  sam2_overrides=SAM2_OVERRIDES, share_vision=share, share_sam2=share)
+        adapter.load("cpu")
+        preds = adapter.predict(decoded(path), queries)
+        results[share] = ([p.text for p in preds], [masks.decode(p.mask) for p in preds], adapter.stats())
+    (texts_on, masks_on, stats_on), (texts_off, masks_off, stats_off) = results[True], results[False]
+    assert texts_on == texts_off
+    assert all(np.array_equal(a, b) for a, b in zip(masks_on, masks_off))
+    assert stats_on["vision_encoder_images"] == 1 and stats_off["vision_encoder_images"] == 3
+    assert stats_on["segmenter_images"] == 1 and stats_off["segmenter_images"] >= 3  # one per mask drawn
 
 
 def test_no_mask_is_a_failure_and_upstream_variant_is_zero(upstream_repo: Path, infer_seg: ModuleType,
