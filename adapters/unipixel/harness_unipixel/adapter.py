@@ -118,7 +118,8 @@ class UniPixelAdapter(Adapter):
 
         pre = preprocess.preprocess(image, self._loaded.sam_size, int(self.settings["sample_frames"]))
         self.counters.images_preprocessed += 1
-        self._loaded.share.new_image()
+        if self._loaded.share is not None:
+            self._loaded.share.new_image()
         h, w = pre.frame_size
         out = []
         for query in queries:
