@@ -63,9 +63,11 @@ EXIT_SAMPLES_FAILED = 4
 
 def _ending(outcome: Any) -> int:
     """Print the run's table (stdout) and its failures (stderr); the exit status they imply."""
-    from harness.records.store import RunDir, read_json
+    from harness.records.reader import StoredRun
+    from harness.records.store import read_json
 
-    manifest = RunDir(outcome.run_dir).manifest() or {}
+    run = StoredRun(outcome.run_dir)
+    manifest = run.manifest
     # Models that could not run (they failed to load; the others ran): in the manifest until a later command runs them.
     failures = [f"model {name!r} {entry['error']}" for name, entry in manifest.get("models", {}).items() if entry.get("error")]
     if outcome.results_path is None:  # shards still running: a rank whose model could not load is not a success
@@ -79,7 +81,7 @@ def _ending(outcome: Any) -> int:
     limit = manifest.get("config", {}).get("limit")
     print(summary_table(doc, limit), end="")
     # Samples asked for and not stored (a model that could not run, a run stopped midway): never a success.
-    failures = failed_samples(RunDir(outcome.run_dir), doc) + failures
+    failures = failed_samples(run, doc) + failures
     failures += [f"missing: {line} (a `harness run` into {outcome.run_dir} asking for it predicts them)" for line in missing_pairs(doc)
                  if not any(line.startswith(f"{name}/") for name in manifest.get("models", {}) if manifest["models"][name].get("error"))]
     for line in failures:

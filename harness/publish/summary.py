@@ -1,7 +1,8 @@
 """What ``harness run`` prints when it ends: a compact table per model x split (and, where a
 protocol left samples out, "not drawn: k"), and the failures.
 
-Read from results.json and the logs only, so a resumed or merged run says the same thing.
+Read from results.json and the logs (through harness/records/reader.py) only, so a resumed or merged
+run says the same thing.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.publish.standing import partial_text
-from harness.records.store import RunDir
+from harness.records.reader import StoredRun
 
 _MAX_LISTED = 3
 
@@ -45,7 +46,7 @@ def not_drawn_lines(doc: Mapping[str, Any]) -> list[str]:
             for model, by_split in doc.get("results", {}).items() for split, res in by_split.items() if res.get("n_not_drawn")]
 
 
-def failed_samples(run_dir: RunDir, doc: Mapping[str, Any]) -> list[str]:
+def failed_samples(run: StoredRun, doc: Mapping[str, Any]) -> list[str]:
     """One line per model x split with failed samples: the count and the first ids with their reasons."""
     lines = []
     for model, by_split in doc.get("results", {}).items():
@@ -54,7 +55,7 @@ def failed_samples(run_dir: RunDir, doc: Mapping[str, Any]) -> list[str]:
             if not n_failed:
                 continue
             # the score index holds each id's last line (the one that counts) and its error
-            by_id = {i: e.error or "no mask" for i, e in run_dir.scores(model, split).items() if e.failed}
+            by_id = {i: e.error or "no mask" for i, e in run.entries(model, split).items() if e.failed}
             shown = "; ".join(f"{i}: {why}" for i, why in list(by_id.items())[:_MAX_LISTED])
             more = f" and {n_failed - _MAX_LISTED} more" if n_failed > _MAX_LISTED else ""
             lines.append(f"{model}/{split}: {n_failed} of {res.get('n_records')} samples failed ({shown}{more})")
