@@ -50,6 +50,8 @@ VERIFY_DEFAULT = 256
 _INTERVALS = ("ciou_ci95", "giou_ci95")
 # Float aggregates are compared after the same derivation on the same rows: equal up to JSON's round trip.
 _TOLERANCE = 1e-9
+# The samples of the last data set loaded in this process (see StoredRun.samples_or_none).
+_LOADED: dict[tuple[Any, ...], dict[str, list[Sample]]] = {}
 
 
 class StoredRun:
@@ -67,6 +69,7 @@ class StoredRun:
         config = manifest.get("config") or {}
         self.data_root = Path(data_root) if data_root is not None else (Path(config["data_root"]) if config.get("data_root") else None)
         self._checked: dict[Path, ScoreIndex] = {}
+        self._samples: tuple[dict[str, list[Sample]] | None, str] | None = None
 
     def __repr__(self) -> str:
         return f"StoredRun({str(self.root)!r})"
@@ -169,16 +172,25 @@ class StoredRun:
         return load_samples(self.suite, list(self.manifest.get("splits") or []), self.data_root,
                             chosen if isinstance(chosen, int) else None)
 
-    @cached_property
-    def _samples(self) -> tuple[dict[str, list[Sample]] | None, str]:
-        try:
-            return self.load_samples(), ""
-        except (HarnessError, OSError) as exc:
-            return None, str(exc)
-
     def samples_or_none(self) -> tuple[dict[str, list[Sample]] | None, str]:
-        """(the samples, "") where the data can be read here, else (None, why not)."""
+        """(the samples, "") where the data can be read here, else (None, why not); loaded once per process
+        for one suite, data root and --limit (a gate of a run against another run of the same data loads them once)."""
+        if self._samples is None:
+            try:
+                from harness.data.samples import cache_dir  # generated and extracted images live there
+
+                key = (self.suite.fingerprint, str(self.suite.path), str(self.data_root), str(cache_dir()), self.limit)
+                if key not in _LOADED:
+                    _LOADED.clear()  # one data set at a time: 100k samples are hundreds of MB
+                    _LOADED[key] = self.load_samples()
+                self._samples = (_LOADED[key], "")
+            except (HarnessError, OSError) as exc:
+                self._samples = (None, str(exc))
         return self._samples
+
+    def adopt_samples(self, samples: dict[str, list[Sample]]) -> None:
+        """The samples a writer has loaded already (``reopen``): re-derivation uses them, not a second load."""
+        self._samples = (samples, "")
 
     def data_digests(self) -> dict[str, str]:
         """Each of the run's splits' current data digest."""

@@ -62,6 +62,7 @@ def reopen(run_dir: Path, data_root: Path | None = None) -> tuple[StoredRun, dic
     counts: dict[str, dict[str, int]] = {}
     samples = load_samples(run.suite, list(run.manifest.get("splits") or []), run.data_root, run.limit, sizes, counts)
     record_data_counts(run, run.suite, sizes, counts)
+    run.adopt_samples(samples)
     return run, samples
 
 
