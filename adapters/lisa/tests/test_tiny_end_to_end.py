@@ -61,7 +61,8 @@ def _image(h: int = 48, w: int = 64) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
 
-def _upstream_val_batch(lisa_repo, root, image: np.ndarray, texts: list[str], is_sentence: bool, tokenizer, clip_dir):
+def _upstream_val_batch(lisa_repo, root, image: np.ndarray, texts: list[str], is_sentence: bool, tokenizer, clip_dir,
+                        monkeypatch):
     """What LISA's ``train_ds.py`` validation feeds ``model_forward`` for ReasonSeg images holding ``texts``.
 
     One image file per text (ValDataset reads one query per ReasonSeg image), written losslessly
@@ -84,15 +85,16 @@ def _upstream_val_batch(lisa_repo, root, image: np.ndarray, texts: list[str], is
         anno = {"text": [text], "is_sentence": is_sentence,
                 "shapes": [{"label": "target", "points": [[1, 1], [w // 2, 1], [w // 2, h // 2]]}]}
         (folder / f"{i:03d}.json").write_text(json.dumps(anno))
-    default = conversation.default_conversation
-    conversation.default_conversation = conversation.conv_templates["llava_v1"]  # train_ds.py: args.conv_type
-    try:
-        val = dataset.ValDataset(str(base), tokenizer, str(clip_dir), "ReasonSeg|val", image_size=1024)
-        val.images = sorted(val.images)  # glob order; the texts' order here
-        items = [val[i] for i in range(len(val))]
-        return dataset.collate_fn(items, tokenizer=tokenizer, conv_type="llava_v1", use_mm_start_end=True)
-    finally:
-        conversation.default_conversation = default
+    # train_ds.py: conversation_lib.default_conversation = conv_templates[args.conv_type] (llava_v1)
+    monkeypatch.setattr(conversation, "default_conversation", conversation.conv_templates["llava_v1"])
+    val = dataset.ValDataset(str(base), tokenizer, str(clip_dir), "ReasonSeg|val", image_size=1024)
+    val.images = sorted(val.images)  # glob order; the texts' order here
+    items = [val[i] for i in range(len(val))]
+
+    def collate(chosen):
+        return dataset.collate_fn(chosen, tokenizer=tokenizer, conv_type="llava_v1", use_mm_start_end=True)
+
+    return {**collate(items), "items": items, "collate": collate}
 
 
 @pytest.mark.parametrize("is_sentence", [False, True])
@@ -115,7 +117,7 @@ def test_teacher_forced_end_to_end_matches_upstream_validation(tiny, lisa_repo, 
 
     rt = tiny._rt
     batch = _upstream_val_batch(lisa_repo, tmp_path, image, texts, is_sentence, rt.tokenizer,
-                                tiny.settings["vision_tower"])
+                                tiny.settings["vision_tower"], monkeypatch)
     # the adapter's inputs, one by one, equal upstream's
     assert [tiny.prompt(s) for s in samples] == batch["conversation_list"]
     ours_ids, ours_att = tokens.pad_right([tokens.tokenizer_image_token(tiny.prompt(s), rt.tokenizer) for s in samples],
@@ -127,15 +129,17 @@ def test_teacher_forced_end_to_end_matches_upstream_validation(tiny, lisa_repo, 
         np.testing.assert_array_equal(pre.sam_image, batch["images"][k].numpy())
         assert tuple(pre.resize_hw) == tuple(batch["resize_list"][k])
 
-    # upstream's forward on upstream's inputs gives the adapter's masks
+    # upstream's forward on upstream's inputs gives the adapter's masks; validation batches one image
+    # (train_ds.py: val_loader batch_size=1), so each ReasonSeg image goes through collate_fn on its own
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
-    with torch.no_grad():
-        out = rt.model(images=batch["images"], images_clip=batch["images_clip"], input_ids=batch["input_ids"],
-                       labels=batch["labels"], attention_masks=batch["attention_masks"], offset=batch["offset"],
-                       masks_list=batch["masks_list"], label_list=batch["label_list"], resize_list=batch["resize_list"],
-                       inference=True)
     for i, p in enumerate(preds):
-        np.testing.assert_array_equal(masks.decode(p.mask), (out["pred_masks"][i][0] > 0).numpy())
+        one = batch["collate"]([batch["items"][i]])
+        with torch.no_grad():
+            out = rt.model(images=one["images"], images_clip=one["images_clip"], input_ids=one["input_ids"],
+                           labels=one["labels"], attention_masks=one["attention_masks"], offset=one["offset"],
+                           masks_list=one["masks_list"], label_list=one["label_list"], resize_list=one["resize_list"],
+                           inference=True)
+        np.testing.assert_array_equal(masks.decode(p.mask), (out["pred_masks"][0][0] > 0).numpy())
 
 
 def _force_next_token(model, token_id: int) -> None:
