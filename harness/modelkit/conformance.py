@@ -10,11 +10,14 @@ An adapter's ``tests/conftest.py`` imports these hooks and names its checkout fi
 - while ``$HARNESS_REQUIRE_UPSTREAM`` is set (``.ci/adapters`` sets it where the checkout is
   present), a conformance test that skips, whatever the reason, is reported as failed;
 - the terminal summary ends with one line ``conformance: N passed, N skipped, N failed`` that
-  ``.ci/adapters`` prints per adapter.
+  ``.ci/adapters`` prints per adapter;
+- ``$HARNESS_TEST_ORDER=reverse`` runs the collected tests in reverse order (``.ci/adapters`` runs
+  each adapter's tests both ways, so that no test passes only on what an earlier one left behind).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from typing import Any
 
@@ -23,6 +26,7 @@ import pytest
 from harness.modelkit.testing import REQUIRE_ENV, upstream_required
 
 MARKER = "conformance"
+ORDER_ENV = "HARNESS_TEST_ORDER"
 
 
 def pytest_configure(config: Any) -> None:
@@ -36,6 +40,11 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -
     for item in items:
         if fixtures & set(getattr(item, "fixturenames", ())):
             item.add_marker(MARKER)
+    order = os.environ.get(ORDER_ENV, "").strip().lower()
+    if order == "reverse":
+        items.reverse()
+    elif order not in ("", "forward"):
+        raise pytest.UsageError(f"{ORDER_ENV} must be 'forward' or 'reverse', got {order!r}")
 
 
 def _is_conformance(item: Any) -> bool:
