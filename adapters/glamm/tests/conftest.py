@@ -12,11 +12,16 @@ from harness.modelkit.conformance import (  # noqa: F401  (pytest hooks: mark, p
     pytest_runtest_makereport,
     pytest_terminal_summary,
 )
-from harness.modelkit.testing import checkout_or_skip
+from harness.modelkit.testing import checkout_or_skip, import_torchvision_on_cpu_torch
 
 from harness_glamm.upstream import UPSTREAM
 
 CONFORMANCE_FIXTURES = ("glamm_repo",)
+
+# GLaMM's dataset code resizes with model/SAM/utils/transforms.py, which imports torchvision: PyPI's
+# wheel is a CUDA build whose C operators do not load beside the CPU torch; import it without them
+# (the mmcv stand-in then computes RoIAlign in pure torch, as it checks).
+import_torchvision_on_cpu_torch()
 
 
 @pytest.fixture(scope="session")
