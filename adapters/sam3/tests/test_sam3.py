@@ -153,3 +153,15 @@ def test_several_images_per_call_give_what_one_image_calls_give(tiny_path, image
     together = adapter.predict_many([(image, first), (other, second)])
     assert [[(p.mask, p.box) for p in preds] for preds in together] == [[(p.mask, p.box) for p in preds] for preds in one_by_one]
     assert adapter.stats()["images_encoded_by_segmenter"] == 4  # once per image and call, never per expression
+
+
+def test_default_thresholds_are_upstreams(sam3_repo) -> None:
+    """The default score threshold is ``Sam3Processor``'s ``confidence_threshold`` default in the checkout; the mask
+    threshold is the ``> 0.5`` on sigmoid probabilities that its ``_forward_grounding`` applies."""
+    import inspect
+
+    module = _upstream_processor_module(sam3_repo)
+    default = inspect.signature(module.Sam3Processor.__init__).parameters["confidence_threshold"].default
+    assert Sam3Adapter().options["score_threshold"] == default
+    source = inspect.getsource(module.Sam3Processor._forward_grounding)
+    assert f'state["masks"] = out_masks > {Sam3Adapter().options["mask_threshold"]}' in source
