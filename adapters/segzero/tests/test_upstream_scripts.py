@@ -23,13 +23,22 @@ MULTI_SCRIPTS = ("inference_scripts/infer_multi_object.py", "evaluation_scripts/
 TEXTS = ("The man on the LEFT.", 'Zebra on the right!"', "...a man?!.", "  spaced  ", "Guy?", "")
 
 
-@pytest.mark.parametrize("script", SINGLE_SCRIPTS + MULTI_SCRIPTS)
+@pytest.mark.parametrize("script", [*SINGLE_SCRIPTS, "evaluation_scripts/evaluation_visionreasoner.py"])
 def test_user_text_is_what_the_script_formats(segzero_repo: Path, script: str) -> None:
     """The whole user text, question normalisation included, from the script's own format expression."""
     style = "single" if script in SINGLE_SCRIPTS else "multi"
     module = up.tree(segzero_repo, script)
     for text in TEXTS:
         assert prompts.user_text(text, style) == up.user_text(module, text), (script, text)
+
+
+def test_multi_object_demo_strips_less_than_the_evaluation(segzero_repo: Path) -> None:
+    """``infer_multi_object.py`` (the demo) has the evaluation's template but strips only "." from the
+    question; the adapter follows ``evaluation_visionreasoner.py`` (what the published numbers ran)."""
+    demo = up.tree(segzero_repo, "inference_scripts/infer_multi_object.py")
+    assert up.assigned(demo, "QUESTION_TEMPLATE") == prompts.MULTI_TEMPLATE
+    assert prompts.user_text("A man.", "multi") == up.user_text(demo, "A man.")
+    assert prompts.user_text('A man?"', "multi") != up.user_text(demo, 'A man?"')
 
 
 @pytest.mark.parametrize("script", SINGLE_SCRIPTS + MULTI_SCRIPTS)
