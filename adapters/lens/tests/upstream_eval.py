@@ -37,6 +37,28 @@ def evaluate_res2(repo: Path) -> ModuleType:
     return UPSTREAM.import_module(repo.resolve(), "eval.evaluate_res2")
 
 
+def evaluate_reasonseg(repo: Path) -> ModuleType:
+    """``eval/evaluate_reasonseg.py`` of the checkout. It imports ``evaluate_res2`` as a top-level module
+    (``torchrun eval/evaluate_reasonseg.py`` puts ``eval/`` first on the path), so ``eval/`` goes on it too."""
+    import sys
+
+    folder = str((repo / "eval").resolve())
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return UPSTREAM.import_module(repo.resolve(), "eval.evaluate_reasonseg")
+
+
+def write_reasonseg(root: Path, split: str, image: np.ndarray, text: str, is_sentence: bool = True) -> Path:
+    """One ReasonSeg image of ``split`` in LISA's layout (PNG bytes under the ``.jpg`` name) and its LabelMe json."""
+    h, w = image.shape[:2]
+    folder = root / "reason_seg" / "ReasonSeg" / split
+    folder.mkdir(parents=True)
+    Image.fromarray(image).save(folder / "a.jpg", format="PNG")
+    (folder / "a.json").write_text(json.dumps({"text": [text], "is_sentence": is_sentence, "shapes": [
+        {"label": "target", "points": [[1, 1], [w // 2, 1], [w // 2, h // 2]]}]}))
+    return root
+
+
 def write_refcoco(root: Path, image: np.ndarray, refs: list[list[str]]) -> Path:
     """A RefCOCO (unc) val split of one image whose refs hold ``refs``' sentences, in LISA's layout."""
     h, w = image.shape[:2]
