@@ -8,7 +8,9 @@
 - ``RefCOCOEvaluator.evaluate_single`` runs generation, the mask pass and the post-processing on
   that item with a model and processor given to it (its ``__init__``, which loads a checkpoint on
   CUDA, is skipped). Its hard-coded ``"cuda"`` becomes the CPU (``BatchFeature.to`` and
-  ``Tensor.cuda``); nothing else is replaced. Spies record what it computes on the way (the
+  ``Tensor.cuda``), and ``torch.histc`` of an integer tensor, which CUDA computes and the CPU
+  refuses (``eval/utils.py intersectionAndUnionGPU``), is computed on its float copy (0/1 values:
+  the same counts); nothing else is replaced. Spies record what it computes on the way (the
   ``generate`` inputs and output, the low-resolution logits, the upsampled masks) and hand the
   real values on unchanged.
 """
@@ -135,7 +137,13 @@ def evaluate_single(module: ModuleType, model, processor, item: dict[str, Any], 
         kwargs = {**kwargs, "device": "cpu"} if kwargs.get("device") == "cuda" else kwargs
         return to(self, *args, **kwargs)
 
+    histc = torch.histc
+
+    def histc_any_dtype(input, *args, **kwargs):
+        return histc(input.float() if not input.is_floating_point() else input, *args, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "histc", histc_any_dtype)
         patch.setattr(BatchFeature, "to", to_cpu)
         patch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
         patch.setattr(model, "generate", spy_generate)
