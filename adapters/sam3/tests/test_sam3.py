@@ -165,3 +165,18 @@ def test_default_thresholds_are_upstreams(sam3_repo) -> None:
     assert Sam3Adapter().options["score_threshold"] == default
     source = inspect.getsource(module.Sam3Processor._forward_grounding)
     assert f'state["masks"] = out_masks > {Sam3Adapter().options["mask_threshold"]}' in source
+
+
+@pytest.mark.parametrize("hw", [(H, W), (37, 53), (300, 200)])
+def test_pixel_values_are_upstreams_transform(tiny_path, sam3_repo, hw) -> None:
+    """What the adapter feeds the model equals upstream's ``Sam3Processor`` transform (uint8 -> resize to the
+    square resolution -> [0, 1] -> normalise with 0.5/0.5), built by the checkout's own ``__init__`` at the
+    checkpoint's resolution, within float rounding."""
+    module = _upstream_processor_module(sam3_repo)
+    adapter = load(tiny_path)
+    image = np.random.default_rng(sum(hw)).integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    ours = adapter.processor(images=[image], return_tensors="pt")["pixel_values"][0]
+    upstream = module.Sam3Processor(model=None, resolution=int(ours.shape[-1]), device="cpu")
+    expected = upstream.transform(module.v2.functional.to_image(image))
+    assert ours.shape == expected.shape
+    assert (ours - expected).abs().max().item() < 1e-6
