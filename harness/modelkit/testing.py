@@ -11,6 +11,8 @@
 - ``load_upstream_file``: one file of a checkout loaded as a module under a private name (no
   ``sys.path`` change), for oracles that are plain functions of upstream (e.g. LISA's
   ``utils/data_processing.py get_mask_from_json``).
+- ``argparse_defaults``: the literal ``default=`` of every ``add_argument`` of an upstream script,
+  read with ``ast`` (the scripts load models in ``main()`` and cannot be imported for this).
 - ``harness.modelkit.conformance``: the pytest hooks that count and police conformance tests.
 - tiny offline stand-ins of the LLaVA family (LISA, GLaMM): a LLaMA-like tokenizer with a
   32000-entry base vocabulary, a tiny CLIP vision tower saved to disk, a tiny SAM, and the
@@ -96,6 +98,32 @@ def checkout_or_skip(upstream: Upstream) -> Path:
             pytest.fail(f"{problem}; {REQUIRE_ENV} is set, so a conformance test may not skip", pytrace=False)
         pytest.skip(problem)
     return Path(str(raw))
+
+
+def argparse_defaults(script: Path) -> dict[str, Any]:
+    """``{option: default}`` of each ``parser.add_argument(...)`` with a literal default in ``script``
+    (every option string of a call, e.g. ``--vision-tower``); an ``action="store_true"`` without a
+    default gives False."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"), filename=str(script))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
+            continue
+        names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        keywords = {k.arg: k.value for k in node.keywords if k.arg}
+        try:
+            if "default" in keywords:
+                value = ast.literal_eval(keywords["default"])
+            elif "action" in keywords and ast.literal_eval(keywords["action"]) == "store_true":
+                value = False
+            else:
+                continue
+        except ValueError:
+            continue
+        for name in names:
+            out[name] = value
+    return out
 
 
 def load_upstream_file(repo: Path, relative: str, name: str) -> types.ModuleType:

@@ -180,3 +180,13 @@ def test_pixel_values_are_upstreams_transform(tiny_path, sam3_repo, hw) -> None:
     expected = upstream.transform(module.v2.functional.to_image(image))
     assert ours.shape == expected.shape
     assert (ours - expected).abs().max().item() < 1e-6
+
+
+def test_default_checkpoint_is_the_one_upstream_downloads(sam3_repo) -> None:
+    """``model_builder.py`` (read, not imported: it builds the model stack) downloads ``SAM3_MODEL_ID``."""
+    import ast
+
+    tree = ast.parse((sam3_repo / "sam3" / "model_builder.py").read_text(encoding="utf-8"))
+    [model_id] = {ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "SAM3_MODEL_ID" for t in n.targets)}
+    assert Sam3Adapter().options["model_path"] == model_id
