@@ -8,11 +8,13 @@ upstream_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/upstre
 
 declare -A UPSTREAM_VAR=(
   [lens]=HARNESS_LENS_REPO [lisa]=HARNESS_LISA_REPO [glamm]=HARNESS_GLAMM_REPO
-  [segzero]=HARNESS_SEGZERO_REPO [sam3]=HARNESS_SAM3_REPO
+  [segzero]=HARNESS_SEGZERO_REPO [sam3]=HARNESS_SAM3_REPO [sa2va]=HARNESS_SA2VA_REPO
+  [unipixel]=HARNESS_UNIPIXEL_REPO [evfsam]=HARNESS_EVFSAM_REPO
 )
 declare -A UPSTREAM_FOLDER=(
   [lens]=hustvl__LENS [lisa]=dvlab-research__LISA [glamm]=mbzuai-oryx__groundingLMM
-  [segzero]=dvlab-research__Seg-Zero [sam3]=facebookresearch__sam3
+  [segzero]=dvlab-research__Seg-Zero [sam3]=facebookresearch__sam3 [sa2va]=bytedance__Sa2VA
+  [unipixel]=PolyU-ChenLab__UniPixel [evfsam]=hustvl__EVF-SAM
 )
 
 for _name in "${!UPSTREAM_VAR[@]}"; do
