@@ -151,7 +151,31 @@ def _force_next_token(model, token_id: int) -> None:
     model.lm_head = head
 
 
-def test_generate_variant_matches_upstream_evaluate(tiny, monkeypatch) -> None:
+def _chat_inputs(lisa_repo, image: np.ndarray, prompt: str, tokenizer, clip_dir):
+    """The tensors LISA's ``chat.py`` builds for ``model.evaluate``: its CLIP call, ``ResizeLongestSide(1024)``
+    and its own ``preprocess`` (compiled from the checkout's source: ``chat.py`` itself runs an input() loop),
+    and the checkout's ``tokenizer_image_token`` on the full prompt."""
+    import ast
+
+    import torch.nn.functional as F
+    from transformers import CLIPImageProcessor
+
+    from harness_lisa.upstream import import_module
+
+    transforms = import_module(lisa_repo, "model.segment_anything.utils.transforms")
+    mm_utils = import_module(lisa_repo, "model.llava.mm_utils")
+    tree = ast.parse((lisa_repo / "chat.py").read_text())
+    [node] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "preprocess"]
+    namespace = {"torch": torch, "F": F}
+    exec(compile(ast.Module(body=[node], type_ignores=[]), "<LISA chat.py preprocess>", "exec"), namespace)
+    image_clip = CLIPImageProcessor.from_pretrained(clip_dir).preprocess(image, return_tensors="pt")["pixel_values"][0][None]
+    resized = transforms.ResizeLongestSide(1024).apply_image(image)
+    sam = namespace["preprocess"](torch.from_numpy(resized).permute(2, 0, 1).contiguous())[None].float()
+    ids = mm_utils.tokenizer_image_token(prompt, tokenizer, return_tensors="pt")[None]
+    return image_clip, sam, ids, [resized.shape[:2]]
+
+
+def test_generate_variant_matches_upstream_evaluate(tiny, lisa_repo, monkeypatch) -> None:
     rt = tiny._rt
     gen = LisaAdapter.from_runtime(rt, protocol="generate", max_new_tokens=3)
     _force_next_token(rt.model, rt.seg_token_idx)
@@ -161,14 +185,12 @@ def test_generate_variant_matches_upstream_evaluate(tiny, monkeypatch) -> None:
     assert pred.text == "[SEG][SEG][SEG]" and pred.parse_status is ParseStatus.OK
     assert pred.box == masks.mask_box(pred.mask)
 
-    from harness.modelkit import llava_sam as tokens
-
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
     rt.model.generation_config.use_cache = False  # what LisaModel's config.use_cache = False gives the released checkpoints
-    pre = preprocess(image)
-    ids = torch.tensor([tokens.tokenizer_image_token(gen.prompt(samples[0]), rt.tokenizer)])
-    output_ids, pred_masks = rt.model.evaluate(torch.from_numpy(pre.clip_image)[None], torch.from_numpy(pre.sam_image)[None],
-                                               ids, [pre.resize_hw], [(48, 64)], max_new_tokens=3, tokenizer=rt.tokenizer)
+    image_clip, sam, ids, resize_list = _chat_inputs(lisa_repo, image, gen.prompt(samples[0]), rt.tokenizer,
+                                                     tiny.settings["vision_tower"])
+    output_ids, pred_masks = rt.model.evaluate(image_clip, sam, ids, resize_list, [(48, 64)], max_new_tokens=3,
+                                               tokenizer=rt.tokenizer)
     assert output_ids[0, ids.shape[1]:].tolist() == [rt.seg_token_idx] * 3
     np.testing.assert_array_equal(masks.decode(pred.mask), (pred_masks[0][0] > 0).numpy())
 
