@@ -292,7 +292,8 @@ def test_config_python_and_env_keys(tmp_path: Path) -> None:
         build_config(config_file=path)
 
 
-def test_isolation_precedence(tmp_path: Path) -> None:
+def test_isolation_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_LENS_REPO", raising=False)  # CI sets it for the conformance tests
     assert isolation_for(ModelSpec(name="e", adapter="empty")) is None
     rec = envs.EnvRecord(name="lens", python=sys.executable, path=str(tmp_path), adapters=["lens", "lens-cot"], created="now",
                          pins_hash="x", adapter_dir=str(tmp_path), engine="x", installer="pip", upstream="/src/LENS")

@@ -25,9 +25,10 @@ resized image's ``[:h, :w]`` (the rest was padding), ``F.interpolate(..., origin
 bilinear, align_corners=False)``; the evaluations then threshold ``> 0``. The box is the mask's
 tight box (``harness.masks.mask_box``; None for an empty mask).
 
-Tokens: ``tokenizer_image_token`` is ``model/llava/mm_utils.py tokenizer_image_token`` (the same
-in LISA's and GLaMM's checkouts) line for line (each ``<image>``-separated chunk tokenised on its
-own, the chunks joined by ``IMAGE_TOKEN_INDEX`` = -200, one BOS kept). Padding is the collate
+Tokens: ``tokenizer_image_token`` gives the ids of ``model/llava/mm_utils.py tokenizer_image_token``
+(the same in LISA's and GLaMM's checkouts), written here from its behaviour (each
+``<image>``-separated chunk tokenised on its own, the chunks joined by ``IMAGE_TOKEN_INDEX`` = -200,
+one BOS kept) and tested against the checkout's function. Padding is the collate
 functions': ``pad_sequence(batch_first=True, padding_value=pad_token_id)`` (right side) and
 ``attention_mask = input_ids != pad_token_id``.
 
@@ -198,20 +199,24 @@ def special_token_id(tokenizer: Any, token: str, min_id: int = LLAMA_BASE_VOCAB)
 
 
 def tokenizer_image_token(prompt: str, tokenizer: Any, image_token_index: int = IMAGE_TOKEN_INDEX) -> list[int]:
-    """``mm_utils.tokenizer_image_token`` (returns a list; upstream wraps it in a LongTensor)."""
-    prompt_chunks = [tokenizer(chunk).input_ids for chunk in prompt.split("<image>")]
+    """The ids of a prompt with ``<image>`` placeholders, as LLaVA's ``mm_utils.tokenizer_image_token`` gives them.
 
-    def insert_separator(x: list[Any], sep: list[int]) -> list[Any]:
-        return [ele for sublist in zip(x, [sep] * len(x)) for ele in sublist][:-1]
-
-    input_ids: list[int] = []
-    offset = 0
-    if len(prompt_chunks) > 0 and len(prompt_chunks[0]) > 0 and prompt_chunks[0][0] == tokenizer.bos_token_id:
-        offset = 1
-        input_ids.append(prompt_chunks[0][0])
-    for x in insert_separator(prompt_chunks, [image_token_index] * (offset + 1)):
-        input_ids.extend(x[offset:])
-    return input_ids
+    Each piece of text between placeholders is tokenised on its own (so each would carry the
+    tokenizer's BOS); every placeholder becomes one ``image_token_index``. When the first piece
+    starts with BOS, that BOS is kept once at the front and the leading BOS of *every* piece is
+    dropped (upstream drops the first id of each piece then, BOS or not); otherwise every piece
+    is kept whole. Returns a list (upstream can wrap it in a LongTensor). Checked against the
+    checkout's function in the LISA and GLaMM adapters' tests."""
+    pieces = [list(tokenizer(text).input_ids) for text in prompt.split("<image>")]
+    bos = tokenizer.bos_token_id
+    starts_with_bos = bool(pieces[0]) and pieces[0][0] == bos
+    ids: list[int] = [bos] if starts_with_bos else []
+    skip = 1 if starts_with_bos else 0
+    for index, piece in enumerate(pieces):
+        if index:
+            ids.append(image_token_index)
+        ids += piece[skip:]
+    return ids
 
 
 def pad_right(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:

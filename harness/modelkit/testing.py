@@ -5,7 +5,15 @@
   C operators (``operator torchvision::nms does not exist``). When - and only when - that exact
   failure happens, the real torchvision is imported with that one registration module skipped:
   its pure-Python transforms work, its C operators (nms, roi_align) stay unavailable.
-- ``checkout_or_skip``: the upstream checkout a test needs, or a clean skip.
+- ``checkout_or_skip``: the upstream checkout a test needs, or a clean skip; with
+  ``$HARNESS_REQUIRE_UPSTREAM=1`` (CI sets it where ``../shared/upstream`` holds the checkout) a
+  missing checkout fails the test instead.
+- ``load_upstream_file``: one file of a checkout loaded as a module under a private name (no
+  ``sys.path`` change), for oracles that are plain functions of upstream (e.g. LISA's
+  ``utils/data_processing.py get_mask_from_json``).
+- ``argparse_defaults``: the literal ``default=`` of every ``add_argument`` of an upstream script,
+  read with ``ast`` (the scripts load models in ``main()`` and cannot be imported for this).
+- ``harness.modelkit.conformance``: the pytest hooks that count and police conformance tests.
 - tiny offline stand-ins of the LLaVA family (LISA, GLaMM): a LLaMA-like tokenizer with a
   32000-entry base vocabulary, a tiny CLIP vision tower saved to disk, a tiny SAM, and the
   ``CLIPImageProcessor`` of openai/clip-vit-large-patch14(-336). Nothing touches the network:
@@ -18,6 +26,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import string
 import sys
@@ -64,17 +73,71 @@ def import_torchvision_on_cpu_torch() -> None:
         import torchvision  # noqa: F401
 
 
+REQUIRE_ENV = "HARNESS_REQUIRE_UPSTREAM"
+
+
+def upstream_required() -> bool:
+    """``$HARNESS_REQUIRE_UPSTREAM`` is set to a true value: a conformance test may not skip."""
+    return os.environ.get(REQUIRE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def checkout_or_skip(upstream: Upstream) -> Path:
-    """The checkout named by ``$<env>`` (not resolved); skips the test when it is unset or not such a checkout."""
+    """The checkout named by ``$<env>`` (not resolved); skips the test when it is unset or not such a checkout.
+
+    With ``$HARNESS_REQUIRE_UPSTREAM`` set the test fails instead of skipping."""
     import pytest
 
     raw = os.environ.get(upstream.env)
+    problem = None
     if not raw:
-        pytest.skip(f"{upstream.env} is not set (a checkout of {upstream.repository})")
-    repo = Path(raw)
-    if not (repo / upstream.marker).is_file():
-        pytest.skip(f"{upstream.env}={raw} is not a {upstream.repository} checkout")
-    return repo
+        problem = f"{upstream.env} is not set (a checkout of {upstream.repository})"
+    elif not (Path(raw) / upstream.marker).is_file():
+        problem = f"{upstream.env}={raw} is not a {upstream.repository} checkout ({upstream.marker} is missing)"
+    if problem is not None:
+        if upstream_required():
+            pytest.fail(f"{problem}; {REQUIRE_ENV} is set, so a conformance test may not skip", pytrace=False)
+        pytest.skip(problem)
+    return Path(str(raw))
+
+
+def argparse_defaults(script: Path) -> dict[str, Any]:
+    """``{option: default}`` of each ``parser.add_argument(...)`` with a literal default in ``script``
+    (every option string of a call, e.g. ``--vision-tower``); an ``action="store_true"`` without a
+    default gives False."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"), filename=str(script))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
+            continue
+        names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        keywords = {k.arg: k.value for k in node.keywords if k.arg}
+        try:
+            if "default" in keywords:
+                value = ast.literal_eval(keywords["default"])
+            elif "action" in keywords and ast.literal_eval(keywords["action"]) == "store_true":
+                value = False
+            else:
+                continue
+        except ValueError:
+            continue
+        for name in names:
+            out[name] = value
+    return out
+
+
+def load_upstream_file(repo: Path, relative: str, name: str) -> types.ModuleType:
+    """The file ``relative`` of a checkout, executed as a module named ``name`` (not put on sys.path).
+
+    For upstream files whose imports are all third-party (e.g. LISA's ``utils/data_processing.py``):
+    the checkout's generic top-level names (``utils``, ``model``) are never imported this way."""
+    path = repo / relative
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def llama_like_tokenizer(added: tuple[str, ...] = ("[SEG]",), special: tuple[str, ...] = ("<im_start>", "<im_end>"),

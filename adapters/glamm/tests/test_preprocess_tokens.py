@@ -53,3 +53,15 @@ def test_prompt_tokens_have_one_image_and_one_seg() -> None:
     tok = llama_like_tokenizer(added=(), special=("<im_start>", "<im_end>", "<bbox>", "<point>", "[SEG]", "<p>", "</p>"))
     ids = tokens.tokenizer_image_token(prompts.deterministic_prompt("dog"), tok)
     assert ids.count(tokens.IMAGE_TOKEN_INDEX) == 1 and ids.count(32004) == 1
+
+
+def test_tokenizer_image_token_matches_the_checkout(glamm_repo) -> None:
+    """The engine's ``tokenizer_image_token`` (written from its behaviour) against GLaMM's ``mm_utils``."""
+    from harness_glamm.upstream import import_module
+
+    mm_utils = import_module(glamm_repo, "model.llava.mm_utils")
+    tok = llama_like_tokenizer(added=(), special=("<im_start>", "<im_end>", "<bbox>", "<point>", "[SEG]", "<p>", "</p>"))
+    texts = (prompts.deterministic_prompt("The dog"), prompts.conversation([("A?", "[SEG]."), ("B?", "Sure, [SEG].")]),
+             "<image>", "no image", "a <image> b <image> c", "<image><image>", "")
+    for text in texts:
+        assert tokens.tokenizer_image_token(text, tok) == mm_utils.tokenizer_image_token(text, tok), text

@@ -1,6 +1,7 @@
-"""Proof of sameness on the upstream LENS class (tiny, fp32, CPU): the adapter against a line-for-line
-copy of hustvl/LENS ``eval/evaluate_res2.py RefCOCOEvaluator.evaluate_single`` on a separately
-loaded, unwrapped model.
+"""Proof of sameness on the upstream LENS class (tiny, fp32, CPU): the adapter against hustvl/LENS's own
+``eval/evaluate_res2.py`` run from the checkout (``ReferSegEvaluationSet`` reading a one-image RefCOCO
+tree written here, then ``RefCOCOEvaluator.evaluate_single``; ``upstream_eval.py``) on a separately
+loaded, unwrapped model: upstream's preprocessing, prompts, padding, generation and mask pass.
 
 - ``variant: refcoco-upstream`` (one call per ref, the tokenizer's own padding side, no sharing)
   is bit for bit ``evaluate_single`` per ref, with an even and an uneven ref;
@@ -9,15 +10,19 @@ loaded, unwrapped model.
   ``evaluate_single`` (per sentence, and on the same left-padded batch), and identical masks;
 - the counters show each saving, with values worked out from the prompt lengths.
 
-Needs $HARNESS_LENS_REPO (skipped otherwise).
+Conformance tests: they need $HARNESS_LENS_REPO.
 """
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tiny
 import torch
+import upstream_eval
 from harness import masks
 from harness.types import GroundTruth, Query, Sample
 
@@ -64,8 +69,18 @@ def checkpoint(samr1, tmp_path_factory):
     return d
 
 
+_RES2: list = []  # eval/evaluate_res2.py of the checkout, imported by the ``res2`` fixture
+
+
 @pytest.fixture(scope="module")
-def upstream(samr1, checkpoint):
+def res2(upstream_repo):
+    module = upstream_eval.evaluate_res2(upstream_repo)
+    _RES2[:] = [module]
+    return module
+
+
+@pytest.fixture(scope="module")
+def upstream(samr1, checkpoint, res2):
     """The model class loaded as ``RefCOCOEvaluator.__init__`` loads it (fp32, sdpa on CPU), no wrappers,
     and ``AutoProcessor.from_pretrained`` untouched (the checkpoint's padding side)."""
     return _load_upstream(samr1, checkpoint)
@@ -109,41 +124,33 @@ def _delta(a: LensAdapter, run) -> dict[str, float]:
 _REFERENCE: dict[tuple, tuple] = {}
 
 
-@torch.no_grad()
-def evaluate_single(model, processor, image: np.ndarray, problems: list[str], padding_side: str | None = None):
-    """hustvl/LENS 28cf510 ``evaluate_single`` line for line (device "cpu" and fp32 for "cuda" and bf16;
-    ``ReferSegEvaluationSet.__getitem__``'s image preparation is ``PREPROCESSING["refcoco"]``).
-    ``padding_side`` forces a side (None: the processor's own, as upstream)."""
-    key = (image.tobytes(), tuple(problems), padding_side)
+def _upstream_item(image: np.ndarray, problems: list[str]) -> dict:
+    """``ReferSegEvaluationSet.__getitem__`` of upstream for one ref of ``problems`` on ``image``."""
+    root = upstream_eval.write_refcoco(Path(tempfile.mkdtemp(prefix="lens_refcoco_")), image, [problems])
+    [item] = upstream_eval.refcoco_items(_RES2[0], root)
+    return item
+
+
+def upstream_run(model, processor, image: np.ndarray, problems: list[str], padding_side: str | None = None):
+    """(upstream's item, what its ``evaluate_single`` computed); ``padding_side`` forces a side (None: the
+    processor's own, as upstream). Cached per model, image, sentences and side."""
+    key = (id(model), image.tobytes(), tuple(problems), padding_side)
     if key not in _REFERENCE:
+        item = _upstream_item(image, problems)
         side = processor.tokenizer.padding_side
         try:
-            _REFERENCE[key] = _evaluate_single(model, processor, image, problems, padding_side)
+            if padding_side is not None:
+                processor.tokenizer.padding_side = padding_side
+            _REFERENCE[key] = (item, upstream_eval.evaluate_single(_RES2[0], model, processor, item))
         finally:
             processor.tokenizer.padding_side = side
     return _REFERENCE[key]
 
 
-def _evaluate_single(model, processor, image: np.ndarray, problems: list[str], padding_side: str | None):
-    pre = PREPROCESSING["refcoco"](image)
-    if padding_side is not None:
-        processor.tokenizer.padding_side = padding_side
-    messages = [prompts.messages("pr1_grounding", p) for p in problems]
-    texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
-    image_inputs = [pre.llm_image] * len(texts)
-    inputs = processor(text=texts, images=image_inputs, padding=True, return_tensors="pt").to(device="cpu", dtype=torch.float32)
-    width = inputs["input_ids"].shape[1]
-    llm_out = model.generate(max_length=768, use_cache=True, do_sample=False, **inputs)
-    new_attention_mask = torch.ones_like(llm_out, dtype=torch.int64)
-    pos = torch.where(llm_out == processor.tokenizer.pad_token_id)
-    new_attention_mask[pos] = 0
-    inputs.update({"input_ids": llm_out, "attention_mask": new_attention_mask})
-    inputs.update({"sam_images": torch.from_numpy(pre.sam_image).unsqueeze(0).repeat(len(texts), 1, 1, 1)})
-    _, low_res_masks = model(output_hidden_states=True, use_learnable_query=True, **inputs)
-    pred_masks = [model.postprocess_masks(low_res_mask, orig_hw=(H, W)) for low_res_mask in low_res_masks]
-    pred_masks = (torch.cat(pred_masks, dim=0)[:, 0] > 0).int()
-    new_text = processor.batch_decode(llm_out[:, width:], skip_special_tokens=True)
-    return new_text, [m[0, 0] for m in low_res_masks], pred_masks.numpy().astype(bool), inputs
+def evaluate_single(model, processor, image: np.ndarray, problems: list[str], padding_side: str | None = None):
+    """hustvl/LENS ``evaluate_single`` on upstream's item: new texts, (256, 256) logits, masks, generate inputs."""
+    _, run = upstream_run(model, processor, image, problems, padding_side)
+    return run.new_texts(processor), run.low_res, np.stack(run.masks), run.generate_inputs
 
 
 def _run(adapter: LensAdapter, image: np.ndarray, exprs: list[str]):
@@ -152,9 +159,11 @@ def _run(adapter: LensAdapter, image: np.ndarray, exprs: list[str]):
 
 
 def _rows(processor, exprs: list[str]) -> list[list[int]]:
-    """Each sentence's prompt as the processor gives it alone (image tokens expanded, no padding)."""
-    llm_image = PREPROCESSING["refcoco"](_image()).llm_image
-    return [processor(text=[prompts.render(processor, "pr1_grounding", e)], images=[llm_image]).input_ids[0] for e in exprs]
+    """Each sentence's prompt as the processor gives it alone (image tokens expanded, no padding), from
+    upstream's item (its messages and LLM image)."""
+    item = _upstream_item(_image(), exprs)
+    texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in item["messages"]]
+    return [processor(text=[t], images=[item["image"]]).input_ids[0] for t in texts]
 
 
 def _token_lengths(processor, exprs: list[str]) -> list[int]:
@@ -303,19 +312,10 @@ def mask_pass_with_generation_positions(model, processor, sequences: torch.Tenso
 
 
 def _left_padded_generation(model, processor, image: np.ndarray, exprs: list[str]):
-    """Upstream's generation on a left-padded batch (``evaluate_single``'s first half), for the reference."""
-    pre = PREPROCESSING["refcoco"](image)
-    side = processor.tokenizer.padding_side
-    processor.tokenizer.padding_side = "left"
-    try:
-        texts = [prompts.render(processor, "pr1_grounding", e) for e in exprs]
-        inputs = processor(text=texts, images=[pre.llm_image] * len(exprs), padding=True, return_tensors="pt")
-    finally:
-        processor.tokenizer.padding_side = side
-    with torch.no_grad():
-        sequences = model.generate(max_length=768, use_cache=True, do_sample=False, **inputs)
-    sam = torch.from_numpy(pre.sam_image).unsqueeze(0).repeat(len(exprs), 1, 1, 1)
-    return sequences, inputs, sam
+    """Upstream's generation on a left-padded batch (``evaluate_single``'s first half, as it ran), for the reference."""
+    item, run = upstream_run(model, processor, image, exprs, padding_side="left")
+    sam = item["sam_image"].unsqueeze(0).repeat(len(exprs), 1, 1, 1)
+    return run.sequences, run.generate_inputs, sam
 
 
 def test_mask_from_cache_is_off_by_default() -> None:
@@ -402,7 +402,7 @@ def ragged_checkpoint(samr1, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ragged_upstream(samr1, ragged_checkpoint):
+def ragged_upstream(samr1, ragged_checkpoint, res2):
     return _load_upstream(samr1, ragged_checkpoint)
 
 

@@ -1,6 +1,6 @@
 """The whole adapter on the upstream LENS model class with a tiny random configuration.
 
-Needs a hustvl/LENS checkout in $HARNESS_LENS_REPO (skipped otherwise): the model class
+Needs a hustvl/LENS checkout in $HARNESS_LENS_REPO (conformance tests): the model class
 (``SAMR1ForConditionalGeneration_qwen2p5``) is built from a tiny Qwen2.5-VL config and a
 tiny SAM2, saved as a checkpoint, and loaded by the adapter as a real checkpoint would be.
 """
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tiny
 import torch
+import upstream_eval
 from harness import masks
 from harness.types import ParseStatus, Query
 
-from harness_lens import prompts
 from harness_lens.adapter import LensAdapter
 from harness_lens.parse import find_box, parse_float_sequence_within, rescale_box
 from harness_lens.preprocess import PREPROCESSING
@@ -86,25 +86,29 @@ def test_counters(box_checkpoint, upstream_repo) -> None:
     assert a.stats()["forward_passes"] == 9.0
 
 
-def _upstream_recipe(model, processor, image: np.ndarray, expression: str, template: str = "pr1_grounding"):
-    """hustvl/LENS eval/evaluate_res2.py ``evaluate_single`` for one sentence, on CPU and fp32:
-    no padding, whole-sequence decoding, SAM encoding inside the model's own forward."""
-    pre = PREPROCESSING["refcoco"](image)
-    text = processor.apply_chat_template(prompts.messages(template, expression), tokenize=False, add_generation_prompt=True)
-    inputs = processor(text=[text], images=[pre.llm_image], padding=True, return_tensors="pt").to(device="cpu", dtype=torch.float32)
-    with torch.inference_mode():
-        out = model.generate(max_length=768, use_cache=True, do_sample=False, **inputs)
-        completion = processor.batch_decode(out, skip_special_tokens=True)
-        attention = torch.ones_like(out, dtype=torch.int64)
-        attention[torch.where(out == processor.tokenizer.pad_token_id)] = 0
-        inputs.update({"input_ids": out, "attention_mask": attention})
-        inputs.update({"sam_images": torch.from_numpy(pre.sam_image).unsqueeze(0).repeat(1, 1, 1, 1)})
-        _, low_res = model(output_hidden_states=True, use_learnable_query=True, **inputs)
-        logits = model.postprocess_masks(low_res[0], orig_hw=image.shape[:2])[:, 0]
+def _upstream_recipe(upstream_repo, tmp_path, model, processor, image: np.ndarray, expression: str):
+    """hustvl/LENS eval/evaluate_res2.py for one sentence, run from the checkout (``upstream_eval``): its
+    ``ReferSegEvaluationSet`` item and ``evaluate_single`` on CPU and fp32 (no padding, whole-sequence
+    decoding, SAM encoding inside the model's own forward). The completion text and the upsampled logits."""
+    module = upstream_eval.evaluate_res2(upstream_repo)
+    root = upstream_eval.write_refcoco(tmp_path / expression.replace(" ", "_"), image, [[expression]])
+    [item] = upstream_eval.refcoco_items(module, root)
+    logits = []
+    postprocess = model.postprocess_masks
+
+    def keep_logits(low_res_mask, *args, **kwargs):  # a spy: upstream's own values, passed on unchanged
+        out = postprocess(low_res_mask, *args, **kwargs)
+        logits.append(out[0, 0])
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model, "postprocess_masks", keep_logits)
+        run = upstream_eval.evaluate_single(module, model, processor, item)
+    completion = processor.batch_decode(run.sequences, skip_special_tokens=True)
     return completion[0], logits[0]
 
 
-def test_matches_the_upstream_recipe(adapter) -> None:
+def test_matches_the_upstream_recipe(adapter, upstream_repo, tmp_path) -> None:
     """Per sentence, the adapter's batched, left-padded, embedding-reusing path gives upstream's
     mask (up to pixels whose logit is within float noise of 0) and upstream's box."""
     image = _image(seed=2)
@@ -113,7 +117,7 @@ def test_matches_the_upstream_recipe(adapter) -> None:
     encoder.reuse = False  # upstream: SAM encodes inside the forward, once per sentence
     try:
         for expr, pred in zip(EXPRESSIONS, preds):
-            text, logits = _upstream_recipe(adapter._lens.model, adapter._lens.processor, image, expr)
+            text, logits = _upstream_recipe(upstream_repo, tmp_path, adapter._lens.model, adapter._lens.processor, image, expr)
             ref = (logits > 0).numpy()
             got = masks.decode(pred.mask)
             differ = got != ref
@@ -191,9 +195,9 @@ def test_upstream_stays_contained(upstream_repo) -> None:
 
     from harness_lens.model import UpstreamError, import_upstream
 
-    assert any(p == str(upstream_repo.resolve()) for p in sys.path)  # only after load, in this (worker) process
     with pytest.raises(UpstreamError, match="not a hustvl/LENS checkout"):
         from harness_lens.model import resolve_upstream
 
         resolve_upstream("/nonexistent")
     assert import_upstream(upstream_repo.resolve()).__name__ == "src.open_r1.trainer.samr1"
+    assert any(p == str(upstream_repo.resolve()) for p in sys.path)  # only after the import, in this (worker) process

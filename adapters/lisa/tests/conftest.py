@@ -1,55 +1,33 @@
-"""Shared fixtures: the upstream checkout (HARNESS_LISA_REPO) or a clean skip.
+"""Shared fixtures: the upstream checkout (HARNESS_LISA_REPO) or a clean skip, and torchvision on a CPU torch.
 
-LISA's ``model/segment_anything/__init__.py`` imports torchvision (its automatic mask
-generator and ``ResizeLongestSide``), none of which the evaluation path calls. A CPU-only
-torch cannot load a PyPI torchvision's operators, so when torchvision does not import, the
-tests put a stand-in for exactly the names LISA imports into ``sys.modules``; each raises if
-called. The adapter itself never does this: its environment installs the real torchvision.
+LISA's ``model/segment_anything`` imports torchvision (``ResizeLongestSide`` resizes with
+``torchvision.transforms.functional.resize``). PyPI's torchvision is a CUDA build whose C operators
+do not load beside the CPU torch of the tests; ``import_torchvision_on_cpu_torch`` then imports the
+real torchvision without them, so LISA's own resize runs as it does upstream.
+
+Every test that uses ``lisa_repo`` is a conformance test (``harness.modelkit.conformance``).
 """
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
-import types
 from pathlib import Path
 
 import pytest
-from harness.modelkit.testing import checkout_or_skip
+from harness.modelkit.conformance import (  # noqa: F401  (pytest hooks: mark, police and count conformance tests)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
+from harness.modelkit.testing import checkout_or_skip, import_torchvision_on_cpu_torch
 
 from harness_lisa.upstream import UPSTREAM
 
+CONFORMANCE_FIXTURES = ("lisa_repo",)
 
-def _torchvision_stand_in() -> None:
-    try:
-        import torchvision  # noqa: F401
-        return
-    except Exception:  # missing, or a build that does not match the CPU torch
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-
-    def unavailable(*args, **kwargs):
-        raise RuntimeError("torchvision stand-in of the tests: not available")
-
-    tv = types.ModuleType("torchvision")
-    ops = types.ModuleType("torchvision.ops")
-    boxes = types.ModuleType("torchvision.ops.boxes")
-    transforms = types.ModuleType("torchvision.transforms")
-    functional = types.ModuleType("torchvision.transforms.functional")
-    boxes.batched_nms = boxes.box_area = unavailable
-    functional.resize = functional.to_pil_image = unavailable
-    tv.ops, ops.boxes, tv.transforms, transforms.functional = ops, boxes, transforms, functional
-    tv.__path__ = []  # a package, so that submodule imports resolve through sys.modules
-    ops.__path__ = []
-    transforms.__path__ = []
-    for module in (tv, ops, boxes, transforms, functional):
-        module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)
-    sys.modules.update({"torchvision": tv, "torchvision.ops": ops, "torchvision.ops.boxes": boxes,
-                        "torchvision.transforms": transforms, "torchvision.transforms.functional": functional})
+import_torchvision_on_cpu_torch()
 
 
 @pytest.fixture(scope="session")
 def lisa_repo() -> Path:
-    repo = checkout_or_skip(UPSTREAM)
-    _torchvision_stand_in()
-    return repo
+    return checkout_or_skip(UPSTREAM)

@@ -44,10 +44,33 @@ def test_pad_right() -> None:
     assert att.tolist() == [[True, True, True], [True, True, False]]
 
 
+class _NoBos:
+    """A tokenizer whose ids never start with BOS (upstream then keeps every chunk whole)."""
+
+    bos_token_id = 1
+
+    def __init__(self, tok) -> None:
+        self.tok = tok
+
+    def __call__(self, text):
+        ids = self.tok(text).input_ids
+        return type("Out", (), {"input_ids": ids[1:] if ids[:1] == [1] else ids})()
+
+
+TOKEN_PROMPTS = ("<image>", "no image at all", "<image>\nleading", "trailing <image>", "a <image> b <image> c",
+                 "<image><image>", "", " <image> ")
+
+
 def test_matches_checkout_tokenizer_image_token(lisa_repo) -> None:
+    """The rewritten ``tokenizer_image_token`` gives upstream's ids, with and without a leading BOS."""
     from harness_lisa.upstream import import_module
 
     mm_utils = import_module(lisa_repo, "model.llava.mm_utils")
     tok = llama_like_tokenizer()
-    for p in (prompts.eval_prompt("a red car", "refcoco"), prompts.eval_prompt("x", "refcoco", answer=None)):
-        assert tokens.tokenizer_image_token(p, tok) == mm_utils.tokenizer_image_token(p, tok, return_tensors="pt").tolist()
+    texts = (prompts.eval_prompt("a red car", "refcoco"), prompts.eval_prompt("x", "refcoco", answer=None),
+             prompts.eval_prompt("What? <image>", "reasonseg", is_sentence=True), *TOKEN_PROMPTS)
+    for t in (tok, _NoBos(tok)):
+        for p in texts:
+            assert tokens.tokenizer_image_token(p, t) == mm_utils.tokenizer_image_token(p, t), p
+            assert tokens.tokenizer_image_token(p, t, image_token_index=-7) == mm_utils.tokenizer_image_token(
+                p, t, image_token_index=-7), p

@@ -8,10 +8,30 @@ failure happens, the real torchvision is imported with that one registration mod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from harness.modelkit.testing import import_torchvision_on_cpu_torch
+from harness.modelkit.conformance import (  # noqa: F401  (pytest hooks: mark, police and count conformance tests)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
+from harness.modelkit.testing import checkout_or_skip, import_torchvision_on_cpu_torch
+from harness.modelkit.upstream import Upstream
 
 import_torchvision_on_cpu_torch()
+
+# The upstream checkout the conformance tests read and import from (scripts, prompts, post-processing);
+# the adapter itself never imports it. CI points the variable at ../shared/upstream (facebookresearch/sam3).
+UPSTREAM = Upstream(name="SAM 3", repository="facebookresearch/sam3", env="HARNESS_SAM3_REPO", revision="99d02f2",
+                    marker="sam3/model/sam3_image_processor.py", top_level=(), isolation="")
+CONFORMANCE_FIXTURES = ("sam3_repo",)
+
+
+@pytest.fixture(scope="session")
+def sam3_repo() -> Path:
+    return checkout_or_skip(UPSTREAM)
 
 
 @pytest.fixture(scope="session")

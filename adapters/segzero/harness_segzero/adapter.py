@@ -52,15 +52,16 @@ def _info(name: str, description: str, model: str) -> AdapterInfo:
 
 
 class SegZeroAdapter(Adapter):
-    """Seg-Zero-7B with the current (multi-object) prompt; see ``VARIANT`` for the defaults."""
+    """Seg-Zero-7B with its single-object prompt, as Seg-Zero's ``inference_scripts/infer.py`` and
+    ``evaluation_scripts/evaluation.py`` run it; see ``VARIANT`` for the defaults."""
 
     info: ClassVar[AdapterInfo] = _info(
-        "segzero", "Seg-Zero (Qwen2.5-VL-7B reasoning -> JSON boxes+points -> SAM2-L), HEAD multi-object prompt",
+        "segzero", "Seg-Zero (Qwen2.5-VL-7B reasoning -> JSON box+2 points -> SAM2-L), its single-object prompt",
         "Ricky06662/Seg-Zero-7B")
     # Every setting that changes outputs; all of them enter the run's fingerprint.
     VARIANT: ClassVar[dict[str, Any]] = {
         "model_path": "Ricky06662/Seg-Zero-7B",
-        "prompt": "multi",  # "single": the one-object prompt and parser of Seg-Zero 77f9ea5
+        "prompt": "single",  # infer.py / evaluation.py; "multi": VisionReasoner's multi-object prompt and parser
         "max_new_tokens": 1024,
         "sam_model": SAM2_LARGE,  # a hub id for SAM2ImagePredictor.from_pretrained ...
         "sam_config": None,  # ... or a sam2 config name plus a local checkpoint
@@ -247,7 +248,7 @@ class SegZeroAdapter(Adapter):
 
 
 class VisionReasonerAdapter(SegZeroAdapter):
-    """VisionReasoner-7B: the same prompt and parser, 2048 new tokens, SAM2 in float32."""
+    """VisionReasoner-7B: the multi-object prompt and parser, 2048 new tokens, SAM2 in float32."""
 
     info: ClassVar[AdapterInfo] = _info(
         "visionreasoner",
@@ -256,16 +257,18 @@ class VisionReasonerAdapter(SegZeroAdapter):
     VARIANT: ClassVar[dict[str, Any]] = {
         **SegZeroAdapter.VARIANT,
         "model_path": "Ricky06662/VisionReasoner-7B",
+        "prompt": "multi",  # evaluation_visionreasoner.py / infer_multi_object.py
         "max_new_tokens": 2048,
         "sam_bf16_autocast": False,  # VisionReasoner's generate_masks runs SAM without autocast
     }
 
 
 class SegZeroSingleAdapter(SegZeroAdapter):
-    """Seg-Zero with the single-object prompt and parser of commit 77f9ea5 (box + two points)."""
+    """The older name of ``segzero``'s pairing (Seg-Zero-7B, single-object prompt: one box, two points)."""
 
     info: ClassVar[AdapterInfo] = _info(
-        "segzero-single", "Seg-Zero with the single-object prompt of commit 77f9ea5 (one box, two points)", "Ricky06662/Seg-Zero-7B")
+        "segzero-single", "Seg-Zero-7B with its single-object prompt (one box, two points); the same as segzero",
+        "Ricky06662/Seg-Zero-7B")
     VARIANT: ClassVar[dict[str, Any]] = {**SegZeroAdapter.VARIANT, "prompt": "single"}
 
 

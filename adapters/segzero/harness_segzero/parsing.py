@@ -12,7 +12,7 @@ and ``point_2d[0:2]``, x by W/840 and y by H/840. An empty list is a valid "noth
 The only deliberate difference: a JSON ``true``/``false`` as a coordinate is rejected (upstream's
 arithmetic would silently read it as 1/0).
 
-``parse_single`` follows Seg-Zero 77f9ea5 ``evaluation_scripts/evaluation.py`` lines 26-52: the
+``parse_single`` follows Seg-Zero 42a3345 (unchanged since 77f9ea5) ``evaluation_scripts/evaluation.py`` lines 26-52: the
 first ``{[^}]+}`` anywhere in the output, ``json.loads``, the first key containing ``bbox`` (its
 value must have ``len() == 4``) and the first two keys containing ``points`` (indexed ``[0]`` and
 ``[1]`` with no length check), each coordinate ``round(int(v) * factor)``. As upstream, strings
@@ -141,7 +141,7 @@ def _round(value: int, factor: float, where: str) -> int:
 
 
 def parse_single(text: str | None, x_factor: float, y_factor: float) -> Parsed:
-    """A ``{"bbox": [...], "points_1": [...], "points_2": [...]}`` answer (Seg-Zero 77f9ea5)."""
+    """A ``{"bbox": [...], "points_1": [...], "points_2": [...]}`` answer (Seg-Zero `evaluation.py`, `infer.py`)."""
     if not text:
         raise AnswerParseError("the model output is empty")
     match = FIRST_OBJECT.search(text)

@@ -7,7 +7,7 @@ sentences (they are adjacent Python string literals upstream):
   ``QUESTION_TEMPLATE`` (lines 112-118), identical to dvlab-research/VisionReasoner a455092
   ``vision_reasoner/models/vision_reasoner_model.py`` ``DETECTION_TEMPLATE`` (lines 66-72).
   The question is ``text.lower().strip(".\\"?!")`` (Seg-Zero line 134, VisionReasoner line 230).
-- ``single``: Seg-Zero 77f9ea5 ``evaluation_scripts/evaluation.py`` (lines 90-96, 110-111):
+- ``single``: Seg-Zero 42a3345 ``evaluation_scripts/evaluation.py`` (lines 90-96, 110-111) and ``inference_scripts/infer.py``:
   single quotes around the question, which is only ``text.lower().strip(".")``.
 """
 

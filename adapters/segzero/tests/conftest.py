@@ -10,10 +10,30 @@ skipped. torchvision's C operators (nms, roi_align) stay unavailable; nothing he
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from harness.modelkit.testing import import_torchvision_on_cpu_torch
+from harness.modelkit.conformance import (  # noqa: F401  (pytest hooks: mark, police and count conformance tests)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
+from harness.modelkit.testing import checkout_or_skip, import_torchvision_on_cpu_torch
+from harness.modelkit.upstream import Upstream
 
 import_torchvision_on_cpu_torch()
+
+# The upstream checkout the conformance tests read and import from (scripts, prompts, post-processing);
+# the adapter itself never imports it. CI points the variable at ../shared/upstream (dvlab-research/Seg-Zero).
+UPSTREAM = Upstream(name="Seg-Zero", repository="dvlab-research/Seg-Zero", env="HARNESS_SEGZERO_REPO", revision="42a3345",
+                    marker="evaluation_scripts/evaluation.py", top_level=(), isolation="")
+CONFORMANCE_FIXTURES = ("segzero_repo",)
+
+
+@pytest.fixture(scope="session")
+def segzero_repo() -> Path:
+    return checkout_or_skip(UPSTREAM)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def image() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def loaded(tiny_options):
-    adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6)
+    adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6, prompt="multi")  # the multi-object parser's paths
     adapter.load("cpu")
     return adapter
 
@@ -134,7 +134,7 @@ def test_scripted_outputs(loaded, image, script, status, empty, box) -> None:
 
 @pytest.mark.slow
 def test_chunked_batches_give_the_same_predictions(tiny_options, image) -> None:
-    chunked = SegZeroAdapter(**tiny_options, max_new_tokens=6, batch_size=1)
+    chunked = SegZeroAdapter(**tiny_options, max_new_tokens=6, batch_size=1, prompt="multi")
     chunked.load("cpu")
     scripted(chunked, "one")
     preds = chunked.predict(image, [sample("a"), sample("b", 1)])
@@ -145,7 +145,7 @@ def test_chunked_batches_give_the_same_predictions(tiny_options, image) -> None:
 
 @pytest.mark.slow
 def test_single_object_variant(tiny_options, image, reference_sam) -> None:
-    adapter = SegZeroSingleAdapter(**tiny_options, max_new_tokens=6)
+    adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6)  # the default: Seg-Zero's single-object prompt
     adapter.load("cpu")
     assert "with bbox and points." in adapter.inputs(image, sample("x"))["prompt"]
     scripted(adapter, "single")
@@ -171,7 +171,8 @@ def test_variants_and_registry() -> None:
     vr = VisionReasonerAdapter()
     assert vr.options["max_new_tokens"] == 2048 and vr.options["model_path"] == "Ricky06662/VisionReasoner-7B"
     assert vr.options["sam_bf16_autocast"] is False and SegZeroAdapter().options["sam_bf16_autocast"] is True
-    assert SegZeroSingleAdapter().options["prompt"] == "single"
+    assert SegZeroAdapter().options["prompt"] == "single" and vr.options["prompt"] == "multi"
+    assert SegZeroSingleAdapter().options == SegZeroAdapter().options
     assert adapter_class("segzero") is SegZeroAdapter
     assert adapter_class("visionreasoner") is VisionReasonerAdapter
     assert adapter_class("segzero-single") is SegZeroSingleAdapter
@@ -198,7 +199,7 @@ def test_reasonseg_variant_is_what_eval_reasonseg_sh_runs() -> None:
 
 @pytest.mark.slow
 def test_several_images_in_one_call_give_the_same_predictions(tiny_options, image) -> None:
-    adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6)
+    adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6, prompt="multi")
     adapter.load("cpu")
     scripted(adapter, "one")
     assert adapter.multi_image
