@@ -7,12 +7,22 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from harness.modelkit import conformance
+from harness.modelkit.conformance import (  # noqa: F401  (pytest hooks: mark, police and count conformance tests)
+    pytest_collection_modifyitems,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
 from harness.modelkit.testing import checkout_or_skip, import_torchvision_on_cpu_torch
 
 from harness_unipixel.model import UPSTREAM, import_upstream
 
+# Every test that uses the checkout is a conformance test: it may not skip under HARNESS_REQUIRE_UPSTREAM=1.
+CONFORMANCE_FIXTURES = ("upstream_repo",)
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    conformance.pytest_configure(config)
     import_torchvision_on_cpu_torch()  # the CPU torch of the tests: torchvision without its C operators
 
 
