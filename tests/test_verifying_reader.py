@@ -271,7 +271,7 @@ def test_a_copy_short_of_the_official_count_is_not_a_complete_result(tmp_path: P
 def test_a_split_without_official_counts_says_count_unchecked(tmp_path: Path, isolated: Path) -> None:
     suite = write_suite(tmp_path, val=3, test=2)
     out = tmp_path / "run"
-    assert _run(suite, out, "--models", "oracle-box") == 0
+    assert _run(suite, out, models="oracle-box") == 0
     res = results_of(out)["oracle-box"]["val"]
     assert res["data"] == "count unchecked" and res["complete"] is True
 

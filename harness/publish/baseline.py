@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import zlib
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from harness.errors import HarnessError
 from harness.files import write_json_atomic
 from harness.records.manifest import now
 from harness.records.reader import StoredRun
+from harness.records.results import ids_digest as sorted_ids_digest
 from harness.records.store import read_json
 from harness.score.paired import PairScores
 from harness.score.schema import SCHEMA_NAME as RESULTS_SCHEMA
@@ -52,7 +52,7 @@ class BaselineError(HarnessError):
 
 def ids_digest(ids: Sequence[str]) -> dict[str, Any]:
     """The count and sha256 of a sorted id list: enough to tell two sample sets apart."""
-    return {"n": len(ids), "sha256": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()}
+    return {"n": len(ids), "sha256": sorted_ids_digest(ids)}
 
 
 @dataclass(frozen=True)

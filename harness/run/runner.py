@@ -230,7 +230,8 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             counts: dict[str, dict[str, int]] = {}
             samples = load_samples(suite, manifest["splits"], config.data_root, config.limit, sizes, counts)
             # What a --limit run is part of ("partial: 40 of 160"), and the data against the official counts.
-            record_data_counts(StoredRun(out, config.data_root, run_dir), suite, sizes, counts)
+            stored = StoredRun(out, config.data_root, run_dir)  # the run as the reader sees it, with this command's RunDir
+            record_data_counts(stored, suite, sizes, counts)
             for name, adapter in adapters.items():  # a wrong replay file is found before any model predicts
                 _check_replay_ids(adapter, name, samples)
             device = _rank_device(config.device)
@@ -262,7 +263,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     from harness.run.merge import merge_run
 
     # A sharded run (each rank its own log, rank 0 merging) takes the full path on every resume.
-    return merge_run(StoredRun(out, config.data_root, run_dir), samples, render, reuse=True, data=data,
+    return merge_run(stored, samples, render, reuse=True, data=data,
                      resume=resume if shard is None else None)
 
 
