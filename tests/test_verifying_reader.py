@@ -119,6 +119,13 @@ def test_a_forged_score_with_fresh_results_is_caught_by_re_derivation(pair: dict
     assert f"val.jsonl:{line}" in capsys.readouterr().err
     assert main(["leaderboard", str(pair["run"]), "--out", str(pair["tmp"] / "site")]) == 2
     assert f"val.jsonl:{line}" in capsys.readouterr().err
+    assert main(["compare", str(pair["run"])]) == 2
+    assert f"val.jsonl:{line}" in capsys.readouterr().err
+    layout = pair["tmp"] / "layout.yaml"
+    layout.write_text("tables:\n- id: t\n  title: T\n  groups:\n  - label: mini\n    suite: mini\n    columns:\n"
+                      "    - {label: val, split: val}\n")
+    assert main(["table", str(pair["run"]), "--layout", str(layout)]) == 2
+    assert f"val.jsonl:{line}" in capsys.readouterr().err
     # `harness rescore` derives it again from the mask: everything passes.
     assert main(["rescore", str(pair["run"])]) == 0
     assert main(["gate", str(pair["run"]), "--baseline", str(pair["base"])]) == 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from harness.errors import HarnessError
 from harness.publish import mdtext
 from harness.publish.api import Run
 from harness.publish.baseline import csv_list
+from harness.records.reader import VERIFY_DEFAULT, verify_option
 from harness.score.paired import DEFAULT_ROUNDS, PairScores, deviations_by_group, deviations_by_metric, p_text, p_value, point
 
 METRICS = ("ciou", "giou")
@@ -259,6 +261,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     # Each run read through the verifying reader: stale scoring, changed annotations, a results.json that is not what
     # its logs give, or a score breaking its invariants are refused (as report, gate and leaderboard do).
     runs = [Run(p, args.data_root) for p in args.runs]
+    verify = verify_option(args.verify)
+    if verify != "none":  # stored scores against their masks, before any difference is printed
+        for run in runs:
+            print(f"{run.path}: {run.stored.rederive(verify if isinstance(verify, int) else None)}", file=sys.stderr)
     c = paired_differences(runs, csv_list(args.models), csv_list(args.splits), rounds=args.rounds, with_slices=not args.no_slices)
     print(markdown(c) if args.markdown else plain(c), end="")
     return 0
@@ -272,6 +278,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", help="comma-separated models (or <run>:<model> labels with two runs; default: all)")
     p.add_argument("--splits", help="comma-separated splits (default: every split both models have)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"bootstrap resamples (default {DEFAULT_ROUNDS})")
+    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
+                   help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
+                        "'all', or 'none'), refusing a run where any differs; needs the data")
     p.add_argument("--no-slices", action="store_true", help="per split only (no samples needed)")
     p.add_argument("--data-root", type=Path, help="where the datasets live, for the slices (default: the run's)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of plain text")

@@ -29,6 +29,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
 from harness.publish.leaderboard import Table, _published, load_aliases, load_runs, load_tables, paper_tables
+from harness.records.reader import VERIFY_DEFAULT, verify_option
 
 # Named layouts: the table ids of the leaderboard's default layout file.
 LAYOUTS = {"lens-table1": "refcoco", "lens-table3": "reasoning"}
@@ -54,9 +55,11 @@ def resolve_layout(layout: str, table_id: str | None = None) -> list[Table]:
     return tables
 
 
-def build(run_paths: Sequence[Path], tables: Sequence[Table], aliases_file: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """The filled tables (rows of cells, as the leaderboard's tables page) and the published sources."""
-    runs = load_runs(run_paths)
+def build(run_paths: Sequence[Path], tables: Sequence[Table], aliases_file: Path | None = None,
+          verify: int | str | None = "none", notes: list[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The filled tables (rows of cells, as the leaderboard's tables page) and the published sources;
+    ``verify`` and ``notes`` as for ``load_runs`` (stored scores re-derived from their masks first)."""
+    runs = load_runs(run_paths, verify, notes)
     if not runs:
         raise HarnessError("no runs given")
     pub, pub_models = _published(runs, tables)
@@ -210,10 +213,11 @@ def csv_text(rendered: dict[str, Any], intervals: bool = True) -> str:
 
 
 def render(run_paths: Sequence[Path], layout: str, fmt: str = "markdown", intervals: bool = False, decimals: int = 1,
-           table_id: str | None = None, aliases_file: Path | None = None, standalone_doc: bool = False) -> str:
+           table_id: str | None = None, aliases_file: Path | None = None, standalone_doc: bool = False,
+           verify: int | str | None = "none", notes: list[str] | None = None) -> str:
     if fmt not in FORMATS:
         raise HarnessError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
-    rendered, sources = build(run_paths, resolve_layout(layout, table_id), aliases_file)
+    rendered, sources = build(run_paths, resolve_layout(layout, table_id), aliases_file, verify, notes)
     if fmt == "csv":
         return "\n".join(csv_text(t, intervals) for t in rendered)  # tables of other columns: blocks apart
     if fmt == "latex":
@@ -225,7 +229,11 @@ def render(run_paths: Sequence[Path], layout: str, fmt: str = "markdown", interv
 def _cmd_table(args: argparse.Namespace) -> int:
     if args.decimals < 0 or args.decimals > 6:
         raise HarnessError(f"--decimals must be from 0 to 6, got {args.decimals}")
-    text = render(args.runs, args.layout, args.format, args.intervals, args.decimals, args.table, args.aliases, args.standalone)
+    notes: list[str] = []
+    text = render(args.runs, args.layout, args.format, args.intervals, args.decimals, args.table, args.aliases, args.standalone,
+                  verify_option(args.verify), notes)
+    for note in notes:  # stderr: stdout is the table itself
+        print(note, file=sys.stderr)
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -246,4 +254,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
     p.add_argument("--standalone", action="store_true", help="LaTeX: a whole document (article + booktabs) that compiles as it is")
     p.add_argument("--out", type=Path, help="write to this file (default: stdout)")
+    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
+                   help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
+                        "'all', or 'none'), refusing a run where any differs; needs the data")
     p.set_defaults(func=_cmd_table)
