@@ -19,6 +19,7 @@ import harness.run.runner as runner_mod
 from harness.cli import main
 from harness.data.conventions import Conventions
 from harness.data.sources.refer import ReferSource
+from harness.records.store import RunDir
 from harness.run import finish as finish_mod
 
 MODELS = "oracle-box,empty"
@@ -190,12 +191,12 @@ def test_a_finished_run_resumes_without_loading_samples(setup: dict[str, Any], m
     assert main(run_args(setup)) == 0
     first = capsys.readouterr().out
     spy.reset()
-    stamp = (setup["out"] / finish_mod.FINISHED_NAME).read_text()
+    stamp = RunDir(setup["out"]).stamp_path.read_text()
     monkeypatch.setattr(runner_mod, "_has_work", lambda *a: pytest.fail("a finished run reads no score index"))
     assert main(run_args(setup)) == 0
     assert (spy.loads, spy.writes) == (0, 0)
     assert capsys.readouterr().out == first  # the same table and paths as the run that finished
-    assert (setup["out"] / finish_mod.FINISHED_NAME).read_text() == stamp
+    assert RunDir(setup["out"]).stamp_path.read_text() == stamp
     # a subset of the splits, or fewer models, change nothing either
     assert main(run_args(setup, "--splits", "refcoco_val", models="empty")) == 0
     assert (spy.loads, spy.writes) == (0, 0)

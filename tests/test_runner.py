@@ -86,7 +86,7 @@ def test_resume_skips_finished_samples_and_gives_identical_results(tmp_path: Pat
 
 
 def test_cost_counters_accumulate_across_resumes(tmp_path: Path) -> None:
-    from harness.run.remote import add_counters
+    from harness.records.manifest import add_counters
 
     suite = write_suite(tmp_path)
     out = tmp_path / "run"

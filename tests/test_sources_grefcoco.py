@@ -189,14 +189,14 @@ def test_no_target_is_the_dataset_flag_not_an_empty_mask(tmp_path: Path) -> None
 
 def test_the_runner_records_the_flag_and_old_logs_fall_back_to_the_area(tmp_path: Path) -> None:
     from harness.run.predict import Predicted
-    from harness.run.runner import record
+    from harness.run.runner import records
     from harness.types import SampleScore
 
     root = tmp_path / "data"
     write_with_empty_targets(root)
     with pytest.warns(UserWarning):
         val = source(root, tmp_path / "cache").samples("val")
-    rec = record(val[4], Predicted(Prediction(mask=masks.empty(val[4].gt.height, val[4].gt.width))), SUITE.conventions)
+    [rec] = records([(val[4], Predicted(Prediction(mask=masks.empty(val[4].gt.height, val[4].gt.width))))], SUITE.conventions)
     assert rec["score"]["no_target"] is False and rec["score"]["iou"] == 0.0
     old = {k: v for k, v in rec["score"].items() if k != "no_target"}  # a log line written before the flag existed
     assert SampleScore.from_json(old).no_target is None

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.records import logline
 from harness.records.reader import StoredRun
 from harness.score.paired import PairScores
 from harness.score.reasoning import facts_of
@@ -93,10 +94,9 @@ class Run:
             by_id: dict[str, dict[str, Any]] = {}
             for r in self.stored.records(model, split):
                 facts = facts_of(r, f"{self.stored.log_path(model, split)}")  # needs the mask, which is not kept
-                pred = {k: v for k, v in (r.get("prediction") or {}).items() if k != "mask"}
-                pred.update(reasoning_words=facts.words, box_mask_iou=facts.box_mask_iou)
-                by_id[str(r["id"])] = {"id": str(r["id"]), "expression": r.get("expression"), "prediction": pred,
-                                       "score": r.get("score")}
+                row = logline.without_mask(r)
+                row["prediction"].update(reasoning_words=facts.words, box_mask_iou=facts.box_mask_iou)
+                by_id[row["id"]] = row
             self._records[key] = list(by_id.values())
         return self._records[key]
 

@@ -36,7 +36,7 @@ from harness.files import write_json_atomic
 from harness.records.manifest import now
 from harness.records.reader import StoredRun
 from harness.records.results import ids_digest as sorted_ids_digest
-from harness.records.store import read_json
+from harness.records.store import RunDir, read_json
 from harness.score.paired import PairScores
 from harness.score.schema import SCHEMA_NAME as RESULTS_SCHEMA
 from harness.score.schema import check_results
@@ -157,7 +157,7 @@ def from_file(path: Path) -> Baseline:
     """A baseline file written by ``harness baseline save``, or a results.json (metrics only)."""
     data = read_json(path)
     if isinstance(data, dict) and data.get("schema") == RESULTS_SCHEMA:
-        if (path.parent / "manifest.json").is_file():  # the results.json of a run: read and verified as the run
+        if RunDir.is_run(path.parent):  # the results.json of a run: read and verified as the run
             return from_run(path.parent)
         doc = check_results(data, str(path))
         return Baseline(str(path), _suite_summary(doc["suite"]), dict(doc["conventions"]), dict(doc.get("models", {})),

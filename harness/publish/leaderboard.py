@@ -33,6 +33,7 @@ from harness.errors import HarnessError
 from harness.files import write_json_atomic, write_text_atomic
 from harness.publish.standing import failed_text, is_clean, partial_text
 from harness.records.reader import VERIFY_DEFAULT, StoredRun, verify_option
+from harness.records.store import RESULTS_NAME, RunDir
 from harness.resources import resource_dir
 
 METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
@@ -111,7 +112,7 @@ def load_runs(paths: Sequence[Path], verify: int | str | None = "none", notes: l
     taken: set[str] = set()
     for p in paths:
         root = p.parent if p.is_file() else p
-        if not (root / "results.json").exists():
+        if not RunDir(root).results_path.exists():
             raise LeaderboardError(f"{p}: no results.json (give run directories; score one with `harness report {root}`)")
         run = StoredRun(root)
         doc = dict(run.results(intervals=verify is None))  # --verify all: the bootstrap intervals derived again too
@@ -360,9 +361,9 @@ def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None =
     for run in runs:
         dest = out / "runs" / run.slug
         if run.has_report:
-            shutil.copytree(run.root / "report", dest, dirs_exist_ok=True)
+            shutil.copytree(RunDir(run.root).report_path.parent, dest, dirs_exist_ok=True)
         dest.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(dest / "results.json", run.doc)  # the verified numbers, as the run's results.json holds them
+        write_json_atomic(dest / RESULTS_NAME, run.doc)  # the verified numbers, as the run's results.json holds them
     groups: dict[tuple[str, str], list[RunEntry]] = {}
     for run in runs:
         groups.setdefault((str(run.suite.get("name")), str(run.suite.get("fingerprint"))), []).append(run)

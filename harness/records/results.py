@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.data.conventions import Conventions
 from harness.data.suites import COUNT_KEYS, Suite
-from harness.records.manifest import fingerprint
+from harness.records.manifest import COUNTS_KEY, fingerprint
 from harness.records.score_index import IndexEntry
 from harness.records.store import iter_records
 from harness.score.metrics import ScoreArrays, summarize
@@ -28,11 +28,6 @@ from harness.types import Sample, SampleScore
 
 if TYPE_CHECKING:
     from harness.records.reader import StoredRun
-
-# The manifest's record of each split's data as loaded: {"found": images, objects, expressions of the whole
-# split, "official": the suite's official counts} (harness.data.samples.split_counts, the suite's ``counts``).
-COUNTS_KEY = "split_counts"
-
 
 def ids_digest(ids: Sequence[str]) -> str:
     """sha256 of the sorted ids a split's numbers were computed over."""

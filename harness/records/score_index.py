@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 from harness.errors import HarnessError
 from harness.files import naming, write_text_atomic
+from harness.records import logline
 from harness.types import SampleScore
 
 FORMAT = 2  # 2: the mask's pixel count (h*w of its RLE header) at the end of each line
@@ -36,7 +37,6 @@ FORMAT = 2  # 2: the mask's pixel count (h*w of its RLE header) at the end of ea
 _HEADER = json.dumps({"harness_score_index": FORMAT, "fields": [f.name for f in fields(SampleScore)]}) + "\n"
 SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))
 _POSITION = {name: k for k, name in enumerate(SCORE_FIELDS)}
-_FAILED, _NOT_DRAWN = _POSITION["failed"], _POSITION["not_drawn"]
 
 
 class IndexEntry(NamedTuple):
@@ -59,6 +59,16 @@ class IndexEntry(NamedTuple):
     def score(self) -> SampleScore | None:
         return None if self.row is None else SampleScore(*self.row)
 
+    @property
+    def not_drawn(self) -> bool:
+        """The protocol did not draw this sample (harness/records/logline.py says what each question means)."""
+        return bool(self.row and self.row[_POSITION["not_drawn"]])
+
+    @property
+    def bad_answer(self) -> bool:
+        """Failed, or an answer that could not be parsed; never a sample not drawn (as logline.bad_answer)."""
+        return not self.not_drawn and (self.failed or self.parse_failed)
+
     def value(self, name: str) -> Any:
         """One field of the score (None without a score), without building the SampleScore."""
         return None if self.row is None else self.row[_POSITION[name]]
@@ -70,20 +80,15 @@ def index_path(log_path: Path) -> Path:
 
 def entry_of(record: dict[str, Any], offset: int, length: int) -> IndexEntry:
     """The index entry of one parsed log record at ``offset`` (``length`` bytes with its newline)."""
-    found = record.get("prediction")
-    pred: dict[str, Any] = found if isinstance(found, dict) else {}
     data = record.get("score")
     if type(data) is dict and tuple(data) == SCORE_FIELDS:  # as SampleScore.to_json writes it: the row is its values
         row: list[Any] | None = list(data.values())
     else:
         score = _score_of(data)
         row = None if score is None else [getattr(score, f) for f in SCORE_FIELDS]
-    # A sample the protocol did not draw (GLaMM's seeded draw) has no mask but did not fail: not retried, not listed.
-    not_drawn = pred.get("status") == "not_drawn" or bool(row and row[_NOT_DRAWN])
-    failed = (pred.get("mask") is None and not not_drawn) or bool(row and row[_FAILED])
-    error = pred.get("error")
-    return IndexEntry(str(record["id"]), offset, length, row, failed, pred.get("parse_status") == "failed",
-                      None if error is None else str(error), _pixels(pred.get("mask")))
+    # What failed and what was not drawn is the codec's to say (harness/records/logline.py), for every reader alike.
+    return IndexEntry(str(record["id"]), offset, length, row, logline.failed(record), logline.parse_failed(record),
+                      logline.error(record), _pixels(logline.prediction_json(record).get("mask")))
 
 
 def _pixels(mask: Any) -> int | None:

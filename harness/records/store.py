@@ -24,13 +24,17 @@ from typing import Any, BinaryIO
 
 from harness.errors import HarnessError
 from harness.files import naming, write_json_atomic
-from harness.records import score_index
+from harness.records import logline, score_index
 from harness.records.score_index import IndexEntry, ScoreIndex
 
 
 def glob_escape(text: str) -> str:
     """Escape glob metacharacters in a split or model name."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+MANIFEST_NAME = "manifest.json"
+RESULTS_NAME = "results.json"
 
 
 class StoreError(HarnessError):
@@ -82,10 +86,6 @@ def read_json(path: Path) -> Any:
         raise StoreError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
 
 
-# One encoder for every line: json.dumps with options builds a new JSONEncoder per call.
-_LINE_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
 class PredictionLog:
     """Append-only JSONL log of one model on one split, with its score index beside it."""
 
@@ -132,7 +132,7 @@ class PredictionLog:
         offset = index.end  # where the log ends: kept in memory, not asked of the file per line
         lines, entries = [], []
         for record in records:
-            line = (_LINE_ENCODER.encode(record) + "\n").encode("utf-8")
+            line = logline.encode(record)
             lines.append(line)
             entries.append(score_index.entry_of(record, offset, len(line)))
             offset += len(line)
@@ -175,11 +175,11 @@ class RunDir:
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+        return self.root / MANIFEST_NAME
 
     @property
     def results_path(self) -> Path:
-        return self.root / "results.json"
+        return self.root / RESULTS_NAME
 
     @property
     def report_path(self) -> Path:
@@ -196,6 +196,45 @@ class RunDir:
     def log_path(self, model: str, split: str, shard_suffix: str | None = None) -> Path:
         name = f"{split}.{shard_suffix}.jsonl" if shard_suffix else f"{split}.jsonl"
         return self.root / model / name
+
+    def holds(self, path: Path) -> bool:
+        """Whether ``path`` lies inside the run directory (a model or split name could lead outside it)."""
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def log_lock_path(self, log_path: Path) -> Path:
+        """The lock one writer of a log holds while it appends (``RUN/<model>/.<split>.lock``)."""
+        return log_path.parent / f".{log_path.stem}.lock"
+
+    def logs(self) -> list[Path]:
+        """Every log file of the run, shard logs included (``RUN/<model>/<split>[.shard-i-of-n].jsonl``)."""
+        return sorted(self.root.glob("*/*.jsonl"))
+
+    @property
+    def stamp_path(self) -> Path:
+        """The finished stamp: what results.json and the report were last written from (harness/run/finish.py)."""
+        return self.root / ".finished.json"
+
+    def read_stamp(self) -> dict[str, Any] | None:
+        try:
+            stamp = json.loads(self.stamp_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return stamp if isinstance(stamp, dict) else None
+
+    def write_stamp(self, stamp: dict[str, Any]) -> None:
+        write_json_atomic(self.stamp_path, stamp)
+
+    def remove_stamp(self) -> None:
+        self.stamp_path.unlink(missing_ok=True)
+
+    @staticmethod
+    def is_run(path: Path) -> bool:
+        """Whether ``path`` is a run directory (it has a manifest)."""
+        return (path / MANIFEST_NAME).is_file()
 
     def log(self, model: str, split: str, shard_suffix: str | None = None) -> PredictionLog:
         return PredictionLog(self.log_path(model, split, shard_suffix), self._indexes)

@@ -38,15 +38,6 @@ def log_key(run_dir: RunDir, path: Path) -> str:
     return path.relative_to(run_dir.root).as_posix()
 
 
-def record_version(manifest: dict[str, Any], run_dir: RunDir, path: Path, version: str) -> None:
-    """Say in the manifest that the log at ``path`` holds (or will hold) scores of ``version``."""
-    manifest.setdefault(MANIFEST_KEY, {})[log_key(run_dir, path)] = version
-
-
-def forget_version(manifest: dict[str, Any], run_dir: RunDir, path: Path) -> None:
-    manifest.get(MANIFEST_KEY, {}).pop(log_key(run_dir, path), None)
-
-
 def run_logs(run_dir: RunDir, *by_model: Mapping[str, Any] | None) -> list[tuple[str, str, Path]]:
     """(model, split, path) of every non-empty log of the models x splits named (the manifest's
     ``status``, a results.json's ``results``): each split's log and its shard logs."""
@@ -98,10 +89,6 @@ def check_current(run_dir: RunDir, manifest: Mapping[str, Any], conv: Convention
 # `harness rescore`. A split whose logs hold predictions and whose current digest differs is refused:
 # its scores (and the numbers made of them) describe annotations that no longer exist.
 DATA_KEY = "data"
-
-
-def record_data(manifest: dict[str, Any], split: str, digest: str) -> None:
-    manifest.setdefault(DATA_KEY, {})[split] = digest
 
 
 def current_data(manifest: Mapping[str, Any], data_root: Path | None = None) -> dict[str, str]:

@@ -19,10 +19,8 @@ import harness
 from harness.data.samples import cache_dir, load_samples
 from harness.data.suites import Suite
 from harness.files import write_json_atomic
-from harness.records import locks
-from harness.records.manifest import now
+from harness.records.manifest import COUNTS_KEY, updating
 from harness.records.reader import VERIFY_DEFAULT, StoredRun
-from harness.records.results import COUNTS_KEY
 from harness.records.store import RunDir
 from harness.score.schema import Results
 from harness.types import Sample
@@ -46,13 +44,9 @@ def record_data_counts(run: StoredRun, suite: Suite, sizes: Mapping[str, int], c
     if all((m.get("split_sizes") or {}).get(s) == n for s, n in sizes.items()) \
             and all((m.get(COUNTS_KEY) or {}).get(s) == c for s, c in stated.items()):
         return
-    with locks.waiting(run.dir.manifest_lock_path):
-        manifest = run.dir.manifest() or {}
-        manifest["split_sizes"] = {**(manifest.get("split_sizes") or {}), **sizes}
-        manifest[COUNTS_KEY] = {**(manifest.get(COUNTS_KEY) or {}), **stated}
-        manifest["updated"] = now()
-        run.dir.write_manifest(manifest)
-    run.manifest = manifest
+    with updating(run.dir) as manifest:
+        manifest.record_data_counts(sizes, stated)
+    run.manifest = manifest.doc
 
 
 def reopen(run_dir: Path, data_root: Path | None = None) -> tuple[StoredRun, dict[str, list[Sample]]]:
@@ -89,7 +83,6 @@ def write_results(run: StoredRun, samples: dict[str, list[Sample]]) -> Results:
 
 # Beside results.json: a digest of what results.json and the report were computed from, and the
 # size and mtime of each as written, so resuming a finished run skips work that would change nothing.
-FINISHED_NAME = ".finished.json"
 
 
 def _stat(path: Path) -> list[int] | None:
@@ -101,7 +94,7 @@ def _stat(path: Path) -> list[int] | None:
 
 
 def _log_stats(run_dir: RunDir) -> list[list[Any]]:
-    return sorted([str(p.relative_to(run_dir.root)), *(_stat(p) or [])] for p in run_dir.root.glob("*/*.jsonl"))
+    return sorted([str(p.relative_to(run_dir.root)), *(_stat(p) or [])] for p in run_dir.logs())
 
 
 def resume_inputs(data: Mapping[str, str], limit: int | None, data_root: Path | None) -> dict[str, Any]:
@@ -119,14 +112,6 @@ def resume_digest(run_dir: RunDir, suite: Suite, bootstrap_rounds: int, resume: 
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _read_stamp(run_dir: RunDir) -> dict[str, Any] | None:
-    try:
-        stamp = json.loads((run_dir.root / FINISHED_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return stamp if isinstance(stamp, dict) else None
-
-
 def _files_untouched(run_dir: RunDir, stamp: Mapping[str, Any], render: bool) -> bool:
     if stamp.get("results") is None or stamp.get("results") != _stat(run_dir.results_path):
         return False
@@ -136,7 +121,7 @@ def _files_untouched(run_dir: RunDir, stamp: Mapping[str, Any], render: bool) ->
 def finished_outcome(run_dir: RunDir, suite: Suite, bootstrap_rounds: int, resume: Mapping[str, Any], render: bool) -> RunOutcome | None:
     """The outcome of finishing again, when results.json (and with ``render`` the report) were written by a
     finish whose inputs were exactly these (``resume_digest``) and are untouched since; else None."""
-    stamp = _read_stamp(run_dir)
+    stamp = run_dir.read_stamp()
     if stamp is None or stamp.get("resume") != resume_digest(run_dir, suite, bootstrap_rounds, resume):
         return None
     if not _files_untouched(run_dir, stamp, render):
@@ -172,10 +157,10 @@ def finish(run: StoredRun, samples: dict[str, list[Sample]], render: bool, reuse
     run_dir, suite, rounds = run.dir, run.suite, run.bootstrap_rounds
     digest = inputs_digest(run_dir, suite, samples, rounds)
     fast = resume_digest(run_dir, suite, rounds, resume) if resume is not None else None
-    kept = _read_stamp(run_dir) if reuse else None
+    kept = run_dir.read_stamp() if reuse else None
     if kept is not None and kept.get("inputs") == digest and _files_untouched(run_dir, kept, render):
         if fast is not None and kept.get("resume") != fast:  # a stamp from before resume digests, or other --data-root
-            write_json_atomic(run_dir.root / FINISHED_NAME, {**kept, "resume": fast})
+            run_dir.write_stamp({**kept, "resume": fast})
         return RunOutcome(run_dir.root, run_dir.results_path, run_dir.report_path if render else None)
     doc = write_results(run, samples)
     report = None
@@ -183,15 +168,14 @@ def finish(run: StoredRun, samples: dict[str, list[Sample]], render: bool, reuse
         from harness.publish.report import render_report
 
         report = render_report(run, {split: {s.id: s for s in ss} for split, ss in samples.items()}, doc=doc)
-    stamp_path = run_dir.root / FINISHED_NAME
     if missing_pairs(doc):
-        stamp_path.unlink(missing_ok=True)  # not finished: the next `harness run` must predict the rest
+        run_dir.remove_stamp()  # not finished: the next `harness run` must predict the rest
         return RunOutcome(run_dir.root, run_dir.results_path, report)
     stamp: dict[str, Any] = {"inputs": digest, "results": _stat(run_dir.results_path),
                              "report": _stat(run_dir.report_path) if render else None}
     if fast is not None:
         stamp["resume"] = fast
-    write_json_atomic(stamp_path, stamp)
+    run_dir.write_stamp(stamp)
     return RunOutcome(run_dir.root, run_dir.results_path, report)
 
 

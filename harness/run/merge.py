@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.records import locks, score_index
-from harness.records.manifest import now
+from harness.records import score_index
+from harness.records.manifest import updating
 from harness.records.reader import StoredRun
 from harness.records.score_index import IndexEntry, ScoreIndex
 from harness.records.store import RunDir
-from harness.records.versions import check_current, forget_version, record_version, scoring_version
+from harness.records.versions import check_current, scoring_version
 from harness.run.finish import RunOutcome, finish, reopen, resume_inputs
 from harness.types import Sample
 
@@ -86,16 +86,16 @@ def merge_run(run: StoredRun, samples: dict[str, list[Sample]], render: bool, re
     pending = []
     missing = 0
     version = scoring_version(suite.conventions)
-    with locks.waiting(run_dir.manifest_lock_path):
-        manifest = run_dir.manifest() or {}
+    with updating(run_dir) as m:
+        manifest = m.doc
         check_current(run_dir, manifest, suite.conventions, data=data)  # merged logs and results hold only current scores
         # Every log is current now, so a merged log will be too: its version is recorded before it is
         # written, so a kill in between never leaves a log without one.
-        merged = [(m, s) for m, status in manifest.get("status", {}).items() for s in status if run_dir.shard_logs(m, s)]
+        merged = [(model, s) for model, status in manifest.get("status", {}).items() for s in status if run_dir.shard_logs(model, s)]
         for model, split in merged:
-            record_version(manifest, run_dir, run_dir.log_path(model, split), version)
+            m.record_version(run_dir, run_dir.log_path(model, split), version)
         if merged:
-            run_dir.write_manifest(manifest)
+            m.checkpoint()
         for model, status in manifest.get("status", {}).items():
             for split in status:
                 if split not in samples:
@@ -107,11 +107,9 @@ def merge_run(run: StoredRun, samples: dict[str, list[Sample]], render: bool, re
                     missing += total - have
                     continue
                 for path in run_dir.shard_logs(model, split):
-                    forget_version(manifest, run_dir, path)
+                    m.forget_version(run_dir, path)
                 merge_split(run_dir, model, split, samples[split])
-                status[split] = "done"
-        manifest["updated"] = now()
-        run_dir.write_manifest(manifest)
+                m.mark_merged(model, split)
     run.manifest = manifest
     if pending:
         return RunOutcome(run_dir.root, None, None,

@@ -97,14 +97,6 @@ def counters_since(after: Mapping[str, float], before: Mapping[str, float]) -> d
     return {k: v if k.startswith("peak_") else v - before.get(k, 0.0) for k, v in after.items()}
 
 
-def add_counters(before: Mapping[str, float], spent: Mapping[str, float]) -> dict[str, float]:
-    """Counters of two stints on the same work (a run and its resume): sums add, ``peak_*`` take the max."""
-    out = dict(before)
-    for k, v in spent.items():
-        out[k] = max(out.get(k, v), v) if k.startswith("peak_") else round(out.get(k, 0.0) + v, 6)
-    return out
-
-
 def _close_holder(holder: list[Channel | None], log: list[IO[bytes] | None]) -> None:
     if holder[0] is not None:
         holder[0].close()

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.records import locks
-from harness.records.manifest import now
-from harness.records.versions import record_data, record_version, run_logs, scoring_version
+from harness.records.manifest import updating
+from harness.records.store import RunDir
+from harness.records.versions import run_logs, scoring_version
 from harness.run.finish import RunOutcome, finish, reopen, resume_inputs
 from harness.run.rescore_log import ChangedScore, LogRescore, rescore_log
 from harness.types import Sample
@@ -55,20 +56,14 @@ def rescore_run(run_dir: Path, data_root: Path | None = None, render: bool = Fal
         logs = []
         for _, split, path in run_logs(rd, manifest.get("status")):
             logs.append(rescore_log(path, by_id.get(split, {}), conv))
-            with locks.waiting(rd.manifest_lock_path):  # after the log is in place: a kill before this only means rescoring again
-                m = rd.manifest() or {}
-                record_version(m, rd, path, version)
-                m["updated"] = now()
-                rd.write_manifest(m)
+            with updating(rd) as m:  # after the log is in place: a kill before this only means rescoring again
+                m.record_version(rd, path, version)
         # Every score now describes the current ground truth: say which (the digest report, merge and gate compare with).
         data = run.data_digests()
-        with locks.waiting(rd.manifest_lock_path):
-            m = rd.manifest() or {}
+        with updating(rd) as m:
             for split, digest in data.items():
-                record_data(m, split, digest)
-            m["updated"] = now()
-            rd.write_manifest(m)
-        run.manifest = m
+                m.record_data(split, digest)
+        run.manifest = m.doc
         outcome = finish(run, samples, render=render, resume=resume_inputs(data, run.limit, run.data_root))
     return RescoreOutcome(run_dir, version, logs, outcome)
 
@@ -92,7 +87,7 @@ def print_rescore(res: RescoreOutcome) -> None:
         print(f"results: {out.results_path}")
     if out.report_path is not None:
         print(f"report:  {out.report_path}")
-    elif changed and (res.run_dir / "report" / "index.html").exists():
+    elif changed and RunDir(res.run_dir).report_path.exists():
         print(f"the report still shows the old scores: harness report {res.run_dir}")
 
 

@@ -9,7 +9,6 @@ Only the small scores are held in memory, never the masks.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from harness.data.conventions import Conventions
 from harness.files import write_lines_atomic
+from harness.records import logline
 from harness.records.rederive import derive_score
 from harness.records.store import iter_records
 from harness.types import Sample
@@ -65,5 +65,4 @@ def rescore_log(path: Path, samples: Mapping[str, Sample], conv: Conventions) ->
 def _rewritten(path: Path, derived: list[dict[str, Any]]) -> Iterator[str]:
     """The log's records again, each with its derived score, in the runner's line format."""
     for rec, score in zip(iter_records(path), derived, strict=True):
-        rec["score"] = score
-        yield json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n"
+        yield logline.encode(logline.with_score(rec, score)).decode("utf-8")

@@ -21,16 +21,16 @@ from harness.data.conventions import Conventions
 from harness.data.samples import data_digests, load_samples
 from harness.data.suites import Suite, load_suite
 from harness.errors import HarnessError
-from harness.records import locks
-from harness.records.manifest import check_compatible, fingerprint, new_manifest, now
+from harness.records import locks, logline
+from harness.records.manifest import check_compatible, fingerprint, new_manifest, updating
 from harness.records.reader import StoredRun
 from harness.records.store import PredictionLog, RunDir, StoreError, read_json
-from harness.records.versions import check_current, record_data, record_version, scoring_version
+from harness.records.versions import check_current, scoring_version
 from harness.run.config import RunConfig
 from harness.run.finish import RunOutcome, finished_outcome, record_data_counts, resume_inputs
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
-from harness.run.remote import RemoteAdapter, add_counters, collect_stats, counters_since, release, runtime
+from harness.run.remote import RemoteAdapter, collect_stats, counters_since, release, runtime
 from harness.run.sharding import Shard, shard_from_env
 from harness.types import Sample
 
@@ -41,28 +41,13 @@ if TYPE_CHECKING:
 # resuming a finished run, which needs none of them, starts fast.
 
 
-def record(sample: Sample, predicted: Predicted, conv: Conventions) -> dict[str, Any]:
-    """The log record of one sample's prediction."""
-    return records([(sample, predicted)], conv)[0]
-
-
 def records(ready: list[tuple[Sample, Predicted]], conv: Conventions) -> list[dict[str, Any]]:
     """The log records of a batch's (sample, prediction) pairs, scored together (harness.score.scoring.score_samples)."""
     from harness.score.scoring import score_samples
 
     scores = score_samples([(p.prediction, s.gt, s.no_target) for s, p in ready], conv)
-    out = []
-    for (sample, predicted), score in zip(ready, scores):
-        rec: dict[str, Any] = {
-            "id": sample.id,
-            "expression": sample.expression,
-            "prediction": predicted.prediction.to_json(),
-            "score": score.to_json(),
-        }
-        if predicted.oom_halvings:
-            rec["oom_halvings"] = predicted.oom_halvings
-        out.append(rec)
-    return out
+    return [logline.build(sample.id, sample.expression, predicted.prediction, score, predicted.oom_halvings)
+            for (sample, predicted), score in zip(ready, scores)]
 
 
 @dataclass(frozen=True)
@@ -116,51 +101,9 @@ def default_out(suite: Suite) -> Path:
     return Path("runs") / suite.name
 
 
-class ManifestUpdate:
-    """Read-modify-write of the manifest under its lock (ranks share one manifest)."""
-
-    def __init__(self, run_dir: RunDir) -> None:
-        self.run_dir = run_dir
-
-    def __call__(self, change: Any) -> dict[str, Any]:
-        with locks.waiting(self.run_dir.manifest_lock_path):
-            manifest = self.run_dir.manifest() or {}
-            change(manifest)
-            manifest["updated"] = now()
-            self.run_dir.write_manifest(manifest)
-            return manifest
-
-
-def _mark(model: str, split: str, shard: Shard | None, state: str) -> Any:
-    """A manifest change: one rank (``all`` when unsharded) of model x split is running or done.
-
-    The split's own status turns ``done`` only when its merged log is complete (merge_run).
-    """
-
-    def change(m: dict[str, Any]) -> None:
-        ranks = m.setdefault("shards", {}).setdefault(model, {}).setdefault(split, {})
-        key = str(shard) if shard else "all"
-        if state == "running" and ranks.get(key) == "running":
-            # We hold this part's lock, so whoever marked it running is gone: it was killed.
-            m.setdefault("events", []).append({"at": now(), "event": "interrupted", "model": model, "split": split, "shard": key})
-        ranks[key] = state
-        m.setdefault("status", {}).setdefault(model, {})[split] = "done" if state == "done" and not shard else "running"
-
-    return change
-
-
-def _record_efficiency(model: str, split: str, shard: Shard | None, counters: dict[str, float], where: dict[str, Any]) -> Any:
-    """A manifest change: the model's efficiency counters on this split (per rank) and where it ran."""
-
-    def change(m: dict[str, Any]) -> None:
-        entry = m["models"][model]
-        ranks = entry.setdefault("efficiency", {}).setdefault(split, {})
-        key = str(shard) if shard else "all"
-        # A resumed (or retried) run adds its share to what earlier commands spent, never replaces it.
-        ranks[key] = add_counters(ranks.get(key) or {}, counters)
-        entry["runtime"] = where
-
-    return change
+def _rank(shard: Shard | None) -> str:
+    """The manifest's name of this process's part of the work: ``i-of-n``, or ``all`` unsharded."""
+    return str(shard) if shard else "all"
 
 
 def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -> RunOutcome:
@@ -180,43 +123,41 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
         for (name, a), spec in zip(adapters.items(), config.models)
     }
-    update = ManifestUpdate(run_dir)
     try:
         with locks.held(run_dir.writer_lock_path, shared=shard is not None, what=str(out)):
             # What each split's ground truth comes from, without loading it (a stat per annotation file).
             known = (run_dir.manifest() or {}).get("splits") or []
             data = data_digests(suite, [s for s in suite.splits if s in set(known) | set(splits)], config.data_root)
 
-            def start(m: dict[str, Any]) -> None:
-                if not m:
+            with updating(run_dir) as m:
+                if not m.doc:
                     config_dict = {k: (str(v) if isinstance(v, (Path, Shard)) else v) for k, v in asdict(config).items()}
-                    m.update(new_manifest(out.name, suite, config_dict, argv or []))
-                check_compatible(m, suite, model_entries, out)
+                    m.doc.update(new_manifest(out.name, suite, config_dict, argv or []))
+                check_compatible(m.doc, suite, model_entries, out)
                 # Results (and report, gate, summary) cover the first --limit samples of this command:
                 # the limit the stored samples are scored under is the latest one, not the first run's.
-                m["config"]["limit"] = config.limit
+                m.doc["config"]["limit"] = config.limit
                 # Never append to (or finish) logs scored by other scoring code, or against other ground
                 # truth than the current data: refused before anything is predicted.
-                check_current(run_dir, m, suite.conventions, data=data)
+                check_current(run_dir, m.doc, suite.conventions, data=data)
                 for name in model_entries:  # recorded before the first line is written, so no log is ever unversioned
                     for split in splits:
-                        record_version(m, run_dir, run_dir.log_path(name, split, shard.suffix if shard else None),
-                                       scoring_version(suite.conventions))
+                        m.record_version(run_dir, run_dir.log_path(name, split, shard.suffix if shard else None),
+                                         scoring_version(suite.conventions))
                 for split in splits:  # the logs of these splits hold (or will hold) scores against this data
-                    record_data(m, split, data[split])
-                asked = m.setdefault("asked", {})  # what every command asked for: the run is finished when all is stored
+                    m.record_data(split, data[split])
+                asked = m.doc.setdefault("asked", {})  # what every command asked for: the run is finished when all is stored
                 for name in model_entries:
                     asked[name] = list(dict.fromkeys([*asked.get(name, []), *splits]))
-                m["splits"] = sorted(set(m["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
+                m.doc["splits"] = sorted(set(m.doc["splits"]) | set(splits), key=lambda s: list(suite.splits).index(s))
                 for name, entry in model_entries.items():  # an unchanged model keeps the counters of the runs that predicted
-                    kept = m["models"].get(name, {})
+                    kept = m.doc["models"].get(name, {})
                     same = kept.get("fingerprint") == entry["fingerprint"]
-                    m["models"][name] = {**entry, **{k: kept[k] for k in ("efficiency", "runtime") if same and k in kept}}
+                    m.doc["models"][name] = {**entry, **{k: kept[k] for k in ("efficiency", "runtime") if same and k in kept}}
                     # A rank's load error is cleared by that rank's next start, not by another rank's.
-                    _set_load_errors(m["models"][name], {k: v for k, v in (kept.get("load_errors") or {}).items()
-                                                         if shard and k != str(shard) and k.endswith(f"/{shard.count}")})
-
-            manifest = update(start)
+                    m.set_load_errors(name, {k: v for k, v in (kept.get("load_errors") or {}).items()
+                                             if shard and k != str(shard) and k.endswith(f"/{shard.count}")})
+            manifest = m.doc
             # What decides the samples, so that a finished run resumed with nothing changed is seen to be
             # finished before they are loaded (seconds at 100k samples) or a score index is read.
             resume = resume_inputs(data, config.limit, config.data_root)
@@ -241,9 +182,11 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     # weights are not loaded for nothing, minutes on a GPU for a 3B model.
                     for split in splits:
                         log_path = run_dir.log_path(name, split, shard.suffix if shard else None)
-                        with locks.held(log_path.parent / f".{log_path.stem}.lock", what=f"{log_path}"):
-                            update(_mark(name, split, shard, "running"))  # records a killed earlier run, as always
-                            update(_mark(name, split, shard, "done"))
+                        with locks.held(run_dir.log_lock_path(log_path), what=f"{log_path}"):
+                            with updating(run_dir) as m:
+                                m.mark(name, split, _rank(shard), "running")  # records a killed earlier run, as always
+                            with updating(run_dir) as m:
+                                m.mark(name, split, _rank(shard), "done")
                     release(adapter)
                     continue
                 try:
@@ -251,9 +194,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 except Exception as exc:  # weights missing, out of memory while loading, a worker that dies loading
                     if config.fail_fast:
                         raise
-                    _could_not_run(update, name, exc, shard)
+                    _could_not_run(run_dir, name, exc, shard)
                 else:
-                    _run_model(config, run_dir, suite, splits, samples, shard, update, name, adapter)
+                    _run_model(config, run_dir, suite, splits, samples, shard, name, adapter)
                 release(adapter)  # free this model's memory (and its worker) before the next one loads
     finally:
         for adapter in adapters.values():  # after an error too: no worker outlives the command
@@ -276,30 +219,15 @@ def _any_failed(run_dir: RunDir) -> bool:
     return any(int(res.get("n_failed") or 0) for by_split in (doc.get("results") or {}).values() for res in by_split.values())
 
 
-def _could_not_run(update: ManifestUpdate, name: str, exc: Exception, shard: Shard | None) -> None:
+def _could_not_run(run_dir: RunDir, name: str, exc: Exception, shard: Shard | None) -> None:
     """A model that failed to load: the others still run; the manifest (hence results.json, the report
     and the run's exit status, and a sharded run's wait for its merge) says why, until a later command
     (on that rank) runs the model."""
     reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
     where = f" on rank {shard}" if shard else ""
     print(f"error: model {name!r} could not run{where}: {reason}", file=sys.stderr)
-
-    def change(m: dict[str, Any]) -> None:
-        entry = m["models"][name]
-        _set_load_errors(entry, {**(entry.get("load_errors") or {}), (str(shard) if shard else "all"): reason})
-        m.setdefault("events", []).append({"at": now(), "event": "could_not_run", "model": name, "reason": reason,
-                                           **({"shard": str(shard)} if shard else {})})
-
-    update(change)
-
-
-def _set_load_errors(entry: dict[str, Any], errors: dict[str, str]) -> None:
-    """Each rank's load error (``all`` unsharded) and ``error``, the one line every reader shows."""
-    entry.pop("load_errors", None)
-    entry.pop("error", None)
-    if errors:
-        entry["load_errors"] = errors
-        entry["error"] = "; ".join(f"could not load{'' if k == 'all' else f' on rank {k}'}: {v}" for k, v in sorted(errors.items()))
+    with updating(run_dir) as m:
+        m.record_load_error(name, _rank(shard), reason)
 
 
 def _has_work(config: RunConfig, run_dir: RunDir, name: str, splits: list[str], samples: dict[str, list[Sample]],
@@ -316,32 +244,33 @@ def _has_work(config: RunConfig, run_dir: RunDir, name: str, splits: list[str], 
 
 
 def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[str], samples: dict[str, list[Sample]],
-               shard: Shard | None, update: ManifestUpdate, name: str, adapter: Adapter) -> None:
+               shard: Shard | None, name: str, adapter: Adapter) -> None:
     """One loaded model over the chosen splits (this rank's slice of each)."""
     counted = collect_stats(adapter)
+    rank = _rank(shard)
     for split in splits:
         mine = shard.take(samples[split]) if shard else samples[split]
         log = run_dir.log(name, split, shard.suffix if shard else None)
-        with locks.held(log.path.parent / f".{log.path.stem}.lock", what=f"{log.path}"):
-            update(_mark(name, split, shard, "running"))
+        with locks.held(run_dir.log_lock_path(log.path), what=f"{log.path}"):
+            with updating(run_dir) as m:
+                m.mark(name, split, rank, "running")
             others = _done_elsewhere(run_dir, name, split, log.path, config.retry_failed)
             retried = _failed_ids(run_dir, name, split, mine) if config.retry_failed else 0
             progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
                                        config.batch_size, config.timeout, config.fail_fast, config.retry_failed)
-            if retried:
-                update(lambda m, n=name, s=split, k=retried: m.setdefault("events", []).append(
-                    {"at": now(), "event": "retried_failed", "model": n, "split": s, "samples": k}))
             now_counted = collect_stats(adapter)
             # The engine's own counts where the adapter (or its worker) does not keep them.
             spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),
                      **counters_since(now_counted, counted)}
-            if progress.predicted:  # a resume with nothing left keeps the counters of the run that predicted
-                update(_record_efficiency(name, split, shard, spent, runtime(adapter)))
             counted = now_counted
-            update(_mark(name, split, shard, "done"))
-            if progress.oom_halvings:
-                update(lambda m, n=name, s=split, k=progress.oom_halvings: m.setdefault("events", []).append(
-                    {"at": now(), "event": "oom_halved", "model": n, "split": s, "max_halvings": k}))
+            with updating(run_dir) as m:
+                if retried:
+                    m.add_event("retried_failed", model=name, split=split, samples=retried)
+                if progress.predicted:  # a resume with nothing left keeps the counters of the run that predicted
+                    m.record_efficiency(name, split, rank, spent, runtime(adapter))
+                m.mark(name, split, rank, "done")
+                if progress.oom_halvings:
+                    m.add_event("oom_halved", model=name, split=split, max_halvings=progress.oom_halvings)
 
 
 def _check_replay_ids(adapter: Adapter, name: str, samples: dict[str, list[Sample]]) -> None:

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from harness import masks
 from harness.data.images import ImageError, load_image
+from harness.records import logline
 from harness.records.score_index import IndexEntry
 from harness.types import RLE, Sample
 
@@ -58,19 +59,8 @@ def sample_iou(record: Mapping[str, Any] | IndexEntry) -> float | None:
 
 
 def is_failure(record: Mapping[str, Any] | IndexEntry) -> bool:
-    """An unparsable answer, or a prediction without a mask (error, crash); a sample the protocol
-    did not draw is neither."""
-    if isinstance(record, IndexEntry):
-        if record.value("not_drawn"):
-            return False
-        return bool(record.failed or record.parse_failed or record.value("parse_failed"))
-    pred = record.get("prediction") or {}
-    score = record.get("score") or {}
-    if score.get("not_drawn") or pred.get("status") == "not_drawn":
-        return False
-    return bool(
-        pred.get("parse_status") == "failed" or score.get("failed") or score.get("parse_failed") or pred.get("mask") is None
-    )
+    """What the gallery counts as a failure: ``bad_answer`` as harness/records/logline.py defines it."""
+    return record.bad_answer if isinstance(record, IndexEntry) else logline.bad_answer(record)
 
 
 def _across_splits(ranked: Sequence[Key], n: int, taken: set[Key]) -> list[Key]:
@@ -257,7 +247,7 @@ def build_entries(
                         "error": pred.get("error"),
                         "parse_status": pred.get("parse_status") or "none",
                         "failed": is_failure(rec),
-                        "not_drawn": bool((rec.get("score") or {}).get("not_drawn")),
+                        "not_drawn": logline.not_drawn(rec),
                     }
                 )
             items.append(item)

@@ -62,16 +62,6 @@ def _fmt(value: Any, kind: str = "pct") -> str:
     return str(int(value)) if kind == "int" else f"{float(value):.1f}"
 
 
-def _log_path(run_dir: Path, model: str, split: str) -> Path | None:
-    """``RUN/<model>/<split>.jsonl``, or None when the names would lead outside the run."""
-    path = run_dir / model / f"{split}.jsonl"
-    try:
-        path.resolve().relative_to(run_dir.resolve())
-    except ValueError:
-        return None
-    return path
-
-
 def _ordered(first: Sequence[str], *more: Sequence[str]) -> list[str]:
     """Names in manifest order, then any only found elsewhere (results.json), without repeats."""
     out = list(dict.fromkeys(first))
@@ -239,7 +229,7 @@ def render_report(
     entries: dict[str, dict[str, dict[str, IndexEntry]]] = {}
     for model in models:
         for split in splits:
-            if _log_path(run_dir, model, split) is None:
+            if not run.dir.holds(run.log_path(model, split)):
                 notes.append(f"Model {model!r} / split {split!r}: the name leads outside the run directory; log not read.")
                 continue
             if (model, split) in wanted:  # the model x splits the run was asked for, nothing else
@@ -319,6 +309,6 @@ def render_report(
         "notes": notes,
     }
     html = _environment().get_template("report.html.j2").render(**context)
-    out = run_dir / "report" / "index.html"
+    out = run.dir.report_path
     write_text_atomic(out, html)
     return out
