@@ -48,19 +48,31 @@ class AdapterInfo:
 
 
 class Adapter(ABC):
-    """Base class of all adapters. Subclasses set ``info`` and implement ``predict``."""
+    """Base class of all adapters. Subclasses set ``info`` and implement ``predict``.
+
+    What the engine asks of an adapter besides ``predict`` is declared here, each with its default;
+    an adapter overrides what it has (a class attribute, or in ``__init__`` when it depends on its
+    options, as LENS's ``multi_image`` does). Nothing else is looked for.
+    """
 
     info: ClassVar[AdapterInfo]
     # True for an adapter that decodes ``queries[0].image`` itself (a proxy for a model in a worker):
     # the engine then reads only the file's header for its size, and passes an (h, w, 0) array.
-    decodes_images: ClassVar[bool] = False
+    decodes_images: bool = False
+    # The suite's EXIF convention (``Conventions.exif``), set by the runner before ``load``: what an
+    # adapter that decodes images itself decodes them by.
+    exif: str = "ignore"
     # True for an adapter whose ``predict_many`` runs several images in one model call: the engine
     # then fills each batch with up to --batch-size samples spanning several images.
-    multi_image: ClassVar[bool] = False
+    multi_image: bool = False
     # True for an adapter with CPU work per image (resizes, normalisation) that ``prepare_image`` does
     # ahead: the engine calls it in its decode-ahead thread (in process, and in a worker's reader
     # thread) on the very array it later passes to ``predict``, while the model runs the batch before.
-    prepares_images: ClassVar[bool] = False
+    prepares_images: bool = False
+    # Batches the engine may send (``send``) before it reads the first answer (``receive``): more than 1
+    # only for an adapter whose calls run elsewhere (a worker proxy), so the next batch is on its way
+    # while the engine scores and logs the last.
+    pipeline_window: int = 1
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -119,6 +131,28 @@ class Adapter(ABC):
         h = hashlib.sha256(f"{image.dtype.str}{image.shape}".encode())
         h.update(np.ascontiguousarray(image).tobytes())
         return {"prompt": query.expression, "image": f"sha256:{h.hexdigest()}"}
+
+    def send(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> None:
+        """Start one batch without waiting for it (only with ``pipeline_window`` > 1); ``receive`` answers
+        the batches sent, in order, as ``predict_many`` would."""
+        raise NotImplementedError(f"adapter {self.info.name!r} does not pipeline (pipeline_window is 1)")
+
+    def receive(self) -> list[list[Prediction]]:
+        raise NotImplementedError(f"adapter {self.info.name!r} does not pipeline (pipeline_window is 1)")
+
+    def replay_ids(self) -> set[str] | None:
+        """For an adapter that replays stored predictions: the ids it holds (after ``check``), which the
+        runner checks against the suite's samples before any model predicts. None for a model."""
+        return None
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Where the model runs when not in this process (interpreter, environment, versions, log), for
+        the manifest; {} in process."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Free what the model holds (weights, GPU memory, a worker process) once the runner is done with
+        it; a later ``load`` may start again. Called after an error too."""
 
     def config(self) -> dict[str, Any]:
         """What identifies this adapter's behaviour, for the run's fingerprint."""

@@ -10,17 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, TypedDict
+from typing import Any
 
+from harness import masks
 
-class RLE(TypedDict):
-    """A COCO run-length-encoded mask with string counts (JSON-safe)."""
-
-    size: list[int]
-    counts: str
-
-
-Box = tuple[float, float, float, float]
+# The mask and box types are the masks module's (it sits below this one); named here too, as the vocabulary.
+from harness.masks import RLE, Box
 
 
 class ParseStatus(str, Enum):
@@ -77,8 +72,6 @@ class GroundTruth:
     def area(self) -> int:
         """The mask's pixel count (on its runs, not decoded); one read from the index cache knows it
         without its mask (``harness.data.sources.lazy_gt``)."""
-        from harness import masks  # masks imports this module
-
         return masks.area(self.mask)
 
 

@@ -173,3 +173,11 @@ class MultiGreedy(MultiShapes):
         if sum(len(q) for _, q in items) > 2:
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return super().predict_many(items)
+
+
+def predict_samples(adapter, samples, batch_size, timeout=None, fail_fast=False, prefetch=2, exif="ignore"):  # type: ignore[no-untyped-def]
+    """(sample, prediction) for every sample, one at a time, in the engine's order (predict_batches, flattened)."""
+    from harness.run.predict import predict_batches
+
+    for ready in predict_batches(adapter, samples, batch_size, timeout, fail_fast, prefetch, exif):
+        yield from ready

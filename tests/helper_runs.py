@@ -118,3 +118,13 @@ def scores_for(ciou: float, giou: float, n: int = 100, conv: Conventions | None 
     u1 = round(w * u2)
     pair = [consistent(round((g + d) * u1), u1, conv), consistent(round((g - d) * u2), u2, conv)]
     return [pair[k % 2] for k in range(n)]
+
+
+def index_records(records: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> dict[tuple[str, str], dict[str, Mapping[str, Any]]]:
+    """model -> split -> records  becomes  (split, id) -> model -> record (last write wins), the gallery's input."""
+    index: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for model, by_split in records.items():
+        for split, recs in by_split.items():
+            for rec in recs:
+                index.setdefault((split, str(rec.get("id"))), {})[model] = rec
+    return index

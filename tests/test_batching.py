@@ -12,6 +12,7 @@ from typing import Any
 import helper_adapters
 import pytest
 from conftest import results_of, write_suite
+from helper_adapters import predict_samples
 from test_worker import plugin_site, plugins  # noqa: F401 (fixtures: the worker test adapters)
 
 from harness.data.images import ImageError
@@ -21,7 +22,7 @@ from harness.records.store import read_records
 from harness.run.batches import Entry, Prefetcher, plan_batches
 from harness.run.channel import Channel
 from harness.run.config import build_config
-from harness.run.predict import image_groups, predict_samples
+from harness.run.predict import image_groups
 from harness.run.remote import RemoteAdapter
 from harness.run.runner import run
 from harness.types import Prediction

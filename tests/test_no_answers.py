@@ -14,6 +14,7 @@ from typing import Any
 import helper_snoop
 import pytest
 from conftest import write_suite
+from helper_adapters import predict_samples
 from helper_datasets import write_grefcoco, write_reasonseg
 
 from harness import registry
@@ -23,7 +24,7 @@ from harness.publish.inputs import collect
 from harness.records.store import read_records
 from harness.registry import AdapterEntry, create_adapter
 from harness.run.config import build_config
-from harness.run.predict import image_groups, predict_on_image
+from harness.run.predict import image_groups
 from harness.run.remote import RemoteAdapter, WorkerError
 from harness.run.runner import run
 from harness.run.worker import PROTOCOL, QUERY_FIELDS, query_to_json, serve
@@ -162,7 +163,7 @@ def test_a_model_in_a_worker_cannot_reach_the_answer_and_none_crosses_the_pipe(t
     pipe = RecordingPipe(channel.proc.stdin)
     channel.proc.stdin = pipe  # type: ignore[assignment]
     try:
-        got = [(s, p.prediction) for path, group in image_groups(samples) for s, p in predict_on_image(adapter, path, group, 8)]
+        got = [(s, p.prediction) for path, group in image_groups(samples) for s, p in predict_samples(adapter, group, 8)]
     finally:
         adapter.close()
     assert [s.id for s, _ in got] == [s.id for s in samples] and not any(p.failed for _, p in got)

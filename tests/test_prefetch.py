@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from helper_adapters import predict_samples
 from PIL import Image
 
 import harness.run.predict as predict
 from harness.adapter import Adapter, AdapterInfo
 from harness.builtin_adapters.trivial import EmptyAdapter
 from harness.data.images import load_image
-from harness.run.predict import predict_samples
 from harness.types import GroundTruth, Prediction, Query, Sample
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helper_runs import index_records
 
 from harness import masks
 from harness.data.conventions import Conventions
 from harness.publish.report import reasoning as report_reasoning
 from harness.publish.report import render_report
-from harness.publish.report.gallery import index_records
 from harness.records.invariants import UntrustedRunError
 from harness.records.store import read_records
 from harness.run.config import build_config

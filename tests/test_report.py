@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helper_runs import index_records
 from PIL import Image
 
 from harness import masks
 from harness.data.conventions import Conventions
 from harness.publish.report import render_report
-from harness.publish.report.gallery import index_records, select
+from harness.publish.report.gallery import select
 from harness.publish.report.plots import CURVE_THRESHOLDS, ScoreColumns
 from harness.records.store import read_records
 from harness.score.metrics import summarize

@@ -34,7 +34,6 @@ from harness.run.remote import (
     isolation_for,
     make_adapter,
     merge_counters,
-    runtime,
 )
 from harness.run.runner import run
 from harness.run.worker import PROTOCOL, query_from_json, query_to_json, serve
@@ -160,7 +159,7 @@ def test_worker_stdout_is_reserved_and_counters_come_back(tmp_path: Path) -> Non
     stats = collect_stats(adapter)
     assert stats["segmenter_images"] == 2 and stats["generated_tokens"] == 10 * len(samples)
     assert stats["samples"] == len(samples) and stats["batches"] == 2 and stats["worker_restarts"] == 0
-    assert runtime(adapter)["python"] == sys.executable and runtime(adapter)["log"] == str(log)
+    assert adapter.runtime_info()["python"] == sys.executable and adapter.runtime_info()["log"] == str(log)
     adapter.close()
     text = log.read_text()
     assert "loading on cpu" in text and "predicting, loudly" in text and "raw bytes on fd 1" in text

@@ -158,7 +158,7 @@ class _Direct:
 
 def _caller(adapter: Adapter) -> Any:
     """A worker proxy pipelines its requests (``pipeline_window`` > 1); every other adapter is called directly."""
-    return adapter if getattr(adapter, "pipeline_window", 1) > 1 else _Direct(adapter)
+    return adapter if adapter.pipeline_window > 1 else _Direct(adapter)
 
 
 def _items(adapter: Adapter, job: list[Entry]) -> list[tuple[np.ndarray, list[Any]]]:
@@ -177,21 +177,6 @@ def _failure_message(adapter: Adapter, job: list[Entry], exc: BaseException) -> 
     paths = list(dict.fromkeys(e.path for e in job))
     where = paths[0] if len(paths) == 1 else f"a batch of {len(paths)} images ({', '.join(paths)})"
     return f"{adapter.info.name} failed on {where}: {type(exc).__name__}: {exc}"
-
-
-def predict_samples(
-    adapter: Adapter, samples: Sequence[Sample], batch_size: int, timeout: float | None = None, fail_fast: bool = False,
-    prefetch: int = 2, exif: str = "ignore",
-) -> Iterator[tuple[Sample, Predicted]]:
-    """Yield (sample, prediction) for every sample, in the order of ``image_groups(samples)``.
-
-    ``prefetch`` decoded batches wait ahead of the model; ``exif`` is the suite's image convention
-    (a worker is told it by the runner and decodes the same way). With a pipelined adapter up to its
-    window of batches is in flight; a batch's time limit (``timeout`` per sample) runs while
-    its answer is awaited.
-    """
-    for ready in predict_batches(adapter, samples, batch_size, timeout, fail_fast, prefetch, exif):
-        yield from ready
 
 
 def predict_batches(
@@ -291,10 +276,3 @@ def predict_batches(
             if inflight:  # stopped early (fail-fast, an interrupt): no answer may be left unread in a pipe
                 caller.cancel()
 
-
-def predict_on_image(
-    adapter: Adapter, image_path: str, samples: list[Sample], batch_size: int,
-    timeout: float | None = None, fail_fast: bool = False, exif: str = "ignore",
-) -> Iterator[tuple[Sample, Predicted]]:
-    """Yield (sample, prediction) for every sample of one image, batch by batch."""
-    yield from predict_samples(adapter, samples, batch_size, timeout, fail_fast, exif=exif)

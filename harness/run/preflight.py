@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.adapter import Adapter
 from harness.errors import HarnessError
 from harness.run.config import ModelSpec
-from harness.run.remote import make_adapter, release
+from harness.run.remote import make_adapter
 
 
 class PreflightError(HarnessError):
@@ -37,14 +37,14 @@ def prepare_adapters(models: Sequence[ModelSpec], out: Path, log_suffix: str | N
             if fail_fast:
                 raise
             if adapter is not None:
-                release(adapter)
+                adapter.close()
             what = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
             problems.append(f"model {spec.name!r} ({spec.adapter}): {what}")
             continue
         adapters[spec.name] = adapter
     if problems:
         for adapter in adapters.values():
-            release(adapter)
+            adapter.close()
         raise PreflightError(f"{len(problems)} of {len(models)} models cannot start; no model has predicted anything:\n  "
                              + "\n  ".join(problems))
     return adapters

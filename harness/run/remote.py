@@ -139,7 +139,6 @@ class RemoteAdapter(Adapter):
         self.label, self.env_name = label or adapter, env_name
         self.log_path, self.max_restarts = log_path, max_restarts
         self.restarts = 0
-        self.exif = "ignore"  # the suite's image convention, sent with each request that needs another
         self._env = {**os.environ, **(env_vars or {})}
         self._device: str | None = None
         self._lost_in_a_row = 0
@@ -156,14 +155,18 @@ class RemoteAdapter(Adapter):
         raw = hello["info"]
         self.info = AdapterInfo(name=raw["name"], description=raw["description"], outputs=tuple(raw["outputs"]),  # type: ignore[misc]
                                 box_space=raw["box_space"], version=raw["version"], checkpoints=tuple(raw["checkpoints"]))
-        self.multi_image = bool(hello.get("multi_image"))  # type: ignore[misc]  # the served adapter's declaration
+        self.multi_image = bool(hello.get("multi_image"))  # the served adapter's declaration
         self._config: dict[str, Any] = hello["config"]
-        self.runtime: dict[str, Any] = hello.get("runtime", {})
+        self._runtime: dict[str, Any] = hello.get("runtime", {})
 
     # -- the Adapter interface -------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
         return self._config
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Where the model ran: the worker's interpreter and versions, its environment, its log."""
+        return {**self._runtime, "env": self.env_name, "log": str(self.log_path) if self.log_path else None}
 
     def load(self, device: str = "cpu") -> None:
         self._device = device
@@ -353,7 +356,7 @@ class RemoteAdapter(Adapter):
             raise WorkerError(f"{self.label}: the worker died while loading the model: {exc} ({exit_text(code)}){self._tail()}") from None
         if not reply["ok"]:
             raise WorkerError(f"{self.label}: loading failed in the worker: {reply.get('type')}: {reply.get('error')}{self._tail()}")
-        self.runtime = reply.get("runtime") or self.runtime
+        self._runtime = reply.get("runtime") or self._runtime
 
     def _discard(self, kill: bool, note: str) -> int | None:
         """Forget the current process, keeping the counters it reported."""
@@ -474,14 +477,3 @@ def collect_stats(adapter: Adapter) -> dict[str, float]:
     return counters
 
 
-def runtime(adapter: Adapter) -> dict[str, Any]:
-    """Where an isolated model ran (interpreter, environment, versions, log); {} in-process."""
-    if not isinstance(adapter, RemoteAdapter):
-        return {}
-    return {**adapter.runtime, "env": adapter.env_name, "log": str(adapter.log_path) if adapter.log_path else None}
-
-
-def release(adapter: Adapter) -> None:
-    """Free an isolated model's memory once the runner is done with it (no-op in-process)."""
-    if isinstance(adapter, RemoteAdapter):
-        adapter.close()

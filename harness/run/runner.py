@@ -30,7 +30,7 @@ from harness.run.config import RunConfig
 from harness.run.finish import RunOutcome, finished_outcome, record_data_counts, resume_inputs
 from harness.run.preflight import prepare_adapters
 from harness.run.progress import LineProgress
-from harness.run.remote import RemoteAdapter, collect_stats, counters_since, release, runtime
+from harness.run.remote import collect_stats, counters_since
 from harness.run.sharding import Shard, shard_from_env
 from harness.types import Sample
 
@@ -116,9 +116,8 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     # Every model is built and checked (options, files, worker environment) before any predicts,
     # and before the run directory is touched: a model that cannot start costs no one's time.
     adapters = prepare_adapters(config.models, out, shard.suffix if shard else None, config.fail_fast)
-    for a in adapters.values():
-        if isinstance(a, RemoteAdapter):  # its worker decodes the images: by the suite's image convention
-            a.exif = suite.conventions.exif
+    for a in adapters.values():  # an adapter that decodes images itself (a worker) does it by the suite's convention
+        a.exif = suite.conventions.exif
     model_entries = {
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
         for (name, a), spec in zip(adapters.items(), config.models)
@@ -161,7 +160,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
             # What decides the samples, so that a finished run resumed with nothing changed is seen to be
             # finished before they are loaded (seconds at 100k samples) or a score index is read.
             resume = resume_inputs(data, config.limit, config.data_root)
-            if shard is None and not any(hasattr(a, "replay_ids") for a in adapters.values()):
+            if shard is None and all(a.replay_ids() is None for a in adapters.values()):
                 done = finished_outcome(run_dir, suite, config.bootstrap_rounds, resume, render)
                 # No rank marks needed: a part left "running" by a killed run would have changed the manifest.
                 if done is not None and not (config.retry_failed and _any_failed(run_dir)):
@@ -187,7 +186,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                                 m.mark(name, split, _rank(shard), "running")  # records a killed earlier run, as always
                             with updating(run_dir) as m:
                                 m.mark(name, split, _rank(shard), "done")
-                    release(adapter)
+                    adapter.close()
                     continue
                 try:
                     adapter.load(device)
@@ -197,10 +196,10 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                     _could_not_run(run_dir, name, exc, shard)
                 else:
                     _run_model(config, run_dir, suite, splits, samples, shard, name, adapter)
-                release(adapter)  # free this model's memory (and its worker) before the next one loads
+                adapter.close()  # free this model's memory (and its worker) before the next one loads
     finally:
         for adapter in adapters.values():  # after an error too: no worker outlives the command
-            release(adapter)
+            adapter.close()
     if shard is not None and _barrier() and shard.index != 0:
         return RunOutcome(run_dir.root, None, None, pending="rank 0 merges the shards and writes the results")
     from harness.run.merge import merge_run
@@ -267,7 +266,7 @@ def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[st
                 if retried:
                     m.add_event("retried_failed", model=name, split=split, samples=retried)
                 if progress.predicted:  # a resume with nothing left keeps the counters of the run that predicted
-                    m.record_efficiency(name, split, rank, spent, runtime(adapter))
+                    m.record_efficiency(name, split, rank, spent, adapter.runtime_info())
                 m.mark(name, split, rank, "done")
                 if progress.oom_halvings:
                     m.add_event("oom_halved", model=name, split=split, max_halvings=progress.oom_halvings)
@@ -276,13 +275,12 @@ def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[st
 def _check_replay_ids(adapter: Adapter, name: str, samples: dict[str, list[Sample]]) -> None:
     """A replay file none of whose ids is in the suite is the wrong file: an error, not a run of
     failures. Ids the suite does not have are counted and reported, never silently dropped."""
-    replay_ids = getattr(adapter, "replay_ids", None)
-    if replay_ids is None:
+    held = adapter.replay_ids()
+    if held is None:
         return
-    held = replay_ids()
     wanted = {s.id for split in samples.values() for s in split}
     unknown = sorted(held - wanted)
-    where = getattr(adapter, "path", name)
+    where = adapter.options.get("path", name)
     if held and len(unknown) == len(held):
         raise HarnessError(f"{where}: none of its {len(held)} ids is a sample of the chosen splits "
                            f"({', '.join(sorted(samples))}), e.g. {unknown[0]!r}; wrong file, suite or splits?")

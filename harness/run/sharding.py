@@ -74,8 +74,3 @@ def shard_from_env() -> Shard | None:
         return None
     return Shard(int(os.environ.get("RANK", "0")), world)
 
-
-def shard_suffix_of(filename: str) -> str | None:
-    """``val.shard-1-of-4.jsonl`` -> ``shard-1-of-4``; the merged ``val.jsonl`` -> None."""
-    m = re.search(r"\.(shard-\d+-of-\d+)\.jsonl$", filename)
-    return m.group(1) if m else None

@@ -50,17 +50,6 @@ def point(p: Scores, metric: str, eps: float) -> float:
     return float(100.0 * kept.mean()) if kept.size else math.nan
 
 
-def resampled(p: Scores, metric: str, eps: float, idx: np.ndarray) -> np.ndarray:
-    """The metric on each row of resampled indices (rounds x n)."""
-    if metric == "ciou":
-        inter = np.where(p.in_ciou, p.inter, 0.0)[idx].sum(1)
-        union = np.where(p.in_ciou, p.union, 0.0)[idx].sum(1)
-        return np.asarray(100.0 * inter / (union + eps))
-    kept = ~np.isnan(p.iou)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(100.0 * np.where(kept, p.iou, 0.0)[idx].sum(1) / kept[idx].sum(1))
-
-
 def _columns(p: Scores, metric: str) -> list[np.ndarray]:
     """(numerator, denominator) per sample whose resampled sums give the metric (see ``resampled``)."""
     if metric == "ciou":

@@ -123,11 +123,10 @@ class LensAdapter(Adapter):
         version=manifest.VERSION,
         checkpoints=tuple(manifest.CHECKPOINTS),
     )
-    MANIFEST: ClassVar[dict[str, Any]] = manifest.manifest()
-    multi_image: ClassVar[bool] = True  # predict_many puts several images' sentences into one batch (batching: image)
+    multi_image = True  # predict_many puts several images' sentences into one batch (batching: image)
     # The resizes for SAM and the LLM and the image's key (~25 ms of one core for 640x480) are done by the
     # engine's decode-ahead thread while the model runs the batch before (the same functions, so the same values).
-    prepares_images: ClassVar[bool] = True
+    prepares_images = True
 
     def __init__(self, **options: Any) -> None:
         self.settings = resolve_options(options)
@@ -135,7 +134,7 @@ class LensAdapter(Adapter):
         self.preprocessing: Preprocessing = PREPROCESSING[self.settings["preprocessing"]]
         # batching: ref (upstream's protocol) must see each image's sentences together, as upstream's refs:
         # the engine then keeps every batch within one image (a batch across images could split a ref)
-        self.multi_image = self.settings["batching"] == "image"  # type: ignore[misc]
+        self.multi_image = self.settings["batching"] == "image"
         self._lens: Any = None
         self._processor: Any = None
         self._prefixes: Any = None  # sharing.PrefixStore: the last call's prefix caches (share_prefix)
@@ -233,12 +232,9 @@ class LensAdapter(Adapter):
             row += len(expressions)
         return out
 
-    def _run_batch(self, image: np.ndarray, pre: Preprocessed, expressions: list[str]) -> tuple[Any, list[Any], Any]:
-        """The generation (``generation.Generated``), the 256x256 mask logits per sentence, and the processor's inputs."""
-        return self._run_parts([(image, pre, expressions)])
-
     def _run_parts(self, parts: list[tuple[np.ndarray, Preprocessed, list[str]]]) -> tuple[Any, list[Any], Any]:
-        """``_run_batch`` for rows spanning one or more images (part by part, in order)."""
+        """The generation (``generation.Generated``), the 256x256 mask logits per sentence and the processor's inputs,
+        for rows spanning one or more images (part by part, in order)."""
         import torch
 
         from harness_lens import sharing

@@ -144,11 +144,6 @@ def unpadded_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list
     return [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
 
 
-def repeat_cache(cache: Any, n: int) -> Any:
-    """A fresh DynamicCache holding ``cache``'s keys and values repeated n times along the batch."""
-    return select_cache(cache, [0] * n)
-
-
 def select_cache(cache: Any, rows: list[int]) -> Any:
     """A fresh DynamicCache whose row i is row ``rows[i]`` of ``cache``."""
     from transformers import DynamicCache

@@ -154,7 +154,7 @@ def evaluate_single(model, processor, image: np.ndarray, problems: list[str], pa
 
 
 def _run(adapter: LensAdapter, image: np.ndarray, exprs: list[str]):
-    gen, low_res, _ = adapter._run_batch(image, adapter.preprocessing(image), exprs)
+    gen, low_res, _ = adapter._run_parts([(image, adapter.preprocessing(image), exprs)])
     return gen.texts, [m[0, 0] for m in low_res]
 
 
@@ -415,7 +415,7 @@ def test_rows_ending_at_different_steps(config, ragged_checkpoint, upstream_repo
     options = {} if config == "default" else CACHE_CONFIGS[config]
     a = _adapter(ragged_checkpoint, upstream_repo, **options)
     image = _image()
-    gen, low_res, _ = a._run_batch(image, a.preprocessing(image), RAGGED_EXPRS)
+    gen, low_res, _ = a._run_parts([(image, a.preprocessing(image), RAGGED_EXPRS)])
     logits = [m[0, 0] for m in low_res]
     long = RAGGED_LONG_1 + RAGGED_LONG_2
     assert gen.texts == [RAGGED_SHORT, long, RAGGED_SHORT] and gen.new_tokens == [2, 3, 2]  # the rows really end apart

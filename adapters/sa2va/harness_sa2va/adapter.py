@@ -65,7 +65,6 @@ class Sa2VAAdapter(Adapter):
     info: ClassVar[AdapterInfo] = AdapterInfo(name="sa2va", description=manifest.DESCRIPTION, outputs=manifest.OUTPUTS,
                                               version=manifest.VERSION, checkpoints=tuple(manifest.MODELS.values()))
     DEFAULT_CHECKPOINT: ClassVar[str | None] = None
-    MANIFEST: ClassVar[dict[str, Any]] = manifest.manifest()
 
     def __init__(self, **options: Any) -> None:
         self.settings = resolve_options(options, self.DEFAULT_CHECKPOINT)

@@ -80,7 +80,6 @@ class UniPixelAdapter(Adapter):
         version=manifest.VERSION, checkpoints=tuple(manifest.CHECKPOINTS),
     )
     DEFAULT_CHECKPOINT: ClassVar[str | None] = None
-    MANIFEST: ClassVar[dict[str, Any]] = manifest.manifest()
 
     def __init__(self, **options: Any) -> None:
         self.settings = resolve_options(options, self.DEFAULT_CHECKPOINT)

@@ -110,9 +110,6 @@ class LazyGroundTruth(GroundTruth):
     def area(self) -> int:
         return self._area
 
-    def eager(self) -> GroundTruth:
-        return GroundTruth(*self._fields())
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GroundTruth):
             return NotImplemented

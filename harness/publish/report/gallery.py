@@ -39,16 +39,6 @@ _PRED_RGB = np.array([230, 40, 40], dtype=np.float64)
 _BOX_RGB = (255, 200, 0)
 
 
-def index_records(records: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> dict[Key, dict[str, Mapping[str, Any]]]:
-    """model -> split -> records  becomes  (split, id) -> model -> record (last write wins)."""
-    index: dict[Key, dict[str, Mapping[str, Any]]] = {}
-    for model, by_split in records.items():
-        for split, recs in by_split.items():
-            for rec in recs:
-                index.setdefault((split, str(rec.get("id"))), {})[model] = rec
-    return index
-
-
 def sample_iou(record: Mapping[str, Any] | IndexEntry) -> float | None:
     """The per-sample IoU that entered gIoU (None when the sample was left out)."""
     if isinstance(record, IndexEntry):  # the log's score index: the same fields, without the mask
