@@ -24,6 +24,7 @@ SOURCE_FORMATS: dict[str, str] = {
     "gseval": "harness.data.sources.gseval:GSEvalSource",
     "grefcoco": "harness.data.sources.grefcoco:GRefCocoSource",
     "refcoco_m": "harness.data.sources.refcoco_m:RefCocoMSource",
+    "mmr": "harness.data.sources.mmr:MMRSource",
     "hf": "harness.data.sources.hf:HFSource",
 }
 
