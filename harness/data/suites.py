@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.conventions import Conventions
+from harness.data.protocols import DEFAULT as DEFAULT_PROTOCOL
+from harness.data.protocols import ProtocolError, apply_protocol
+from harness.data.protocols import protocol as named
 from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.registry import did_you_mean
@@ -69,9 +72,17 @@ class Suite:
                 raise did_you_mean(f"split of suite {self.name!r}", n, list(self.splits))
         return names
 
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol the suite follows (harness/data/protocols.py); ``lisa`` unless it says."""
+        return str(self.raw.get("protocol") or DEFAULT_PROTOCOL)
+
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "fingerprint": self.fingerprint,
-                "description": self.description, "path": str(self.path)}
+        out = {"name": self.name, "version": self.version, "fingerprint": self.fingerprint,
+               "description": self.description, "path": str(self.path)}
+        if self.protocol != DEFAULT_PROTOCOL:  # the default is not written, so results of lisa suites read as before
+            out["protocol"] = self.protocol
+        return out
 
 
 def builtin_suites() -> dict[str, Path]:
@@ -150,8 +161,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
     )
 
 
-def load_suite(name_or_path: str) -> Suite:
-    """Load a built-in suite by name, or a suite file by path."""
+def load_suite(name_or_path: str, protocol: str | None = None) -> Suite:
+    """Load a built-in suite by name, or a suite file by path; under ``protocol`` when one is named."""
     path = Path(name_or_path).expanduser()
     if not (path.suffix in (".yaml", ".yml") or path.exists()):
         known = builtin_suites()
@@ -160,4 +171,18 @@ def load_suite(name_or_path: str) -> Suite:
         path = known[name_or_path]
     if not path.is_file():
         raise SuiteError(f"suite file {path} does not exist")
-    return parse_suite(read_yaml(path, SuiteError, what="suite file "), path)
+    raw = read_yaml(path, SuiteError, what="suite file ")
+    if isinstance(raw, dict) and (protocol is not None or raw.get("protocol") is not None):
+        try:
+            named(str(raw.get("protocol") or DEFAULT_PROTOCOL))  # a suite file's own protocol must be a known one
+            raw = dict(apply_protocol(raw, protocol, str(path)))
+        except ProtocolError as exc:
+            raise SuiteError(str(exc)) from exc
+    return parse_suite(raw, path)
+
+
+def stored_suite(info: dict[str, Any]) -> Suite:
+    """The suite of a stored run from the summary its manifest keeps: its file where it still exists, else the
+    built-in of its name, under the protocol it was run with."""
+    path = Path(str(info.get("path", "")))
+    return load_suite(str(path) if path.is_file() else str(info.get("name")), info.get("protocol"))

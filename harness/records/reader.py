@@ -102,12 +102,10 @@ class StoredRun:
     def suite(self) -> Suite:
         """The run's suite: its file where it still exists, else the built-in of its name; refused when its
         fingerprint is not the run's (other data, splits or conventions)."""
-        from harness.data.suites import load_suite
+        from harness.data.suites import stored_suite
         from harness.records.manifest import check_compatible
 
-        info = self.manifest.get("suite") or {}
-        path = Path(str(info.get("path", "")))
-        suite = load_suite(str(path) if path.is_file() else str(info.get("name")))
+        suite = stored_suite(self.manifest.get("suite") or {})
         check_compatible(self.manifest, suite, {}, self.root)
         return suite
 

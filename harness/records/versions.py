@@ -97,7 +97,7 @@ def current_data(manifest: Mapping[str, Any], data_root: Path | None = None) -> 
     is left out: a command that reads no ground truth (gate, leaderboard) still works on a copy of the
     run without the data, and cannot tell there whether it changed."""
     from harness.data.samples import make_source
-    from harness.data.suites import load_suite
+    from harness.data.suites import stored_suite
 
     recorded = manifest.get(DATA_KEY) or {}
     suite_info = manifest.get("suite") or {}
@@ -106,8 +106,7 @@ def current_data(manifest: Mapping[str, Any], data_root: Path | None = None) -> 
     config = manifest.get("config") or {}
     root = data_root or (Path(str(config["data_root"])) if isinstance(config, Mapping) and config.get("data_root") else None)
     try:
-        path = Path(str(suite_info.get("path", "")))
-        suite = load_suite(str(path) if path.is_file() else str(suite_info.get("name")))
+        suite = stored_suite(dict(suite_info))
         if suite.fingerprint != suite_info.get("fingerprint"):
             return {}
         source, out = make_source(suite, root), {}

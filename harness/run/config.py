@@ -72,6 +72,7 @@ class RunConfig:
     timeout: float | None = None  # seconds per sample; a batch gets timeout x its size
     fail_fast: bool = False
     retry_failed: bool = False  # on resume, predict again the samples whose last line failed
+    protocol: str | None = None  # a named paper protocol (harness/data/protocols.py); None: the suite's own (lisa)
 
 
 # A model's display name is also its folder in the run (RUN/<name>/<split>.jsonl), and the report,

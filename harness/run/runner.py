@@ -108,7 +108,7 @@ def _rank(shard: Shard | None) -> str:
 
 def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -> RunOutcome:
     """Run every model of the config over the suite's splits, then write results and report."""
-    suite = load_suite(config.suite)
+    suite = load_suite(config.suite, config.protocol)
     splits = suite.select_splits(list(config.splits))
     out = config.out or default_out(suite)
     run_dir = RunDir(out)

@@ -176,8 +176,15 @@ def summarize(
         nt = arr.no_target
         out["n_no_target"] = int(nt.sum())
         out["n_acc"] = float(100.0 * (arr.pred_empty[nt] & ~arr.failed[nt]).mean())
+        # A mask on an absent target: the false positives a false-premise benchmark counts (failures are neither).
+        out["fp_rate"] = float(100.0 * (~arr.pred_empty[nt] & ~arr.failed[nt]).mean())
         if (~nt).any():
             out["t_acc"] = float(100.0 * (~arr.pred_empty[~nt] & ~arr.failed[~nt]).mean())
+        # SESAME's "See" accuracy (eval_sesame.py run_eval): over every sample, whether the model's answer
+        # (a mask, or none) agrees with the dataset's target / no-target flag.
+        said_present = ~arr.pred_empty & ~arr.failed
+        said_absent = arr.pred_empty & ~arr.failed
+        out["exist_acc"] = float(100.0 * np.where(nt, said_absent, said_present).mean())
     # Targeted samples whose ground truth is empty (a polygon that rasterises to no pixel):
     # scored by the targeted rules, counted so that the report can say so.
     empty_targeted = int((arr.gt_empty & ~arr.no_target).sum())

@@ -15,8 +15,10 @@ Version 1:
   ``box_acc@0.5``, 0 in ``box_miou``) and keeps its mask's score; ``n_bad_box`` counts such
   predictions (drawn samples), only where there are any (added within version 1; the per-sample
   ``score.bad_box`` flag marks them, and a non-finite coordinate is logged as ``null``);
-  no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``) only where samples the dataset flags
-  no-target exist; ``n_targeted_empty_gt`` only where targeted samples have an empty ground truth;
+  no-target metrics (``n_acc``, ``t_acc``, ``n_no_target``; ``fp_rate``, the share of no-target
+  samples given a non-empty mask; ``exist_acc``, SESAME's "See" accuracy: every sample whose answer,
+  a mask or none, agrees with the dataset's flag) only where samples the dataset flags no-target exist;
+  ``n_targeted_empty_gt`` only where targeted samples have an empty ground truth;
 - ``n_not_drawn``: records of samples the model's protocol deliberately left out (GLaMM's
   seeded draw), only where there are any; they count in ``n_records`` and nowhere else (not
   in ``n``, ``n_failed`` or any metric);
@@ -71,6 +73,8 @@ class SplitResult(TypedDict, total=False):
     n_targeted_empty_gt: int
     n_acc: float
     t_acc: float
+    fp_rate: float
+    exist_acc: float
 
 
 class PublishedRow(TypedDict):

@@ -20,6 +20,12 @@ Expression text (``text``): ``raw`` = ``sent["sent"]`` unchanged (LENS, Sa2VA; d
 the sentence's original ``raw`` field (ReLA). ``meta["sent"]`` always keeps ``sent["sent"]``
 and ``meta["text"]`` names the normalisation used.
 
+False premises (``false_premise: true``; FP-RefCOCO(+/g), SESAME's ``dataloaders/test_dataset.py``): a
+sentence with ``is_false_premise`` true (or, without that key, ``exist`` false) names an object the image
+does not hold: a no-target sample whose ground truth is an empty mask (SESAME's zero mask), with
+``meta["premise"]`` and the true sentence it was made from (``gt_sent``) kept for slices, never given to
+a model.
+
 Sample unit: ``sentence`` (default) gives one sample per sentence, id
 ``{dataset}/{split_by}/{split}/{ref_id}/{sent_id}``; ``object`` and ``first_text`` give one
 per ref with its first sentence, id ``{dataset}/{split_by}/{split}/{ref_id}``.
@@ -31,6 +37,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness import masks
 from harness.data import safe_pickle
 from harness.data.sources import SourceError
 from harness.data.sources.filesource import Expected, FileSource
@@ -143,6 +150,16 @@ def sentences_of(ref: dict[str, Any], unit: str) -> list[tuple[str | None, dict[
     return [(None, sents[0])] if sents else []
 
 
+def false_premise(sent: dict[str, Any]) -> bool:
+    """SESAME's reading of a sentence (dataloaders/test_dataset.py): ``is_false_premise`` first, then
+    ``exist``; a sentence with neither names an object that is there."""
+    if "is_false_premise" in sent:
+        return bool(sent["is_false_premise"])
+    if "exist" in sent:
+        return not sent["exist"]
+    return False
+
+
 class ReferSource(FileSource):
     FORMAT = "refer"
     VERSION = 1
@@ -155,11 +172,16 @@ class ReferSource(FileSource):
         "image_dir": COCO_TRAIN2014,
         "refs_file": None,  # default: {refer_root}/{dataset}/refs({split_by}).p
         "instances_file": None,  # default: {refer_root}/{dataset}/instances.json
+        # FP-RefCOCO(+/g) (SESAME): a sentence flagged ``is_false_premise: true`` (or ``exist: false``) names
+        # an object that is not in the image: a no-target sample with an empty ground truth.
+        "false_premise": False,
     }
 
     def spec(self, split: str) -> dict[str, Any]:
         spec = super().spec(split)
         spec["split_by"] = spec["split_by"] or default_split_by(spec["dataset"])
+        if not spec["false_premise"]:  # left out when off, so every other REFER suite keeps its data digest
+            del spec["false_premise"]
         if spec["text"] not in TEXT_MODES:
             raise SourceError(f"source parameter text={spec['text']!r} is not one of {', '.join(TEXT_MODES)}")
         return spec
@@ -223,14 +245,20 @@ class ReferSource(FileSource):
         out = []
         for sent_id, sent in sentences_of(ref, unit):
             meta = {**meta_base, "sent": sent.get("sent", "")}
+            absent = spec.get("false_premise", False) and false_premise(sent)
+            if spec.get("false_premise", False):
+                meta["premise"] = "false" if absent else "true"
+                if sent.get("gt_sent"):
+                    meta["gt_sent"] = sent["gt_sent"]
             if sent_id is None:
                 sid = f"{prefix}/{ref['ref_id']}"
                 meta["sent_ids"] = [s.get("sent_id") for s in ref["sentences"]]
             else:
                 sid = f"{prefix}/{ref['ref_id']}/{sent_id}"
                 meta["sent_id"] = sent.get("sent_id")
-            out.append(Sample(id=sid, image=image, expression=normalise(sent, spec["text"]), gt=gt,
-                              dataset=spec["dataset"], split=split, meta=meta))
+            target = GroundTruth(mask=masks.empty(gt.height, gt.width)) if absent else gt
+            out.append(Sample(id=sid, image=image, expression=normalise(sent, spec["text"]), gt=target,
+                              dataset=spec["dataset"], split=split, no_target=bool(absent), meta=meta))
         return out
 
 

@@ -41,6 +41,8 @@ DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("box_miou", "box mIoU", "pct"),
     ("n_acc", "N-acc", "pct"),
     ("t_acc", "T-acc", "pct"),
+    ("fp_rate", "FP on absent", "pct"),
+    ("exist_acc", "exist acc", "pct"),
     ("parse_failure_rate", "parse fail %", "pct"),
 )
 DASH = "–"
@@ -138,10 +140,12 @@ def _standing(results: Mapping[str, Mapping[str, Mapping[str, Any]]], manifest: 
 def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Sequence[str], split: str) -> dict[str, Any]:
     """Every metric of every model on one split (a dash where it does not apply)."""
     data = {m: dict(results[m][split]) for m in models if split in results.get(m, {})}
-    rows = [{"model": m, "cells": [_fmt(data.get(m, {}).get(k), kind) for k, _, kind in DETAIL_COLUMNS]} for m in models]
+    # A column no model of the split has (box metrics without boxes, no-target metrics without such samples) is left out.
+    shown = [c for c in DETAIL_COLUMNS if any(not _missing(data.get(m, {}).get(c[0])) for m in models)]
+    rows = [{"model": m, "cells": [_fmt(data.get(m, {}).get(k), kind) for k, _, kind in shown]} for m in models]
     notes = [f"{m}: {label}: {int(data[m][key])} ({why})" for m in models if m in data
              for key, label, why in DETAIL_COUNTS if data[m].get(key)]
-    return {"split": split, "columns": [label for _, label, _ in DETAIL_COLUMNS], "rows": rows, "notes": notes}
+    return {"split": split, "columns": [label for _, label, _ in shown], "rows": rows, "notes": notes}
 
 
 def _efficiency(manifest: Mapping[str, Any]) -> list[dict[str, str]]:

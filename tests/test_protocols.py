@@ -1,0 +1,135 @@
+"""Named protocols (harness/data/protocols.py): each one on a hand-built split, numbers worked out by hand,
+different from the lisa protocol's on the same predictions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helper_datasets import rle_of, write_reasonseg, write_refer
+
+from harness import masks
+from harness.data.datacheck import make_source
+from harness.data.suites import SuiteError, load_suite
+from harness.run.config import ModelSpec, RunConfig
+from harness.run.runner import run
+from harness.types import Sample
+
+REFER_SUITE = {
+    "name": "mini-refcoco", "version": 1,
+    "source": {"format": "refer", "text": "raw", "splits": {
+        "refcoco_val": {"dataset": "refcoco", "split_by": "unc", "split": "val"},
+        "refcoco_testA": {"dataset": "refcoco", "split_by": "unc", "split": "testA"},
+        "refcoco_testB": {"dataset": "refcoco", "split_by": "unc", "split": "testB"}}},
+    "splits": {"refcoco_val": {}, "refcoco_testA": {"counts": {"images": 1, "objects": 1, "expressions": 2}},
+               "refcoco_testB": {"counts": {"images": 1, "objects": 1, "expressions": 1}}},
+}
+REASONSEG_SUITE = {
+    "name": "mini-reasonseg", "version": 1,
+    "source": {"format": "reasonseg", "root": "reason_seg/ReasonSeg", "splits": {"val": {"folder": "val"}}},
+    "splits": {"val": {}}, "conventions": {"sample_unit": "first_text", "exif": "apply"},
+}
+
+
+def _suite(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def _scored(tmp_path: Path, suite: Path, protocol: str | None, answer: Callable[[Sample], Any], name: str) -> dict[str, Any]:
+    """Results of a replay run whose answer for each sample of the protocol's splits is ``answer(sample)``
+    (a boolean mask, or None for a failed prediction)."""
+    loaded = load_suite(str(suite), protocol)
+    source = make_source(loaded, tmp_path / "data")
+    lines = []
+    for split in loaded.splits:
+        for s in source.samples(split):
+            mask = answer(s)
+            lines.append({"id": s.id, "mask": None if mask is None else rle_of(mask)})
+    replay = tmp_path / f"{name}.jsonl"
+    replay.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config = RunConfig(models=(ModelSpec("m", f"replay:{replay}"),), suite=str(suite), splits=tuple(loaded.splits),
+                       data_root=tmp_path / "data", out=tmp_path / name, bootstrap_rounds=0, protocol=protocol)
+    outcome = run(config, render=False)
+    doc = json.loads(Path(str(outcome.results_path)).read_text())
+    assert doc["suite"].get("protocol") == (None if protocol in (None, "lisa") else protocol)  # results carry its name
+    return dict(doc["results"]["m"])
+
+
+def _gt(s: Sample) -> Any:
+    return masks.decode(s.gt.mask).astype(bool)
+
+
+def test_sa2va_runner_scores_testA_and_testB_as_one_test_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """testA: ref 3 (2 sentences, triangle T) answered exactly; testB: ref 5 (1 sentence, square S of 36 px)
+    answered with nothing. lisa: testA cIoU 100, testB 0. sa2va-runner: one test split, cIoU = 2T / (2T + 36)."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    write_refer(tmp_path / "data")
+    suite = _suite(tmp_path, REFER_SUITE)
+
+    def answer(s: Sample) -> Any:
+        return _gt(s) if s.meta["ref_id"] == 3 else _gt(s) & False
+
+    lisa = _scored(tmp_path, suite, None, answer, "lisa")
+    assert lisa["refcoco_testA"]["ciou"] == pytest.approx(100.0) and lisa["refcoco_testB"]["ciou"] == pytest.approx(0.0)
+    sa2va = _scored(tmp_path, suite, "sa2va-runner", answer, "sa2va")
+    assert list(sa2va) == ["refcoco_test"]
+    triangle = masks.area(make_source(load_suite(str(suite)), tmp_path / "data").samples("refcoco_testA")[0].gt.mask)
+    assert sa2va["refcoco_test"]["n"] == 3
+    assert sa2va["refcoco_test"]["ciou"] == pytest.approx(100 * 2 * triangle / (2 * triangle + 36), abs=1e-6)
+    assert load_suite(str(suite), "sa2va-runner").splits["refcoco_test"]["counts"] == {"images": 2, "objects": 2, "expressions": 3}
+
+
+def test_unipixel_scores_every_text_and_a_failure_as_an_empty_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a_img has two texts (target A), b_img one (target B); both texts of a_img answered exactly, b_img failed.
+    lisa (text[0], failure IoU 0): gIoU (1 + 0) / 2 = 50. unipixel (every text, failure = empty mask, IoU 0 on
+    a target): gIoU (1 + 1 + 0) / 3 = 66.7; cIoU A / (A + B) against 2A / (2A + B)."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    write_reasonseg(tmp_path / "data")
+    suite = _suite(tmp_path, REASONSEG_SUITE)
+
+    def answer(s: Sample) -> Any:
+        return _gt(s) if "a_img" in s.image else None
+
+    lisa = _scored(tmp_path, suite, None, answer, "lisa")["val"]
+    uni = _scored(tmp_path, suite, "unipixel", answer, "uni")["val"]
+    samples = make_source(load_suite(str(suite)), tmp_path / "data").samples("val")
+    a, b = (masks.area(next(s for s in samples if k in s.image).gt.mask) for k in ("a_img", "b_img"))
+    assert (lisa["n"], uni["n"]) == (2, 3) and (lisa["n_failed"], uni["n_failed"]) == (1, 1)
+    assert lisa["giou"] == pytest.approx(50.0, abs=1e-4) and uni["giou"] == pytest.approx(200 / 3, abs=1e-4)
+    assert lisa["ciou"] == pytest.approx(100 * a / (a + b), abs=1e-6)
+    assert uni["ciou"] == pytest.approx(100 * 2 * a / (2 * a + b), abs=1e-6)
+
+
+def test_visionreasoner_object_scores_one_sample_per_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """val: ref 2 (1 sentence, one polygon) answered exactly, ref 1 (2 sentences) answered with nothing. lisa, per
+    sentence: gIoU (0 + 0 + 1) / 3 = 33.3; visionreasoner-object, per object: (0 + 1) / 2 = 50."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    write_refer(tmp_path / "data")
+    raw = {**REFER_SUITE, "splits": {"refcoco_val": {}}, "source": {**REFER_SUITE["source"], "splits": {
+        "refcoco_val": REFER_SUITE["source"]["splits"]["refcoco_val"]}}}
+    suite = _suite(tmp_path, raw)
+
+    def answer(s: Sample) -> Any:
+        return _gt(s) if s.meta["ref_id"] == 2 else _gt(s) & False
+
+    lisa = _scored(tmp_path, suite, None, answer, "lisa")["refcoco_val"]
+    obj = _scored(tmp_path, suite, "visionreasoner-object", answer, "obj")["refcoco_val"]
+    assert (lisa["n"], obj["n"]) == (3, 2)
+    assert lisa["giou"] == pytest.approx(100 / 3, abs=1e-4) and obj["giou"] == pytest.approx(50.0, abs=1e-4)
+
+
+def test_a_protocol_that_does_not_apply_or_is_unknown_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match=r"protocol 'sa2va-runner' applies to suites of format refer, not 'shapes'"):
+        load_suite("shapes", "sa2va-runner")
+    with pytest.raises(SuiteError, match=r"unknown protocol 'himtok-ish'; known: lisa, sa2va-runner"):
+        load_suite("refcoco", "himtok-ish")
+    own = _suite(tmp_path, {**REFER_SUITE, "name": "own", "protocol": "sa2va-runner"})
+    with pytest.raises(SuiteError, match=r"follows protocol 'sa2va-runner' already"):
+        load_suite(str(own), "unipixel")
+    assert load_suite("refcoco", "lisa").fingerprint == load_suite("refcoco").fingerprint  # lisa is the suite as written
+    assert load_suite("refcoco", "unipixel").fingerprint != load_suite("refcoco").fingerprint  # never one run directory
