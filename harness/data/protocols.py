@@ -120,10 +120,13 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("sa2va-runner", "RefCOCO/RefCOCO+ 'test' = testA ∪ testB, RefCOCOg umd test; val not evaluated",
              "bytedance/Sa2VA 9832e1a projects/sa2va/evaluation/run_all_evals.py with REFER getRefIds(split='test')",
              formats=("refer",), rewrite=_sa2va_test_splits, published=_SA2VA_ROWS),
-    Protocol("unipixel", "every ReasonSeg text is a sample (not text[0]); an exception is an all-zero mask, scored as empty",
+    Protocol("unipixel", "every ReasonSeg text is a sample (not text[0]); an exception is an all-zero mask, scored as empty; "
+             "RefCOCO polygons merged (union), not summed",
              "PolyU-ChenLab/UniPixel 5c8e941 unipixel/eval/infer_seg.py",
              formats=("reasonseg", "refer"),
-             conventions={"reasonseg": {"sample_unit": "sentence", "failure": "as_empty"}, "refer": {"failure": "as_empty"}},
+             # RefCOCO: UniPixel merges an object's polygons (frPyObjects + merge, a union), where LISA sums them.
+             conventions={"reasonseg": {"sample_unit": "sentence", "failure": "as_empty"},
+                          "refer": {"failure": "as_empty", "gt_overlap": "binarise"}},
              published=_UNIPIXEL_ROWS),
     Protocol("visionreasoner-object", "one sample per object (its first sentence); ReasonSeg's ignore region as foreground",
              "JIA-Lab-research/VisionReasoner c013132 evaluation/calculate_iou_with_bbox_nonobj.py on Ricky06662's HF copies",

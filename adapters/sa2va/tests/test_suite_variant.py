@@ -1,19 +1,16 @@
-"""The RefCOCO/+ "test" (testA ∪ testB) suite variant shipped with the adapter: it parses, reads REFER's
-"test" as testA and testB together, and otherwise is the `refcoco` suite."""
+"""Sa2VA's runner protocol (`--protocol sa2va-runner`, harness/data/protocols.py): RefCOCO/+ "test" read as
+testA and testB together, RefCOCOg umd test, otherwise the `refcoco` suite, with the model cards' rows."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from harness.data.sources.refer import refer_split_match
 from harness.data.suites import load_suite
 
-VARIANT = Path(__file__).resolve().parents[1] / "suites" / "refcoco-sa2va-test.yaml"
 
-
-def test_test_split_variant() -> None:
-    variant, base = load_suite(str(VARIANT)), load_suite("refcoco")
-    assert variant.name == "refcoco-sa2va-test" != base.name
+def test_test_split_protocol() -> None:
+    variant, base = load_suite("refcoco", "sa2va-runner"), load_suite("refcoco")
+    assert variant.protocol == "sa2va-runner" and variant.summary()["protocol"] == "sa2va-runner"
+    assert variant.fingerprint != base.fingerprint
     assert variant.conventions == base.conventions
     assert {k: v for k, v in variant.source_params.items() if k != "splits"} == \
         {k: v for k, v in base.source_params.items() if k != "splits"}
@@ -24,6 +21,6 @@ def test_test_split_variant() -> None:
         for key in ("images", "objects", "expressions"):
             assert variant.splits[name]["counts"][key] == sum(base.splits[f"{ds}_{s}"]["counts"][key] for s in ("testA", "testB"))
     assert variant.splits["refcocog_test"]["counts"] == base.splits["refcocog_test"]["counts"]
-    rows = {(p.model, p.split): p.value for p in variant.published}
-    assert rows[("Sa2VA-Qwen2.5-VL-3B", "refcoco_test")] == 79.6 and len(rows) == 12
-    assert all("unconfirmed" in p.source for p in variant.published)
+    rows = {(p.model, p.split): p for p in variant.published if p.model.startswith("Sa2VA-") and p.split.endswith("_test")}
+    assert rows[("Sa2VA-Qwen2.5-VL-3B", "refcoco_test")].value == 79.6 and len(rows) == 12
+    assert all("unconfirmed" in p.source for p in rows.values())
