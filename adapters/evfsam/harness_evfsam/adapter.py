@@ -168,6 +168,17 @@ class EvfSamAdapter(Adapter):
                 "sam_resize": list(pre.resize), "sam_pixels_sha256": _sha256(pre.sam),
                 "beit_pixels_sha256": _sha256(pre.beit)}
 
+    def config(self) -> dict[str, Any]:
+        """The options, and the SAM input the checkout's era gives (a SAM-2 run on the other era differs)."""
+        from harness_evfsam.model import UpstreamError
+
+        got = super().config()
+        try:
+            got["sam_input"] = self.sam_input()
+        except UpstreamError:
+            pass  # no checkout: load() and check() say so
+        return got
+
     def stats(self) -> dict[str, float]:
         """Cumulative counters; no language model, so nothing is generated."""
         return dict(self._counters)

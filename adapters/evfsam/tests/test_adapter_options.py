@@ -90,3 +90,11 @@ def test_defaults_are_eval_pys(evfsam_repo: Path) -> None:
     assert defaults["--precision"] == "fp16" and defaults["--image_size"] == preprocess.BEIT_SIZE
     assert defaults["--model_type"] == "ori"
     assert set(manifest.MODEL_TYPES) < {"ori", "effi", "sam2"}
+
+
+def test_the_fingerprint_names_the_sam_input_of_the_checkouts_era(tmp_path: Path) -> None:
+    original, multitask = fake_checkout(tmp_path / "a", False), fake_checkout(tmp_path / "b", True)
+    assert EvfSam2(upstream_repo=str(original)).config()["sam_input"] == "longest-side-interpolate"
+    assert EvfSam2Multitask(upstream_repo=str(multitask)).config()["sam_input"] == "squash"
+    assert EvfSam(upstream_repo=str(original)).config()["sam_input"] == "longest-side-pad"
+    assert "sam_input" not in EvfSam2(upstream_repo=str(tmp_path / "nowhere")).config()
