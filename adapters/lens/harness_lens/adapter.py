@@ -33,8 +33,6 @@ config; tests only). The adapter reads only a sample's id and expression.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -42,6 +40,7 @@ import numpy as np
 from harness.adapter import Adapter, AdapterInfo
 from harness.modelkit import counters
 from harness.modelkit.digests import array_sha1 as _sha1
+from harness.modelkit.prepared import PreparedImages
 from harness.types import Prediction, Query
 
 from harness_lens import manifest, prompts
@@ -138,7 +137,7 @@ class LensAdapter(Adapter):
         self._lens: Any = None
         self._processor: Any = None
         self._prefixes: Any = None  # sharing.PrefixStore: the last call's prefix caches (share_prefix)
-        self._ready = Ready()  # what prepare_image did ahead, by image array
+        self._ready = PreparedImages()  # what prepare_image did ahead, by image array
 
     # -- loading -------------------------------------------------------------------------
 
@@ -320,43 +319,3 @@ class LensAdapter(Adapter):
         out["sequences_per_forward"] = out["llm_sequences"] / out["forward_passes"] if out["forward_passes"] else 0.0
         return out
 
-
-class Ready:
-    """What ``prepare_image`` computed, by image array (the object: the entry holds it, so its id is not
-    reused while kept), for the predict call that gets it; thread-safe, as it is filled from another
-    thread. Images are prepared in the order they are predicted, so after a call everything prepared
-    before its last image is dropped, that image kept (its sentences may go on in the next batch), and
-    what was prepared for later batches stays; at most ``capacity`` are kept (an evicted one is
-    computed again, with the same values)."""
-
-    def __init__(self, capacity: int = 32) -> None:
-        self._entries: OrderedDict[int, tuple[np.ndarray, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._capacity = capacity
-
-    def put(self, image: np.ndarray, value: Any) -> None:
-        with self._lock:
-            self._entries[id(image)] = (image, value)
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
-
-    def get(self, image: np.ndarray) -> Any:
-        with self._lock:
-            got = self._entries.get(id(image))
-        return got[1] if got is not None and got[0] is image else None
-
-    def done_with(self, images: Sequence[np.ndarray]) -> None:
-        """After a call on ``images``: drop them but the last, and whatever was prepared before it."""
-        with self._lock:
-            for image in images[:-1]:
-                got = self._entries.get(id(image))
-                if got is not None and got[0] is image:
-                    del self._entries[id(image)]
-            last = images[-1] if images else None
-            got = self._entries.get(id(last)) if last is not None else None
-            if got is not None and got[0] is last:
-                while next(iter(self._entries)) != id(last):
-                    self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
