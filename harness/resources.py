@@ -1,8 +1,9 @@
-"""Where the suites (benchmarks/) and report templates (reports/) live.
+"""Where the suites (suites/) and report templates (reports/) live.
 
-In a wheel they travel inside the package as ``harness/_benchmarks`` and ``harness/_reports``
+In a wheel they travel inside the package as ``harness/_suites`` and ``harness/_reports``
 (pyproject force-include); in a source checkout or editable install they are the top-level
-``benchmarks/`` and ``reports/`` folders beside ``harness/``.
+``suites/`` and ``reports/`` folders beside ``harness/``. (``benchmarks/`` holds performance
+scripts only and is not shipped.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def resource_dir(name: str) -> Path:
-    """The directory of ``benchmarks`` or ``reports``, wheel or checkout."""
+    """The directory of ``suites`` or ``reports``, wheel or checkout."""
     for candidate in (_PACKAGE / f"_{name}", _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate

@@ -79,7 +79,7 @@ def test_lazy_command_parses_to_its_module_function() -> None:
 def test_c_yaml_loader_reads_suites_like_the_python_one() -> None:
     if not getattr(yaml, "__with_libyaml__", False):
         pytest.skip("PyYAML built without libyaml")
-    suites = sorted(ROOT.glob("benchmarks/*.yaml")) + sorted(ROOT.glob("reports/*.yaml"))
+    suites = sorted(ROOT.glob("suites/*.yaml")) + sorted(ROOT.glob("reports/*.yaml"))
     assert suites
     for path in suites:
         assert read_yaml(path) == yaml.safe_load(path.read_text(encoding="utf-8")), path

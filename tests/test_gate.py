@@ -18,7 +18,7 @@ from harness.publish import baseline as baselines
 from harness.publish.gate import EXIT_INCOMPARABLE, EXIT_INPUT_ERROR, EXIT_PASS, EXIT_REGRESSION, gate, markdown, paired_spread
 
 REPO = Path(__file__).resolve().parent.parent
-COMMITTED = REPO / "benchmarks" / "baselines" / "shapes-reasoner.json"
+COMMITTED = REPO / "suites" / "baselines" / "shapes-reasoner.json"
 N = 200
 Pairs = list[tuple[int, int]]  # (intersection, union) per sample
 
@@ -249,7 +249,7 @@ def test_paired_spread_needs_aligned_ids(base_run: Path) -> None:
 def test_committed_shapes_baseline_matches_the_shapes_suite() -> None:
     """CI gates a fresh shapes-reasoner run against this file; if shapes.yaml changes, re-save it:
     harness run --models shapes-reasoner --suite shapes --out /tmp/b --no-report &&
-    harness baseline save /tmp/b --to benchmarks/baselines/shapes-reasoner.json"""
+    harness baseline save /tmp/b --to suites/baselines/shapes-reasoner.json"""
     base = baselines.load(COMMITTED)
     suite = load_suite("shapes")
     assert base.suite["fingerprint"] == suite.fingerprint, "shapes.yaml changed: re-save the committed baseline (see docstring)"

@@ -1,4 +1,4 @@
-"""Every shell and YAML block of README.md and the adapters' READMEs is checked as a user would run it.
+"""Every code block and link of README.md, docs/*.md and the adapters' READMEs is checked as a user would use it.
 
 - YAML blocks parse; a run config (a mapping with ``models:`` or ``suite:``) loads through the
   harness's own config builder, and its suite and splits exist (``Suite.select_splits``).
@@ -7,11 +7,19 @@
   is parsed by the real argparse parser, and its ``--suite``/``--splits`` checked against the suite.
   GPU-only lines are parsed and validated, not run. ``torchrun`` comes with torch, which the
   engine's own virtualenv does not have: it must be called from a model's environment
-  (``.../envs/<name>/bin/torchrun``).
+  (``.../envs/<name>/bin/torchrun``). A ``python benchmarks/<script>.py`` line names a script that
+  exists, with options it takes.
+- Python blocks run, in a fresh directory holding ``runs/pair`` (the run the docs make with
+  ``harness run --models shapes-reasoner,oracle-box --out runs/pair``, here with a --limit).
+- Relative links resolve to a file of the repository, and a ``#fragment`` to one of its headings.
+- The README's command table names every subcommand.
+
+tests/test_readme_examples.py runs the README's own-model examples end to end.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -19,15 +27,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import build_parser
+from harness.cli import build_parser, main
 from harness.data.suites import load_suite
 from harness.run.config import build_config
 
 ROOT = Path(__file__).resolve().parents[1]
-READMES = [ROOT / "README.md", *sorted(ROOT.glob("adapters/*/README.md"))]
+READMES = [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md")), *sorted(ROOT.glob("adapters/*/README.md"))]
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 SHELL = {"bash", "sh", "shell", "console"}
 YAML = {"yaml", "yml"}
+PYTHON = {"python", "py"}
 
 
 def blocks(path: Path) -> list[tuple[str, int, str]]:
@@ -117,6 +126,17 @@ def test_shell_block(where: str, start: int, text: str) -> None:
         argv = harness_argv(command)
         if argv is not None:
             check_harness(argv, where)
+        elif len(words) > 1 and Path(words[0]).name.startswith("python") and words[1].startswith("benchmarks/"):
+            check_bench_script(words[1], words[2:], where)
+
+
+def check_bench_script(script: str, args: list[str], where: str) -> None:
+    """A performance script the docs run exists and takes the options they give it."""
+    path = ROOT / script
+    assert path.is_file(), f"{where}: `python {script}`: no such script"
+    text = path.read_text(encoding="utf-8")
+    for option in (a.split("=")[0] for a in args if a.startswith("--")):
+        assert f'"{option}"' in text, f"{where}: `python {script}` takes no option {option}"
 
 
 @pytest.mark.parametrize(("where", "start", "text"), _cases(YAML), ids=_id)
@@ -144,3 +164,101 @@ def test_a_wrong_split_or_option_fails(tmp_path: Path) -> None:
         test_shell_block("x", 1, "pip install -e . && harness run --no-such-option")
     with pytest.raises(AssertionError, match="torchrun"):
         test_shell_block("x", 1, "torchrun --nproc-per-node 8 -m harness run --suite shapes")
+
+
+# -- Python blocks -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding runs/pair, as the docs make it (limited here to a few samples per split)."""
+    home = tmp_path_factory.mktemp("docs-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(home / "cache"))
+        mp.chdir(home)
+        assert main(["run", "--models", "shapes-reasoner,oracle-box", "--out", "runs/pair", "--limit", "12", "--no-report"]) == 0
+    return home
+
+
+@pytest.mark.parametrize(("where", "start", "text"), _cases(PYTHON), ids=_id)
+def test_python_block(where: str, start: int, text: str, pair_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "runs").symlink_to(pair_run / "runs", target_is_directory=True)
+    monkeypatch.setenv("HARNESS_CACHE", str(pair_run / "cache"))
+    monkeypatch.chdir(tmp_path)
+    code = compile(text, where, "exec")
+    exec(code, {"__name__": "__docs__"})
+
+
+# -- links -------------------------------------------------------------------------------------------
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*$", text, flags=re.M)}
+
+
+def links(path: Path) -> list[tuple[int, str]]:
+    out = []
+    fenced = False
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            out += [(number, m.group(1)) for m in LINK.finditer(line)]
+    return out
+
+
+def broken_links(path: Path, root: Path = ROOT) -> list[str]:
+    broken = []
+    for number, target in links(path):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...: not ours to check
+            continue
+        file, _, fragment = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        where = f"{path.name}:{number}: {target}"
+        if not dest.exists() or root.resolve() not in dest.parents:
+            broken.append(f"{where} (no such file in the repository)")
+        elif fragment and dest.is_file() and fragment not in anchors(dest):
+            broken.append(f"{where} (no heading #{fragment} in {dest.name})")
+    return broken
+
+
+@pytest.mark.parametrize("path", READMES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(path: Path) -> None:
+    broken = broken_links(path)
+    assert not broken, f"{path.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+def test_the_link_check_can_fail(tmp_path: Path) -> None:
+    assert slug("results.json source digest") == "resultsjson-source-digest"
+    assert slug("Plugins: an adapter distribution") == "plugins-an-adapter-distribution"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A page\n\n## Its part\n\n```\n# not a heading\n```\n")
+    page = tmp_path / "b.md"
+    page.write_text("[ok](docs/a.md#its-part) [x](https://example.org/#nothing) [gone](docs/c.md)\n"
+                    "[bad](docs/a.md#not-a-heading) [out](../elsewhere.md)\n")
+    assert broken_links(page, tmp_path) == [
+        "b.md:1: docs/c.md (no such file in the repository)",
+        "b.md:2: docs/a.md#not-a-heading (no heading #not-a-heading in a.md)",
+        "b.md:2: ../elsewhere.md (no such file in the repository)",
+    ]
+
+
+# -- the command table -------------------------------------------------------------------------------
+
+
+def test_the_readme_command_table_names_every_subcommand() -> None:
+    parser = build_parser([], full=True)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Commands"):readme.index("## Evaluate your own model")]
+    rows = [line for line in table.splitlines() if line.startswith("| `harness ")]
+    named = {re.match(r"\| `harness (\S+?)[` ]", row).group(1) for row in rows}  # type: ignore[union-attr]
+    assert named == set(sub.choices), f"README command table: {sorted(named)} vs the parser's {sorted(sub.choices)}"

@@ -1,4 +1,4 @@
-"""Suites are data: a YAML file under ``benchmarks/`` says where samples come from and how to score.
+"""Suites are data: a YAML file under ``suites/`` says where samples come from and how to score.
 
 A suite names its source format and parameters, its splits with their official counts, the
 sample unit and scoring conventions, the published numbers with their sources, and a
@@ -86,7 +86,7 @@ class Suite:
 
 
 def builtin_suites() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(resource_dir("benchmarks").glob("*.yaml"))}
+    return {p.stem: p for p in sorted(resource_dir("suites").glob("*.yaml"))}
 
 
 def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
@@ -161,6 +161,16 @@ def parse_suite(data: Any, path: Path) -> Suite:
     )
 
 
+def _moved_hint(path: Path) -> str:
+    """Where a missing suite file named like a built-in one is now: the built-in suites lived under
+    ``benchmarks/`` before they moved to ``suites/``, and old commands and run configs still name that path."""
+    builtin = builtin_suites().get(path.stem)
+    if builtin is None or path.suffix not in (".yaml", ".yml"):
+        return ""
+    return (f"; the built-in suite {path.stem!r} is {builtin} (the built-in suites moved from benchmarks/ to suites/): "
+            f"pass --suite {path.stem}")
+
+
 def load_suite(name_or_path: str, protocol: str | None = None) -> Suite:
     """Load a built-in suite by name, or a suite file by path; under ``protocol`` when one is named."""
     path = Path(name_or_path).expanduser()
@@ -170,7 +180,7 @@ def load_suite(name_or_path: str, protocol: str | None = None) -> Suite:
             raise did_you_mean("suite", name_or_path, list(known))
         path = known[name_or_path]
     if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist")
+        raise SuiteError(f"suite file {path} does not exist{_moved_hint(path)}")
     raw = read_yaml(path, SuiteError, what="suite file ")
     if isinstance(raw, dict) and (protocol is not None or raw.get("protocol") is not None):
         try:

@@ -2,7 +2,7 @@
 
 A reasoning model writes text (a chain of thought and an answer that states a box) and then a
 mask. Three questions: does it answer in the expected format, how much does it think, and does
-its mask do what its answer says? Definitions (also in the README, "What the reasoning is worth"):
+its mask do what its answer says? Definitions (also in docs/conventions.md, "What the reasoning is worth"):
 
 - a sample *has text* when ``prediction.text`` is a non-empty string; a model x split without
   any such sample gets no entry at all (a mask-only model has no section, not zeros);

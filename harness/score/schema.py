@@ -37,7 +37,7 @@ Version 1:
 Added within version 1 (readers must not require it): ``slices`` = ``{"version": 1,
 "definitions": {...}, "results": model -> split -> family -> label -> {n, n_expected, ciou, giou,
 ciou_ci95, giou_ci95, ...}}``: the metrics per slice of the samples (harness/score/slices.py,
-definitions in benchmarks/slices/). A slice with fewer than ``definitions.min_n`` scored samples
+definitions in suites/slices/). A slice with fewer than ``definitions.min_n`` scored samples
 has no ``*_ci95``.
 """
 

@@ -1,7 +1,7 @@
 """Slices: metrics broken down by properties of the samples and their ground truth.
 
-The definitions are data (``benchmarks/slices/default.yaml``, extended per suite by
-``benchmarks/slices/<suite>.yaml``; the kinds of ``by`` are documented there). A family of slices
+The definitions are data (``suites/slices/default.yaml``, extended per suite by
+``suites/slices/<suite>.yaml``; the kinds of ``by`` are documented there). A family of slices
 assigns each sample of a split to zero, one or (``word_lists``) several labelled slices; every
 slice gets the split's cIoU and gIoU over its samples, with its ``n`` and a bootstrap interval when
 it has at least ``min_n`` scored samples (fewer: n and values, no interval, rather than a
@@ -114,7 +114,7 @@ def _family(entry: Any, where: str, lists: Mapping[str, Any]) -> Family:
 
 def slice_files(suite: Suite) -> list[Path]:
     """default.yaml, then the suite's own file (built-in folder, or a slices/ folder beside the suite file)."""
-    base = resource_dir("benchmarks") / "slices"
+    base = resource_dir("suites") / "slices"
     files = [base / "default.yaml"]
     for folder in dict.fromkeys([base, Path(suite.path).parent / "slices"]):
         candidate = folder / f"{suite.name}.yaml"

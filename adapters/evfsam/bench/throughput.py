@@ -24,7 +24,7 @@ import numpy as np
 
 H100_DENSE_FP16_TFLOPS = 989.0  # H100 SXM, dense fp16/bf16 tensor cores
 ASSUMED_UTILISATION = 0.35  # of that peak for SAM's ViT (explicit softmax attention with relative positions)
-# sentences per image of the splits (benchmarks/refcoco.yaml official counts; ReasonSeg: one text per image)
+# sentences per image of the splits (suites/refcoco.yaml official counts; ReasonSeg: one text per image)
 SPLITS = {"refcoco val": 10834 / 1500, "refcoco testA": 5657 / 750, "refcocog val": 4896 / 1300, "reasonseg (text[0])": 1.0}
 
 
