@@ -23,6 +23,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -97,8 +98,9 @@ class StandIn:
     """The server; a context manager that starts it on a free port and stops it (nothing left running)."""
 
     def __init__(self, script: dict[str, dict[str, list[Any]]] | None = None, model: str = "stand-in", delay: float = 0.0,
-                 models_status: int = 200) -> None:
+                 models_status: int = 200, override: Callable[[str | None, str | None, str, int], Any] | None = None) -> None:
         self.script = script or {}
+        self.override = override  # (image digest, query, kind, turn) -> a reply that replaces the script's, or None
         self.model = model
         self.delay = delay  # seconds before every answer (an LLM's latency)
         self.models_status = models_status
@@ -198,6 +200,8 @@ class StandIn:
             turn = self._turns[key] = self._turns.get(key, 0) + 1
             scripted = self.script.get(query or "", {}).get(kind, [])
             reply = scripted[turn - 1] if turn <= len(scripted) else policy(kind, query or "", messages)
+            if self.override is not None:
+                reply = self.override(digest, query, kind, turn) or reply
             self.requests.append(Request(len(self.requests) + 1, digest, query, kind, turn, body, reply))
         return reply
 
