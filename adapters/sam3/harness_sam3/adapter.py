@@ -26,12 +26,11 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
-
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.modelkit.counters import update_peak_gpu_memory_mb
 from harness.types import Box, ParseStatus, Prediction, Query
+from PIL import Image
 
 
 def _sha256(tensor: Any) -> str:

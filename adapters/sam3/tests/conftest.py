@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from harness.modelkit.conformance import (  # noqa: F401  (pytest hooks: mark, police and count conformance tests)
     pytest_collection_modifyitems,
     pytest_configure,

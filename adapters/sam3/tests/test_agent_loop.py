@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 from agent_reference import save_png, upstream_agent
-from harness_sam3.agent.adapter import AgentError, Sam3AgentAdapter
-from harness_sam3.agent.segmenter import Segmenter
-from standin_llm import StandIn, tool, verdict
-
 from harness import masks
 from harness.registry import adapter_class
 from harness.types import ParseStatus, Query
+from standin_llm import StandIn, tool, verdict
+
+from harness_sam3.agent.adapter import AgentError, Sam3AgentAdapter
+from harness_sam3.agent.segmenter import Segmenter
 
 IMAGES = [np.random.default_rng(5).integers(0, 256, size=(64, 80, 3), dtype=np.uint8),
           np.random.default_rng(2).integers(0, 256, size=(90, 130, 3), dtype=np.uint8)]
@@ -261,3 +261,11 @@ def test_defaults_are_upstreams(sam3_repo) -> None:
     options = Sam3AgentAdapter().options
     assert options["max_turns"] == inspect.signature(code.agent_core.agent_inference).parameters["max_generations"].default
     assert options["max_tokens"] == inspect.signature(client_llm.send_generate_request).parameters["max_tokens"].default
+
+
+def test_a_reply_slower_than_the_timeout_is_retried_then_fails_the_sample(confident_path, sam3_repo) -> None:
+    with StandIn({"slow": {"agent": [{"delay": 1.0, "content": tool("report_no_mask")}] * 2}}) as server:
+        adapter = agent(confident_path, server, sam3_repo, request_timeout=0.3, retries=1)
+        (slow,), = adapter.predict_many([(IMAGES[0], [query("slow")])])
+    assert slow.mask is None and "no HTTP answer" in slow.error and "no answer within 0.3 s" in slow.error
+    assert "after 2 tries" in slow.error

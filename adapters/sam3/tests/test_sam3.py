@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness_sam3.adapter import Sam3Adapter, Sam3UnionAdapter
-
 from harness import masks
 from harness.registry import adapter_class
 from harness.types import ParseStatus, Query
+
+from harness_sam3.adapter import Sam3Adapter, Sam3UnionAdapter
 
 H, W = 90, 130
 

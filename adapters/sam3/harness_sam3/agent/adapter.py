@@ -31,12 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
-
 from harness.adapter import AdapterInfo
 from harness.errors import HarnessError
 from harness.modelkit.counters import update_peak_gpu_memory_mb
 from harness.types import Prediction, Query
+from PIL import Image
+
 from harness_sam3.adapter import Sam3Base
 from harness_sam3.agent import transcript
 from harness_sam3.agent.llm import ChatClient, Endpoint, EndpointError, request_messages

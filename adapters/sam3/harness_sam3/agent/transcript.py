@@ -22,6 +22,7 @@ from typing import Any
 
 from harness import masks
 from harness.types import ParseStatus, Prediction
+
 from harness_sam3.agent.llm import Completion, Endpoint, EndpointError
 from harness_sam3.agent.session import Outcome
 from harness_sam3.agent.upstream import CHECKING_PROMPT, SYSTEM_PROMPT, UPSTREAM, AgentCode
