@@ -43,30 +43,39 @@ def _info(name: str, selection: str) -> AdapterInfo:
                        outputs=("mask", "box"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
 
 
-class Sam3Adapter(Adapter):
-    """SAM 3, highest-scoring instance (mode ``top1``)."""
+def kept_instances(outputs: Any, row: int, height: int, width: int, score_threshold: float) -> tuple[Any, Any, Any]:
+    """Upstream's ``_forward_grounding`` on row ``row`` of a batched forward's raw outputs: the instances whose
+    score sigmoid(class logit) x sigmoid(presence logit) is above ``score_threshold``, in the queries' order, as
+    (mask probabilities N x H x W: the logits upsampled bilinearly to the original size, then the sigmoid;
+    boxes N x 4, xyxy pixels; scores N)."""
+    import torch
 
-    info: ClassVar[AdapterInfo] = _info("sam3", "highest-scoring instance")
+    scores = outputs.pred_logits[row].float().sigmoid()
+    if outputs.presence_logits is not None:
+        scores = scores * outputs.presence_logits[row].float().sigmoid()
+    keep = torch.nonzero(scores > float(score_threshold)).flatten()
+    logits = outputs.pred_masks[row, keep].float()
+    probs = torch.nn.functional.interpolate(logits.unsqueeze(1), (height, width), mode="bilinear", align_corners=False)
+    boxes = outputs.pred_boxes[row, keep].float() * torch.tensor([width, height, width, height], device=logits.device)
+    return probs[:, 0].sigmoid(), boxes, scores[keep]
+
+
+class Sam3Base(Adapter):
+    """What every SAM 3 adapter shares: options checked against ``VARIANT``, transformers' Sam3Model and
+    Sam3Processor loaded from ``model_path``, the processor's pixels and tokens, ``inputs``."""
+
     VARIANT: ClassVar[dict[str, Any]] = {
         "model_path": "facebook/sam3",
-        "mode": "top1",  # or "union"
         "score_threshold": 0.5,  # upstream Sam3Processor confidence_threshold
         "mask_threshold": 0.5,  # on sigmoid(upsampled logits)
         "dtype": "auto",  # float32 everywhere (upstream runs float32 under an optional bf16 autocast)
     }
-    # Several images per call (the default predict_many: each image encoded once, then its expressions);
-    # nothing is batched across images yet, so results never depend on a batch's company.
-    multi_image = True
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.VARIANT))
         if unknown:
             raise TypeError(f"adapter {self.info.name!r}: unknown options {', '.join(unknown)}; known: {', '.join(self.VARIANT)}")
         self.options = {**self.VARIANT, **options}
-        if self.options["mode"] not in ("top1", "union"):
-            raise ValueError(f"mode must be 'top1' or 'union', got {self.options['mode']!r}")
-        self._counters = {"images_encoded_by_segmenter": 0.0, "forward_passes": 0.0, "tokens_generated": 0.0,
-                          "instances_kept": 0.0, "peak_gpu_memory_mb": 0.0}
         self.model: Any = None
         self.processor: Any = None
         self.device = "cpu"
@@ -85,7 +94,7 @@ class Sam3Adapter(Adapter):
         batch = self.processor(images=Image.fromarray(image), return_tensors="pt")
         return batch["pixel_values"].to(self.device, dtype=self.model.dtype)
 
-    def _text(self, expression: str) -> Any:
+    def _text(self, expression: str | list[str]) -> Any:
         return self.processor(text=expression, return_tensors="pt").to(self.device)
 
     def inputs(self, image: np.ndarray, sample: Query) -> dict[str, Any]:
@@ -95,25 +104,39 @@ class Sam3Adapter(Adapter):
         return {"prompt": sample.expression, "pixel_values_shape": list(pixels.shape), "pixel_values_sha256": _sha256(pixels),
                 "input_ids": text["input_ids"][0].tolist()}
 
+
+class Sam3Adapter(Sam3Base):
+    """SAM 3, highest-scoring instance (mode ``top1``)."""
+
+    info: ClassVar[AdapterInfo] = _info("sam3", "highest-scoring instance")
+    VARIANT: ClassVar[dict[str, Any]] = {
+        "model_path": "facebook/sam3",
+        "mode": "top1",  # or "union"
+        **{k: v for k, v in Sam3Base.VARIANT.items() if k != "model_path"},
+    }
+    # Several images per call (the default predict_many: each image encoded once, then its expressions);
+    # nothing is batched across images yet, so results never depend on a batch's company.
+    multi_image = True
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options["mode"] not in ("top1", "union"):
+            raise ValueError(f"mode must be 'top1' or 'union', got {self.options['mode']!r}")
+        self._counters = {"images_encoded_by_segmenter": 0.0, "forward_passes": 0.0, "tokens_generated": 0.0,
+                          "instances_kept": 0.0, "peak_gpu_memory_mb": 0.0}
+
     # ----------------------------------------------------------------------------- inference
     def _select(self, outputs: Any, height: int, width: int) -> tuple[np.ndarray, Box | None, int]:
         """Upstream's keep rule and mask threshold, then top-1 or union. Returns (mask, box, n kept)."""
-        import torch
-
-        scores = outputs.pred_logits[0].float().sigmoid()
-        if outputs.presence_logits is not None:
-            scores = scores * outputs.presence_logits[0].float().sigmoid()
-        keep = torch.nonzero(scores > float(self.options["score_threshold"])).flatten()
-        if keep.numel() == 0:
+        probs, boxes, scores = kept_instances(outputs, 0, height, width, float(self.options["score_threshold"]))
+        if scores.numel() == 0:
             return np.zeros((height, width), dtype=bool), None, 0
         if self.options["mode"] == "top1":
-            keep = keep[scores[keep].argmax()].reshape(1)
-        logits = outputs.pred_masks[0, keep].float()
-        up = torch.nn.functional.interpolate(logits.unsqueeze(1), (height, width), mode="bilinear", align_corners=False)
-        mask = (up.sigmoid() > float(self.options["mask_threshold"])).any(dim=0)[0].cpu().numpy()
-        boxes = outputs.pred_boxes[0, keep].float() * torch.tensor([width, height, width, height], device=logits.device)
+            best = int(scores.argmax())
+            probs, boxes = probs[best : best + 1], boxes[best : best + 1]
+        mask = (probs > float(self.options["mask_threshold"])).any(dim=0).cpu().numpy()
         box = (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
-        return mask, box, int(keep.numel())
+        return mask, box, int(probs.shape[0])
 
     def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         import torch

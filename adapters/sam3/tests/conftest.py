@@ -39,3 +39,11 @@ def tiny_path(tmp_path_factory):
     from tiny import save_tiny_sam3
 
     return save_tiny_sam3(tmp_path_factory.mktemp("sam3"))
+
+
+@pytest.fixture(scope="session")
+def confident_path(tmp_path_factory):
+    """The tiny SAM 3 with its scores spread and its masks sharp (tiny.make_confident): the agent's SAM 3."""
+    from tiny import save_tiny_sam3
+
+    return save_tiny_sam3(tmp_path_factory.mktemp("sam3-confident"), confident=True)

@@ -49,9 +49,24 @@ def build_model(tokenizer, seed: int = 0):  # -> Sam3Model
     return Sam3Model(config).eval()
 
 
-def save_tiny_sam3(root: Path) -> str:
+def make_confident(model) -> None:  # Sam3Model, in place
+    """Spread the random model's scores over (0, 1) (they sit near 0.25), so that upstream's 0.5 threshold keeps
+    some instances and not others, as a trained model's do: the class-score projections scaled up, the presence
+    head's output biased towards "present"; and the mask logits (about 1e-4 at random) scaled to a few units, so
+    that pixels sit far from the 0.5 threshold, as a trained model's do."""
+    with torch.no_grad():
+        model.mask_decoder.mask_embedder.layers[2].weight.mul_(3e4)
+        model.mask_decoder.mask_embedder.layers[2].bias.mul_(3e4)
+        model.dot_product_scoring.query_proj.weight.mul_(30)
+        model.dot_product_scoring.text_proj.weight.mul_(30)
+        model.detr_decoder.presence_head.layer3.bias.fill_(4.0)
+
+
+def save_tiny_sam3(root: Path, confident: bool = False) -> str:
     processor = build_processor()
     model = build_model(processor.tokenizer)
+    if confident:
+        make_confident(model)
     model.save_pretrained(root)
     processor.save_pretrained(root)
     return str(root)
