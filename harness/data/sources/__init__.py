@@ -25,6 +25,7 @@ SOURCE_FORMATS: dict[str, str] = {
     "grefcoco": "harness.data.sources.grefcoco:GRefCocoSource",
     "refcoco_m": "harness.data.sources.refcoco_m:RefCocoMSource",
     "hf": "harness.data.sources.hf:HFSource",
+    "saco": "harness.data.sources.saco:SacoSource",
 }
 
 
