@@ -13,8 +13,10 @@ transformers' ``post_process_instance_segmentation`` instead applies the sigmoid
 upsampling and defaults to a 0.3 score threshold; this adapter follows upstream's order and
 threshold on the model's raw outputs. Two modes: ``top1`` (the highest-scoring kept instance)
 and ``union`` (the OR of all kept instances). No kept instance -> an empty mask (SAM 3's natural
-"no target"). The image is encoded once per image (``get_vision_features``) and reused for every
-expression of that image.
+"no target"). Every prediction also carries all kept instances (``Prediction.instances``: mask,
+score, box), what a suite scored on instances (SA-Co/Gold's cgF1) scores, whatever the mode.
+The image is encoded once per image (``get_vision_features``) and reused for every expression of
+that image.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.modelkit.counters import update_peak_gpu_memory_mb
-from harness.types import Box, ParseStatus, Prediction, Query
+from harness.types import Box, Instance, ParseStatus, Prediction, Query
 from PIL import Image
 
 
@@ -40,7 +42,7 @@ def _sha256(tensor: Any) -> str:
 def _info(name: str, selection: str) -> AdapterInfo:
     """The adapters differ only in how they select among the kept instances."""
     return AdapterInfo(name=name, description=f"SAM 3 (transformers Sam3Model), expression as the text prompt, {selection}",
-                       outputs=("mask", "box"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
+                       outputs=("mask", "box", "instances"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
 
 
 class Sam3Adapter(Adapter):
@@ -96,8 +98,8 @@ class Sam3Adapter(Adapter):
                 "input_ids": text["input_ids"][0].tolist()}
 
     # ----------------------------------------------------------------------------- inference
-    def _select(self, outputs: Any, height: int, width: int) -> tuple[np.ndarray, Box | None, int]:
-        """Upstream's keep rule and mask threshold, then top-1 or union. Returns (mask, box, n kept)."""
+    def _select(self, outputs: Any, height: int, width: int) -> tuple[np.ndarray, Box | None, tuple[Instance, ...]]:
+        """Upstream's keep rule and mask threshold, then top-1 or union. Returns (mask, box, every kept instance)."""
         import torch
 
         scores = outputs.pred_logits[0].float().sigmoid()
@@ -105,15 +107,19 @@ class Sam3Adapter(Adapter):
             scores = scores * outputs.presence_logits[0].float().sigmoid()
         keep = torch.nonzero(scores > float(self.options["score_threshold"])).flatten()
         if keep.numel() == 0:
-            return np.zeros((height, width), dtype=bool), None, 0
-        if self.options["mode"] == "top1":
-            keep = keep[scores[keep].argmax()].reshape(1)
+            return np.zeros((height, width), dtype=bool), None, ()
         logits = outputs.pred_masks[0, keep].float()
         up = torch.nn.functional.interpolate(logits.unsqueeze(1), (height, width), mode="bilinear", align_corners=False)
-        mask = (up.sigmoid() > float(self.options["mask_threshold"])).any(dim=0)[0].cpu().numpy()
-        boxes = outputs.pred_boxes[0, keep].float() * torch.tensor([width, height, width, height], device=logits.device)
-        box = (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
-        return mask, box, int(keep.numel())
+        every = (up.sigmoid() > float(self.options["mask_threshold"]))[:, 0].cpu().numpy()
+        boxes = (outputs.pred_boxes[0, keep].float() * torch.tensor([width, height, width, height], device=logits.device)).cpu()
+        kept = scores[keep].cpu()
+        instances = tuple(Instance(mask=masks.encode(every[k]), score=float(kept[k]), box=tuple(float(v) for v in boxes[k]))  # type: ignore[arg-type]
+                          for k in range(len(keep)))
+        chosen = [int(kept.argmax())] if self.options["mode"] == "top1" else list(range(len(keep)))
+        mask = every[chosen].any(axis=0)
+        box = (float(boxes[chosen, 0].min()), float(boxes[chosen, 1].min()), float(boxes[chosen, 2].max()),
+               float(boxes[chosen, 3].max()))
+        return mask, box, instances
 
     def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         import torch
@@ -128,10 +134,10 @@ class Sam3Adapter(Adapter):
                 text = self._text(s.expression)
                 outputs = self.model(vision_embeds=vision, input_ids=text["input_ids"], attention_mask=text["attention_mask"])
                 self._counters["forward_passes"] += 1
-                mask, box, kept = self._select(outputs, height, width)
-                self._counters["instances_kept"] += kept
-                out.append(Prediction(mask=masks.encode(mask), box=box, answer=f"{kept} instance(s) kept",
-                                      parse_status=ParseStatus.NONE))
+                mask, box, instances = self._select(outputs, height, width)
+                self._counters["instances_kept"] += len(instances)
+                out.append(Prediction(mask=masks.encode(mask), box=box, answer=f"{len(instances)} instance(s) kept",
+                                      parse_status=ParseStatus.NONE, instances=instances))
         update_peak_gpu_memory_mb(self._counters, self.device)
         seconds = (time.perf_counter() - start) / max(1, len(samples))
         return [replace(p, seconds=seconds) for p in out]
