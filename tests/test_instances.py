@@ -21,6 +21,7 @@ from harness.cli import main
 from harness.data.conventions import Conventions
 from harness.data.samples import load_samples
 from harness.data.suites import load_suite
+from harness.publish.summary import summary_table
 from harness.records import logline
 from harness.records.reader import StoredRun
 from harness.records.store import read_records
@@ -185,6 +186,8 @@ def test_results_json_of_an_instance_suite_is_verified(saco_run: tuple[Any, Path
     assert res["complete"] and res["n_cgf1"] == data.counts["crowded"] - 1 and "cgf1_ci95" in res
     assert doc["conventions"]["scoring"] == "instances"
     assert set(doc["average"]["results"]["replay-found"]) >= {"cgf1", "pmf1", "il_mcc", "cgf1_ci95", "n_cgf1"}
+    header, first = summary_table(doc).splitlines()[:2]  # what `harness run` prints
+    assert header.split()[:5] == ["model", "split", "cgF1", "cIoU", "gIoU"] and f"{res['cgf1']:.2f}" in first
     for where, key in ((("results", "replay-found", "crowded"), "cgf1"), (("average", "results", "replay-found"), "il_mcc"),
                        (("average", "results", "replay-found"), "cgf1_ci95")):
         tampered = json.loads(path.read_text())

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from harness import masks
 from harness.data.sources import SourceError
 from harness.data.sources.filesource import Expected, FileSource
-from harness.data.sources.gt import SegmentationError, segmentation_rles, sum_rles
+from harness.data.sources.gt import SegmentationError, segmentation_rles
 from harness.types import RLE, GroundTruth, Sample
 
 PUBLISHED = "Hugging Face facebook/SACo-Gold (gated: accept its licence) or Roboflow universe.roboflow.com/sa-co-gold"
@@ -76,10 +76,12 @@ def _instance_mask(ann: dict[str, Any], height: int, width: int, where: str) -> 
     """One annotation's mask as COCO's ``annToRLE`` makes it: an RLE as given, polygons rasterised and merged."""
     try:
         parts = segmentation_rles(ann["segmentation"], height, width)
-        mask = sum_rles(parts, height, width)[0]
+        # each part checked before pycocotools merges it: it reads malformed counts past their end
+        return masks.union([masks.validate(part, height, width, where) for part in parts], height, width)
     except (KeyError, SegmentationError) as exc:
         raise SourceError(f"{where}: no usable 'segmentation' ({exc})") from None
-    return masks.validate(mask, height, width, where)
+    except masks.MaskError as exc:
+        raise SourceError(str(exc)) from None
 
 
 class SacoSource(FileSource):
@@ -144,7 +146,7 @@ class SacoSource(FileSource):
             first = per_annotator[0]
             instances = tuple(tuple(m for m, crowd in found if not crowd) for found in per_annotator) if pid in exhaustive else None
             gt = GroundTruth(mask=masks.union([m for m, _ in first], h, w), instances=instances)
-            meta = {"object": str(pid), "pair_id": pid, "file_name": str(img["file_name"]),
+            meta = {"pair_id": pid, "file_name": str(img["file_name"]),
                     "instance_exhaustive": pid in exhaustive, "annotations": [len(found) for found in per_annotator],
                     "pixel_exhaustive": [by[pid] for by in pixel]}
             out.append(Sample(id=f"saco-gold/{split}/{pid}", image=str(image_dir / rel), expression=str(img["text_input"]), gt=gt,
