@@ -93,6 +93,14 @@ def union(rles: list[RLE], height: int, width: int) -> RLE:
     return _from_coco(mask_utils.merge([_to_coco(r) for r in rles], intersect=False))
 
 
+def iou_matrix(a: list[RLE], b: list[RLE]) -> np.ndarray:
+    """IoU of every mask of ``a`` (rows) with every mask of ``b`` (columns), pycocotools' ``iou`` on the runs
+    (no crowd rule); an (len(a), len(b)) float64 array, empty when either list is."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)), dtype=np.float64)
+    return np.asarray(mask_utils.iou([_to_coco(r) for r in a], [_to_coco(r) for r in b], [0] * len(b)), dtype=np.float64)
+
+
 def compressed_counts(counts: str) -> list[int]:
     """Decode a compressed RLE string exactly as pycocotools' ``rleFrString`` does, in bounded time.
 

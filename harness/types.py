@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+import numpy as np
+
 from harness import masks
 
 # The mask and box types are the masks module's (it sits below this one); named here too, as the vocabulary.
@@ -53,12 +55,19 @@ class GroundTruth:
     hold 2 and are neither target nor intersection (UPSTREAM 1.2); the ``gt_overlap``
     convention decides what they count as. ``ignore`` marks pixels excluded from scoring
     (value 255 in LISA's masks); it never intersects ``mask``.
+
+    ``instances``: for concept segmentation (SA-Co/Gold), each annotator's instance masks of the
+    phrase in the image, one tuple per annotator, in the annotation file's order (crowd segments
+    left out: SA-Co's evaluator neither matches nor misses them); ``None`` where the sample is not
+    scored on instances (every referring suite, and an SA-Co pair some annotator did not annotate
+    exhaustively). ``mask`` is then the first annotator's union, what mask metrics and the report use.
     """
 
     mask: RLE
     box: Box | None = None
     ignore: RLE | None = None
     overlap: RLE | None = None
+    instances: tuple[tuple[RLE, ...], ...] | None = None
 
     @property
     def height(self) -> int:
@@ -139,6 +148,36 @@ class Sample:
 
 
 @dataclass(frozen=True, slots=True)
+class Instance:
+    """One instance a model found: its mask (RLE at original resolution), its confidence, and optionally
+    its box (pixel xyxy after the runner's conversion, like ``Prediction.box``)."""
+
+    mask: RLE
+    score: float
+    box: Box | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mask": self.mask, "score": self.score}
+        if self.box is not None:
+            out["box"] = _box_json(self.box)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Instance:
+        box = data.get("box")
+        return cls(mask=data["mask"], score=float(data["score"]), box=_box_of(box) if box is not None else None)
+
+
+def _box_json(box: Box) -> list[float | None]:
+    """A box as JSON: a non-finite coordinate is stored as null (JSON has no NaN) and read back as NaN."""
+    return [float(v) if math.isfinite(v) else None for v in box]
+
+
+def _box_of(data: Any) -> Box:
+    return tuple(math.nan if v is None else float(v) for v in data)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
 class Prediction:
     """What a model said about one sample.
 
@@ -147,6 +186,11 @@ class Prediction:
     pixel xyxy at original resolution (the runner converts from the adapter's declared
     coordinate space). ``reasoning`` is the chain of thought (the ``<think>`` part) and
     ``answer`` the parsed answer text.
+
+    ``instances``: every instance the model found (concept segmentation), besides or instead of
+    ``mask``; ``None`` for a model that gives one mask. A prediction with instances and no mask is
+    not a failure: where a suite scores one mask, the mask is the union of the instances whose score
+    reaches the suite's ``instance_threshold`` (``harness.score.instances.scored_mask``).
     """
 
     mask: RLE | None
@@ -158,6 +202,7 @@ class Prediction:
     error: str | None = None
     seconds: float | None = None
     status: PredictionStatus = PredictionStatus.PREDICTED
+    instances: tuple[Instance, ...] | None = None
 
     @property
     def not_drawn(self) -> bool:
@@ -165,7 +210,7 @@ class Prediction:
 
     @property
     def failed(self) -> bool:
-        return self.mask is None and not self.not_drawn
+        return self.mask is None and self.instances is None and not self.not_drawn
 
     def to_json(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict: asdict deep-copies the RLE on every sample.
@@ -175,16 +220,22 @@ class Prediction:
             del out["status"]  # the usual case stays off the logs and the pipe (and old logs read the same)
         else:
             out["status"] = self.status.value
-        if self.box is not None:  # a non-finite coordinate is stored as null (JSON has no NaN) and read back as NaN
-            out["box"] = [float(v) if math.isfinite(v) else None for v in self.box]
+        if self.box is not None:
+            out["box"] = _box_json(self.box)
+        if self.instances is None:
+            del out["instances"]  # a one-mask model's line is as it always was
+        else:
+            out["instances"] = [i.to_json() for i in self.instances]
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Prediction:
         box = data.get("box")
+        found = data.get("instances")
         return cls(
             mask=data.get("mask"),
-            box=tuple(math.nan if v is None else float(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
+            box=_box_of(box) if box is not None else None,
+            instances=None if found is None else tuple(Instance.from_json(i) for i in found),
             text=data.get("text"),
             reasoning=data.get("reasoning"),
             answer=data.get("answer"),
@@ -193,6 +244,35 @@ class Prediction:
             seconds=data.get("seconds"),
             status=PredictionStatus(data.get("status", "predicted")),
         )
+
+
+# SA-Co's IoU thresholds, 0.50:0.05:0.95 exactly as COCOeval's ``Params`` builds them (the values are compared with >=).
+IOU_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceMatch:
+    """One sample's instances matched to its ground truth, as SA-Co's cgF1 counts them (harness/score/instances.py).
+
+    ``n_dt``: the predicted instances that count (score at or above the suite's ``instance_threshold``);
+    ``n_gt``: the ground-truth instances of ``annotator``, the annotator the oracle chose (0-based, in the
+    suite's order of annotation files); ``tp``: at each of ``IOU_THRESHOLDS``, how many one-to-one matched
+    pairs (the assignment of largest total IoU) have IoU at or above it. Everything cgF1, pmF1 and IL_MCC
+    need is a sum over these (harness/score/cgf1.py): false positives are ``n_dt - tp``, misses ``n_gt - tp``.
+    """
+
+    n_dt: int
+    n_gt: int
+    annotator: int
+    tp: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_dt": self.n_dt, "n_gt": self.n_gt, "annotator": self.annotator, "tp": list(self.tp)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstanceMatch:
+        return cls(n_dt=int(data["n_dt"]), n_gt=int(data["n_gt"]), annotator=int(data["annotator"]),
+                   tp=tuple(int(v) for v in data["tp"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,15 +305,24 @@ class SampleScore:
     no_target: bool | None = None
     not_drawn: bool = False
     bad_box: bool = False  # the stated box broke the box rule (harness.score.scoring.bad_box): box IoU 0, mask scored
+    instances: InstanceMatch | None = None  # only where the suite scores instances (conventions scoring: instances)
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _SCORE_FIELDS}
+        out = {name: getattr(self, name) for name in SCORE_ROW_FIELDS}
+        if self.instances is not None:  # absent, not null, elsewhere: a mask suite's lines are as they always were
+            out["instances"] = self.instances.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SampleScore:
-        return cls(**data)
+        found = data.get("instances")
+        if found is None:
+            return cls(**data)
+        return cls(**{**data, "instances": InstanceMatch.from_json(found)})
 
 
 # Field names once, not dataclasses.fields() on every record written (issue 14: engine overhead).
 _PREDICTION_FIELDS = tuple(f.name for f in fields(Prediction))
-_SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))
+# The score's scalar fields, in declaration order: a score index row, and the columns metrics reduce over.
+# The instance match (a small record of its own) travels beside them, never in a row.
+SCORE_ROW_FIELDS = tuple(f.name for f in fields(SampleScore) if f.name != "instances")

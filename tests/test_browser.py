@@ -244,3 +244,36 @@ def test_run_report_via_the_leaderboard_link(site: Path, browser: Browser, tmp_p
     assert browser.console_errors() == []
     shots = browser.screenshot("run-report", tmp_path)
     assert shots[0].stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def saco_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A replay run of instance predictions on generated SA-Co data (two subsets, three annotators), with its report."""
+    from helper_saco import predictions, write_saco
+
+    root = tmp_path_factory.mktemp("saco")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(root / "cache"))
+        data = write_saco(root / "data")
+        replay = root / "found.jsonl"
+        replay.write_text("".join(json.dumps({"id": k, **v}) + "\n" for k, v in predictions(data).items()))
+        result = run(build_config(models=f"replay:{replay},empty", suite=str(data.suite), data_root=data.root, out=root / "run"))
+    assert result.report_path is not None
+    return result.report_path
+
+
+def test_saco_report_leads_with_cgf1_and_its_average(saco_report: Path, browser: Browser, tmp_path: Path) -> None:
+    browser.open(saco_report.as_uri())
+    titles = browser.js("Array.from(document.querySelectorAll('#leaderboard h3')).map(h => h.textContent.trim())")
+    assert titles[:3] == ["cgF1", "pmF1 (positive micro F1)", "IL_MCC"] and "cIoU" in titles
+    first = "document.querySelectorAll('#leaderboard table')[0]"
+    assert browser.js(f"Array.from({first}.tHead.rows[0].cells).map(c => c.textContent.trim())") == ["Model", "crowded", "sa1b", "average"]
+    rows = browser.js(f"Array.from({first}.tBodies[0].rows).map(r => r.cells[0].textContent.trim())")
+    assert rows == ["replay-found", "empty", "(published) SAM 3"]
+    mcc = browser.js("document.querySelectorAll('#leaderboard table')[2].tBodies[0].rows[0].cells[1].querySelector('.v').textContent")
+    assert -1 <= float(mcc) <= 1 and len(mcc.split(".")[1]) == 2  # a coefficient, two decimals
+    assert "cgF1" in browser.js("Array.from(document.querySelectorAll('table.details')[0].tHead.rows[0].cells).map(c => c.textContent)")
+    assert browser.js("document.querySelectorAll('#gallery .sample img').length") > 0
+    assert browser.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.console_errors() == []
+    assert browser.screenshot("saco-report", tmp_path)[0].stat().st_size > 10_000

@@ -6,6 +6,13 @@ JSONL file with one object per line (a stable contract other tools rely on)::
     {"id": SAMPLE_ID, "mask": {"size": [h, w], "counts": "<COCO RLE string>"},
      "box": [x1, y1, x2, y2], "text": "..."}
 
+or, for a model that finds every instance of a concept (SA-Co/Gold), instead of or besides ``mask``::
+
+    {"id": SAMPLE_ID, "instances": [{"mask": RLE, "score": 0.93, "box": [x1, y1, x2, y2]}, ...]}
+
+(an instance's ``box`` is optional; ``"instances": []`` says "none found"). Where a suite scores one
+mask, an instances-only line is scored on the union of its instances at the suite's
+``instance_threshold`` (harness/score/instances.py).
 ``box`` (original pixels) and ``text`` are optional; a ``<think>``/``<answer>`` text is split
 into reasoning and answer, and its ``parse_status`` is what an in-process model gets from the
 harness's one parser (``harness.answer.parse_bbox_answer``): ``ok`` when the answer parses,
@@ -28,7 +35,8 @@ from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.answer import AnswerParseError, parse_bbox_answer, split_reasoning
 from harness.errors import HarnessError
-from harness.types import ParseStatus, Prediction, Query
+from harness.score.instances import validate_instances
+from harness.types import Instance, ParseStatus, Prediction, Query
 
 
 class ReplayError(HarnessError):
@@ -74,8 +82,10 @@ def load_replay_file(path: Path) -> dict[str, dict[str, Any]]:
                 raise ReplayError(f"{path}:{lineno}: not valid JSON ({exc.msg}); is the line truncated?") from exc
             if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
                 raise ReplayError(f"{path}:{lineno}: each line must be an object with a string 'id'")
-            if "mask" not in rec:
-                raise ReplayError(f"{path}:{lineno}: record {rec['id']!r} has no 'mask' (use null for a failed prediction)")
+            if "mask" not in rec and "instances" not in rec:
+                raise ReplayError(f"{path}:{lineno}: record {rec['id']!r} has no 'mask' nor 'instances' "
+                                  "(use \"mask\": null for a failed prediction)")
+            _check_instances(rec.get("instances"), f"{path}:{lineno}")
             box = rec.get("box")
             if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
                 raise ReplayError(f"{path}:{lineno}: 'box' must be [x1, y1, x2, y2] numbers, got {box!r}")
@@ -89,11 +99,28 @@ def load_replay_file(path: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+def _check_instances(found: Any, where: str) -> None:
+    """A line's ``instances``: a list of objects, each with an RLE-shaped mask, a numeric score and an optional box."""
+    if found is None:
+        return
+    if not isinstance(found, list):
+        raise ReplayError(f"{where}: 'instances' must be a list of {{\"mask\": RLE, \"score\": number}}, got {type(found).__name__}")
+    for k, inst in enumerate(found):
+        if not isinstance(inst, dict) or not isinstance(inst.get("mask"), dict):
+            raise ReplayError(f"{where}: instance {k} must be an object with a 'mask' (COCO RLE)")
+        score = inst.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise ReplayError(f"{where}: instance {k} needs a numeric 'score', got {score!r}")
+        box = inst.get("box")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            raise ReplayError(f"{where}: instance {k}: 'box' must be [x1, y1, x2, y2] numbers, got {box!r}")
+
+
 class ReplayAdapter(Adapter):
     info = AdapterInfo(
         name="replay",
         description="scores predictions from a JSONL file (replay:PATH)",
-        outputs=("mask", "box", "text", "reasoning"),
+        outputs=("mask", "instances", "box", "text", "reasoning"),
     )
 
     def __init__(self, arg: str | None = None, path: str | None = None) -> None:
@@ -139,17 +166,20 @@ class ReplayAdapter(Adapter):
             text = rec.get("text")
             reasoning, answer = split_reasoning(text) if isinstance(text, str) else (None, None)
             status = parse_status_of(text, rec.get("parse_status"))
-            if rec["mask"] is None:
+            found = rec.get("instances")
+            if rec.get("mask") is None and found is None:
                 out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer, parse_status=status,
                                       error=str(rec.get("error") or f"{rec['_where']}: mask is null")))
                 continue
             try:
-                mask = masks.validate(rec["mask"], h, w, rec["_where"])
+                mask = masks.validate(rec["mask"], h, w, rec["_where"]) if rec.get("mask") is not None else None
+                instances = None if found is None else validate_instances(
+                    [Instance.from_json(i) for i in found], h, w, rec["_where"])
             except masks.MaskError as exc:  # one bad mask fails its sample, not the batch
                 out.append(Prediction(mask=None, text=text, reasoning=reasoning, answer=answer, parse_status=status,
                                       error=str(exc)))
                 continue
             box = tuple(float(v) for v in rec["box"]) if rec.get("box") is not None else None
             out.append(Prediction(mask=mask, box=box, text=text, reasoning=reasoning, answer=answer,  # type: ignore[arg-type]
-                                  parse_status=status))
+                                  parse_status=status, instances=instances))
         return out

@@ -19,6 +19,7 @@ IgnoreHandling = Literal["exclude", "background", "foreground"]
 GtOverlap = Literal["lisa_sum", "binarise"]
 PrecisionOver = Literal["all", "targeted"]
 ExifHandling = Literal["apply", "ignore"]
+Scoring = Literal["mask", "instances"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "sample_unit": ("sentence", "first_text", "object"),
@@ -29,7 +30,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "gt_overlap": ("lisa_sum", "binarise"),
     "precision_over": ("all", "targeted"),
     "exif": ("apply", "ignore"),
+    "scoring": ("mask", "instances"),
 }
+# Conventions added after results.json version 1 was fixed, with their defaults: written (to results.json,
+# the manifest, the scoring version) only where a suite sets another value, so every suite that does not
+# use them keeps its conventions, fingerprints and numbers byte for byte.
+_WRITTEN_WHEN_SET: dict[str, Any] = {"scoring": "mask", "instance_threshold": 0.5}
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,14 @@ class Conventions:
       (turned upright by the EXIF Orientation tag, as ``cv2.imread`` does: LISA, GLaMM and LENS
       read ReasonSeg with it). Every decode and header-only size read of a run follows it: the
       model's image, the ground truth's size where a source takes it from the image, the report.
+    - ``scoring``: what a sample is scored on. ``mask`` (every referring suite): one mask per sample;
+      a prediction that gives only instances (``Prediction.instances``) is scored on the union of its
+      instances whose score is at least ``instance_threshold``. ``instances`` (SA-Co/Gold): besides the
+      mask metrics of that union, the instances are matched one to one against each annotator's and
+      scored as SA-Co's ``CGF1Evaluator`` scores them (cgF1, pmF1, IL_MCC; harness/score/instances.py).
+      A model that gives one mask is then one instance of score 1 (none when its mask is empty).
+    - ``instance_threshold``: the score an instance needs to count (``>=``), in the union and in the
+      matching alike; 0.5, SA-Co's evaluator's threshold.
     """
 
     sample_unit: SampleUnit = "sentence"
@@ -75,13 +89,15 @@ class Conventions:
     precision_over: PrecisionOver = "all"
     box_threshold: float = 0.5
     exif: ExifHandling = "ignore"
+    scoring: Scoring = "mask"
+    instance_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
                 raise HarnessError(f"convention {name}={value!r} is not one of {', '.join(choices)}")
-        for name in ("giou_eps", "ciou_eps", "box_threshold"):
+        for name in ("giou_eps", "ciou_eps", "box_threshold", "instance_threshold"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise HarnessError(f"convention {name}={value!r} must be a non-negative number")
@@ -93,7 +109,7 @@ class Conventions:
         unknown = sorted(set(data) - known)
         if unknown:
             raise HarnessError(f"{where}: unknown convention(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        for key in ("giou_eps", "ciou_eps", "box_threshold"):
+        for key in ("giou_eps", "ciou_eps", "box_threshold", "instance_threshold"):
             if key in data and isinstance(data[key], str):  # YAML reads 1e-5 as a string
                 data[key] = float(data[key])
         try:
@@ -102,7 +118,11 @@ class Conventions:
             raise HarnessError(f"{where}: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for name, default in _WRITTEN_WHEN_SET.items():
+            if out[name] == default:
+                del out[name]
+        return out
 
     def empty_union_rule(self, no_target: bool) -> str:
         """The empty-union rule of a no-target (dataset flag) or a targeted sample."""

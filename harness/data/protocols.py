@@ -116,7 +116,7 @@ _UNIPIXEL_ROWS = tuple(
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol(DEFAULT, "the LISA reference: the suite as its file defines it", "dvlab-research/LISA utils/dataset.py, train_ds.py",
-             formats=("refer", "reasonseg", "gseval", "grefcoco", "refcoco_m", "hf", "mmr", "shapes")),
+             formats=("refer", "reasonseg", "gseval", "grefcoco", "refcoco_m", "hf", "mmr", "saco", "shapes")),
     Protocol("sa2va-runner", "RefCOCO/RefCOCO+ 'test' = testA ∪ testB, RefCOCOg umd test; val not evaluated",
              "bytedance/Sa2VA 9832e1a projects/sa2va/evaluation/run_all_evals.py with REFER getRefIds(split='test')",
              formats=("refer",), rewrite=_sa2va_test_splits, published=_SA2VA_ROWS),

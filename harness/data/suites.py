@@ -52,6 +52,9 @@ class Suite:
     published: tuple[Published, ...]
     path: Path
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # Splits whose metrics the suite's results also average (results.json ``average``; SA-Co/Gold's
+    # "Average" of its seven subsets); published rows name it as split ``average``.
+    average: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -99,6 +102,7 @@ def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path
 
 
 COUNT_KEYS = ("images", "objects", "expressions")
+AVERAGE = "average"  # the split name published rows give a suite's average
 
 
 def _check_counts(counts: Any, where: str) -> None:
@@ -137,6 +141,13 @@ def parse_suite(data: Any, path: Path) -> Suite:
         conventions = Conventions.from_dict(data.get("conventions"), where=f"{path}: conventions")
     except HarnessError as exc:
         raise SuiteError(str(exc)) from exc
+    average = data.get("average") or []
+    if not isinstance(average, list) or any(not isinstance(s, str) or s not in splits for s in average) \
+            or len(set(average)) != len(average):
+        raise SuiteError(f"{path}: average must list distinct splits of the suite ({', '.join(splits)})")
+    if AVERAGE in splits and average:
+        raise SuiteError(f"{path}: a suite with an average may not have a split named {AVERAGE!r}")
+    named = set(splits) | ({AVERAGE} if average else set())
     published = []
     for i, row in enumerate(data.get("published") or []):
         try:
@@ -144,8 +155,9 @@ def parse_suite(data: Any, path: Path) -> Suite:
                                        value=float(row["value"]), source=str(row["source"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise SuiteError(f"{path}: published[{i}] needs model, split, metric, value (number) and source: {exc}") from exc
-        if published[-1].split not in splits:
-            raise SuiteError(f"{path}: published[{i}] names split {published[-1].split!r}, not a split of the suite")
+        if published[-1].split not in named:
+            raise SuiteError(f"{path}: published[{i}] names split {published[-1].split!r}, not a split of the suite"
+                             + (f" (nor {AVERAGE!r}, its average)" if average else ""))
     return Suite(
         name=name,
         version=str(_require(data, "version", (str, int), path)),
@@ -158,6 +170,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
         published=tuple(published),
         path=path,
         raw=data,
+        average=tuple(average),
     )
 
 

@@ -21,19 +21,25 @@ def _num(v: Any) -> str:
 
 
 def summary_table(doc: Mapping[str, Any], limit: int | None = None) -> str:
-    """cIoU, gIoU, n, failed and partial per model x split, aligned for a terminal. ``limit`` is the
-    run's ``--limit``: such a run covers only the first samples of each split, so every row is partial."""
-    rows = [("model", "split", "cIoU", "gIoU", "n", "failed", "partial")]
-    for model, by_split in doc.get("results", {}).items():
+    """cIoU, gIoU (and cgF1 for a suite scored on instances), n, failed and partial per model x split, aligned
+    for a terminal. ``limit`` is the run's ``--limit``: such a run covers only the first samples of each split,
+    so every row is partial."""
+    results = doc.get("results", {})
+    metrics = [("ciou", "cIoU"), ("giou", "gIoU")]
+    if any("cgf1" in res for by_split in results.values() for res in by_split.values()):
+        metrics.insert(0, ("cgf1", "cgF1"))
+    rows = [("model", "split", *(label for _, label in metrics), "n", "failed", "partial")]
+    for model, by_split in results.items():
         for split, res in by_split.items():
             # "40 of 160": predicted of the whole split, the phrasing of the report and the leaderboard.
             partial = partial_text(res).removeprefix("partial: ")
             if limit:
                 partial = ", ".join(p for p in (partial, f"--limit {limit}") if p)
-            rows.append((model, split, _num(res.get("ciou")), _num(res.get("giou")), str(res.get("n", 0)),
+            rows.append((model, split, *(_num(res.get(key)) for key, _ in metrics), str(res.get("n", 0)),
                          str(res.get("n_failed", 0)), partial))
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-    table = "\n".join("  ".join(c.rjust(w) if 2 <= k <= 5 else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths))).rstrip()
+    numeric = range(2, len(rows[0]) - 1)  # the metrics, n and failed
+    table = "\n".join("  ".join(c.rjust(w) if k in numeric else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths))).rstrip()
                       for r in rows) + "\n"
     return table + "".join(f"{line}\n" for line in not_drawn_lines(doc))
 

@@ -9,7 +9,10 @@ the conventions (ignore pixels, polygon overlap, failure policy), the derivation
 - ``0 <= iou <= 1``, and where the union is not empty (and the sample did not fail) ``iou`` is
   ``intersection / (union + giou_eps)``; ``0 <= box_iou <= 1``;
 - ``gt_empty`` and ``pred_empty`` say whether those areas are 0; a failed prediction has no
-  predicted pixel; a sample the protocol did not draw has no count but its ground-truth area.
+  predicted pixel; a sample the protocol did not draw has no count but its ground-truth area;
+- an instance match (suites scored on instances) has non-negative integer ``n_dt``, ``n_gt`` and
+  ``annotator``, and one true-positive count per IoU threshold, none above min(n_dt, n_gt), none above
+  the count at a lower threshold; a failed prediction has no detection.
 
 A line that breaks one was edited by hand or written by broken code: it is refused with its file
 and line, and ``harness rescore RUN`` derives it again from its mask. These checks are arithmetic
@@ -19,6 +22,7 @@ re-derivation's job (harness/records/rederive.py).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.records.score_index import SCORE_FIELDS, IndexEntry
+from harness.types import IOU_THRESHOLDS
 
 _COL = {name: k for k, name in enumerate(SCORE_FIELDS)}
 # |iou - I/(U+eps)|: the stored iou is the same division, written as a JSON float (exact round trip).
@@ -99,6 +104,28 @@ def check_entries(entries: Sequence[IndexEntry], path: Path, giou_eps: float, ru
             more = int(rows.sum()) - 1
             raise _error(path, e, f"breaks '{invariant}' ({got}{f', h*w {e.pixels}' if e.pixels is not None else ''})"
                          + (f"; {more} more line{'s' if more != 1 else ''} of this log break it too" if more else ""), run_root)
+    for e in scored:
+        broken = None if e.instances is None else _broken_match(e)
+        if broken is not None:
+            raise _error(path, e, f"breaks '{broken}' (instances {e.instances!r})", run_root)
+
+
+def _broken_match(e: IndexEntry) -> str | None:
+    """The invariant an entry's instance match breaks, or None (see the module docstring)."""
+    m = e.instances
+    if m is None:
+        return None
+    if not isinstance(m, dict) or set(m) != {"n_dt", "n_gt", "annotator", "tp"}:
+        return "an instance match is {n_dt, n_gt, annotator, tp}"
+    counts, tp = [m["n_dt"], m["n_gt"], m["annotator"]], m["tp"]
+    if not all(type(v) is int and v >= 0 for v in counts) or not (isinstance(tp, list) and len(tp) == len(IOU_THRESHOLDS)
+                                                                  and all(type(v) is int for v in tp)):
+        return f"n_dt, n_gt and annotator are non-negative integers and tp holds {len(IOU_THRESHOLDS)} integers"
+    if not all(0 <= v <= min(m["n_dt"], m["n_gt"]) for v in tp) or any(b > a for a, b in itertools.pairwise(tp)):
+        return "0 <= tp <= min(n_dt, n_gt) at every IoU threshold, and never more at a higher one"
+    if e.failed and m["n_dt"] != 0:
+        return "a failed prediction has no detection"
+    return None
 
 
 def _numeric(row: Sequence[object]) -> bool:

@@ -8,8 +8,8 @@ with ``with_score``, byte for byte in the same format), the score index summaris
 (harness/records/score_index.py) and every reader asks the questions below of a parsed line, so
 that "failed" means one thing everywhere:
 
-- ``failed``: the model gave no mask for a sample it was asked (an error, a crash, a timeout), or
-  the stored score says so. What ``--retry-failed`` redoes and results count as ``n_failed``.
+- ``failed``: the model gave no mask (and no instances) for a sample it was asked (an error, a crash,
+  a timeout), or the stored score says so. What ``--retry-failed`` redoes and results count as ``n_failed``.
 - ``not_drawn``: the protocol did not draw the sample (GLaMM's seeded draw): no mask, not failed.
 - ``parse_failed``: the model answered, but its answer could not be parsed (it may still have a mask).
 - ``bad_answer``: failed or parse_failed, what the report lists as a failure beside the masks.
@@ -60,8 +60,10 @@ def not_drawn(record: Mapping[str, Any]) -> bool:
 
 
 def failed(record: Mapping[str, Any]) -> bool:
-    """No mask for a sample the model was asked, or a stored score that says it failed."""
-    return (prediction_json(record).get("mask") is None and not not_drawn(record)) or bool(score_json(record).get("failed"))
+    """No mask and no instances for a sample the model was asked, or a stored score that says it failed."""
+    pred = prediction_json(record)
+    return (pred.get("mask") is None and pred.get("instances") is None and not not_drawn(record)) \
+        or bool(score_json(record).get("failed"))
 
 
 def parse_failed(record: Mapping[str, Any]) -> bool:
@@ -79,6 +81,9 @@ def error(record: Mapping[str, Any]) -> str | None:
 
 
 def without_mask(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record with its prediction's mask left out (what a table of samples shows)."""
-    return {"id": str(record["id"]), "expression": record.get("expression"),
-            "prediction": {k: v for k, v in prediction_json(record).items() if k != "mask"}, "score": record.get("score")}
+    """The record with its prediction's masks left out (what a table of samples shows): an instance keeps
+    its score and box."""
+    pred = {k: v for k, v in prediction_json(record).items() if k != "mask"}
+    if isinstance(pred.get("instances"), list):
+        pred["instances"] = [{k: v for k, v in i.items() if k != "mask"} for i in pred["instances"] if isinstance(i, dict)]
+    return {"id": str(record["id"]), "expression": record.get("expression"), "prediction": pred, "score": record.get("score")}

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 # Stored lines re-derived from their masks per model x split by gate, leaderboard and report (--verify N).
 VERIFY_DEFAULT = 256
-_INTERVALS = ("ciou_ci95", "giou_ci95")
+_INTERVAL = "_ci95"  # the bootstrap intervals' keys end so (cIoU, gIoU; cgF1, pmF1, IL_MCC): recomputed with intervals=True
 # Float aggregates are compared after the same derivation on the same rows: equal up to JSON's round trip.
 _TOLERANCE = 1e-9
 # The samples of the last data set loaded in this process (see StoredRun.samples_or_none).
@@ -230,7 +230,10 @@ class StoredRun:
         stale = [_differs(key, source.get(key), now[key]) for key in now if source.get(key) != now[key]]
         if stale:
             raise UntrustedRunError(f"{path} was not computed from this run as it is now ({'; '.join(stale)}); {fix}")
-        wrong = self._wrong_numbers(doc, counted, intervals)
+        derived: dict[tuple[str, str], dict[str, Any]] = {}
+        draws: dict[tuple[str, str], dict[str, Any]] = {}
+        wrong = self._wrong_numbers(doc, counted, intervals, derived, draws)
+        wrong += _wrong_average(doc, derived, draws, intervals)
         if wrong:
             shown = "; ".join(wrong[:4]) + (f"; and {len(wrong) - 4} more" if len(wrong) > 4 else "")
             raise UntrustedRunError(f"{path} says what its logs do not: {shown}; {fix}")
@@ -246,7 +249,8 @@ class StoredRun:
                 f"ids they should cover cannot be read ({why}); give --data-root, or run `harness report {self.root}`")
         return sorted(s.id for s in samples.get(split, []) if s.id in entries)
 
-    def _wrong_numbers(self, doc: Mapping[str, Any], counted: Mapping[tuple[str, str], list[str]], intervals: bool) -> list[str]:
+    def _wrong_numbers(self, doc: Mapping[str, Any], counted: Mapping[tuple[str, str], list[str]], intervals: bool,
+                       derived_out: dict[tuple[str, str], dict[str, Any]], draws: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
         from harness.records.results import expected_counts, split_result
 
         wrong = []
@@ -256,14 +260,10 @@ class StoredRun:
             n_expected, n_split, limit, data = expected_counts(self.manifest, split)
             if n_expected is None:  # a run from before split sizes were recorded: its own claim, bounded by what is stored
                 n_expected = max(int(stored.get("n_expected") or 0), len(ids))
-            derived = split_result(self.entries(model, split), ids, self.conventions, rounds, n_expected, n_split,
-                                   bool(limit and len(ids) >= limit), data)
-            keys = set(derived) | {k for k in stored if k not in _INTERVALS or intervals}
-            for key in sorted(keys):
-                if key in _INTERVALS and not intervals:
-                    continue
-                if not _same(stored.get(key), derived.get(key)):
-                    wrong.append(f"{model}/{split} {key} is {stored.get(key)!r}, the scores give {derived.get(key)!r}")
+            derived = derived_out[(model, split)] = split_result(
+                self.entries(model, split), ids, self.conventions, rounds, n_expected, n_split, bool(limit and len(ids) >= limit),
+                data, draws.setdefault((model, split), {}))
+            wrong += _differences(f"{model}/{split}", stored, derived, intervals)
         return wrong
 
     def rederive(self, n: int | None = VERIFY_DEFAULT) -> str:
@@ -272,6 +272,37 @@ class StoredRun:
         from harness.records.rederive import rederive
 
         return rederive(self, n)
+
+
+def _differences(where: str, stored: Mapping[str, Any], derived: Mapping[str, Any], intervals: bool) -> list[str]:
+    """What ``stored`` says that ``derived`` does not (the intervals only when they were derived)."""
+    keys = set(derived) | {k for k in stored if not k.endswith(_INTERVAL) or intervals}
+    return [f"{where} {key} is {stored.get(key)!r}, the scores give {derived.get(key)!r}" for key in sorted(keys)
+            if (intervals or not key.endswith(_INTERVAL)) and not _same(stored.get(key), derived.get(key))]
+
+
+def _wrong_average(doc: Mapping[str, Any], derived: Mapping[tuple[str, str], Mapping[str, Any]],
+                   draws: Mapping[tuple[str, str], Mapping[str, Any]], intervals: bool) -> list[str]:
+    """A suite average (results.json ``average``) that is not the average of the split results just derived."""
+    from harness.records.results import average_block
+
+    block = doc.get("average")
+    if block is None:
+        return []
+    splits = block.get("splits") if isinstance(block, dict) else None
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        return ["average names no list of splits"]
+    by_model: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for (model, split), res in derived.items():
+        by_model.setdefault(model, {})[split] = res
+    again = average_block(splits, by_model, draws if intervals else None)["results"]
+    stored = block.get("results") if isinstance(block.get("results"), dict) else {}
+    wrong = [f"average of {m} is in the file but not every split it averages is" for m in stored if m not in again]
+    wrong += [f"average of {m} is missing" for m in again if m not in stored]
+    for model in again:
+        if model in stored:
+            wrong += _differences(f"average of {model}", stored[model], again[model], intervals)
+    return wrong
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -23,6 +23,7 @@ from harness.data.conventions import Conventions
 from harness.records.invariants import UntrustedRunError, line_number
 from harness.records.score_index import SCORE_FIELDS
 from harness.records.store import StoreError
+from harness.score.instances import validate_instances
 from harness.score.scoring import score_sample
 from harness.types import Prediction, Sample
 
@@ -46,6 +47,8 @@ def derive_score(where: str, rec: Mapping[str, Any], samples: Mapping[str, Sampl
     gt = sample.gt
     if pred.mask is not None:  # the runner stored only checked masks; a damaged one must not reach pycocotools
         pred = replace(pred, mask=masks.validate(pred.mask, gt.height, gt.width, f"{where} ({sid})"))
+    if pred.instances is not None:
+        pred = replace(pred, instances=validate_instances(pred.instances, gt.height, gt.width, f"{where} ({sid})"))
     return score_sample(pred, gt, conv, sample.no_target).to_json()
 
 
@@ -71,6 +74,8 @@ def rederive(run: StoredRun, n: int | None) -> str:
             found = rec.get("score")
             stored: dict[str, Any] = found if isinstance(found, dict) else {}
             indexed = dict(zip(SCORE_FIELDS, entry.row)) if entry.row is not None else {}
+            if entry.instances is not None:
+                indexed["instances"] = entry.instances
             differs = {k: (stored.get(k), v) for k, v in derived.items() if stored.get(k) != v}
             differs.update({f"{k} (score index)": (indexed.get(k), v) for k, v in derived.items() if indexed.get(k) != v})
             if differs:

@@ -19,6 +19,7 @@ from harness.data.suites import COUNT_KEYS, Suite
 from harness.records.manifest import COUNTS_KEY, fingerprint
 from harness.records.score_index import IndexEntry
 from harness.records.store import iter_records
+from harness.score import cgf1
 from harness.score.metrics import ScoreArrays, summarize
 from harness.score.reasoning import ReasoningTap
 from harness.score.schema import SCHEMA_NAME, SCHEMA_VERSION, Results
@@ -52,12 +53,18 @@ def data_standing(record: Mapping[str, Any] | None) -> tuple[bool, str]:
 
 
 def split_result(entries: Mapping[str, IndexEntry], ids: Sequence[str], conv: Conventions, bootstrap_rounds: int,
-                 n_expected: int, n_split: int | None, limited: bool, data: tuple[bool, str]) -> dict[str, Any]:
+                 n_expected: int, n_split: int | None, limited: bool, data: tuple[bool, str],
+                 draws: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of one model on one split over ``ids`` (the split's samples, after ``--limit``) that have a
     stored line; ``n_expected`` samples were asked for, of a split of ``n_split`` (None: not recorded,
-    then ``limited`` says whether this was a ``--limit`` cut); ``data`` is ``data_standing``."""
-    rows = [entries[i].row for i in sorted(ids) if i in entries]  # every row checked by the reader (never None)
+    then ``limited`` says whether this was a ``--limit`` cut); ``data`` is ``data_standing``. Where the
+    suite scores instances, SA-Co's metrics too (harness/score/cgf1.py), from the same lines; ``draws``,
+    when given, receives their bootstrap resamples (what a suite average's interval is made of)."""
+    stored = [entries[i] for i in sorted(ids) if i in entries]
+    rows = [e.row for e in stored]  # every row checked by the reader (never None)
     res = summarize(ScoreArrays.of_rows(rows), conv, bootstrap_rounds=bootstrap_rounds)  # type: ignore[arg-type]
+    if conv.scoring == "instances":  # the pairs scored on instances, drawn (a not-drawn line has no match)
+        res.update(cgf1.summarize([e.instances for e in stored if e.instances is not None], bootstrap_rounds, draws=draws))
     res["n_expected"] = n_expected
     if n_split is not None:
         res["n_split"] = n_split
@@ -129,6 +136,7 @@ def compute_results(run: StoredRun, suite: Suite, samples: dict[str, list[Sample
     sliced: dict[str, dict[str, Any]] = {}
     counted: dict[tuple[str, str], list[str]] = {}
     reasoning = ReasoningTap()  # what the text is worth, gathered during the one read of each log
+    draws: dict[tuple[str, str], dict[str, Any]] = {}
     for model, split in run.asked():
         if split not in samples:
             continue
@@ -136,7 +144,8 @@ def compute_results(run: StoredRun, suite: Suite, samples: dict[str, list[Sample
         ids = [s.id for s in samples[split]]
         _, n_split, limit, data = expected_counts(manifest, split)
         results.setdefault(model, {})[split] = split_result(
-            entries, ids, suite.conventions, bootstrap_rounds, len(ids), n_split, bool(limit and len(ids) >= limit), data)
+            entries, ids, suite.conventions, bootstrap_rounds, len(ids), n_split, bool(limit and len(ids) >= limit), data,
+            draws.setdefault((model, split), {}))
         counted[(model, split)] = [i for i in ids if i in entries]
         sliced.setdefault(model, {})[split] = slice_metrics(
             _drawn_scores(entries, samples[split]), samples[split], defs, suite.conventions, bootstrap_rounds, membership[split])
@@ -159,6 +168,20 @@ def compute_results(run: StoredRun, suite: Suite, samples: dict[str, list[Sample
         "published": [p.to_dict() for p in suite.published],  # type: ignore[misc]
         "slices": {"version": SLICES_VERSION, "definitions": defs.to_json(), "results": sliced},
         **({"reasoning": reasoning_block} if reasoning_block else {}),  # type: ignore[typeddict-item]
+        **({"average": average_block(suite.average, results, draws)} if suite.average else {}),  # type: ignore[typeddict-item]
         "source": source_digest(run, counted),  # type: ignore[typeddict-item]
     }
+
+
+def average_block(splits: Sequence[str], results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                  draws: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """A suite's average over ``splits`` (SA-Co/Gold's "Average": the plain mean of its subsets' instance
+    metrics; harness/score/cgf1.py): per model that has every one of them, with intervals where ``draws``
+    (model, split) -> resamples are given. A model short of a split has no average."""
+    out: dict[str, Any] = {}
+    for model, by_split in results.items():
+        if all(s in by_split for s in splits):
+            found = [draws.get((model, s)) or {} for s in splits] if draws is not None else None
+            out[model] = cgf1.average([by_split[s] for s in splits], found)
+    return {"splits": list(splits), "results": out}
 

@@ -4,12 +4,13 @@ without the masks.
     RUN/<model>/<split>.jsonl          the log: one line per prediction, masks included (the truth)
     RUN/<model>/<split>.jsonl.scores   its index: one short line per log line
 
-An index line is ``[id, offset, length, score, failed, parse_failed, error, pixels]``: the byte range
-of the log line, its ``SampleScore`` fields in declaration order (``null`` when the record has none),
-whether the prediction has no mask, whether its answer could not be parsed, the error text of a
-failed prediction, and h·w of the stored mask's RLE header (``null`` without a mask), which bounds
-every area of the score (harness/records/invariants.py). Reading it costs a few percent of parsing the log, and the gallery reads the
-few records it shows by offset.
+An index line is ``[id, offset, length, score, failed, parse_failed, error, pixels, instances]``: the byte
+range of the log line, its ``SampleScore`` scalar fields in declaration order (``null`` when the record has
+none), whether the prediction has no mask (nor instances), whether its answer could not be parsed, the error
+text of a failed prediction, h·w of the stored mask's RLE header (``null`` without a mask; the first
+instance's without a mask), which bounds every area of the score (harness/records/invariants.py), and the
+score's instance match as stored (``InstanceMatch.to_json``; ``null`` where the suite scores no instances).
+Reading it costs a few percent of parsing the log, and the gallery reads the few records it shows by offset.
 
 The index is derived, never trusted over the log. It is appended after each batch of log lines, so
 a killed writer leaves it at most one batch behind. It is used only when its last entry ends exactly
@@ -23,19 +24,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from harness.errors import HarnessError
 from harness.files import naming, write_text_atomic
 from harness.records import logline
-from harness.types import SampleScore
+from harness.types import SCORE_ROW_FIELDS, InstanceMatch, SampleScore
 
-FORMAT = 2  # 2: the mask's pixel count (h*w of its RLE header) at the end of each line
+FORMAT = 3  # 2: the mask's pixel count (h*w of its RLE header) at the end of each line; 3: the instance match after it
+SCORE_FIELDS = SCORE_ROW_FIELDS
 # The score's field names are part of the header: an index written for another SampleScore is rebuilt.
-_HEADER = json.dumps({"harness_score_index": FORMAT, "fields": [f.name for f in fields(SampleScore)]}) + "\n"
-SCORE_FIELDS = tuple(f.name for f in fields(SampleScore))
+_HEADER = json.dumps({"harness_score_index": FORMAT, "fields": list(SCORE_FIELDS)}) + "\n"
 _POSITION = {name: k for k, name in enumerate(SCORE_FIELDS)}
 
 
@@ -50,6 +50,7 @@ class IndexEntry(NamedTuple):
     parse_failed: bool  # the model's answer could not be parsed
     error: str | None
     pixels: int | None = None  # h*w of the stored mask's RLE header; None without a mask (or a header)
+    instances: dict[str, Any] | None = None  # the score's InstanceMatch as stored; None where none is scored
 
     @property
     def end(self) -> int:
@@ -57,7 +58,11 @@ class IndexEntry(NamedTuple):
 
     @property
     def score(self) -> SampleScore | None:
-        return None if self.row is None else SampleScore(*self.row)
+        if self.row is None:
+            return None
+        if self.instances is None:
+            return SampleScore(*self.row)
+        return SampleScore(**dict(zip(SCORE_FIELDS, self.row)), instances=InstanceMatch.from_json(self.instances))
 
     @property
     def not_drawn(self) -> bool:
@@ -81,18 +86,25 @@ def index_path(log_path: Path) -> Path:
 def entry_of(record: dict[str, Any], offset: int, length: int) -> IndexEntry:
     """The index entry of one parsed log record at ``offset`` (``length`` bytes with its newline)."""
     data = record.get("score")
+    instances = None
     if type(data) is dict and tuple(data) == SCORE_FIELDS:  # as SampleScore.to_json writes it: the row is its values
         row: list[Any] | None = list(data.values())
     else:
         score = _score_of(data)
         row = None if score is None else [getattr(score, f) for f in SCORE_FIELDS]
+        if score is not None and score.instances is not None:
+            instances = score.instances.to_json()
     # What failed and what was not drawn is the codec's to say (harness/records/logline.py), for every reader alike.
     return IndexEntry(str(record["id"]), offset, length, row, logline.failed(record), logline.parse_failed(record),
-                      logline.error(record), _pixels(logline.prediction_json(record).get("mask")))
+                      logline.error(record), _pixels(logline.prediction_json(record)), instances)
 
 
-def _pixels(mask: Any) -> int | None:
-    """h*w of an RLE's ``size`` header, when it has a well-formed one."""
+def _pixels(prediction: dict[str, Any]) -> int | None:
+    """h*w of the RLE ``size`` header of the prediction's mask (else of its first instance's), when well-formed."""
+    mask = prediction.get("mask")
+    found = prediction.get("instances")
+    if mask is None and isinstance(found, list) and found and isinstance(found[0], dict):
+        mask = found[0].get("mask")
     size = mask.get("size") if isinstance(mask, dict) else None
     if isinstance(size, list) and len(size) == 2 and all(type(v) is int and v >= 0 for v in size):
         return size[0] * size[1]
@@ -102,7 +114,7 @@ def _pixels(mask: Any) -> int | None:
 def _score_of(data: Any) -> SampleScore | None:
     try:
         return SampleScore.from_json(data) if isinstance(data, dict) else None
-    except TypeError:  # other fields than a SampleScore's: not usable, like a missing score
+    except (TypeError, KeyError, ValueError):  # other fields than a SampleScore's: not usable, like a missing score
         return None
 
 
@@ -111,7 +123,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _line(e: IndexEntry) -> str:
-    return _ENCODER.encode([e.id, e.offset, e.length, e.row, int(e.failed), int(e.parse_failed), e.error, e.pixels]) + "\n"
+    return _ENCODER.encode([e.id, e.offset, e.length, e.row, int(e.failed), int(e.parse_failed), e.error, e.pixels,
+                            e.instances]) + "\n"
 
 
 def _parse(line: str) -> IndexEntry:
@@ -119,11 +132,11 @@ def _parse(line: str) -> IndexEntry:
 
 
 def _entry(row: list[Any]) -> IndexEntry:
-    sid, offset, length, score, failed, parse_failed, error, pixels = row
+    sid, offset, length, score, failed, parse_failed, error, pixels, instances = row
     if score is not None and len(score) != len(SCORE_FIELDS):
         raise ValueError(f"a score of {len(score)} fields, not {len(SCORE_FIELDS)}")
     return IndexEntry(str(sid), int(offset), int(length), score, bool(failed), bool(parse_failed), error,
-                      None if pixels is None else int(pixels))
+                      None if pixels is None else int(pixels), instances)
 
 
 class ScoreIndex:
@@ -245,7 +258,7 @@ def _read_valid(log_path: Path, stat: tuple[int, int]) -> list[IndexEntry] | Non
     for e in entries:
         if type(e.offset) is not int or type(e.length) is not int or e.offset != end or e.length <= 0 \
                 or type(e.id) is not str or not (e.row is None or (type(e.row) is list and len(e.row) == width)) \
-                or not (e.pixels is None or type(e.pixels) is int):
+                or not (e.pixels is None or type(e.pixels) is int) or not (e.instances is None or type(e.instances) is dict):
             return None
         end += e.length
     if end != stat[0]:

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from harness import masks
 from harness.adapter import Adapter, box_to_pixels
 from harness.data.images import Decoded, ImageError, decode, image_size
 from harness.run.batches import Entry, Prefetcher, plan_batches, prepared
+from harness.score.instances import validate_instances
 from harness.types import Prediction, Sample
 
 
@@ -94,6 +95,10 @@ def _replaced(pred: Prediction, changes: dict[str, Any]) -> Prediction:
     return Prediction(*[changes[f] if f in changes else getattr(pred, f) for f in _FIELDS])
 
 
+def _four_numbers(box: Sequence[Any]) -> bool:
+    return len(box) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+
+
 def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, width: int, seconds: float) -> Prediction:
     """Check the mask's size, convert the box to original pixels, fill in the timing."""
     changes: dict[str, Any] = {}
@@ -109,6 +114,19 @@ def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, wi
             changes.update(box=None, mask=None, error=f"{adapter.info.name} on {sample.id}: box {list(pred.box)!r} is not 4 numbers")
         else:  # a non-finite, negative or inverted box is kept: scoring fails its box metric and counts it (bad_box)
             changes["box"] = box_to_pixels(pred.box, adapter.info.box_space, width, height)
+    if pred.instances is not None and "error" in changes:  # the sample failed on its mask or box: no instances either
+        changes["instances"] = None
+    elif pred.instances is not None:
+        where = f"{adapter.info.name} on {sample.id}"
+        try:
+            checked = validate_instances(pred.instances, height, width, where)
+            bad = next((k for k, i in enumerate(checked) if i.box is not None and not _four_numbers(i.box)), None)
+            if bad is not None:
+                raise masks.MaskError(f"{where}: instance {bad}: box {list(checked[bad].box or ())!r} is not 4 numbers")
+            changes["instances"] = tuple(
+                i if i.box is None else replace(i, box=box_to_pixels(i.box, adapter.info.box_space, width, height)) for i in checked)
+        except masks.MaskError as exc:  # one bad instance fails its sample, as a bad mask does
+            changes.update(instances=None, mask=None, error=str(exc))
     return _replaced(pred, changes) if changes else pred
 
 

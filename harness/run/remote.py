@@ -280,7 +280,10 @@ class RemoteAdapter(Adapter):
         if not isinstance(raw, list) or len(raw) != len(flight.sizes) or any(
                 not isinstance(r, list) or len(r) != n or not all(isinstance(p, dict) for p in r) for r, n in zip(raw, flight.sizes)):
             raise RuntimeError(f"the worker returned a malformed predictions list for {sum(flight.sizes)} samples")
-        return [[Prediction.from_json(p) for p in r] for r in raw]
+        try:
+            return [[Prediction.from_json(p) for p in r] for r in raw]
+        except (KeyError, TypeError, ValueError) as exc:  # e.g. an instance without a score
+            raise RuntimeError(f"the worker returned a malformed prediction ({type(exc).__name__}: {exc})") from exc
 
     def _resend_window(self) -> None:
         """Send the batches still in flight (never started by the lost worker) to a fresh one."""

@@ -12,6 +12,7 @@ decodes its images, so the model never waits for the pipe or the decoder:
     {"op": "load", "device": "cuda:0"}                     -> {"ok": true, "runtime": {...}}
     {"op": "predict", "image": PATH, "queries": [QUERY, ...]}
         -> {"ok": true, "predictions": [Prediction.to_json(), ...], "stats": {...}}
+           (a prediction's ``instances``, when the model gives them: [{"mask": RLE, "score": float, "box"?}, ...])
     {"op": "predict_many", "items": [{"image": PATH, "queries": [QUERY, ...]}, ...]}   (a multi_image adapter)
         -> {"ok": true, "predictions": [[Prediction.to_json(), ...], ...], "stats": {...}}
     {"op": "stats"}                                        -> {"ok": true, "stats": {...}}
@@ -266,10 +267,16 @@ def _wire_form(pred: Prediction, seconds: float) -> dict[str, Any]:
     out = pred.to_json()
     if out.get("seconds") is None:
         out["seconds"] = seconds
-    mask = out.get("mask")
-    if isinstance(mask, dict) and isinstance(mask.get("counts"), bytes):
-        out["mask"] = {**mask, "counts": mask["counts"].decode("ascii")}
+    out["mask"] = _text_counts(out.get("mask"))
+    if isinstance(out.get("instances"), list):
+        out["instances"] = [{**i, "mask": _text_counts(i.get("mask"))} for i in out["instances"]]
     return out
+
+
+def _text_counts(mask: Any) -> Any:
+    if isinstance(mask, dict) and isinstance(mask.get("counts"), bytes):
+        return {**mask, "counts": mask["counts"].decode("ascii")}
+    return mask
 
 
 def _release_memory_after_oom(exc: BaseException) -> None:

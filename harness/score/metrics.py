@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness.data.conventions import Conventions
-from harness.types import SampleScore
+from harness.types import SCORE_ROW_FIELDS, SampleScore
 
 PRECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 BOOTSTRAP_ROUNDS = 1000
@@ -60,7 +60,7 @@ class ScoreArrays:
     def of_rows(cls, rows: Sequence[Sequence[Any]]) -> ScoreArrays:
         """The same columns from rows of a SampleScore's fields in declaration order (a log's score
         index), without building SampleScore objects; None becomes NaN, booleans 0/1, as above."""
-        names = [f.name for f in fields(SampleScore)]
+        names = SCORE_ROW_FIELDS
         m = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
         col = {name: m[:, k] for k, name in enumerate(names)}
         return cls(

@@ -34,6 +34,17 @@ Version 1:
   text: per model x split with text, answer-format share, reasoning length, stated box vs mask
   agreement and accuracy split by it; absent for mask-only runs.
 
+Added within version 1 for suites scored on instances (conventions ``scoring: instances``, SA-Co/Gold;
+readers must not require them): per split ``n_cgf1`` (pairs scored on instances), SA-Co's metrics named
+as upstream names them, lower-cased, with ``pmf1`` for positive_micro_F1 (``cgf1``, ``pmf1``, ``il_mcc``,
+``precision``, ``recall``, ``f1``, ``positive_macro_f1``, ``positive_micro_precision``, each also at
+``@0.5`` and ``@0.75``; ``il_precision``, ``il_recall``, ``il_f1``, ``il_fpr``), all in percent except
+``il_mcc``, a correlation in [-1, 1] as SA-Co publishes it, and ``cgf1_ci95``, ``pmf1_ci95``,
+``il_mcc_ci95`` (harness/score/cgf1.py); ``average`` = ``{"splits": [...], "results": model -> the mean
+of each of those metrics over the splits, n_cgf1, n_splits, and intervals}`` where the suite declares an
+average, for each model with every one of its splits. Conventions added after version 1 (``scoring``,
+``instance_threshold``) appear in ``conventions`` only where a suite sets them.
+
 Added within version 1 (readers must not require it): ``slices`` = ``{"version": 1,
 "definitions": {...}, "results": model -> split -> family -> label -> {n, n_expected, ciou, giou,
 ciou_ci95, giou_ci95, ...}}``: the metrics per slice of the samples (harness/score/slices.py,
@@ -75,6 +86,10 @@ class SplitResult(TypedDict, total=False):
     t_acc: float
     fp_rate: float
     exist_acc: float
+    n_cgf1: int  # suites scored on instances (harness/score/cgf1.py): their metrics ride along under their own names
+    cgf1: float
+    pmf1: float
+    il_mcc: float
 
 
 class PublishedRow(TypedDict):
@@ -101,6 +116,7 @@ class _RequiredResults(TypedDict):
 class Results(_RequiredResults, total=False):
     slices: dict[str, Any]  # added within version 1: readers must not require them
     reasoning: dict[str, Any]
+    average: dict[str, Any]
 
 
 def check_results(data: Any, where: str) -> Results:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from harness import masks
 from harness.data.conventions import Conventions
-from harness.types import GroundTruth, Prediction, SampleScore
+from harness.score.instances import detections, match, scored_mask
+from harness.types import GroundTruth, InstanceMatch, Prediction, SampleScore
 
 
 def bad_box(box: Sequence[float] | None) -> bool:
@@ -63,14 +65,24 @@ def score_samples(items: Sequence[tuple[Prediction, GroundTruth, bool]], conv: C
     return [score_sample(pred, gt, conv, no_target, known.get(k)) for k, (pred, gt, no_target) in enumerate(items)]
 
 
+def instance_match(pred: Prediction, gt: GroundTruth, conv: Conventions) -> InstanceMatch | None:
+    """The sample's instance matching where the suite scores instances and the sample has instance ground
+    truth (harness/score/instances.py); None otherwise. A failed prediction has no detection."""
+    if conv.scoring != "instances" or gt.instances is None:
+        return None
+    return match(detections(pred, conv), gt.instances)
+
+
 def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target: bool = False,
                  areas: tuple[int, int] | None = None) -> SampleScore:
-    """Score one prediction. A failed prediction (no mask) follows ``conv.failure``.
+    """Score one prediction. A failed prediction (no mask, no instances) follows ``conv.failure``.
 
     ``no_target`` is the sample's dataset flag (``Sample.no_target``): it is recorded, and it
     picks the empty-union rule (``conv.empty_union_rule``). An empty ground truth alone
     does not make a sample no-target: ReLA scores a targeted sample with union 0 as IoU 0.
     ``areas``: |pred.mask| and |gt.mask|, when the caller has counted them (``score_samples``).
+    The mask scored is ``scored_mask`` (a prediction of instances only: their union at the suite's
+    ``instance_threshold``); where the suite scores instances, ``instances`` holds the matching.
     """
     if pred.not_drawn:  # the protocol left it out: no metric sees it (metrics.summarize counts it apart)
         gt_area = intersection_union(masks.empty(gt.height, gt.width), gt, conv)[2]
@@ -83,11 +95,12 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target
     if gt.box is not None:
         box_iou = masks.box_iou(pred.box, gt.box) if pred.box is not None and not bad else 0.0
 
-    if pred.mask is None:
+    mask = scored_mask(pred, conv, gt.height, gt.width)
+    if mask is None:
         if conv.failure == "as_empty":
             empty = masks.empty(gt.height, gt.width)
             scored = score_sample(Prediction(mask=empty, box=pred.box, parse_status=pred.parse_status), gt, conv, no_target)
-            return SampleScore(**{**scored.to_json(), "failed": True, "pred_empty": True})
+            return replace(scored, failed=True, pred_empty=True)
         _, union, gt_area, _ = intersection_union(masks.empty(gt.height, gt.width), gt, conv)
         return SampleScore(
             intersection=0,
@@ -103,9 +116,10 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target
             box_iou=box_iou,
             no_target=no_target,
             bad_box=bad,
+            instances=instance_match(pred, gt, conv),
         )
 
-    inter, union, gt_area, p_area = intersection_union(pred.mask, gt, conv, areas)
+    inter, union, gt_area, p_area = intersection_union(mask, gt, conv, areas if mask is pred.mask else None)
     # The empty-union rule first, so that giou_eps may be 0 (ReLA divides exactly).
     rule = conv.empty_union_rule(no_target)
     iou = {"one": 1.0, "zero": 0.0, "drop": None}[rule] if union == 0 else inter / (union + conv.giou_eps)
@@ -123,4 +137,5 @@ def score_sample(pred: Prediction, gt: GroundTruth, conv: Conventions, no_target
         box_iou=box_iou,
         no_target=no_target,
         bad_box=bad,
+        instances=instance_match(pred, gt, conv),
     )

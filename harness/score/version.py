@@ -22,7 +22,7 @@ import numpy as np
 from harness import masks
 from harness.data.conventions import Conventions
 from harness.score.scoring import score_sample
-from harness.types import GroundTruth, ParseStatus, Prediction
+from harness.types import GroundTruth, Instance, ParseStatus, Prediction
 
 # Bump when scoring changes in a way the probe below might not see (e.g. a new SampleScore field).
 SCORING_REVISION = 1
@@ -57,10 +57,26 @@ def _probe_cases() -> list[tuple[Prediction, GroundTruth, bool]]:
     return cases
 
 
+def _instance_cases() -> list[tuple[Prediction, GroundTruth, bool]]:
+    """Instance predictions against three annotators (suites scored on instances): the union, the score
+    threshold, the one-to-one matching, the oracle's choice, a one-mask model, a negative pair."""
+    a, b, c = _rect(slice(0, 3), slice(0, 3)), _rect(slice(0, 3), slice(4, 8)), _rect(slice(3, 6), slice(0, 4))
+    wide = _rect(slice(0, 3), slice(0, 6))
+    pair = GroundTruth(mask=masks.union([a, b], 6, 8), instances=((a, b), (wide,), ()))
+    none = GroundTruth(mask=masks.empty(6, 8), instances=((), (), ()))
+    found = (Instance(a, 0.9), Instance(b, 0.6), Instance(c, 0.4), Instance(wide, 0.5))
+    return [(Prediction(mask=None, instances=found), pair, False),
+            (Prediction(mask=None, instances=()), pair, False),
+            (Prediction(mask=wide), pair, False),
+            (Prediction(mask=None, instances=found[2:3]), none, True),
+            (Prediction(mask=masks.empty(6, 8)), none, True)]
+
+
 @functools.lru_cache(maxsize=16)
 def scoring_version(conv: Conventions) -> str:
     """``<revision>:<12 hex>``: the same in every process for the same code and conventions."""
-    probe = [score_sample(pred, gt, conv, no_target).to_json() for pred, gt, no_target in _probe_cases()]
+    cases = _probe_cases() + (_instance_cases() if conv.scoring == "instances" else [])
+    probe = [score_sample(pred, gt, conv, no_target).to_json() for pred, gt, no_target in cases]
     payload = {"revision": SCORING_REVISION, "conventions": conv.to_dict(), "probe": probe}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return f"{SCORING_REVISION}:{digest[:12]}"

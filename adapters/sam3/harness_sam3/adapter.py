@@ -13,8 +13,10 @@ transformers' ``post_process_instance_segmentation`` instead applies the sigmoid
 upsampling and defaults to a 0.3 score threshold; this adapter follows upstream's order and
 threshold on the model's raw outputs. Two modes: ``top1`` (the highest-scoring kept instance)
 and ``union`` (the OR of all kept instances). No kept instance -> an empty mask (SAM 3's natural
-"no target"). The image is encoded once per image (``get_vision_features``) and reused for every
-expression of that image.
+"no target"). Every prediction also carries all kept instances (``Prediction.instances``: mask,
+score, box), what a suite scored on instances (SA-Co/Gold's cgF1) scores, whatever the mode.
+The image is encoded once per image (``get_vision_features``) and reused for every expression of
+that image.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.modelkit.counters import update_peak_gpu_memory_mb
-from harness.types import Box, ParseStatus, Prediction, Query
+from harness.types import Box, Instance, ParseStatus, Prediction, Query
 from PIL import Image
 
 
@@ -40,7 +42,7 @@ def _sha256(tensor: Any) -> str:
 def _info(name: str, selection: str) -> AdapterInfo:
     """The adapters differ only in how they select among the kept instances."""
     return AdapterInfo(name=name, description=f"SAM 3 (transformers Sam3Model), expression as the text prompt, {selection}",
-                       outputs=("mask", "box"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
+                       outputs=("mask", "box", "instances"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
 
 
 def kept_instances(outputs: Any, row: int, height: int, width: int, score_threshold: float) -> tuple[Any, Any, Any]:
@@ -126,17 +128,20 @@ class Sam3Adapter(Sam3Base):
                           "instances_kept": 0.0, "peak_gpu_memory_mb": 0.0}
 
     # ----------------------------------------------------------------------------- inference
-    def _select(self, outputs: Any, height: int, width: int) -> tuple[np.ndarray, Box | None, int]:
-        """Upstream's keep rule and mask threshold, then top-1 or union. Returns (mask, box, n kept)."""
+    def _select(self, outputs: Any, height: int, width: int) -> tuple[np.ndarray, Box | None, tuple[Instance, ...]]:
+        """Upstream's keep rule and mask threshold, then top-1 or union. Returns (mask, box, every kept instance)."""
         probs, boxes, scores = kept_instances(outputs, 0, height, width, float(self.options["score_threshold"]))
         if scores.numel() == 0:
-            return np.zeros((height, width), dtype=bool), None, 0
-        if self.options["mode"] == "top1":
-            best = int(scores.argmax())
-            probs, boxes = probs[best : best + 1], boxes[best : best + 1]
-        mask = (probs > float(self.options["mask_threshold"])).any(dim=0).cpu().numpy()
-        box = (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
-        return mask, box, int(probs.shape[0])
+            return np.zeros((height, width), dtype=bool), None, ()
+        every = (probs > float(self.options["mask_threshold"])).cpu().numpy()
+        boxes, kept = boxes.cpu(), scores.cpu()
+        instances = tuple(Instance(mask=masks.encode(every[k]), score=float(kept[k]), box=tuple(float(v) for v in boxes[k]))  # type: ignore[arg-type]
+                          for k in range(len(kept)))
+        chosen = [int(kept.argmax())] if self.options["mode"] == "top1" else list(range(len(kept)))
+        mask = every[chosen].any(axis=0)
+        box = (float(boxes[chosen, 0].min()), float(boxes[chosen, 1].min()), float(boxes[chosen, 2].max()),
+               float(boxes[chosen, 3].max()))
+        return mask, box, instances
 
     def predict(self, image: np.ndarray, samples: Sequence[Query]) -> list[Prediction]:
         import torch
@@ -151,10 +156,10 @@ class Sam3Adapter(Sam3Base):
                 text = self._text(s.expression)
                 outputs = self.model(vision_embeds=vision, input_ids=text["input_ids"], attention_mask=text["attention_mask"])
                 self._counters["forward_passes"] += 1
-                mask, box, kept = self._select(outputs, height, width)
-                self._counters["instances_kept"] += kept
-                out.append(Prediction(mask=masks.encode(mask), box=box, answer=f"{kept} instance(s) kept",
-                                      parse_status=ParseStatus.NONE))
+                mask, box, instances = self._select(outputs, height, width)
+                self._counters["instances_kept"] += len(instances)
+                out.append(Prediction(mask=masks.encode(mask), box=box, answer=f"{len(instances)} instance(s) kept",
+                                      parse_status=ParseStatus.NONE, instances=instances))
         update_peak_gpu_memory_mb(self._counters, self.device)
         seconds = (time.perf_counter() - start) / max(1, len(samples))
         return [replace(p, seconds=seconds) for p in out]

@@ -103,6 +103,21 @@ def test_union_is_the_or_of_kept_instances(tiny_path, image, sam3_repo) -> None:
     assert p.box == pytest.approx((boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()), abs=1e-3)
 
 
+@pytest.mark.parametrize("union", [False, True])
+def test_every_kept_instance_is_returned_as_upstream_keeps_it(tiny_path, image, sam3_repo, union) -> None:
+    """Whatever the mode, the prediction carries each kept instance: upstream's mask, score and box, in its order."""
+    adapter = load(tiny_path, union=union, score_threshold=0.0)
+    inst, scores, boxes = reference(adapter, image, "two dogs", 0.0, sam3_repo)
+    (p,) = adapter.predict(image, [sample("two dogs")])
+    assert p.instances is not None and len(p.instances) == len(inst) > 1
+    for got, m, score, box in zip(p.instances, inst, scores, boxes):
+        assert np.array_equal(masks.decode(got.mask), m)
+        assert got.score == pytest.approx(float(score), abs=1e-6) and got.box == pytest.approx(tuple(box), abs=1e-3)
+    assert adapter.stats()["instances_kept"] == len(inst)
+    none = load(tiny_path).predict(image, [sample("the man on the left")])[0]  # nothing passes 0.5: no instance
+    assert none.instances == ()
+
+
 def test_threshold_between_scores_keeps_only_the_higher(tiny_path, image, sam3_repo) -> None:
     probe = load(tiny_path, score_threshold=0.0)
     _, scores, _ = reference(probe, image, "zebra", 0.0, sam3_repo)

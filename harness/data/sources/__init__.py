@@ -26,6 +26,7 @@ SOURCE_FORMATS: dict[str, str] = {
     "refcoco_m": "harness.data.sources.refcoco_m:RefCocoMSource",
     "mmr": "harness.data.sources.mmr:MMRSource",
     "hf": "harness.data.sources.hf:HFSource",
+    "saco": "harness.data.sources.saco:SacoSource",
 }
 
 

@@ -14,9 +14,9 @@ annotation file. A second run reads that file and starts at once.
   stored relative to the data root (``d:``) or the cache (``c:``), so moving the data root
   keeps the cache valid.
 - A header line (images, each ground truth's height, width and area, where the sections are),
-  the samples' rows 2,048 to a line, then each ground truth's RLE counts and box on a line of
-  its own, read when its sample is scored or drawn (``lazy_gt``), so the samples of a 100k
-  split hold no counts. The format is in the key, and a file of another format, or whose size
+  the samples' rows 2,048 to a line, then each ground truth's RLE counts and box (and, where it has
+  them, each annotator's instance masks) on a line of its own, read when its sample is scored or
+  drawn (``lazy_gt``), so the samples of a 100k split hold no counts. The format is in the key, and a file of another format, or whose size
   is not what its header says (torn), is parsed again and rewritten.
 """
 
@@ -147,9 +147,12 @@ def save_index(path: Path, key: str, samples: Sequence[Sample], data_root: Path 
             g = s.gt
             gt_rows.append([g.height, g.width, g.area])
             # ASCII only (RLE counts are), so characters are bytes and the offsets are byte offsets.
-            line = json.dumps([g.mask["counts"], list(g.box) if g.box is not None else None,
-                               g.ignore["counts"] if g.ignore is not None else None,
-                               g.overlap["counts"] if g.overlap is not None else None], separators=(",", ":")) + "\n"
+            fields: list[Any] = [g.mask["counts"], list(g.box) if g.box is not None else None,
+                      g.ignore["counts"] if g.ignore is not None else None,
+                      g.overlap["counts"] if g.overlap is not None else None]
+            if g.instances is not None:  # each annotator's instance masks (SA-Co); absent elsewhere, as before
+                fields.append([[m["counts"] for m in annotator] for annotator in g.instances])
+            line = json.dumps(fields, separators=(",", ":")) + "\n"
             gt_lines.append(line)
             offsets.append(offsets[-1] + len(line))
         rows.append([s.id, ii, s.expression, gi, s.dataset, s.split, int(s.no_target), s.meta or None])

@@ -4,7 +4,7 @@ At 100k samples the counts of every ground truth were most of what a run or a re
 resident, yet each is needed only when its sample is scored (or drawn in the report's gallery).
 A cached split (``index_cache``, format 2) keeps each ground truth's counts on a line of its own;
 a ``LazyGroundTruth`` knows the line's place, its height, width and area (what the slices read),
-and reads the line when its mask, box, ignore or overlap is first asked for. Nothing is kept
+and reads the line when its mask, box, ignore, overlap or instances are first asked for. Nothing is kept
 after that beyond a few recent lines (the sentences of one object are consecutive and share one
 ground truth), so memory stays flat however many samples are scored.
 """
@@ -17,12 +17,14 @@ import threading
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness.errors import HarnessError
 from harness.types import RLE, Box, GroundTruth
 
 _RECENT = 64  # lines kept decoded: more than the sentences of any one object
+# (mask, box, ignore, overlap, instances) of one ground truth
+Fields = tuple[RLE, Box | None, RLE | None, RLE | None, tuple[tuple[RLE, ...], ...] | None]
 
 
 class GroundTruthStore:
@@ -33,12 +35,12 @@ class GroundTruthStore:
         self._fd = fd
         self._start = start
         self._offsets = offsets  # len(gts) + 1 offsets into the section
-        self._recent: OrderedDict[int, tuple[RLE, Box | None, RLE | None, RLE | None]] = OrderedDict()
+        self._recent: OrderedDict[int, Fields] = OrderedDict()
         self._lock = threading.Lock()
         weakref.finalize(self, os.close, fd)  # the open file lives as long as some sample can ask for its mask
 
-    def fields(self, i: int, size: list[int]) -> tuple[RLE, Box | None, RLE | None, RLE | None]:
-        """(mask, box, ignore, overlap) of ground truth ``i``."""
+    def fields(self, i: int, size: list[int]) -> Fields:
+        """(mask, box, ignore, overlap, instances) of ground truth ``i``."""
         with self._lock:
             got = self._recent.get(i)
             if got is not None:
@@ -47,18 +49,20 @@ class GroundTruthStore:
         lo, hi = self._offsets[i], self._offsets[i + 1]
         raw = os.pread(self._fd, hi - lo, self._start + lo)
         try:
-            counts, box, ign, ovl = json.loads(raw)
+            # A fifth element only where the ground truth has instances (index_cache.save_index).
+            counts, box, ign, ovl, *more = json.loads(raw)
+            instances = tuple(tuple({"size": size, "counts": c} for c in annotator) for annotator in more[0]) if more else None
         except (ValueError, TypeError) as exc:
             raise HarnessError(f"{self.path}: ground truth {i} of this index cache file is unreadable ({exc}); "
                                "the file changed while in use: delete it and run again") from None
-        got = ({"size": size, "counts": counts}, tuple(box) if box is not None else None,
-               {"size": size, "counts": ign} if ign is not None else None,
-               {"size": size, "counts": ovl} if ovl is not None else None)
+        read = cast(Fields, ({"size": size, "counts": counts}, tuple(box) if box is not None else None,
+                             {"size": size, "counts": ign} if ign is not None else None,
+                             {"size": size, "counts": ovl} if ovl is not None else None, instances))
         with self._lock:
-            self._recent[i] = got
+            self._recent[i] = read
             if len(self._recent) > _RECENT:
                 self._recent.popitem(last=False)
-        return got
+        return read
 
 
 class LazyGroundTruth(GroundTruth):
@@ -79,7 +83,7 @@ class LazyGroundTruth(GroundTruth):
         object.__setattr__(self, "_size", [height, width])
         object.__setattr__(self, "_area", area)
 
-    def _fields(self) -> tuple[RLE, Box | None, RLE | None, RLE | None]:
+    def _fields(self) -> Fields:
         return self._store.fields(self._i, self._size)
 
     @property  # type: ignore[override]
@@ -98,6 +102,10 @@ class LazyGroundTruth(GroundTruth):
     def overlap(self) -> RLE | None:
         return self._fields()[3]
 
+    @property  # type: ignore[override]
+    def instances(self) -> tuple[tuple[RLE, ...], ...] | None:
+        return self._fields()[4]
+
     @property
     def height(self) -> int:
         return int(self._size[0])
@@ -113,7 +121,7 @@ class LazyGroundTruth(GroundTruth):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GroundTruth):
             return NotImplemented
-        return self._fields() == (other.mask, other.box, other.ignore, other.overlap)
+        return self._fields() == (other.mask, other.box, other.ignore, other.overlap, other.instances)
 
     __hash__ = None  # type: ignore[assignment]  # as GroundTruth's: its RLE dicts are unhashable
 

@@ -20,10 +20,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from harness import masks
+from harness.data.conventions import Conventions
 from harness.data.images import ImageError, load_image
 from harness.records import logline
 from harness.records.score_index import IndexEntry
-from harness.types import RLE, Sample
+from harness.score.instances import scored_mask
+from harness.types import RLE, Prediction, Sample
 
 Key = tuple[str, str]  # (split, sample id)
 
@@ -189,12 +191,24 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100.0 * value:.1f}%"
 
 
+def shown_mask(pred: Mapping[str, Any], sample: Sample, conv: Conventions) -> RLE | None:
+    """The mask a panel draws: the prediction's mask, else the union of its instances at the suite's
+    ``instance_threshold`` (what the mask metrics scored); None for a failed or unreadable prediction."""
+    if pred.get("mask") is not None or pred.get("instances") is None:
+        return pred.get("mask")  # type: ignore[no-any-return]
+    try:
+        return scored_mask(Prediction.from_json(dict(pred)), conv, sample.gt.height, sample.gt.width)
+    except (KeyError, TypeError, ValueError, masks.MaskError):
+        return None
+
+
 def build_entries(
     picks: Mapping[str, Sequence[Key]],
     index: Mapping[Key, Mapping[str, Mapping[str, Any]]],
     models: Sequence[str],
     samples: Mapping[str, Mapping[str, Sample]] | None,
     thumbs: Thumbnailer | None = None,
+    conventions: Conventions | None = None,
 ) -> list[dict[str, Any]]:
     """Template-ready gallery sections: one per category, each with its samples' panels.
 
@@ -225,7 +239,7 @@ def build_entries(
                     continue
                 pred = rec.get("prediction") or {}
                 if sample is not None and (key, model) not in cache:
-                    cache[(key, model)] = thumbs.overlay(sample, pred.get("mask"), pred.get("box"))
+                    cache[(key, model)] = thumbs.overlay(sample, shown_mask(pred, sample, conventions or Conventions()), pred.get("box"))
                 item["panels"].append(
                     {
                         "model": model,

@@ -18,6 +18,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from harness.data.suites import AVERAGE
 from harness.files import write_text_atomic
 from harness.publish.report import gallery, plots
 from harness.publish.report import reasoning as reasoning_section
@@ -30,6 +31,13 @@ from harness.score.paired import PairScores
 from harness.types import Sample
 
 LEADERBOARD_METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
+# A suite scored on instances (SA-Co/Gold) leads with its own metrics, each with the suite's average column.
+INSTANCE_LEADERBOARD_METRICS = (("cgf1", "cgF1"), ("pmf1", "pmF1 (positive micro F1)"), ("il_mcc", "IL_MCC"))
+KIND = {"il_mcc": "coef"}  # a coefficient in [-1, 1], two decimals; everything else a percentage
+TABLE_NOTES = {"il_mcc": "IL_MCC is a correlation coefficient (-1 to 1), not a percentage, as SA-Co publishes it.",
+               "cgf1": "cgF1 = 100 x pmF1 x IL_MCC, averaged over IoU 0.50:0.95 (SA-Co's CGF1Evaluator, oracle over its "
+                       "annotators); 'average' is the plain mean of the subsets, as the SAM 3 README's Average column.",
+               "ciou": ""}
 # (results.json key, column label, kind): "int" counts, "pct" percentages.
 DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("n", "n", "int"),
@@ -44,6 +52,19 @@ DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fp_rate", "FP on absent", "pct"),
     ("exist_acc", "exist acc", "pct"),
     ("parse_failure_rate", "parse fail %", "pct"),
+)
+# SA-Co's instance metrics (harness/score/cgf1.py): columns of the details table only where a result has them.
+INSTANCE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("n_cgf1", "n cgF1", "int"),
+    ("cgf1", "cgF1", "pct"),
+    ("cgf1@0.5", "cgF1@0.5", "pct"),
+    ("cgf1@0.75", "cgF1@0.75", "pct"),
+    ("pmf1", "pmF1", "pct"),
+    ("il_mcc", "IL_MCC", "coef"),
+    ("il_precision", "IL prec", "pct"),
+    ("il_recall", "IL rec", "pct"),
+    ("il_fpr", "IL FPR", "pct"),
+    ("positive_macro_f1", "pos. macro F1", "pct"),
 )
 DASH = "–"
 # Counts stated under a split's details table, where non-zero: (results.json key, label, why it matters).
@@ -61,7 +82,9 @@ def _missing(value: Any) -> bool:
 def _fmt(value: Any, kind: str = "pct") -> str:
     if _missing(value):
         return DASH
-    return str(int(value)) if kind == "int" else f"{float(value):.1f}"
+    if kind == "int":
+        return str(int(value))
+    return f"{float(value):.2f}" if kind == "coef" else f"{float(value):.1f}"
 
 
 def _ordered(first: Sequence[str], *more: Sequence[str]) -> list[str]:
@@ -78,54 +101,73 @@ def _leaderboards(
     models: Sequence[str],
     splits: Sequence[str],
     status: Mapping[str, Mapping[str, str]],
+    average: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """One models x splits table per metric, plus the published rows and their sources."""
+    """One models x splits table per metric, plus the published rows and their sources. A run of a suite scored
+    on instances leads with cgF1, pmF1 and IL_MCC, with a column for the suite's ``average`` (results.json)."""
     # Plain look-ups, not pandas: importing it (with pyarrow) was a quarter of the 100k report's memory.
     pub = [{k: p.get(k) for k in ("model", "split", "metric", "value", "source")} for p in published]
     sources = list(dict.fromkeys(str(p["source"]) for p in pub if not _missing(p["source"])))
+    averaged: Mapping[str, Mapping[str, Any]] = (average or {}).get("results") or {}
+    instance_run = any("cgf1" in (res or {}) for by in results.values() for res in by.values())
+    metrics = [*(INSTANCE_LEADERBOARD_METRICS if instance_run else ()), *LEADERBOARD_METRICS]
 
-    def cell(m: str, s: str, column: str) -> Any:
-        return (results.get(m, {}).get(s) or {}).get(column)
+    def outcome(m: str, s: str) -> Mapping[str, Any]:
+        if s not in splits:  # the average column
+            return averaged.get(m) or {}
+        return results.get(m, {}).get(s) or {}
+
+    def clean(m: str, s: str) -> bool:
+        if s not in splits:  # the average of complete splits only
+            return bool(average) and all(is_clean(results.get(m, {}).get(x) or {}) for x in (average or {}).get("splits") or [])
+        return is_clean(outcome(m, s))
 
     tables = []
-    for key, label in LEADERBOARD_METRICS:
+    for key, label in metrics:
+        kind = KIND.get(key, "pct")
+        instance_metric = key in {k for k, _ in INSTANCE_LEADERBOARD_METRICS}
+        columns = [*splits, AVERAGE] if averaged and instance_metric else list(splits)
         # Bold goes to the best complete number only: a partial or failing one is never shown as best.
         best: dict[str, float] = {}
-        for s in splits:
+        for s in columns:
             for m in models:
-                x: Any = cell(m, s, key)
-                if not _missing(x) and is_clean(results.get(m, {}).get(s) or {}):
+                x: Any = outcome(m, s).get(key)
+                if not _missing(x) and clean(m, s):
                     best[s] = max(best.get(s, float(x)), float(x))
         table_rows = []
         for m in models:
             cells = []
-            for s in splits:
-                v, ci, n_in = cell(m, s, key), cell(m, s, f"{key}_ci95"), cell(m, s, f"n_{key}")
-                ci_text = f"[{float(ci[0]):.1f}, {float(ci[1]):.1f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+            for s in columns:
+                res = outcome(m, s)
+                v: Any = res.get(key)
+                ci = res.get(f"{key}_ci95")
+                n_in: Any = res.get("n_cgf1" if instance_metric else f"n_{key}")
+                ci_text = (f"[{_fmt(ci[0], kind)}, {_fmt(ci[1], kind)}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else "")
+                done = "done" if not _missing(v) else "missing"
                 cells.append(
                     {
-                        "value": _fmt(v),
+                        "value": _fmt(v, kind),
                         "ci": ci_text,
                         "n": "" if _missing(n_in) else f"n={int(n_in)}",
-                        "status": status.get(m, {}).get(s, "done" if not _missing(v) else "missing"),
-                        "partial": partial_text(results.get(m, {}).get(s) or {}),
-                        "failed": failed_text(results.get(m, {}).get(s) or {}),
+                        "status": done if s not in splits else status.get(m, {}).get(s, done),
+                        "partial": "" if s not in splits else partial_text(res),
+                        "failed": "" if s not in splits else failed_text(res),
                         "best": not _missing(v) and float(v) == best.get(s),
                     }
                 )
             table_rows.append({"label": m, "published": False, "cells": cells})
-        mine = [p for p in pub if p["metric"] == key and p["split"] in splits]
+        mine = [p for p in pub if p["metric"] == key and p["split"] in columns]
         for model in dict.fromkeys(p["model"] for p in mine):
             cells = []
-            for s in splits:
+            for s in columns:
                 hit = next((p for p in mine if p["model"] == model and p["split"] == s), None)
                 if hit is None:
                     cells.append({"value": DASH, "source": "", "ref": None})
                 else:
                     src = str(hit["source"])
-                    cells.append({"value": _fmt(hit["value"]), "source": src, "ref": sources.index(src) + 1})
+                    cells.append({"value": _fmt(hit["value"], kind), "source": src, "ref": sources.index(src) + 1})
             table_rows.append({"label": f"(published) {model}", "published": True, "cells": cells})
-        tables.append({"key": key, "label": label, "splits": list(splits), "rows": table_rows})
+        tables.append({"key": key, "label": label, "splits": columns, "rows": table_rows, "note": TABLE_NOTES.get(key, "")})
     return tables, sources
 
 
@@ -141,7 +183,8 @@ def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Seq
     """Every metric of every model on one split (a dash where it does not apply)."""
     data = {m: dict(results[m][split]) for m in models if split in results.get(m, {})}
     # A column no model of the split has (box metrics without boxes, no-target metrics without such samples) is left out.
-    shown = [c for c in DETAIL_COLUMNS if any(not _missing(data.get(m, {}).get(c[0])) for m in models)]
+    columns = DETAIL_COLUMNS + (INSTANCE_COLUMNS if any("n_cgf1" in d for d in data.values()) else ())
+    shown = [c for c in columns if any(not _missing(data.get(m, {}).get(c[0])) for m in models)]
     rows = [{"model": m, "cells": [_fmt(data.get(m, {}).get(k), kind) for k, _, kind in shown]} for m in models]
     notes = [f"{m}: {label}: {int(data[m][key])} ({why})" for m in models if m in data
              for key, label, why in DETAIL_COUNTS if data[m].get(key)]
@@ -239,7 +282,7 @@ def render_report(
             if (model, split) in wanted:  # the model x splits the run was asked for, nothing else
                 entries.setdefault(model, {})[split] = run.entries(model, split)
 
-    leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status)
+    leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status, doc.get("average"))
     figures = []
     for split in splits:
         columns = {m: plots.ScoreColumns.of_rows([e.row for e in entries[m][split].values()])
@@ -271,7 +314,7 @@ def render_report(
     exif = str(conventions.get("exif", "ignore"))
     # Only the records shown are read whole: the gallery's picks and the reasoning section's.
     shown = _picked_records({**picks, "reasoning": reasoning_section.wanted(doc.get("reasoning"))}, run, entries)
-    sections = gallery.build_entries(picks, shown, models, samples, gallery.Thumbnailer(exif=exif))
+    sections = gallery.build_entries(picks, shown, models, samples, gallery.Thumbnailer(exif=exif), run.conventions)
     reasoning = reasoning_section.section(doc.get("reasoning"), shown, models, splits, samples, gallery_per_category, exif)
 
     # The paired differences from the same score index (no mask), by the bootstrap `harness compare` uses.
