@@ -23,5 +23,5 @@ def add_run_option(parser: argparse.ArgumentParser, name: str, **overrides: Any)
 def add_option(parser: argparse.ArgumentParser, name: str, option: RunOption, **overrides: Any) -> None:
     if option.flag is None:
         raise ValueError(f"RunConfig.{name} has no flag (it is set in the run config file only)")
-    how: dict[str, Any] = {"action": "store_true"} if option.switch else {"type": option.type}
+    how: dict[str, Any] = {"action": "store_true"} if option.type is bool else {"type": option.type}
     parser.add_argument(option.flag, dest=name, **{**how, "help": option.help, **overrides})

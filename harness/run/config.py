@@ -33,10 +33,11 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
-from harness.registry import split_model_name
 from harness.run.sharding import Shard, parse_shard
+
+# YAML and the adapter registry (importlib.metadata) are imported where used: `harness run --help` reads
+# only RunConfig's fields, and stays quick.
 
 DEFAULT_SUITE = "shapes"
 DEFAULT_MODELS = ("empty", "full", "oracle-box", "shapes-reasoner")
@@ -93,8 +94,8 @@ class RunOption:
 
     ``type`` reads a given value, the flag's text (argparse calls it too, so a bad number is a usage
     error) or the file's value alike; ``check`` then validates it, given where the value came from
-    (the flag, or the file and key) to name in its ConfigError, and may normalise it. A switch is a
-    flag without a value (``store_true``).
+    (the flag, or the file and key) to name in its ConfigError, and may normalise it. A ``bool``
+    option is a switch: a flag without a value (``store_true``).
     """
 
     help: str
@@ -103,7 +104,6 @@ class RunOption:
     check: Callable[[Any, str], Any] | None = None
     in_file: bool = True  # the config file takes it under the field's name
     env: str | None = None  # an environment variable to fall back to, after the flag and the file
-    switch: bool = False
 
 
 _OPTION = "run_option"  # the key of a RunConfig field's metadata
@@ -143,11 +143,10 @@ class RunConfig:
     timeout: float | None = field(default=None, metadata=_option(  # seconds per sample; a batch gets timeout x its size
         "seconds allowed per sample; a slower sample is recorded as failed", flag="--timeout", type=float, check=_positive_seconds))
     fail_fast: bool = field(default=False, metadata=_option(
-        "stop at the first failed sample with its traceback (debugging)", flag="--fail-fast", type=bool, in_file=False,
-        switch=True))
+        "stop at the first failed sample with its traceback (debugging)", flag="--fail-fast", type=bool, in_file=False))
     retry_failed: bool = field(default=False, metadata=_option(  # on resume, predict again the samples whose last line failed
         "on resume, predict again the samples recorded as failed (new lines supersede the failed ones)", flag="--retry-failed",
-        type=bool, in_file=False, switch=True))
+        type=bool, in_file=False))
 
 
 def run_options() -> list[tuple[str, RunOption]]:
@@ -197,6 +196,8 @@ SAFE_NAME_RULE = "letters, digits and . _ + - only, not starting with '.', at mo
 def display_name(spec: str) -> str:
     """The model's display name, which is also its folder in the run: ``replay:preds/lens.jsonl`` ->
     ``replay-lens``. A name that is not a safe folder name is refused (ConfigError), never rewritten."""
+    from harness.registry import split_model_name
+
     name, arg = split_model_name(spec)
     if arg is not None:
         name = f"{name}-{Path(arg).stem}"
@@ -243,6 +244,8 @@ def _model_specs(names: list[str], from_file: dict[str, Any], where: str) -> tup
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
+    from harness.data.yamlfile import read_yaml
+
     data = read_yaml(path, ConfigError, what="config file ") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a run config must be a YAML mapping")
