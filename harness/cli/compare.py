@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.records.reader import VERIFY_DEFAULT
+from harness.cli.options import add_verify_option, csv_list
 from harness.score.paired import DEFAULT_ROUNDS
 
 DESCRIPTION = "Exit status: 0 printed; 2 runs not comparable (suite fingerprint or conventions differ) or bad input."
@@ -17,16 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", help="comma-separated models (or <run>:<model> labels with two runs; default: all)")
     parser.add_argument("--splits", help="comma-separated splits (default: every split both models have)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"bootstrap resamples (default {DEFAULT_ROUNDS})")
-    parser.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                        help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
-                             "'all', or 'none'), refusing a run where any differs; needs the data")
+    add_verify_option(parser)
     parser.add_argument("--no-slices", action="store_true", help="per split only (no samples needed)")
     parser.add_argument("--data-root", type=Path, help="where the datasets live, for the slices (default: the run's)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead of plain text")
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.cli.options import csv_list
     from harness.publish.api import Run
     from harness.publish.compare import markdown, paired_differences, plain
     from harness.records.reader import verify_option

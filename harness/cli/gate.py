@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from harness.cli.options import add_verify_option, csv_list
 from harness.publish.gate import DEFAULT_ROUNDS, EXIT_INCOMPARABLE, EXIT_INPUT_ERROR
 from harness.records.reader import VERIFY_DEFAULT
 
@@ -34,9 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest share (0 to 1) of failed samples a comparable run may have (default 0)")
     p.add_argument("--allow-partial", action="store_true",
                    help="gate a partial or failing run anyway, on the samples it has; every such row says why")
-    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                   help=f"score again from their masks N stored lines per model x split of each run before the verdict "
-                        f"(default {VERIFY_DEFAULT}; 'all', or 'none'), refusing any that differs; needs the data")
+    add_verify_option(p, help=f"score again from their masks N stored lines per model x split of each run before the verdict "
+                              f"(default {VERIFY_DEFAULT}; 'all', or 'none'), refusing any that differs; needs the data")
     p.add_argument("--markdown", metavar="FILE",
                    help="write the Markdown table to FILE (e.g. $GITHUB_STEP_SUMMARY), or to stdout with '-'; "
                         "the terminal gets plain text")
@@ -59,7 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.cli.options import csv_list
     from harness.errors import HarnessError
     from harness.publish import baseline as baselines
     from harness.publish.gate import gate, markdown, plain

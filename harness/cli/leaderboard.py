@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.records.reader import VERIFY_DEFAULT
+from harness.cli.options import add_verify_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,9 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
     parser.add_argument("--tables", type=Path, help="paper-table layout YAML (default: reports/leaderboard_tables.yaml)")
     parser.add_argument("--title", default="Leaderboard", help="site title")
-    parser.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                        help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
-                             "'all', or 'none'), refusing a run where any differs; needs the data")
+    add_verify_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -14,6 +14,16 @@ def csv_list(value: str | None) -> list[str] | None:
     return items or None
 
 
+def add_verify_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--verify N|all|none``: how many stored scores per model x split a command re-derives from their masks
+    before it prints a number (harness.records.reader.verify_option reads it)."""
+    from harness.records.reader import VERIFY_DEFAULT  # numpy: not for `harness run --help`, which imports this module
+
+    help = help or (f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
+                    "'all', or 'none'), refusing a run where any differs; needs the data")
+    parser.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none", help=help)
+
+
 def add_run_option(parser: argparse.ArgumentParser, name: str, **overrides: Any) -> None:
     """The flag of RunConfig's field ``name`` as its metadata declares it (``harness.run.config.RunOption``);
     ``overrides`` are add_argument's keywords that differ for this command (its help, ``required``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.cli.options import add_verify_option
 from harness.records.reader import VERIFY_DEFAULT
 
 DESCRIPTION = ("Refused (exit 2) for logs scored under another scoring version than this harness's: "
@@ -16,9 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, help="where datasets live, for the gallery's images")
     parser.add_argument("--rescore", action="store_true",
                         help="first recompute every stored score from its mask (as `harness rescore`), listing the ones that change")
-    parser.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                        help=f"score again from their masks N stored lines per model x split before reporting (default {VERIFY_DEFAULT}), "
-                             "refusing any that differs; needs the data")
+    add_verify_option(parser, help=f"score again from their masks N stored lines per model x split before reporting "
+                                   f"(default {VERIFY_DEFAULT}), refusing any that differs; needs the data")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli.options import add_verify_option
 from harness.publish.table import FORMATS, LAYOUTS
-from harness.records.reader import VERIFY_DEFAULT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
     parser.add_argument("--standalone", action="store_true", help="LaTeX: a whole document (article + booktabs) that compiles as it is")
     parser.add_argument("--out", type=Path, help="write to this file (default: stdout)")
-    parser.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                        help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
-                             "'all', or 'none'), refusing a run where any differs; needs the data")
+    add_verify_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:

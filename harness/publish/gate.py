@@ -46,7 +46,7 @@ from harness.data.conventions import Conventions
 from harness.publish import mdtext
 from harness.publish.baseline import Baseline
 from harness.publish.standing import data_text, missing_samples
-from harness.score.paired import PairScores, paired_spread, point
+from harness.score.paired import DEFAULT_ROUNDS, PairScores, paired_spread, point
 
 EXIT_PASS = 0
 EXIT_REGRESSION = 1
@@ -55,7 +55,6 @@ EXIT_INPUT_ERROR = 3
 
 BOOTSTRAPPED = ("ciou", "giou")
 LABELS = {"ciou": "cIoU", "giou": "gIoU"}
-DEFAULT_ROUNDS = 1000
 _MAX_EXAMPLES = 3
 DEFAULT_CONVENTIONS = Conventions().to_dict()
 # Counts, flags and intervals of a results.json split: not metrics a gate can compare.
