@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.run.config import RunOption, run_options
+from harness.run.config import run_options
 
 
 def csv_list(value: str | None) -> list[str] | None:
@@ -27,10 +27,7 @@ def add_verify_option(parser: argparse.ArgumentParser, help: str | None = None) 
 def add_run_option(parser: argparse.ArgumentParser, name: str, **overrides: Any) -> None:
     """The flag of RunConfig's field ``name`` as its metadata declares it (``harness.run.config.RunOption``);
     ``overrides`` are add_argument's keywords that differ for this command (its help, ``required``)."""
-    add_option(parser, name, dict(run_options())[name], **overrides)
-
-
-def add_option(parser: argparse.ArgumentParser, name: str, option: RunOption, **overrides: Any) -> None:
+    option = dict(run_options())[name]
     if option.flag is None:
         raise ValueError(f"RunConfig.{name} has no flag (it is set in the run config file only)")
     how: dict[str, Any] = {"action": "store_true"} if option.type is bool else {"type": option.type}

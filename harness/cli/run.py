@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.options import add_option
+from harness.cli.options import add_run_option
 from harness.run.config import run_options
 
 DESCRIPTION = ("Every model is built and checked (options, files, environment) before any predicts. "
@@ -23,7 +23,7 @@ EXIT_SAMPLES_FAILED = 4
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, option in run_options():
         if option.flag is not None:
-            add_option(parser, name, option)
+            add_run_option(parser, name)
         if name == "device":  # the command's own two options, where `harness run --help` has always listed them
             parser.add_argument("--config", type=Path, help="a run config YAML (per-model settings live here)")
             parser.add_argument("--no-report", action="store_true", help="write results.json but no HTML report")
