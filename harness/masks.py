@@ -6,22 +6,13 @@ Every RLE the harness stores or passes on has ``counts`` as a str so it is JSON-
 from __future__ import annotations
 
 import functools
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from harness.errors import HarnessError
-
-
-class RLE(TypedDict):
-    """A COCO run-length-encoded mask with string counts (JSON-safe)."""
-
-    size: list[int]
-    counts: str
-
-
-Box = tuple[float, float, float, float]
+from harness.geometry import RLE, Box
 
 
 class MaskError(HarnessError):

@@ -8,16 +8,13 @@ only its small ``SampleScore`` travels on: metrics are reductions over those.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-import numpy as np
-
-from harness import masks
-
-# The mask and box types are the masks module's (it sits below this one); named here too, as the vocabulary.
-from harness.masks import RLE, Box
+# The mask and box types (harness/geometry.py), named here too, as the vocabulary; masks works on them.
+from harness.geometry import RLE, Box
 
 
 class ParseStatus(str, Enum):
@@ -81,6 +78,8 @@ class GroundTruth:
     def area(self) -> int:
         """The mask's pixel count (on its runs, not decoded); one read from the index cache knows it
         without its mask (``harness.data.sources.lazy_gt``)."""
+        from harness import masks  # numpy and pycocotools: imported when an area is asked, not by `harness --help`
+
         return masks.area(self.mask)
 
 
@@ -247,7 +246,8 @@ class Prediction:
 
 
 # SA-Co's IoU thresholds, 0.50:0.05:0.95 exactly as COCOeval's ``Params`` builds them (the values are compared with >=).
-IOU_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
+# numpy.linspace(0.5, 0.95, 10) bit for bit (k * step + start, the endpoint exact), without importing numpy here.
+IOU_THRESHOLDS: tuple[float, ...] = (*(0.5 + k * ((0.95 - 0.5) / 9) for k in range(9)), 0.95)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,3 +326,17 @@ _PREDICTION_FIELDS = tuple(f.name for f in fields(Prediction))
 # The score's scalar fields, in declaration order: a score index row, and the columns metrics reduce over.
 # The instance match (a small record of its own) travels beside them, never in a row.
 SCORE_ROW_FIELDS = tuple(f.name for f in fields(SampleScore) if f.name != "instances")
+
+
+def validate_instances(instances: Sequence[Instance], height: int, width: int, where: str) -> tuple[Instance, ...]:
+    """Each instance's mask checked against the image's size (``masks.validate``) and its score a finite number;
+    raises ``masks.MaskError`` naming ``where`` and the instance."""
+    from harness import masks
+
+    out = []
+    for k, inst in enumerate(instances):
+        if isinstance(inst.score, bool) or not isinstance(inst.score, (int, float)) or not math.isfinite(inst.score):
+            raise masks.MaskError(f"{where}: instance {k}: score must be a finite number, got {inst.score!r}")
+        out.append(Instance(mask=masks.validate(inst.mask, height, width, f"{where}: instance {k}"), score=float(inst.score),
+                            box=inst.box))
+    return tuple(out)

@@ -1,8 +1,10 @@
-"""`harness --help` and `harness list` import only what they print; lazy subcommands parse as before."""
+"""`harness --help` and `harness list` import only what they print; a subcommand's module is imported when it is chosen."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -38,7 +40,7 @@ def _imported(*argv: str) -> tuple[str, list[str]]:
     return proc.stdout, json.loads(proc.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [("--help",), ("list",), ()])
+@pytest.mark.parametrize("argv", [("--help",), ("list",), (), ("run", "--help")])
 def test_help_and_list_import_no_heavy_package(argv: tuple[str, ...]) -> None:
     out, heavy = _imported(*argv)
     assert heavy == []
@@ -60,20 +62,33 @@ def _help(parser_argv: list[str], full: bool) -> str:
 
 
 def test_top_level_help_is_unchanged_by_lazy_registration() -> None:
-    # The table's help lines are what the modules themselves register.
-    assert _help([], full=False) == _help([], full=True)
+    text = _help([], full=False)
+    assert text == _help([], full=True)
+    assert "{" + ",".join(cli.LAZY_COMMANDS) + "}" in text  # every command, in the table's order
 
 
-@pytest.mark.parametrize("argv", [[name] for name in cli.LAZY_COMMANDS] + [["env", "create"], ["baseline", "save"], ["run"], ["list"]])
+SUBCOMMANDS = [["env", "create"], ["env", "list"], ["env", "remove"], ["baseline", "save"], ["data", "check"], ["data", "layout"]]
+
+
+@pytest.mark.parametrize("argv", [[name] for name in cli.LAZY_COMMANDS] + SUBCOMMANDS)
 def test_subcommand_help_is_unchanged_by_lazy_registration(argv: list[str]) -> None:
     assert _help(argv, full=False) == _help(argv, full=True)
 
 
+@pytest.mark.parametrize("name", list(cli.LAZY_COMMANDS))
+def test_each_command_parses_to_its_own_module(name: str) -> None:
+    module = importlib.import_module(cli.LAZY_COMMANDS[name][0])
+    parser = cli.build_parser([name], full=False)
+    chosen = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    assert chosen.get_default("func") is module.main
+    assert chosen.description == getattr(module, "DESCRIPTION", None)
+
+
 def test_lazy_command_parses_to_its_module_function() -> None:
     args = cli.build_parser(["gate", "r", "--baseline", "b"], full=False).parse_args(["gate", "r", "--baseline", "b"])
-    from harness.publish import gate
+    from harness.cli import gate
 
-    assert args.func is gate._cmd_gate and args.max_drop == 0.5
+    assert args.func is gate.main and args.max_drop == 0.5
 
 
 def test_c_yaml_loader_reads_suites_like_the_python_one() -> None:

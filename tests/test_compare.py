@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_suite
+from helper_paired import paired_difference
 
 from harness.cli import main
-from harness.publish.compare import paired_difference
 from harness.score.paired import PairScores
 
 
@@ -40,18 +40,18 @@ def test_paired_bootstrap_against_a_direct_computation() -> None:
         deltas = np.array([f(b, list(r)) - f(a, list(r)) for r in draws])
         lo, hi = np.percentile(deltas, [2.5, 97.5])
         p_direct = min(1.0, 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0)))  # the interval's inversion
-        va, vb, d, ci, p = paired_difference(a, b, metric, 1e-10, rounds, True)
+        va, vb, d, ci, p = paired_difference(a, b, metric, 1e-10, rounds)
         assert (va, vb, d) == pytest.approx((f(a, full), f(b, full), delta))
         assert ci == pytest.approx((lo, hi))
         assert p == pytest.approx(p_direct)
     # By hand: cIoU a = 53/88 = 60.23, b = 53/96 = 55.21, so b - a = -5.02 points.
-    assert paired_difference(a, b, "ciou", 1e-10, 10, False)[2] == pytest.approx(100 * (53 / 96 - 53 / 88))
+    assert paired_difference(a, b, "ciou", 1e-10, 10)[2] == pytest.approx(100 * (53 / 96 - 53 / 88))
 
 
 def test_identical_models_differ_by_exactly_nothing() -> None:
     ids = ["x", "y", "z"]
     a = pair(ids, [1, 2, 3], [4, 4, 4])
-    assert paired_difference(a, a, "giou", 1e-10, 100, True)[2:] == (0.0, (0.0, 0.0), 1.0)
+    assert paired_difference(a, a, "giou", 1e-10, 100)[2:] == (0.0, (0.0, 0.0), 1.0)
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from conftest import write_suite
 from harness import masks, registry
 from harness.adapter import Adapter, AdapterInfo
 from harness.cli import main
-from harness.publish.inputs import collect, diff, digest, read, write
 from harness.registry import AdapterEntry
+from harness.run.inputs import collect, diff, digest, read, write
 from harness.types import Prediction, Query
 
 
@@ -107,6 +107,6 @@ def test_unreadable_image_is_recorded(suite: Path, monkeypatch: pytest.MonkeyPat
     def broken(path: Any, exif: str = "ignore") -> np.ndarray:
         raise ImageError(f"image {path} is corrupt")
 
-    monkeypatch.setattr("harness.data.images.load_image", broken)
+    monkeypatch.setattr("harness.run.inputs.load_image", broken)
     _, lines = collect("empty", str(suite), splits="val", limit=2)
     assert len(lines) == 2 and all(set(r["inputs"]) == {"error"} for r in lines)

@@ -20,10 +20,10 @@ from helper_datasets import write_grefcoco, write_reasonseg
 from harness import registry
 from harness.data.samples import load_samples
 from harness.data.suites import load_suite
-from harness.publish.inputs import collect
 from harness.records.store import read_records
 from harness.registry import AdapterEntry, create_adapter
 from harness.run.config import build_config
+from harness.run.inputs import collect
 from harness.run.predict import image_groups
 from harness.run.remote import RemoteAdapter, WorkerError
 from harness.run.runner import run

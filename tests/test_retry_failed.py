@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import results_of, write_suite
 
-from harness.cli import EXIT_SAMPLES_FAILED, main
+from harness.cli import main
+from harness.cli.run import EXIT_SAMPLES_FAILED
 from harness.publish.baseline import from_run
 from harness.records.store import RunDir, read_records
 from harness.run.config import build_config

@@ -243,7 +243,7 @@ def test_killed_cli_run_resumes_to_identical_results(tmp_path: Path) -> None:
     """A real `harness run` process killed with SIGKILL midway, then run again."""
     suite = write_suite(tmp_path, val=12, test=8)
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "harness.cli", "run", "--suite", str(suite), "--models", "shapes-reasoner", "--no-report"]
+    args = [sys.executable, "-m", "harness", "run", "--suite", str(suite), "--models", "shapes-reasoner", "--no-report"]
     subprocess.run([*args, "--out", str(tmp_path / "clean")], check=True, env=env, capture_output=True, timeout=300)
     proc = subprocess.Popen([*args, "--out", str(tmp_path / "killed"), "--batch-size", "1"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

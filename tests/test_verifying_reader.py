@@ -181,7 +181,7 @@ def _same_logs(a: Path, b: Path) -> None:
 def test_a_killed_run_whose_report_was_rendered_resumes_to_the_same_logs(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, val=12, test=8)
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "harness.cli", "run", "--suite", str(suite), "--models", MODELS]
+    args = [sys.executable, "-m", "harness", "run", "--suite", str(suite), "--models", MODELS]
     subprocess.run([*args, "--out", str(tmp_path / "clean")], check=True, env=env, capture_output=True, timeout=300)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--out", str(killed), "--batch-size", "1"], env=env,
@@ -193,7 +193,7 @@ def test_a_killed_run_whose_report_was_rendered_resumes_to_the_same_logs(tmp_pat
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "oracle-box").exists(), "the run was not killed during its first model"
-    report = subprocess.run([sys.executable, "-m", "harness.cli", "report", str(killed)], env=env, capture_output=True,
+    report = subprocess.run([sys.executable, "-m", "harness", "report", str(killed)], env=env, capture_output=True,
                             text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     partial = results_of(killed)

@@ -35,8 +35,7 @@ from harness import masks
 from harness.adapter import Adapter, AdapterInfo
 from harness.answer import AnswerParseError, parse_bbox_answer, split_reasoning
 from harness.errors import HarnessError
-from harness.score.instances import validate_instances
-from harness.types import Instance, ParseStatus, Prediction, Query
+from harness.types import Instance, ParseStatus, Prediction, Query, validate_instances
 
 
 class ReplayError(HarnessError):

@@ -4,6 +4,7 @@ Suites (YAML specifications and their conventions), the readers of each on-disk 
 (``sources/``), a suite's samples, image loading, the restricted unpickler and the YAML
 reader, and ``harness data check|layout``.
 
-May import: the shared vocabulary at the top of ``harness`` (types, errors, masks, registry,
-resources, files). Never run, records, score or publish.
+May import: the shared vocabulary at the top of ``harness`` (types, errors, masks, answer,
+resources, files, adapter, registry). Never score, records, publish, run or cli
+(tests/test_layering.py holds the order).
 """

@@ -1,8 +1,8 @@
 """Stage 4, publish: what people read and what CI checks.
 
-A run's last step and ``harness report`` (finish), ``harness rescore`` (rescore_cli), the HTML report (``report/``), leaderboards,
-regression gates and their baselines, and reviewable input hashes (inputs).
+The HTML report (``report/``), leaderboards, regression gates and their baselines, paper
+tables, paired comparisons of models and the notebook API (api). It only reads a run, through
+records.
 
-May import: data, records, score, the run config and prediction grouping, and the shared
-vocabulary; never the worker machinery (run.runner, run.remote, run.worker, run.channel).
+May import: data, score, records and the shared vocabulary. Never run or cli.
 """

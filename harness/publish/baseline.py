@@ -22,7 +22,6 @@ scores are not from this harness's scoring code (harness/score/version.py) is re
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import zlib
@@ -198,29 +197,3 @@ def save(run_dir: Path, to: Path, models: Sequence[str] | None = None, splits: S
         raise BaselineError(f"{run_dir}: no results for the chosen models and splits")
     write_json_atomic(to, base.to_json(with_scores=with_scores))
     return base
-
-
-def csv_list(value: str | None) -> list[str] | None:
-    """``a,b`` -> ["a", "b"]; None or empty -> None (meaning: all)."""
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    return items or None
-
-
-def _cmd_save(args: argparse.Namespace) -> int:
-    base = save(args.run_dir, args.to, csv_list(args.models), csv_list(args.splits), with_scores=not args.metrics_only)
-    pairs = ", ".join(f"{m}/{s}" for m, s in base.pairs())
-    print(f"baseline: {args.to} ({args.to.stat().st_size / 1024:.1f} KB; {pairs})")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("baseline", help="save a run's metrics and per-sample scores as a small baseline file to commit")
-    sub = p.add_subparsers(dest="baseline_command", required=True)
-    save_p = sub.add_parser("save", help="write a baseline file from a run directory")
-    save_p.add_argument("run_dir", type=Path, help="a run directory (with results.json and its logs)")
-    save_p.add_argument("--to", type=Path, required=True, help="the baseline file to write (JSON)")
-    save_p.add_argument("--models", help="comma-separated models to keep (default: all)")
-    save_p.add_argument("--splits", help="comma-separated splits to keep (default: all)")
-    save_p.add_argument("--metrics-only", action="store_true",
-                        help="leave out the per-sample scores (the gate then uses a plain tolerance)")
-    save_p.set_defaults(func=_cmd_save)

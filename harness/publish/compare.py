@@ -24,22 +24,19 @@ rows as a DataFrame.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.errors import HarnessError
 from harness.publish import mdtext
-from harness.publish.api import Run
-from harness.publish.baseline import csv_list
-from harness.records.reader import VERIFY_DEFAULT, verify_option
-from harness.score.paired import DEFAULT_ROUNDS, PairScores, deviations_by_group, deviations_by_metric, p_text, p_value, point
+from harness.score.paired import DEFAULT_ROUNDS, PairScores, deviations_by_group, p_text, p_value, point
+
+if TYPE_CHECKING:  # harness.publish.api calls this module: the Run type only, never an import at run time
+    from harness.publish.api import Run
 
 METRICS = ("ciou", "giou")
 LABELS = {"ciou": "cIoU", "giou": "gIoU"}
@@ -121,32 +118,6 @@ def sides(runs: Sequence[Run], models: Sequence[str] | None = None) -> list[Side
 def _restrict(p: PairScores, ids: Sequence[str], pos: Mapping[str, int]) -> PairScores:
     idx = np.array([pos[i] for i in ids], dtype=np.int64)
     return PairScores(tuple(ids), p.inter[idx], p.union[idx], p.iou[idx], p.in_ciou[idx])
-
-
-Outcome = tuple[float, float, float, tuple[float, float] | None, float | None]
-
-
-def paired_outcomes(a: PairScores, b: PairScores, metrics: Sequence[str], eps: float, rounds: int, with_interval: bool,
-                    seed: int = 0) -> dict[str, Outcome]:
-    """metric -> (a value, b value, b - a, 95% interval of b - a or None, p-value or None) on aligned scores;
-    every metric from the same resamples."""
-    out: dict[str, Outcome] = {}
-    devs = deviations_by_metric(b, a, metrics, eps, rounds, seed) if with_interval else {}
-    for metric in metrics:
-        va, vb = point(a, metric, eps), point(b, metric, eps)
-        if metric not in devs or not devs[metric][1].size:
-            out[metric] = (va, vb, vb - va if metric not in devs else devs[metric][0], None, None)
-            continue
-        center, dev = devs[metric]
-        ci = (center + float(np.percentile(dev, 2.5)), center + float(np.percentile(dev, 97.5)))
-        out[metric] = (va, vb, center, ci, p_value(center, dev))
-    return out
-
-
-def paired_difference(a: PairScores, b: PairScores, metric: str, eps: float, rounds: int, with_interval: bool,
-                      seed: int = 0) -> Outcome:
-    """(a value, b value, b - a, 95% interval of b - a or None, p-value or None) of one metric."""
-    return paired_outcomes(a, b, (metric,), eps, rounds, with_interval, seed)[metric]
 
 
 def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, membership: Mapping[str, Mapping[str, set[str]]],
@@ -255,33 +226,3 @@ def markdown(c: Comparison) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
     lines += ["| " + " | ".join(_md(x) for x in _cells(d, c.rounds)) + " |" for d in c.rows]
     return "\n".join([*lines, "", _footer(c), *(f"- {_md(n)}" for n in c.notes)]) + "\n"
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    # Each run read through the verifying reader: stale scoring, changed annotations, a results.json that is not what
-    # its logs give, or a score breaking its invariants are refused (as report, gate and leaderboard do).
-    runs = [Run(p, args.data_root) for p in args.runs]
-    verify = verify_option(args.verify)
-    if verify != "none":  # stored scores against their masks, before any difference is printed
-        for run in runs:
-            print(f"{run.path}: {run.stored.rederive(verify if isinstance(verify, int) else None)}", file=sys.stderr)
-    c = paired_differences(runs, csv_list(args.models), csv_list(args.splits), rounds=args.rounds, with_slices=not args.no_slices)
-    print(markdown(c) if args.markdown else plain(c), end="")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compare", help="paired differences of cIoU and gIoU between models, per split and slice, with p-values",
-                              description="Exit status: 0 printed; 2 runs not comparable (suite fingerprint or conventions "
-                                          "differ) or bad input.")
-    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="one run directory, or two scored under the same suite")
-    p.add_argument("--models", help="comma-separated models (or <run>:<model> labels with two runs; default: all)")
-    p.add_argument("--splits", help="comma-separated splits (default: every split both models have)")
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"bootstrap resamples (default {DEFAULT_ROUNDS})")
-    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                   help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
-                        "'all', or 'none'), refusing a run where any differs; needs the data")
-    p.add_argument("--no-slices", action="store_true", help="per split only (no samples needed)")
-    p.add_argument("--data-root", type=Path, help="where the datasets live, for the slices (default: the run's)")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table instead of plain text")
-    p.set_defaults(func=_cmd_compare)

@@ -19,7 +19,6 @@ from the runs' results.json; the paper tables also show those of built-in suites
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import shutil
@@ -32,7 +31,7 @@ from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.files import write_json_atomic, write_text_atomic
 from harness.publish.standing import failed_text, is_clean, partial_text
-from harness.records.reader import VERIFY_DEFAULT, StoredRun, verify_option
+from harness.records.reader import StoredRun
 from harness.records.store import RESULTS_NAME, RunDir
 from harness.resources import resource_dir
 
@@ -383,25 +382,3 @@ def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None =
     _render("leaderboard_index.html.j2", out / "index.html", nav=nav, runs=runs, aliases=aliases)
     (out / ".nojekyll").touch()  # GitHub Pages: serve the files as they are
     return out / "index.html"
-
-
-def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    notes: list[str] = []
-    index = build_site(args.runs, args.out, args.aliases, args.tables, args.title, verify_option(args.verify), notes)
-    for note in notes:
-        print(note)
-    print(f"leaderboard: {index}")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("leaderboard", help="build a static leaderboard site from run directories")
-    p.add_argument("runs", type=Path, nargs="+", help="run directories (with results.json); later runs win on the paper tables")
-    p.add_argument("--out", type=Path, required=True, help="site directory to write (serve it, or open index.html)")
-    p.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
-    p.add_argument("--tables", type=Path, help="paper-table layout YAML (default: reports/leaderboard_tables.yaml)")
-    p.add_argument("--title", default="Leaderboard", help="site title")
-    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                   help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
-                        "'all', or 'none'), refusing a run where any differs; needs the data")
-    p.set_defaults(func=_cmd_leaderboard)

@@ -18,18 +18,14 @@ further processing rather than for show, so it has no bold.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.files import write_text_atomic
 from harness.publish.leaderboard import Table, _published, load_aliases, load_runs, load_tables, paper_tables
-from harness.records.reader import VERIFY_DEFAULT, verify_option
 
 # Named layouts: the table ids of the leaderboard's default layout file.
 LAYOUTS = {"lens-table1": "refcoco", "lens-table3": "reasoning"}
@@ -224,37 +220,3 @@ def render(run_paths: Sequence[Path], layout: str, fmt: str = "markdown", interv
         body = "\n".join(latex(t, sources, decimals, intervals) for t in rendered)
         return standalone(body) if standalone_doc else body
     return "\n".join(markdown(t, sources, decimals, intervals) for t in rendered)
-
-
-def _cmd_table(args: argparse.Namespace) -> int:
-    if args.decimals < 0 or args.decimals > 6:
-        raise HarnessError(f"--decimals must be from 0 to 6, got {args.decimals}")
-    notes: list[str] = []
-    text = render(args.runs, args.layout, args.format, args.intervals, args.decimals, args.table, args.aliases, args.standalone,
-                  verify_option(args.verify), notes)
-    for note in notes:  # stderr: stdout is the table itself
-        print(note, file=sys.stderr)
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        write_text_atomic(args.out, text)
-        print(f"table: {args.out}")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("table", help="write a paper table (LENS Table 1/3 or a layout file) as Markdown, LaTeX or CSV")
-    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories (with results.json); later runs win a cell")
-    p.add_argument("--layout", required=True, help=f"{' or '.join(LAYOUTS)}, or a layout YAML (the format of "
-                                                   "reports/leaderboard_tables.yaml)")
-    p.add_argument("--table", help="the id of one table of the layout file (default: all)")
-    p.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default markdown)")
-    p.add_argument("--intervals", action="store_true", help="show each measured value's bootstrap 95%% interval")
-    p.add_argument("--decimals", type=int, default=1, help="decimals shown (default 1; CSV is never rounded)")
-    p.add_argument("--aliases", type=Path, help="YAML mapping measured model names to published model names")
-    p.add_argument("--standalone", action="store_true", help="LaTeX: a whole document (article + booktabs) that compiles as it is")
-    p.add_argument("--out", type=Path, help="write to this file (default: stdout)")
-    p.add_argument("--verify", default=str(VERIFY_DEFAULT), metavar="N|all|none",
-                   help=f"score again from their masks N stored lines per model x split of each run first (default {VERIFY_DEFAULT}; "
-                        "'all', or 'none'), refusing a run where any differs; needs the data")
-    p.set_defaults(func=_cmd_table)

@@ -4,5 +4,5 @@ Append-only prediction logs and the run directory (store), the manifest with its
 fingerprints and compatibility check, and the writer and shard locks. The run stage writes
 them; score and publish read them.
 
-May import: data and the shared vocabulary. Never run, score or publish.
+May import: data, score and the shared vocabulary. Never publish, run or cli.
 """

@@ -23,9 +23,8 @@ from harness.data.conventions import Conventions
 from harness.records.invariants import UntrustedRunError, line_number
 from harness.records.score_index import SCORE_FIELDS
 from harness.records.store import StoreError
-from harness.score.instances import validate_instances
 from harness.score.scoring import score_sample
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Sample, validate_instances
 
 if TYPE_CHECKING:
     from harness.records.reader import StoredRun

@@ -2,9 +2,9 @@
 
 The run config, the runner, prediction on an image's samples (OOM halving, timeouts),
 models in their own interpreters (remote, worker, channel) and their environments,
-sharding and the merge of shard logs.
+sharding and the merge of shard logs, rescoring, and what each model is shown (inputs).
 
-May import: data, records, score and publish (a run ends by writing results and the report),
-and the shared vocabulary. Nothing outside this package imports the worker machinery
+May import: data, score, records and publish (a run ends by writing results and the report),
+and the shared vocabulary. Never cli. Nothing outside this package imports the worker machinery
 (remote, worker, channel) except the runner and the CLI.
 """

@@ -35,8 +35,7 @@ from harness import masks
 from harness.adapter import Adapter, box_to_pixels
 from harness.data.images import Decoded, ImageError, decode, image_size
 from harness.run.batches import Entry, Prefetcher, plan_batches, prepared
-from harness.score.instances import validate_instances
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Sample, validate_instances
 
 
 class SampleTimeout(Exception):

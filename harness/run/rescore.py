@@ -10,20 +10,15 @@ older code (``report``, ``merge`` and ``gate`` refuse those) into one they accep
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.records import locks
 from harness.records.manifest import updating
-from harness.records.store import RunDir
 from harness.records.versions import run_logs, scoring_version
 from harness.run.finish import RunOutcome, finish, reopen, resume_inputs
 from harness.run.rescore_log import ChangedScore, LogRescore, rescore_log
 from harness.types import Sample
-
-_MAX_LISTED = 20  # changed scores listed on stderr (a scoring fix may change thousands)
 
 
 @dataclass(frozen=True)
@@ -66,43 +61,3 @@ def rescore_run(run_dir: Path, data_root: Path | None = None, render: bool = Fal
         run.manifest = m.doc
         outcome = finish(run, samples, render=render, resume=resume_inputs(data, run.limit, run.data_root))
     return RescoreOutcome(run_dir, version, logs, outcome)
-
-
-def print_rescore(res: RescoreOutcome) -> None:
-    """The summary on stdout; every changed score (up to a limit) on stderr, with its sample id."""
-    changed = res.changed
-    head = f"rescored {res.n} samples in {len(res.logs)} log{'s' if len(res.logs) != 1 else ''} (scoring version {res.version}): "
-    if not changed:
-        print(head + "every stored score matches its mask")
-    else:
-        ids = ", ".join(c.id for c in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        print(head + f"{len(changed)} stored score{'s' if len(changed) != 1 else ''} disagreed with the mask and "
-              f"{'were' if len(changed) != 1 else 'was'} replaced: {ids}")
-    for c in changed[:_MAX_LISTED]:
-        print(f"score changed: {c.describe()}", file=sys.stderr)
-    if len(changed) > _MAX_LISTED:
-        print(f"score changed: ... and {len(changed) - _MAX_LISTED} more", file=sys.stderr)
-    out = res.outcome
-    if out.results_path is not None:
-        print(f"results: {out.results_path}")
-    if out.report_path is not None:
-        print(f"report:  {out.report_path}")
-    elif changed and RunDir(res.run_dir).report_path.exists():
-        print(f"the report still shows the old scores: harness report {res.run_dir}")
-
-
-def _cmd_rescore(args: argparse.Namespace) -> int:
-    print_rescore(rescore_run(args.run_dir, data_root=args.data_root, render=False))
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "rescore", help="recompute every stored score from its mask and the ground truth; rewrite the logs and results.json",
-        description="Recomputes each log line's score from its stored mask with this harness's scoring code, rewrites the "
-                    "logs whose scores differ (listing each changed sample id on stderr), records the scoring version and "
-                    "writes results.json. `harness report --rescore RUN` does the same and renders the report.",
-    )
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--data-root", type=Path, help="where datasets live (default: the run's)")
-    p.set_defaults(func=_cmd_rescore)

@@ -26,7 +26,6 @@ its one mask. Two questions are answered here, once for every caller (scoring, r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,23 +33,11 @@ from scipy.optimize import linear_sum_assignment
 
 from harness import masks
 from harness.data.conventions import Conventions
-from harness.types import IOU_THRESHOLDS, RLE, Instance, InstanceMatch, Prediction
+from harness.types import IOU_THRESHOLDS, RLE, InstanceMatch, Prediction
 
 _THRESHOLDS = np.asarray(IOU_THRESHOLDS, dtype=np.float64)
 # The small constant upstream adds to every denominator of a local precision, recall and F1.
 LOCAL_EPS = 1e-4
-
-
-def validate_instances(instances: Sequence[Instance], height: int, width: int, where: str) -> tuple[Instance, ...]:
-    """Each instance's mask checked against the image's size (``masks.validate``) and its score a finite number;
-    raises ``masks.MaskError`` naming ``where`` and the instance."""
-    out = []
-    for k, inst in enumerate(instances):
-        if isinstance(inst.score, bool) or not isinstance(inst.score, (int, float)) or not math.isfinite(inst.score):
-            raise masks.MaskError(f"{where}: instance {k}: score must be a finite number, got {inst.score!r}")
-        out.append(Instance(mask=masks.validate(inst.mask, height, width, f"{where}: instance {k}"), score=float(inst.score),
-                            box=inst.box))
-    return tuple(out)
 
 
 def scored_mask(pred: Prediction, conv: Conventions, height: int, width: int) -> RLE | None:

@@ -1,5 +1,8 @@
 """``harness inputs``: what each model is shown, per sample, as hashes to diff in review (no GPU).
 
+It lives in the run stage because it prepares each model's inputs as a run does (the run config,
+the models' adapters, samples grouped by image as ``harness.run.predict`` groups them).
+
 ``harness inputs --models a,b --suite S [--splits x,y] [--limit N] --out FILE`` asks every
 model's adapter for ``Adapter.inputs(image, query)`` (its exact prompt and preprocessed
 inputs; weights are never loaded) and writes JSON Lines: a header, then one line per model x
@@ -16,20 +19,26 @@ changed (naming the changed components) and exits 1 when anything differs, 0 oth
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.data.images import ImageError, load_image
+from harness.data.samples import load_samples
+from harness.data.suites import load_suite
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
+from harness.records.manifest import fingerprint
 from harness.records.store import read_records
+from harness.registry import create_adapter
+from harness.run.config import build_config
+from harness.run.predict import image_groups
 
-INPUTS_SCHEMA = "harness.publish.inputs"
+INPUTS_SCHEMA = "harness.publish.inputs"  # the name committed inputs files carry (from when this module was in publish)
 INPUTS_VERSION = 1
 Key = tuple[str, str, str]  # model, split, id
 
@@ -51,17 +60,9 @@ def digest(value: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def collect(model_names: str | None, suite_name: str | None, splits: str | None = None, limit: int | None = None,
+def collect(model_names: str | None, suite_name: str | None, splits: str | Sequence[str] | None = None, limit: int | None = None,
             data_root: Path | None = None, config_file: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(header, lines) for the models x samples of a suite, the models' own preprocessing applied."""
-    from harness.data.images import ImageError, load_image
-    from harness.data.samples import load_samples
-    from harness.data.suites import load_suite
-    from harness.records.manifest import fingerprint
-    from harness.registry import create_adapter
-    from harness.run.config import build_config
-    from harness.run.predict import image_groups
-
     config = build_config(config_file=config_file, models=model_names, suite=suite_name, splits=splits, data_root=data_root, limit=limit)
     suite = load_suite(config.suite)
     samples = load_samples(suite, suite.select_splits(list(config.splits)), config.data_root, config.limit)
@@ -145,30 +146,3 @@ def diff(a: Path, b: Path, max_lines: int = 200) -> tuple[list[str], bool]:
     if len(rows) > max_lines:
         rows = [*rows[:max_lines], f"... and {len(rows) - max_lines} more (--max-lines)"]
     return [summary, *out, *rows], bool(out or added or removed or changed)
-
-
-def _cmd_inputs(args: argparse.Namespace) -> int:
-    if args.diff:
-        report, differs = diff(Path(args.diff[0]), Path(args.diff[1]), args.max_lines)
-        print("\n".join(report))
-        return 1 if differs else 0
-    if args.out is None:
-        raise HarnessError("harness inputs needs --out FILE (or --diff A B)")
-    header, lines = collect(args.models, args.suite, args.splits, args.limit, args.data_root, args.config)
-    write(args.out, header, lines)
-    print(f"inputs: {args.out} ({len(lines)} model x sample lines)")
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("inputs", help="hash what each model is shown per sample; --diff A B lists what changed")
-    p.add_argument("--models", help="comma-separated models (as for harness run)")
-    p.add_argument("--suite", help="a built-in suite name or a suite YAML path (default: shapes)")
-    p.add_argument("--splits", help="comma-separated splits (default: the suite's default splits)")
-    p.add_argument("--limit", type=int, help="at most N samples per split")
-    p.add_argument("--data-root", type=Path, help="where datasets live (default: config file, then $HARNESS_DATA)")
-    p.add_argument("--config", type=Path, help="a run config YAML (per-model options)")
-    p.add_argument("--out", type=Path, help="the JSON Lines file to write")
-    p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="compare two inputs files; exit 1 when they differ")
-    p.add_argument("--max-lines", type=int, default=200, help="with --diff: list at most N ids (default 200)")
-    p.set_defaults(func=_cmd_inputs)

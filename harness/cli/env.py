@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Any
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -42,9 +41,8 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: Any) -> None:
-    env = subparsers.add_parser("env", help="create, list and remove the models' own Python environments")
-    sub = env.add_subparsers(dest="env_command", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="env_command", required=True)
 
     create = sub.add_parser("create", help="build an adapter's environment from its pins and remember it")
     create.add_argument("name", help="the adapter distribution adapters/NAME (and the environment's name)")
@@ -57,12 +55,13 @@ def add_parser(subparsers: Any) -> None:
                         help="let the environment see the base interpreter's packages (e.g. a container's CUDA torch)")
     create.add_argument("--pip-args", help="extra installer arguments, e.g. \"--extra-index-url https://download.pytorch.org/whl/cu126\"")
     create.add_argument("--force", action="store_true", help="rebuild an existing environment")
-    create.set_defaults(func=_create)
 
-    lst = sub.add_parser("list", help="managed environments: status (ok, stale pins, missing), adapters, interpreter")
-    lst.set_defaults(func=_list)
+    sub.add_parser("list", help="managed environments: status (ok, stale pins, missing), adapters, interpreter")
 
     rm = sub.add_parser("remove", help="forget an environment and delete its directory")
     rm.add_argument("name")
     rm.add_argument("--keep-files", action="store_true", help="only forget it; keep the directory")
-    rm.set_defaults(func=_remove)
+
+
+def main(args: argparse.Namespace) -> int:
+    return {"create": _create, "list": _list, "remove": _remove}[args.env_command](args)
