@@ -133,3 +133,26 @@ def test_a_protocol_that_does_not_apply_or_is_unknown_is_refused(tmp_path: Path)
         load_suite(str(own), "unipixel")
     assert load_suite("refcoco", "lisa").fingerprint == load_suite("refcoco").fingerprint  # lisa is the suite as written
     assert load_suite("refcoco", "unipixel").fingerprint != load_suite("refcoco").fingerprint  # never one run directory
+
+
+def test_rows_of_two_protocols_are_labelled_and_never_compared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    write_refer(tmp_path / "data")
+    raw = {**REFER_SUITE, "splits": {"refcoco_val": {}}, "source": {**REFER_SUITE["source"], "splits": {
+        "refcoco_val": REFER_SUITE["source"]["splits"]["refcoco_val"]}}}
+    suite = _suite(tmp_path, raw)
+    _scored(tmp_path, suite, None, _gt, "lisa")
+    _scored(tmp_path, suite, "visionreasoner-object", _gt, "obj")
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "lisa"), str(tmp_path / "obj"), "--verify", "none"]) == 2
+    assert "protocol differs: " in capsys.readouterr().err
+    assert main(["gate", str(tmp_path / "obj"), "--baseline", str(tmp_path / "lisa" / "results.json"), "--verify", "none"]) == 2
+    assert "protocol differs: the run follows 'visionreasoner-object', the baseline 'lisa'" in capsys.readouterr().out
+    assert main(["leaderboard", str(tmp_path / "lisa"), str(tmp_path / "obj"), "--out", str(tmp_path / "site")]) == 0
+    pages = "".join(p.read_text() for p in (tmp_path / "site").glob("bench-*.html"))
+    assert "(protocol visionreasoner-object)" in pages
+    assert main(["report", str(tmp_path / "obj")]) == 0
+    assert "(protocol visionreasoner-object)" in (tmp_path / "obj" / "report" / "index.html").read_text()

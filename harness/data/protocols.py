@@ -134,6 +134,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 )}
 
 
+def of_summary(suite: Mapping[str, Any]) -> str:
+    """The protocol of a stored suite summary (results.json's or a baseline's ``suite``): written for every
+    protocol but the default."""
+    return str(suite.get("protocol") or DEFAULT)
+
+
 def protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
         raise ProtocolError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)} (see docs/protocols.md)")

@@ -103,7 +103,7 @@ class Baseline:
 
 
 def _suite_summary(suite: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: suite[k] for k in ("name", "version", "fingerprint") if k in suite}
+    return {k: suite[k] for k in ("name", "version", "fingerprint", "protocol") if k in suite}
 
 
 def from_run(run_dir: Path, verify: int | str | None = "none") -> Baseline:

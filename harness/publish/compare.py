@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.data.protocols import of_summary
 from harness.errors import HarnessError
 from harness.publish import mdtext
 from harness.score.paired import DEFAULT_ROUNDS, PairScores, deviations_by_group, p_text, p_value, point
@@ -87,6 +88,9 @@ def check_comparable(runs: Sequence[Run]) -> None:
     first = runs[0]
     for other in runs[1:]:
         reasons = []
+        if of_summary(other.doc["suite"]) != of_summary(first.doc["suite"]):
+            reasons.append(f"protocol differs: {first.path} follows {of_summary(first.doc['suite'])!r}, {other.path} "
+                           f"{of_summary(other.doc['suite'])!r} (docs/protocols.md)")
         if other.fingerprint != first.fingerprint:
             reasons.append(f"suite fingerprint differs: {first.path} {first.suite_name} {first.fingerprint} vs "
                            f"{other.path} {other.suite_name} {other.fingerprint}")

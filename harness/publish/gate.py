@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from harness.data.conventions import Conventions
+from harness.data.protocols import of_summary
 from harness.publish import mdtext
 from harness.publish.baseline import Baseline
 from harness.publish.standing import data_text, missing_samples
@@ -182,6 +183,9 @@ def incomparable(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]
     rf, bf = run.suite.get("fingerprint"), base.suite.get("fingerprint")
     if rf != bf:
         reasons.append(
+            (f"protocol differs: the run follows {of_summary(run.suite)!r}, the baseline {of_summary(base.suite)!r} "
+             "(docs/protocols.md: numbers of two protocols are never compared); "
+             if of_summary(run.suite) != of_summary(base.suite) else "") +
             f"suite fingerprint differs: run {run.suite.get('name')} v{run.suite.get('version')} {rf} vs baseline "
             f"{base.suite.get('name')} v{base.suite.get('version')} {bf} (data, splits or conventions changed; "
             "if intended, save a new baseline with `harness baseline save`)"

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.data.protocols import DEFAULT as DEFAULT_PROTOCOL
+from harness.data.protocols import of_summary
 from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.files import write_json_atomic, write_text_atomic
@@ -371,6 +373,9 @@ def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None =
     benches: list[dict[str, Any]] = []
     for (name, fp), members in groups.items():
         label = name if names.count(name) == 1 else f"{name}-{fp[:8]}"
+        followed = of_summary(members[0].suite)
+        if followed != DEFAULT_PROTOCOL:  # every row of the page was scored under this paper's protocol: say so
+            label = f"{label} (protocol {followed})"
         page = f"bench-{_slug(label, taken)}.html"
         benches.append({"name": name, "label": label, "href": page, "suite": members[0].suite, "runs": members})
     nav = {"benches": benches, "title": title}

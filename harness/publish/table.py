@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.data.protocols import of_summary
 from harness.errors import HarnessError
 from harness.publish.leaderboard import Table, _published, load_aliases, load_runs, load_tables, paper_tables
 
@@ -58,6 +59,10 @@ def build(run_paths: Sequence[Path], tables: Sequence[Table], aliases_file: Path
     runs = load_runs(run_paths, verify, notes)
     if not runs:
         raise HarnessError("no runs given")
+    followed = {of_summary(r.suite) for r in runs}
+    if len(followed) > 1:  # a paper table mixes no protocols: its rows would read as comparable
+        raise HarnessError("the runs follow different protocols (" + ", ".join(
+            f"{r.root}: {of_summary(r.suite)}" for r in runs) + "); table runs of one protocol (docs/protocols.md)")
     pub, pub_models = _published(runs, tables)
     rendered, sources = paper_tables(runs, tables, load_aliases(aliases_file), pub, pub_models)
     if not any(c.get("num") is not None for t in rendered for r in t["rows"] if not r["published"] for c in r["cells"]):

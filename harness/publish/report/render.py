@@ -327,7 +327,9 @@ def render_report(
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
         "css": Markup((resource_dir("reports") / "report.css").read_text(encoding="utf-8")),  # our own file, not model text
-        "title": f"{suite.get('name', 'run')} v{suite.get('version', '?')} — {manifest.get('run_id', run_dir.name)}",
+        "title": f"{suite.get('name', 'run')} v{suite.get('version', '?')}"
+                 + (f" (protocol {suite['protocol']})" if suite.get("protocol") else "")
+                 + f" — {manifest.get('run_id', run_dir.name)}",
         "suite": suite,
         "run_id": manifest.get("run_id") or doc.get("run_id") or run_dir.name,
         "created": manifest.get("created", ""),
