@@ -313,7 +313,7 @@ def test_terminal_gets_plain_text_and_markdown_only_on_request(tmp_path: Path, b
     assert code == EXIT_PASS
     assert out.splitlines()[0].startswith("harness gate: pass (cIoU")
     assert "|" not in out.replace("|delta|", "") and "&gt;" not in out and "###" not in out
-    assert "adapter fingerprint modelfp -> changed" in out
+    assert "model fingerprint modelfp -> changed" in out
     row = next(line for line in out.splitlines() if line.startswith("m "))
     assert row.split()[:6] == ["m", "val", "cIoU", row.split()[3], row.split()[3], "+0.00"]
     md = tmp_path / "gate.md"

@@ -437,7 +437,7 @@ def test_gate_markdown_shows_arrows_as_typed(isolated: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert main(["gate", str(run_dir), "--baseline", str(base), "--allow-partial", "--max-failed", "1", "--markdown", "-"]) in (0, 1)
     md = capsys.readouterr().out
-    assert "the model's configuration changed (adapter fingerprint " in md
+    assert "the model's configuration changed (model fingerprint " in md
     assert "&gt;" not in md and "&lt;" not in md and " -> " in md
     from harness.publish.mdtext import cell
 

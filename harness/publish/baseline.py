@@ -6,7 +6,7 @@
     from_run                    run id, git commit, creation time, --limit and scoring version of the
                                 run it was saved from
     suite, conventions          name, version and fingerprint of the suite; the scoring conventions
-    models                      adapter and adapter fingerprint per model
+    models                      adapter and model fingerprint per model
     results                     model -> split -> every metric of results.json (percent), readable
                                 in a diff
     ids                         model -> split -> {"n", "sha256"} of the sorted sample ids
@@ -34,7 +34,7 @@ from harness.errors import HarnessError
 from harness.files import write_json_atomic
 from harness.records.manifest import now
 from harness.records.reader import StoredRun
-from harness.records.results import ids_digest as sorted_ids_digest
+from harness.records.results import ids_digest
 from harness.records.store import RunDir, read_json
 from harness.score.paired import PairScores
 from harness.score.schema import SCHEMA_NAME as RESULTS_SCHEMA
@@ -49,9 +49,9 @@ class BaselineError(HarnessError):
     """A baseline (file or run) that cannot be read; names the file."""
 
 
-def ids_digest(ids: Sequence[str]) -> dict[str, Any]:
+def baseline_ids(ids: Sequence[str]) -> dict[str, Any]:
     """The count and sha256 of a sorted id list: enough to tell two sample sets apart."""
-    return {"n": len(ids), "sha256": sorted_ids_digest(ids)}
+    return {"n": len(ids), "sha256": ids_digest(ids)}
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def from_run(run_dir: Path, verify: int | str | None = "none") -> Baseline:
         for split in by_split:
             pair = run.pair_scores(model, split)
             scores.setdefault(model, {})[split] = pair
-            ids.setdefault(model, {})[split] = ids_digest(pair.ids)
+            ids.setdefault(model, {})[split] = baseline_ids(pair.ids)
     models: dict[str, dict[str, Any]] = {
         m: {k: e[k] for k in ("adapter", "fingerprint") if k in e} for m, e in doc.get("models", {}).items()
     }

@@ -297,7 +297,7 @@ def gate(run: Baseline, base: Baseline, metrics: Sequence[str] = ("ciou",), max_
     for model in dict.fromkeys(m for m, _ in pairs):
         rfp, bfp = run.models.get(model, {}).get("fingerprint"), base.models.get(model, {}).get("fingerprint")
         if rfp and bfp and rfp != bfp:
-            out.notes.append(f"{model}: the model's configuration changed (adapter fingerprint {bfp} -> {rfp})")
+            out.notes.append(f"{model}: the model's configuration changed (model fingerprint {bfp} -> {rfp})")
     bsv, rsv = base.from_run.get("scoring_version"), run.from_run.get("scoring_version")
     if bsv and rsv and bsv != rsv:  # a baseline file cannot be rescored: its scores stay what they were
         out.notes.append(f"the baseline was scored under scoring version {bsv}, the run under {rsv}: "

@@ -180,10 +180,10 @@ class Manifest:
 
     def record_version(self, run_dir: RunDir, log_path: Path, version: str) -> None:
         """The log at ``log_path`` holds (or will hold) scores of scoring ``version``."""
-        self.doc.setdefault(versions.MANIFEST_KEY, {})[versions.log_key(run_dir, log_path)] = version
+        self.doc.setdefault(versions.SCORING_VERSIONS_KEY, {})[versions.log_key(run_dir, log_path)] = version
 
     def forget_version(self, run_dir: RunDir, log_path: Path) -> None:
-        self.doc.get(versions.MANIFEST_KEY, {}).pop(versions.log_key(run_dir, log_path), None)
+        self.doc.get(versions.SCORING_VERSIONS_KEY, {}).pop(versions.log_key(run_dir, log_path), None)
 
     def record_data(self, split: str, digest: str) -> None:
         """The split's logs hold scores against the ground truth of data digest ``digest``."""

@@ -21,7 +21,7 @@ from harness.errors import HarnessError
 from harness.records.store import RunDir
 from harness.score.version import scoring_version
 
-MANIFEST_KEY = "scoring_versions"
+SCORING_VERSIONS_KEY = "scoring_versions"  # the manifest's scoring version of each log (docs/glossary.md)
 
 
 class ScoringVersionError(HarnessError):
@@ -57,7 +57,7 @@ def _described(version: Any) -> str:
 def stale_logs(run_dir: RunDir, manifest: Mapping[str, Any], current: str, results: Mapping[str, Any] | None = None) -> list[str]:
     """``"<model>/<file> scored under ..."`` for every log of the run (and of ``results``) not
     recorded as scored under ``current``."""
-    recorded = manifest.get(MANIFEST_KEY) or {}
+    recorded = manifest.get(SCORING_VERSIONS_KEY) or {}
     logs = run_logs(run_dir, manifest.get("status"), (results or {}).get("results"))
     return [f"{log_key(run_dir, path)} scored under {_described(recorded.get(log_key(run_dir, path)))}"
             for _, _, path in logs if recorded.get(log_key(run_dir, path)) != current]

@@ -125,7 +125,7 @@ def diff(a: Path, b: Path, max_lines: int = 200) -> tuple[list[str], bool]:
     for model in sorted(set(ha.get("models", {})) | set(hb.get("models", {}))):
         ma, mb = ha.get("models", {}).get(model, {}), hb.get("models", {}).get(model, {})
         if ma.get("fingerprint") != mb.get("fingerprint"):
-            out.append(f"model {model}: adapter fingerprint {ma.get('fingerprint')} -> {mb.get('fingerprint')}")
+            out.append(f"model {model}: model fingerprint {ma.get('fingerprint')} -> {mb.get('fingerprint')}")
     added = sorted(set(eb) - set(ea))
     removed = sorted(set(ea) - set(eb))
     changed = []
