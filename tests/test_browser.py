@@ -277,3 +277,35 @@ def test_saco_report_leads_with_cgf1_and_its_average(saco_report: Path, browser:
     assert browser.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     assert browser.console_errors() == []
     assert browser.screenshot("saco-report", tmp_path)[0].stat().st_size > 10_000
+
+
+def _fixture_report(root: Path, write: Any, suite: Path, models: str) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(root / "cache"))
+        write(root / "data")
+        result = run(build_config(models=models, suite=str(suite), data_root=root / "data", out=root / "run"))
+    assert result.report_path is not None
+    return result.report_path
+
+
+@pytest.mark.parametrize("name", ["mmr", "fp-refcoco"])
+def test_the_new_suites_reports_render(name: str, browser: Browser, tmp_path: Path) -> None:
+    """A run of the weight-free models on each new suite's test fixture: the report renders, its images load,
+    and the no-target columns show where the suite has absent targets."""
+    if name == "mmr":
+        from test_sources_mmr import SUITE, write_mmr
+
+        suite = tmp_path / "mmr.yaml"
+        suite.write_text(json.dumps({**SUITE.raw, "splits": {"val": {}}, "default_splits": ["val"],
+                                     "published": [p for p in SUITE.raw["published"] if p["split"] == "val"]}))
+        report = _fixture_report(tmp_path, write_mmr, suite, "oracle-box,empty")
+    else:
+        from test_false_premise import mini_suite, write_fp_refer
+
+        report = _fixture_report(tmp_path, write_fp_refer, mini_suite(tmp_path), "oracle-box,full")
+    browser.open(report.as_uri())
+    columns = browser.js("Array.from(document.querySelectorAll('table.details')[0].tHead.rows[0].cells).map(c => c.textContent)")
+    assert ("exist acc" in columns) == (name == "fp-refcoco")
+    assert browser.js("document.querySelectorAll('#gallery .sample img').length") > 0
+    assert browser.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.console_errors() == []
