@@ -113,6 +113,16 @@ _UNIPIXEL_ROWS = tuple(
     for model, giou, ciou in (("UniPixel-3B", 64.0, 56.2), ("UniPixel-7B", 60.5, 58.7))
     for metric, value in (("giou", giou), ("ciou", ciou))
 )
+_REFCOCO_SPLITS = ("refcoco_val", "refcoco_testA", "refcoco_testB", "refcoco+_val", "refcoco+_testA", "refcoco+_testB",
+                   "refcocog_val", "refcocog_test")
+_UNIPIXEL_ROWS += tuple(
+    {"model": model, "split": split, "metric": "ciou", "value": value,
+     "source": f"PolyU-ChenLab/UniPixel README (5c8e941) 'UniPixel on Public Benchmarks', co-trained {model[-2:]}; metric unnamed "
+               "there (eval_refcoco.py prints cIoU and gIoU; cIoU assumed, unconfirmed)"}
+    for model, values in (("UniPixel-3B", (80.5, 82.6, 76.9, 74.3, 78.9, 68.4, 76.3, 77.0)),
+                          ("UniPixel-7B", (80.8, 83.0, 77.4, 75.3, 80.1, 70.0, 76.4, 77.1)))
+    for split, value in zip(_REFCOCO_SPLITS, values)
+)
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol(DEFAULT, "the LISA reference: the suite as its file defines it", "dvlab-research/LISA utils/dataset.py, train_ds.py",

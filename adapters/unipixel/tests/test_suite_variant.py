@@ -18,3 +18,9 @@ def test_all_texts_protocol() -> None:
         ("UniPixel-3B", "giou", 64.0), ("UniPixel-3B", "ciou", 56.2), ("UniPixel-7B", "giou", 60.5), ("UniPixel-7B", "ciou", 58.7)}
     refer = load_suite("refcoco", "unipixel").conventions
     assert (refer.failure, refer.gt_overlap, refer.sample_unit) == ("as_empty", "binarise", "sentence")
+
+
+def test_refcoco_rows_are_the_protocols() -> None:
+    assert not [p for p in load_suite("refcoco").published if p.model.startswith("UniPixel")]
+    rows = {(p.model, p.split): p.value for p in load_suite("refcoco", "unipixel").published if p.model.startswith("UniPixel")}
+    assert len(rows) == 16 and rows[("UniPixel-3B", "refcoco_val")] == 80.5 and rows[("UniPixel-7B", "refcocog_test")] == 77.1
