@@ -1,7 +1,8 @@
 """The runner decodes the next images in a thread while this batch's samples are predicted.
 
-The decode runs in the prefetch thread; the pixels are copied out to their array in the main
-thread (harness.data.images.Decoded), which is what keeps per-image allocation churn away.
+The decode runs in the prefetch thread; the pixels are copied out to their array in the engine's
+thread (harness.data.images.Decoded), which is what keeps per-image allocation churn away; the
+model runs on its own thread (harness.run.callers).
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def test_each_image_is_given_its_own_pixels_in_order_decoded_once(tmp_path: Path
     out = list(predict_samples(adapter, samples, 2))  # 3 samples per image, batches of 2: each image called twice
     assert [s.id for s, _ in out] == [s.id for s in samples]
     assert decoded == [str(p) for p in paths]  # once per image, though its samples span two batches
-    for path, pixels, thread in adapter.seen:
+    for path, pixels, _ in adapter.seen:
         np.testing.assert_array_equal(pixels, load_image(path))
-        assert thread == threading.main_thread().name
+    assert {thread for _, _, thread in adapter.seen} == {"harness-model"}  # one persistent model thread, not the engine's
 
 
 def test_the_next_image_is_read_while_this_one_is_predicted(tmp_path: Path, monkeypatch: Any) -> None:

@@ -274,7 +274,7 @@ def _wire_form(pred: Prediction, seconds: float) -> dict[str, Any]:
 
 def _release_memory_after_oom(exc: BaseException) -> None:
     """The parent halves the batch on OOM and retries; free this process's cache first."""
-    from harness.run.predict import is_out_of_memory
+    from harness.run.callers import is_out_of_memory
 
     torch = sys.modules.get("torch")
     if torch is not None and is_out_of_memory(exc) and torch.cuda.is_available():
