@@ -253,7 +253,6 @@ def test_the_worker_reader_decodes_the_next_request_while_the_model_runs(tmp_pat
         return real(path, exif)
 
     monkeypatch.setattr(requests, "decode", decode)
-    monkeypatch.setattr(worker, "load_image", decode)
     hello = {"op": "hello", "protocol": worker.PROTOCOL, "adapter": "shapes-reasoner", "options": {}, "id": 1}
     reqs = [hello, *({"op": "predict", "image": path, "queries": [query_to_json(s.query()) for s in g], "id": i}
                      for i, (path, g) in enumerate(image_groups(samples), 2))]

@@ -227,10 +227,15 @@ class ModelThread:
         self._thread.join()  # the call running, if any, ends first; a second Ctrl-C leaves at once (a daemon thread)
 
 
-def caller_for(adapter: Adapter, timeout: float | None, device: str | None = None, window: int = 2) -> Any:
+# Batches queued to the model thread: with two, the next batch is there when the model finishes one as long
+# as the engine finalises, scores and logs a batch faster than the model runs one (measured: bench_overlap.py).
+MODEL_WINDOW = 2
+
+
+def caller_for(adapter: Adapter, timeout: float | None, device: str | None = None) -> Any:
     """The caller of this adapter (see the module docstring)."""
     if adapter.pipeline_window > 1:
         return Pipelined(adapter)
     if timeout:
         return Direct(adapter)
-    return ModelThread(adapter, window, device)
+    return ModelThread(adapter, MODEL_WINDOW, device)
