@@ -145,7 +145,8 @@ def test_an_interrupt_stops_within_one_batch_and_the_run_resumes(tmp_path: Path,
         # Ctrl-C came during call 3; the batch queued behind it may have started, none after it.
         assert 3 <= len(helper_adapters.Interrupter.calls) <= 4
     log = tmp_path / "stopped" / "pixel-boxes" / "val.jsonl"
-    assert log.read_bytes().count(b"\n") <= 2 * 2  # the batches answered before the one it was pressed on
+    # At most the batches answered before the one it was pressed on (none yet, perhaps, behind a worker's window).
+    assert (log.read_bytes().count(b"\n") if log.exists() else 0) <= 2 * 2
     run_models(tmp_path, "stopped", suite, root, {"pixel-boxes": spec}, batch_size=2)  # resumed: once only
     assert records_without_timings(log) == records_without_timings(clean / "pixel-boxes" / "val.jsonl")
 

@@ -5,8 +5,8 @@ answer; a caller decides where the calls run:
 
 - ``ModelThread`` (an in-process model, the default): one persistent thread per ``predict_batches``
   call runs the model on the batches queued to it, while the engine's thread finalises, scores and
-  logs the previous batch's answers and copies out the next batch's pixels. A window of two keeps
-  the next batch queued when the model finishes one (benchmarks/bench_overlap.py measures it).
+  logs the previous batch's answers and copies out the next batch's pixels. A window of three
+  keeps the next batch queued when the model finishes one (benchmarks/bench_overlap.py measures it).
 - ``Direct`` (an in-process model under ``--timeout``): the call runs in the engine's thread when
   its answer is asked for, so that the per-sample timer (SIGALRM, which Python delivers to the
   main thread only) interrupts the model's own Python code, as it always has. A thread cannot be
@@ -34,6 +34,11 @@ import numpy as np
 
 from harness.adapter import Adapter
 from harness.types import Prediction
+
+# Batches queued to the model thread. With two, the next batch is there when the model finishes one as long as
+# the engine finalises, scores and logs each batch faster than the model runs one; a third absorbs a slow batch
+# (a burst of load elsewhere, a garbage collection) for one more batch of pixels held (docs/performance-overlap.md).
+MODEL_WINDOW = 3
 
 Items = list[tuple[np.ndarray, list[Any]]]
 Answer = tuple[list[list[Prediction]], float | None]
@@ -157,7 +162,7 @@ class ModelThread:
     the call running, if any, returns: an interrupt stops the run within one batch.
     """
 
-    def __init__(self, adapter: Adapter, window: int = 2, device: str | None = None) -> None:
+    def __init__(self, adapter: Adapter, window: int = MODEL_WINDOW, device: str | None = None) -> None:
         self.adapter = adapter
         self.pipeline_window = window
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -225,11 +230,6 @@ class ModelThread:
         self._requests.put(_STOP)
         self._go.set()
         self._thread.join()  # the call running, if any, ends first; a second Ctrl-C leaves at once (a daemon thread)
-
-
-# Batches queued to the model thread: with two, the next batch is there when the model finishes one as long
-# as the engine finalises, scores and logs a batch faster than the model runs one (measured: bench_overlap.py).
-MODEL_WINDOW = 2
 
 
 def caller_for(adapter: Adapter, timeout: float | None, device: str | None = None) -> Any:
