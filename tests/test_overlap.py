@@ -24,12 +24,14 @@ from helper_adapters import predict_samples
 from helper_datasets import write_refer_many
 from test_worker import plugin_site, plugins  # noqa: F401 (fixtures: the test adapters in every worker)
 
+from harness import masks
 from harness.data.samples import load_samples
 from harness.data.suites import load_suite
 from harness.records.store import read_records
 from harness.run import callers, predict
 from harness.run.config import build_config
 from harness.run.runner import run
+from harness.types import Prediction
 
 pytestmark = pytest.mark.usefixtures("isolated", "plugins")
 
@@ -254,3 +256,45 @@ def test_the_model_thread_runs_on_the_device_the_model_was_loaded_on(tmp_path: P
     assert selected == expected
     assert {thread for thread, _, _ in cuda.events} == {"harness-model"}  # selected in the thread that runs the model
     assert cuda.events[len(expected)][1] == "predict"  # before its first call
+
+
+def test_a_torch_model_on_the_model_thread_gives_the_masks_of_the_engines_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small convolutional 'segmenter' in torch (CPU, intra-op threads as set in the engine's thread), its
+    thread-local state (inference mode) set inside predict as the adapters do: bit-identical masks."""
+    torch = pytest.importorskip("torch")
+    samples = load_samples(load_suite(str(write_suite(tmp_path, val=3, test=1))), ["val"], None)["val"]
+
+    class TorchSegmenter(helper_adapters.PixelBoxes):
+        multi_image = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3, padding=1))
+            with torch.no_grad():
+                for i, p in enumerate(self.net.parameters()):
+                    p.copy_(torch.linspace(-1, 1, p.numel()).reshape(p.shape) * (0.3 + 0.1 * i))
+            self.threads: list[tuple[str, int, bool]] = []
+
+        def predict_many(self, items: Any) -> Any:
+            self.threads.append((threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled()))
+            with torch.inference_mode():
+                batch = torch.stack([torch.tensor(image).permute(2, 0, 1).float() / 255 for image, _ in items])
+                logits = self.net(batch)[:, 0]
+            out = []
+            for (_, queries), logit in zip(items, logits):
+                mask = (logit > logit.median()).numpy()
+                out.append([Prediction(mask=masks.encode(mask)) for _ in queries])
+            return out
+
+    def masks_of(adapter: Any) -> list[Any]:
+        return [p.prediction.mask for _, p in predict_samples(adapter, samples, 5)]
+
+    torch.set_num_threads(2)
+    with monkeypatch.context() as m:
+        m.setattr(predict, "caller_for", direct_caller)
+        direct = TorchSegmenter()
+        expected = masks_of(direct)
+    threaded = TorchSegmenter()
+    assert masks_of(threaded) == expected
+    assert {t for t, _, _ in direct.threads} == {"MainThread"} and {t for t, _, _ in threaded.threads} == {"harness-model"}
+    assert {(n, g) for _, n, g in threaded.threads} == {(2, True)}  # the engine thread's intra-op threads; grad mode as a new thread has it
