@@ -103,6 +103,11 @@ class Adapter(ABC):
         Boxes are in ``info.box_space``; masks are RLE at the original resolution. Raise for
         a failure of the whole batch: the runner records each of its samples as failed. An
         oracle (``info.oracle``) is given the Samples themselves, ground truth included.
+
+        In process, ``predict`` and ``predict_many`` run on the engine's model thread (one per split,
+        harness.run.callers), not the thread that called ``load``: the CUDA device ``load`` was given
+        and the loading thread's current stream are selected there, and torch's per-thread state
+        (grad mode, inference mode, autocast) is set inside the call, as every adapter here does.
         """
 
     def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
