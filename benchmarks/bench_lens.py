@@ -28,8 +28,15 @@ The H100 time estimate converts those counts with stated assumptions (``--tflops
 language model's bf16 weights once per step for the whole batch. Attention FLOPs and the
 KV-cache reads are left out (small at these lengths).
 
+With ``--threads 1,2,all`` it measures instead how the adapter's masks compare with upstream's at
+each number of intra-op (BLAS) threads (``torch.set_num_threads``; ``all`` is every core) on the
+RefCOCO shape: a batch of another shape sums in another order, and a logit near the threshold can
+cross it. Per thread count it prints the masks identical to upstream's, and for each mask that
+differs the pixels that differ and its IoU with upstream's; and upstream's own masks against
+upstream's at one thread (the same question for upstream run at another thread count).
+
 Run (the LENS adapter's environment, a hustvl/LENS checkout):
-``HARNESS_LENS_REPO=/path/to/LENS PYTHONPATH=.:adapters/lens:adapters/lens/tests python benchmarks/bench_lens.py``
+``HARNESS_LENS_REPO=/path/to/LENS PYTHONPATH=.:adapters/lens:adapters/lens/tests python benchmarks/bench_lens.py [--threads 1,2,all]``
 """
 
 from __future__ import annotations
@@ -204,6 +211,41 @@ def table(shape: str, columns: dict[str, dict[str, float]], n: int, args: argpar
     return ratios, "\n".join(lines)
 
 
+def mask_differences(a: list, b: list) -> list[tuple[int, float]]:
+    """(pixels that differ, IoU) of each pair of masks that are not identical."""
+    from harness import masks
+
+    out = []
+    for p, q in zip(a, b):
+        x, y = masks.decode(p.mask).astype(bool), masks.decode(q.mask).astype(bool)
+        if not np.array_equal(x, y):
+            union = int(np.logical_or(x, y).sum())
+            out.append((int((x != y).sum()), float(np.logical_and(x, y).sum() / union) if union else 1.0))
+    return out
+
+
+def sameness_at_threads(checkpoint: Path, counts: list[int], batch_size: int) -> None:
+    """The default adapter against ``refcoco-upstream`` on the RefCOCO shape, both at each intra-op thread count."""
+    import torch
+    from harness_lens.manifest import UPSTREAM_PROTOCOL
+
+    work = workload("refcoco")
+    n = sum(len(s) for _, s in work)
+    first_upstream = None
+    for count in counts:
+        torch.set_num_threads(count)
+        upstream = adapter(checkpoint, variant="refcoco", **UPSTREAM_PROTOCOL)
+        _, up_preds, _ = run_upstream(upstream, work)
+        default = adapter(checkpoint, variant="refcoco")
+        _, our_preds, _ = run_engine(default, engine_batches(work, batch_size, default.multi_image))
+        first_upstream = first_upstream or (count, up_preds)
+        for name, diffs in (("adapter vs upstream", mask_differences(our_preds, up_preds)),
+                            (f"upstream vs upstream at {first_upstream[0]}", mask_differences(up_preds, first_upstream[1]))):
+            detail = "; ".join(f"{px} px, IoU {iou:.5f}" for px, iou in diffs)
+            print(f"{count} thread{'s' if count > 1 else ''}: {name}: masks identical {n - len(diffs)}/{n}"
+                  + (f" (differing: {detail})" if diffs else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--answer-tokens", type=int, default=20, help="scripted answer length before the end token")
@@ -212,7 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mfu", type=float, default=0.4, help="fraction of peak reached by the compute-bound stages")
     parser.add_argument("--bandwidth", type=float, default=3.35, help="H100 SXM HBM3 TB/s")
     parser.add_argument("--bandwidth-efficiency", type=float, default=0.7, help="fraction of bandwidth a decoding step reaches")
+    parser.add_argument("--threads", help="instead: the masks' sameness at these intra-op thread counts, e.g. 1,2,all")
     args = parser.parse_args(argv)
+    if args.threads:
+        import os
+
+        counts = [len(os.sched_getaffinity(0)) if c == "all" else int(c) for c in args.threads.split(",")]
+        with tempfile.TemporaryDirectory() as tmp:
+            sameness_at_threads(build(Path(tmp), args.answer_tokens), list(dict.fromkeys(counts)), args.batch_size)
+        return 0
     from harness_lens.manifest import UPSTREAM_PROTOCOL
 
     from harness import masks

@@ -107,7 +107,7 @@ def run_once(work: Path, suite: Path, data: Path, name: str, ms: float, worker: 
     args = [sys.executable, "-m", "harness", "run", "--config", str(config), "--data-root", str(data), "--out", str(work / name),
             "--batch-size", str(batch_size), "--no-report", *(["--limit", str(limit)] if limit else [])]
     t0 = time.perf_counter()
-    res = subprocess.run(args, env=env, capture_output=True, text=True)
+    res = subprocess.run(args, env=env, capture_output=True, text=True, cwd=work)  # cwd: never a checkout's harness by accident
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{res.stderr[-3000:]}")
     calls = [tuple(float(v) for v in line.split()) for line in trace.read_text().splitlines()]

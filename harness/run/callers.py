@@ -7,11 +7,13 @@ answer; a caller decides where the calls run:
   call runs the model on the batches queued to it, while the engine's thread finalises, scores and
   logs the previous batch's answers and copies out the next batch's pixels. A window of three
   keeps the next batch queued when the model finishes one (benchmarks/bench_overlap.py measures it).
-- ``Direct`` (an in-process model under ``--timeout``): the call runs in the engine's thread when
-  its answer is asked for, so that the per-sample timer (SIGALRM, which Python delivers to the
-  main thread only) interrupts the model's own Python code, as it always has. A thread cannot be
-  interrupted: a timed-out call left running there would hold the model while later batches
-  waited behind it, so a run with a timeout gives up the overlap instead.
+- ``Direct`` (an in-process model under ``--timeout``, or one that declares ``model_thread`` False):
+  the call runs in the engine's thread when its answer is asked for. Under a timeout that is so
+  that the per-sample timer (SIGALRM, which Python delivers to the main thread only) interrupts
+  the model's own Python code, as it always has: a thread cannot be interrupted, and a timed-out
+  call left running there would hold the model while later batches waited behind it, so a run
+  with a timeout gives up the overlap instead. An adapter whose calls are all CPU work in this
+  interpreter has nothing to overlap (the GIL) and would only pay the hand-offs.
 - ``Pipelined`` (a worker proxy, ``Adapter.pipeline_window`` > 1): the adapter's own
   ``send``/``receive``; the calls run in the worker (harness.run.remote).
 
@@ -236,6 +238,6 @@ def caller_for(adapter: Adapter, timeout: float | None, device: str | None = Non
     """The caller of this adapter (see the module docstring)."""
     if adapter.pipeline_window > 1:
         return Pipelined(adapter)
-    if timeout:
+    if timeout or not adapter.model_thread:
         return Direct(adapter)
     return ModelThread(adapter, MODEL_WINDOW, device)
