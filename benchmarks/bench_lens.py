@@ -32,8 +32,8 @@ With ``--threads 1,2,all`` it measures instead how the adapter's masks compare w
 each number of intra-op (BLAS) threads (``torch.set_num_threads``; ``all`` is every core) on the
 RefCOCO shape: a batch of another shape sums in another order, and a logit near the threshold can
 cross it. Per thread count it prints the masks identical to upstream's, and for each mask that
-differs the pixels that differ and its IoU with upstream's; and upstream's own masks against
-upstream's at one thread (the same question for upstream run at another thread count).
+differs the pixels that differ and its IoU with upstream's; the same against upstream at the first
+count given, and upstream's own masks against upstream's there (the same question for upstream).
 
 Run (the LENS adapter's environment, a hustvl/LENS checkout):
 ``HARNESS_LENS_REPO=/path/to/LENS PYTHONPATH=.:adapters/lens:adapters/lens/tests python benchmarks/bench_lens.py [--threads 1,2,all]``
@@ -69,6 +69,10 @@ SAM_ENCODE_FLOP = 0.8e12  # SAM2-L Hiera image encoder at 1024x1024 (assumed, un
 def build(workdir: Path, answer_tokens: int) -> Path:
     import tiny
     from harness_lens.model import import_upstream, resolve_upstream
+
+    from harness.modelkit.testing import import_torchvision_on_cpu_torch
+
+    import_torchvision_on_cpu_torch()  # transformers imports torchvision, whose PyPI wheel wants a CUDA torch's kernels
 
     samr1 = import_upstream(resolve_upstream(None))
     script = [f"<a{i}>" for i in range(answer_tokens)]
@@ -239,9 +243,11 @@ def sameness_at_threads(checkpoint: Path, counts: list[int], batch_size: int) ->
         default = adapter(checkpoint, variant="refcoco")
         _, our_preds, _ = run_engine(default, engine_batches(work, batch_size, default.multi_image))
         first_upstream = first_upstream or (count, up_preds)
+        base = first_upstream[0]
         for name, diffs in (("adapter vs upstream", mask_differences(our_preds, up_preds)),
-                            (f"upstream vs upstream at {first_upstream[0]}", mask_differences(up_preds, first_upstream[1]))):
-            detail = "; ".join(f"{px} px, IoU {iou:.5f}" for px, iou in diffs)
+                            (f"adapter vs upstream at {base}", mask_differences(our_preds, first_upstream[1])),
+                            (f"upstream vs upstream at {base}", mask_differences(up_preds, first_upstream[1]))):
+            detail = "; ".join(f"{px} px, IoU {iou:.6f}" for px, iou in diffs)
             print(f"{count} thread{'s' if count > 1 else ''}: {name}: masks identical {n - len(diffs)}/{n}"
                   + (f" (differing: {detail})" if diffs else ""))
 

@@ -8,7 +8,9 @@ clock, the same in every process) to a trace file. On the generated RefCOCO-shap
 ``bench_engine.py`` (640x480 JPEGs), ``harness run`` is started as a command, in process and with
 the model in a worker (``python:`` this interpreter), and from the trace this prints:
 
-- model busy time: the calls' time summed;
+- model busy time: the calls' time summed, and over the time slept (``busy/sleep``: above 1 when the
+  model, back from a device wait, waited for the GIL: with ``--waits N`` each call sleeps in N
+  pieces, as a model that synchronises once per generated token gives up the GIL N times a call);
 - loop span: from the start of the first call to the end of the last;
 - idle share: the gaps between consecutive calls (end of one to start of the next), summed, over the span;
 - mean gap per call: that sum over the number of gaps;
@@ -17,9 +19,10 @@ the model in a worker (``python:`` this interpreter), and from the trace this pr
 
 Figures are the median of ``--repeats`` runs; the load average is printed beside them, since a
 machine shared with other work moves them. Printed figures, not a timed test; the logs of every
-run of one model time are checked to be identical but for timings.
+run are checked to be identical but for timings.
 
-Run: ``python benchmarks/bench_overlap.py [--ms 0,2,5] [--batch-size 8] [--expressions 3000] [--repeats 3]``
+Run: ``python benchmarks/bench_overlap.py [--ms 0,2,5] [--where in-process,worker] [--waits 1] [--batch-size 8]
+[--expressions 3000] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ class Sleeper(Adapter):
     info = AdapterInfo(name="bench-sleeper", description="sleeps a fixed time per sample (a stand-in for a GPU model)")
     multi_image = True
 
-    def __init__(self, ms: float = 0.0, trace: str = "") -> None:
+    def __init__(self, ms: float = 0.0, trace: str = "", waits: int = 1) -> None:
         super().__init__()
-        self.options = {"ms": float(ms), "trace": str(trace)}
+        self.options = {"ms": float(ms), "trace": str(trace), "waits": int(waits)}
         self._fd: int | None = None
         self._masks: dict[tuple[int, int], Any] = {}
 
@@ -69,7 +72,8 @@ class Sleeper(Adapter):
         start = time.perf_counter()
         n = sum(len(q) for _, q in items)
         if self.options["ms"]:
-            time.sleep(self.options["ms"] * n / 1000)
+            for _ in range(self.options["waits"]):  # a GPU model waits on its device several times a call (a token each)
+                time.sleep(self.options["ms"] * n / 1000 / self.options["waits"])
         out = [[Prediction(mask=self._mask(*image.shape[:2])) for _ in queries] for image, queries in items]
         end = time.perf_counter()
         if self.options["trace"]:  # one small unbuffered append per call: a few microseconds, in the gap
@@ -94,12 +98,12 @@ def plugin_site(folder: Path) -> Path:
 
 
 def run_once(work: Path, suite: Path, data: Path, name: str, ms: float, worker: bool, batch_size: int,
-             env: dict[str, str], limit: int | None = None) -> dict[str, float]:
+             env: dict[str, str], limit: int | None = None, waits: int = 1) -> dict[str, float]:
     """One ``harness run`` command; the figures of its trace."""
     trace = work / f"{name}.trace"
     trace.unlink(missing_ok=True)
     shutil.rmtree(work / name, ignore_errors=True)  # a fresh run, never a resume of an earlier one
-    model: dict[str, Any] = {"adapter": "bench-sleeper", "options": {"ms": ms, "trace": str(trace)}}
+    model: dict[str, Any] = {"adapter": "bench-sleeper", "options": {"ms": ms, "trace": str(trace), "waits": waits}}
     if worker:
         model["python"] = sys.executable
     config = work / f"{name}.json"
@@ -113,7 +117,9 @@ def run_once(work: Path, suite: Path, data: Path, name: str, ms: float, worker: 
     calls = [tuple(float(v) for v in line.split()) for line in trace.read_text().splitlines()]
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(calls)]
     span = calls[-1][1] - calls[0][0]
-    return {"calls": len(calls), "samples": sum(c[2] for c in calls), "busy": sum(c[1] - c[0] for c in calls), "span": span,
+    busy = sum(c[1] - c[0] for c in calls)
+    return {"calls": len(calls), "samples": sum(c[2] for c in calls), "busy": busy, "span": span,
+            "stretch": busy / (ms * sum(c[2] for c in calls) / 1000) if ms else 1.0,
             "idle": sum(gaps), "idle_share": sum(gaps) / span if span else 0.0, "mean_gap": statistics.mean(gaps) if gaps else 0.0,
             "first_call": calls[0][0] - t0}
 
@@ -136,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--expressions", type=int, default=3000, help="size of the generated dataset (default 3000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting; the median is printed (default 3)")
+    parser.add_argument("--waits", type=int, default=1,
+                        help="device waits per call: the sleep cut in this many pieces, each giving up the GIL and taking it back "
+                             "(a model that synchronises once per generated token; default 1)")
     parser.add_argument("--workdir", type=Path, help="keep the generated data here and reuse it (default: a temporary folder)")
     args = parser.parse_args(argv)
     settings = [(float(ms), where) for ms in args.ms.split(",") for where in args.where.split(",")]
@@ -160,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.repeats):  # interleaved, so a burst of load elsewhere hits every setting alike
             for ms, where in settings:
                 name = f"ms{ms:g}-{where}-{r}"
-                runs[(ms, where)].append(run_once(work, suite, data, name, ms, where == "worker", args.batch_size, env))
+                runs[(ms, where)].append(run_once(work, suite, data, name, ms, where == "worker", args.batch_size, env,
+                                                  waits=args.waits))
                 logs[(ms, where)] = log_without_timings(work / name / "sleeper" / "val.jsonl")
         load_after = os.getloadavg()
         first = next(iter(logs.values()))
@@ -168,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {s: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for s, rs in runs.items()}
     some = next(iter(med.values()))
-    print(f"{some['samples']:.0f} samples, batch size {args.batch_size}, {some['calls']:.0f} model calls; median of {args.repeats} "
+    print(f"{some['samples']:.0f} samples, batch size {args.batch_size}, {some['calls']:.0f} model calls, {args.waits} device "
+          f"wait{'s' if args.waits > 1 else ''} per call; median of {args.repeats} "
           f"(load average {load_before[0]:.1f} before, {load_after[0]:.1f} after, {os.cpu_count()} CPUs)")
-    header = ("ms/sample", "where", "busy s", "span s", "idle share", "mean gap ms", "first call s", "goal")
+    header = ("ms/sample", "where", "busy s", "busy/sleep", "span s", "idle share", "mean gap ms", "first call s", "goal")
     rows = []
     for (ms, where), m in med.items():
         goal = GOALS.get(ms)
@@ -178,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         if goal is not None:
             verdict.append(f"idle <= {goal:.0%}: {'met' if m['idle_share'] <= goal else 'NOT met'}")
         verdict.append(f"first call < {FIRST_CALL_GOAL:g} s: {'met' if m['first_call'] < FIRST_CALL_GOAL else 'NOT met'}")
-        rows.append((f"{ms:g}", where, f"{m['busy']:.2f}", f"{m['span']:.2f}", f"{m['idle_share']:.1%}",
+        stretch = f"{m['stretch']:.3f}" if ms else ""
+        rows.append((f"{ms:g}", where, f"{m['busy']:.2f}", stretch, f"{m['span']:.2f}", f"{m['idle_share']:.1%}",
                      f"{1e3 * m['mean_gap']:.2f}", f"{m['first_call']:.2f}", "; ".join(verdict)))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for row in (header, *rows):
