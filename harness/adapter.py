@@ -69,6 +69,12 @@ class Adapter(ABC):
     # ahead: the engine calls it in its decode-ahead thread (in process, and in a worker's reader
     # thread) on the very array it later passes to ``predict``, while the model runs the batch before.
     prepares_images: bool = False
+    # True for an adapter whose calls wait on something outside the interpreter (an accelerator): in process the
+    # engine runs its calls on a thread of its own, so that the model works while the engine scores and logs the
+    # last batch (harness.run.callers). False for one whose calls are all Python and NumPy work here (the
+    # reference points, replay, the shapes reasoner): holding the GIL throughout, it would overlap nothing and pay
+    # the hand-offs (3% of an oracle-box run, measured), so it is called in the engine's thread.
+    model_thread: bool = True
     # Batches the engine may send (``send``) before it reads the first answer (``receive``): more than 1
     # only for an adapter whose calls run elsewhere (a worker proxy), so the next batch is on its way
     # while the engine scores and logs the last.
@@ -103,6 +109,11 @@ class Adapter(ABC):
         Boxes are in ``info.box_space``; masks are RLE at the original resolution. Raise for
         a failure of the whole batch: the runner records each of its samples as failed. An
         oracle (``info.oracle``) is given the Samples themselves, ground truth included.
+
+        In process, ``predict`` and ``predict_many`` run on the engine's model thread (one per split,
+        harness.run.callers; unless ``model_thread`` is False), not the thread that called ``load``: the CUDA device ``load`` was given
+        and the loading thread's current stream are selected there, and torch's per-thread state
+        (grad mode, inference mode, autocast) is set inside the call, as every adapter here does.
         """
 
     def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:

@@ -21,7 +21,9 @@ TEST_ADAPTERS = {
     name: AdapterEntry(name, f"helper_adapters:{cls}", "test")
     for name, cls in (("counting", "CountingAdapter"), ("flaky", "FlakyAdapter"), ("greedy", "GreedyAdapter"), ("slow", "SlowAdapter"),
                       ("loads-file", "LoadsFileAdapter"), ("drawing", "DrawingAdapter"), ("multi-shapes", "MultiShapes"),
-                      ("multi-greedy", "MultiGreedy"), ("preparing-shapes", "PreparingShapes"))
+                      ("multi-greedy", "MultiGreedy"), ("preparing-shapes", "PreparingShapes"), ("pixel-boxes", "PixelBoxes"),
+                      ("multi-pixel-boxes", "MultiPixelBoxes"), ("greedy-pixel-boxes", "GreedyPixelBoxes"),
+                      ("interrupter", "Interrupter"), ("sleeper", "Sleeper"))
 }
 
 
@@ -33,6 +35,10 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(registry, "BUILTINS", {**registry.BUILTINS, **TEST_ADAPTERS})
     helper_adapters.CountingAdapter.calls.clear()
     helper_adapters.MultiShapes.calls.clear()
+    for cls in (helper_adapters.PixelBoxes, helper_adapters.MultiPixelBoxes, helper_adapters.GreedyPixelBoxes,
+                helper_adapters.Interrupter):
+        cls.calls.clear()
+        cls.threads.clear()
     return tmp_path
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import signal
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -72,8 +76,6 @@ class SlowAdapter(Adapter):
     info = AdapterInfo(name="slow", description="too slow on purpose")
 
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
-        import time
-
         if any(q.id.endswith("/0") for q in queries):
             time.sleep(5)
         h, w = image.shape[:2]
@@ -173,6 +175,98 @@ class MultiGreedy(MultiShapes):
         if sum(len(q) for _, q in items) > 2:
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return super().predict_many(items)
+
+
+class PixelBoxes(Adapter):
+    """Answers from exactly the pixels and the query it is given: a box (norm1) and its mask drawn from a
+    digest of the image's bytes, the query's id and expression, and the digest as text; so a wrong image,
+    a query paired with another's pixels or a changed order shows in the log. Records each call's sample
+    ids and the thread it ran on (in-process)."""
+
+    info = AdapterInfo(name="pixel-boxes", description="a box from a digest of the pixels and the query",
+                       outputs=("mask", "box", "text"), box_space="norm1")
+    calls: ClassVar[list[list[str]]] = []
+    threads: ClassVar[set[str]] = set()
+
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        return self.predict_many([(image, queries)])[0]
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        type(self).calls.append([q.id for _, queries in items for q in queries])
+        type(self).threads.add(threading.current_thread().name)
+        return [[self.answer(image, q) for q in queries] for image, queries in items]
+
+    @staticmethod
+    def answer(image: np.ndarray, q: Query) -> Prediction:
+        h, w = image.shape[:2]
+        d = hashlib.sha256(np.ascontiguousarray(image).tobytes() + f"{q.id}\0{q.expression}".encode()).digest()
+        x1, y1, x2, y2 = d[0] / 510, d[1] / 510, 0.5 + d[2] / 510, 0.5 + d[3] / 510
+        return Prediction(mask=masks.box_mask((x1 * w, y1 * h, x2 * w, y2 * h), h, w), box=(x1, y1, x2, y2), text=d.hex()[:16])
+
+
+class MultiPixelBoxes(PixelBoxes):
+    """``pixel-boxes``, several images per call."""
+
+    info = AdapterInfo(name="multi-pixel-boxes", description="pixel-boxes, several images per call",
+                       outputs=PixelBoxes.info.outputs, box_space="norm1")
+    multi_image = True
+    calls: ClassVar[list[list[str]]] = []
+    threads: ClassVar[set[str]] = set()
+
+
+class GreedyPixelBoxes(MultiPixelBoxes):
+    """``multi-pixel-boxes``, out of 'memory' on any call of more than two samples (its calls recorded, failed ones too)."""
+
+    info = AdapterInfo(name="greedy-pixel-boxes", description="OOM on calls of more than two samples",
+                       outputs=PixelBoxes.info.outputs, box_space="norm1")
+    calls: ClassVar[list[list[str]]] = []
+    threads: ClassVar[set[str]] = set()
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        out = super().predict_many(items)
+        if sum(len(q) for _, q in items) > 2:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return out
+
+
+class Interrupter(PixelBoxes):
+    """Presses Ctrl-C (SIGINT to the engine's process: its own in-process, its parent from a worker) during its
+    ``at``-th call, then finishes that call slowly, as a model in a long kernel would; only once per ``once``
+    file (it creates it), so that the resumed run goes through."""
+
+    info = AdapterInfo(name="interrupter", description="presses Ctrl-C during a call", outputs=PixelBoxes.info.outputs,
+                       box_space="norm1")
+    calls: ClassVar[list[list[str]]] = []
+    threads: ClassVar[set[str]] = set()
+
+    def __init__(self, at: int = 3, once: str = "", parent: bool = False) -> None:
+        super().__init__()
+        self.options = {"at": at, "once": once, "parent": parent}
+        self.count = 0
+
+    def predict_many(self, items: Sequence[tuple[np.ndarray, Sequence[Query]]]) -> list[list[Prediction]]:
+        self.count += 1
+        once = self.options["once"]
+        if self.count == self.options["at"] and not os.path.exists(once):
+            open(once, "w").close()
+            os.kill(os.getppid() if self.options["parent"] else os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+        return super().predict_many(items)
+
+
+class Sleeper(Adapter):
+    """Sleeps ``seconds`` per call (the model's own time), then predicts empty masks."""
+
+    info = AdapterInfo(name="sleeper", description="sleeps a fixed time per call")
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        super().__init__()
+        self.options = {"seconds": seconds}
+
+    def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
+        time.sleep(self.options["seconds"])
+        h, w = image.shape[:2]
+        return [Prediction(mask=masks.empty(h, w)) for _ in queries]
 
 
 def predict_samples(adapter, samples, batch_size, timeout=None, fail_fast=False, prefetch=2, exif="ignore"):  # type: ignore[no-untyped-def]

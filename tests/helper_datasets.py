@@ -80,6 +80,38 @@ def write_refer(root: Path, dataset: str = "refcoco", split_by: str = "unc", ima
     return d
 
 
+def write_refer_many(root: Path, images: int = 8, seed: int = 5) -> int:
+    """A larger REFER tree (refcoco, unc; every ref in ``val``) in the same on-disk format as ``write_refer``:
+    ``images`` JPEGs of assorted sizes, one to three objects each (random quadrilaterals), one to four
+    sentences per object, so that an image's sentences fill, span and straddle batches of 1, 3 and 8.
+    Returns the number of sentences."""
+    rng = np.random.default_rng(seed)
+    sizes = {i: (int(rng.integers(24, 64)), int(rng.integers(24, 64))) for i in range(1, images + 1)}
+    anns: dict[int, dict[str, Any]] = {}
+    refs: list[dict[str, Any]] = []
+    sent_id = 0
+    for image_id, (h, w) in sizes.items():
+        for _ in range(int(rng.integers(1, 4))):
+            x1, y1 = float(rng.integers(0, w // 2)), float(rng.integers(0, h // 2))
+            x2, y2 = float(rng.integers(w // 2 + 2, w)), float(rng.integers(h // 2 + 2, h))
+            ann_id = 1000 + len(anns)
+            anns[ann_id] = {"image_id": image_id, "segmentation": [[x1, y1, x2, y1 + 1, x2 - 1, y2, x1 + 1, y2 - 1]],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1]}
+            sents = []
+            for _ in range(int(rng.integers(1, 5))):
+                sent_id += 1
+                sents.append(_sent(sent_id, " ".join(rng.choice(["left", "red", "man", "the", "far", "cup", "dog"], 3))))
+            refs.append({"ref_id": len(refs) + 1, "ann_id": ann_id, "image_id": image_id, "category_id": 1, "split": "val",
+                         "sentences": sents})
+    d = root / "refer_seg" / "refcoco"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
+    (d / "instances.json").write_text(json.dumps(instances(sizes, anns)))
+    for image_id, (h, w) in sizes.items():
+        jpeg(root / COCO_DIR / coco_name(image_id), h, w, seed=image_id)
+    return sent_id
+
+
 def lisa_target(segmentation: list[list[float]], h: int, w: int) -> np.ndarray:
     """LISA utils/dataset.py: frPyObjects over the polygons, decode, sum over polygons, uint8."""
     m = mask_utils.decode(mask_utils.frPyObjects(segmentation, h, w))

@@ -1,7 +1,8 @@
 """The runner decodes the next images in a thread while this batch's samples are predicted.
 
-The decode runs in the prefetch thread; the pixels are copied out to their array in the main
-thread (harness.data.images.Decoded), which is what keeps per-image allocation churn away.
+The decode runs in the prefetch thread; the pixels are copied out to their array in the engine's
+thread (harness.data.images.Decoded), which is what keeps per-image allocation churn away; the
+model runs on its own thread (harness.run.callers).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def _images(tmp_path: Path, n: int) -> list[Path]:
 
 
 class Seeing(EmptyAdapter):
-    """Records the pixels (and the thread) each call was given."""
+    """Records the pixels (and the thread) each call was given; a model, unlike ``empty``, on the model thread."""
+
+    model_thread = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,9 +60,13 @@ def test_each_image_is_given_its_own_pixels_in_order_decoded_once(tmp_path: Path
     out = list(predict_samples(adapter, samples, 2))  # 3 samples per image, batches of 2: each image called twice
     assert [s.id for s, _ in out] == [s.id for s in samples]
     assert decoded == [str(p) for p in paths]  # once per image, though its samples span two batches
-    for path, pixels, thread in adapter.seen:
+    for path, pixels, _ in adapter.seen:
         np.testing.assert_array_equal(pixels, load_image(path))
-        assert thread == threading.main_thread().name
+    assert {thread for _, _, thread in adapter.seen} == {"harness-model"}  # one persistent model thread, not the engine's
+    plain = Seeing()
+    plain.model_thread = False  # a reference point's calls stay in the engine's thread, with the same pixels
+    assert [s.id for s, _ in predict_samples(plain, samples, 2)] == [s.id for s in samples]
+    assert [(p, t) for p, _, t in plain.seen] == [(p, threading.main_thread().name) for p, _, _ in adapter.seen]
 
 
 def test_the_next_image_is_read_while_this_one_is_predicted(tmp_path: Path, monkeypatch: Any) -> None:

@@ -28,6 +28,9 @@ ENTRY_POINTS = {
     "multi-shapes": "helper_adapters:MultiShapes",  # several images per call
     "preparing-shapes": "helper_adapters:PreparingShapes",  # CPU work per image done ahead
     "multi-greedy": "helper_adapters:MultiGreedy",
+    "pixel-boxes": "helper_adapters:PixelBoxes",  # answers from a digest of its pixels and query
+    "multi-pixel-boxes": "helper_adapters:MultiPixelBoxes",
+    "interrupter": "helper_adapters:Interrupter",  # presses Ctrl-C during a call
 }
 
 

@@ -121,6 +121,7 @@ class ReplayAdapter(Adapter):
         description="scores predictions from a JSONL file (replay:PATH)",
         outputs=("mask", "instances", "box", "text", "reasoning"),
     )
+    model_thread = False  # stored answers: nothing to overlap (harness.adapter)
 
     def __init__(self, arg: str | None = None, path: str | None = None) -> None:
         given = path or arg

@@ -206,6 +206,7 @@ class ShapesReasoner(Adapter):
         box_space="norm1000",
         version="1",
     )
+    model_thread = False  # NumPy and SciPy work in this interpreter: nothing to overlap (harness.adapter)
 
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         height, width = image.shape[:2]

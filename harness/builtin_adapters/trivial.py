@@ -19,6 +19,7 @@ from harness.types import Prediction, Query, Sample
 
 class EmptyAdapter(Adapter):
     info = AdapterInfo(name="empty", description="predicts an empty mask for every sample")
+    model_thread = False  # a reference point: nothing to overlap (harness.adapter)
 
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         h, w = image.shape[:2]
@@ -27,6 +28,7 @@ class EmptyAdapter(Adapter):
 
 class FullAdapter(Adapter):
     info = AdapterInfo(name="full", description="predicts the whole image for every sample", outputs=("mask", "box"))
+    model_thread = False  # a reference point: nothing to overlap (harness.adapter)
 
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
         h, w = image.shape[:2]
@@ -37,6 +39,7 @@ class FullAdapter(Adapter):
 class OracleBoxAdapter(Adapter):
     info = AdapterInfo(name="oracle-box", description="mask = the ground-truth box (an oracle, not a model)", outputs=("mask", "box"),
                        oracle=True)
+    model_thread = False
 
     # An oracle is given the Samples themselves (AdapterInfo.oracle), hence the narrower signature.
     def predict(self, image: np.ndarray, samples: Sequence[Sample]) -> list[Prediction]:  # type: ignore[override]

@@ -2,10 +2,10 @@
 
 Each image is decoded once for all its samples. A one-image adapter gets batches of one
 image's samples; a ``multi_image`` adapter gets up to ``batch_size`` samples spanning several
-images (harness.run.batches plans both). The next batches are decoded in a background thread
-while the model runs, and an adapter with a ``pipeline_window`` (a worker, harness.run.remote)
-has the next request sent before the previous answer is read; predictions still come back in
-the samples' order, so the logs are the same either way. Every failure becomes a failed
+images (harness.run.batches plans both). The next batches are decoded in a background thread,
+and the model runs on a thread of its own (or in its worker) while this thread finalises the
+last batch's answers and the runner scores and logs them (harness.run.callers); predictions
+still come back in the samples' order, so the logs are the same either way. Every failure becomes a failed
 Prediction with its reason: an unreadable image, an adapter exception, a timeout, a wrongly
 sized or malformed mask, a box that is not four numbers (a non-finite, negative or inverted box
 keeps its mask: scoring's box rule fails its box metric, harness.score.scoring.bad_box). On CUDA out-of-memory the batch is halved and
@@ -20,9 +20,7 @@ truth, no no-target flag, only the metadata a model may use); only an oracle
 from __future__ import annotations
 
 import signal
-import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +33,7 @@ from harness import masks
 from harness.adapter import Adapter, box_to_pixels
 from harness.data.images import Decoded, ImageError, decode, image_size
 from harness.run.batches import Entry, Prefetcher, plan_batches, prepared
+from harness.run.callers import caller_for, is_out_of_memory
 from harness.types import Prediction, Sample, validate_instances
 
 
@@ -58,17 +57,13 @@ def image_groups(samples: Sequence[Sample]) -> Iterator[tuple[str, list[Sample]]
     yield from groups.items()
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.cuda.OutOfMemoryError, recognised without importing torch."""
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise SampleTimeout in the main thread after ``seconds`` (no limit elsewhere or when None).
 
     SIGALRM interrupts Python code; a long native call (a CUDA kernel) is interrupted when it
-    returns to Python. Isolated workers are killed instead (harness.run.remote).
+    returns to Python. An in-process model therefore runs in this thread under a timeout
+    (harness.run.callers.Direct); isolated workers are killed instead (harness.run.remote).
     """
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
@@ -129,12 +124,6 @@ def finalize(pred: Prediction, sample: Sample, adapter: Adapter, height: int, wi
     return _replaced(pred, changes) if changes else pred
 
 
-def _release_cuda_cache() -> None:
-    torch = sys.modules.get("torch")  # only when a model already imported it
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def given_to(adapter: Adapter, batch: Sequence[Sample]) -> list[Any]:
     """What ``adapter`` is given for ``batch``: the Samples for an oracle, their Queries for every other adapter."""
     return list(batch) if adapter.info.oracle else [s.query() for s in batch]
@@ -148,34 +137,6 @@ def _decoder(adapter: Adapter, exif: str) -> Any:
         return lambda path: prepared(adapter, decode(path, exif).array())
     # Decoded in the thread, copied out to its array in the main one (why: harness.data.images.Decoded).
     return lambda path: decode(path, exif)
-
-
-class _Direct:
-    """The plain calling convention: the call happens when its result is asked for (a window of one)."""
-
-    pipeline_window = 1
-
-    def __init__(self, adapter: Adapter) -> None:
-        self.adapter = adapter
-        self.queued: deque[list[tuple[np.ndarray, list[Any]]]] = deque()
-
-    def send(self, items: list[tuple[np.ndarray, list[Any]]]) -> None:
-        self.queued.append(items)
-
-    def receive(self) -> list[list[Prediction]]:
-        items = self.queued.popleft()
-        if self.adapter.multi_image:
-            return self.adapter.predict_many(items)
-        (image, given), = items  # a one-image adapter is only ever planned one image per batch
-        return [self.adapter.predict(image, given)]
-
-    def cancel(self) -> None:
-        self.queued.clear()
-
-
-def _caller(adapter: Adapter) -> Any:
-    """A worker proxy pipelines its requests (``pipeline_window`` > 1); every other adapter is called directly."""
-    return adapter if adapter.pipeline_window > 1 else _Direct(adapter)
 
 
 def _items(adapter: Adapter, job: list[Entry]) -> list[tuple[np.ndarray, list[Any]]]:
@@ -198,11 +159,12 @@ def _failure_message(adapter: Adapter, job: list[Entry], exc: BaseException) -> 
 
 def predict_batches(
     adapter: Adapter, samples: Sequence[Sample], batch_size: int, timeout: float | None = None, fail_fast: bool = False,
-    prefetch: int = 2, exif: str = "ignore",
+    prefetch: int = 2, exif: str = "ignore", device: str | None = None,
 ) -> Iterator[list[tuple[Sample, Predicted]]]:
     """``predict_samples``, a list at a time: what became ready together (a batch's answers, the
-    samples of an unreadable image), so the runner writes each batch's lines with one write."""
-    caller = _caller(adapter)
+    samples of an unreadable image), so the runner writes each batch's lines with one write.
+
+    ``device`` is the one the adapter was loaded on: the model thread selects it (harness.run.callers)."""
     done: dict[int, tuple[Sample, Predicted]] = {}  # by position: results leave in the samples' order
     next_out = 0
     pending: deque[tuple[list[Entry], int]] = deque()  # halves of an out-of-memory batch, before new batches
@@ -219,6 +181,7 @@ def predict_batches(
     planned = plan_batches(list(image_groups(samples)), batch_size, adapter.multi_image)
     with Prefetcher(planned, _decoder(adapter, exif), prefetch) as decoded:
         del planned
+        caller = caller_for(adapter, timeout, device)
         try:
             while True:
                 while len(inflight) < caller.pipeline_window:
@@ -253,23 +216,26 @@ def predict_batches(
                 if not inflight:
                     break
                 job, halvings = inflight.popleft()
-                start = time.perf_counter()
                 try:
                     with time_limit(timeout * len(job) if timeout else None):
-                        preds = [p for item in caller.receive() for p in item]
+                        answer, seconds = caller.receive()
+                    preds = [p for item in answer for p in item]
                     if len(preds) != len(job):
                         raise RuntimeError(f"returned {len(preds)} predictions for {len(job)} samples")
                 except Exception as exc:
                     if fail_fast:
                         raise
+                    # What was sent after this batch and not started comes back, to run after its halves
+                    # (if any) in the order a direct call would have run them.
+                    recalled = [inflight.pop() for _ in range(caller.recall())]
+                    pending.extendleft(recalled)
                     if is_out_of_memory(exc) and len(job) > 1:
-                        _release_cuda_cache()
                         mid = len(job) // 2
                         pending.extendleft([(job[mid:], halvings + 1), (job[:mid], halvings + 1)])
                         continue
                     fail(job, _failure_message(adapter, job, exc), halvings)
                 else:
-                    per_sample = (time.perf_counter() - start) / len(job)
+                    per_sample = (seconds or 0.0) / len(job)
                     for e, p in zip(job, preds):
                         h, w = e.image.shape[:2]  # type: ignore[union-attr]
                         final = finalize(p, e.sample, adapter, h, w, per_sample)
@@ -290,6 +256,4 @@ def predict_batches(
             if ready:
                 yield ready
         finally:
-            if inflight:  # stopped early (fail-fast, an interrupt): no answer may be left unread in a pipe
-                caller.cancel()
-
+            caller.close()  # stops the model thread; a worker stopped with requests in flight is replaced

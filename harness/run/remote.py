@@ -128,7 +128,11 @@ class RemoteAdapter(Adapter):
     decodes_images = True  # the worker decodes the file; the parent needs only its size
     # Batches sent before the oldest answer is read: the worker starts the next while the parent
     # scores and logs the last. Replies come in order; a lost worker fails the batch it was on.
-    pipeline_window = 2
+    # Three, so that the worker has the next batch read and decoded when it finishes one: the parent
+    # sends batch k+3 once it has logged batch k, two model calls ahead of its need, where a window
+    # of two left one call's time for the parent's logging, the pipe and the worker's decoding
+    # together, which a busy machine overran (docs/performance-overlap.md has the figures).
+    pipeline_window = 3
 
     def __init__(self, adapter: str, options: Mapping[str, Any] | None = None, python: str | None = None, *,
                  label: str | None = None, env_vars: Mapping[str, str] | None = None, log_path: Path | None = None,

@@ -1,7 +1,10 @@
-"""The worker's side of the pipe: reading requests one ahead of the one being answered.
+"""The worker's side of the pipe: requests read and made ready for the model while it runs.
 
-Kept apart from harness.run.worker (which answers requests) so that the framing, and the
-decoding of the next request's images while the model runs, are one small module.
+Kept apart from harness.run.worker (which answers requests) so that the framing and the thread
+that feeds the model are one small module. The Reader takes the next requests off the pipe,
+checks them and decodes their images to arrays (and prepares them, ``Adapter.prepares_images``)
+while the model runs the current one, so that what the model thread does between two calls is
+write the last reply and take the next ready request off a queue.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from harness.data.images import EXIF_CHOICES, decode
@@ -35,28 +39,41 @@ def read_request(inp: IO[bytes], max_bytes: int) -> bytes | None:
     return line
 
 
-_DECODED = " decoded"  # a request key no JSON caller means: the reader's pre-decoded images, {path: (key, Decoded)}
-
-
 def _image_key(path: str, exif: str = "ignore") -> str:
     """Which decode of a file: its path, modification time and the suite's image convention."""
     return f"{path}\0{os.stat(path).st_mtime_ns}\0{exif}" if os.path.exists(path) else path
 
 
-class Reader:
-    """Takes requests off the pipe in a thread, one ahead of the one being answered, and decodes
-    a predict request's images on the way, so the next batch's pixels are ready when the model is.
+@dataclass
+class Ready:
+    """A predict request made ready in the reader thread: the model's arguments, (pixels, queries) per
+    item, and how many of its images were decoded for it (an image the previous request ended on is
+    handed over again, not decoded twice); or the failure the request is to be answered with."""
 
-    Yields parsed requests (or the exception reading or parsing one raised) in order; None at EOF.
-    Decoding ahead is an optimisation only: a failure is left for the request's own decode to meet.
+    items: list[tuple[np.ndarray, list[Any]]]
+    decoded: int
+    failure: Exception | None = None
+
+
+PREDICT_OPS = ("predict", "predict_many")
+
+
+class Reader:
+    """Takes requests off the pipe in a thread, up to ``ahead`` ahead of the one being answered, and
+    makes each predict request ready for the model on the way.
+
+    ``items`` is the worker's check of a predict request: its (image path, queries) per item, or a
+    ProtocolError. ``next`` returns (request, Ready or None) in order, the exception that reading or
+    parsing a request raised, or None at EOF.
     """
 
-    def __init__(self, inp: IO[bytes], max_bytes: int, ahead: int = 1) -> None:
-        self._inp, self._max = inp, max_bytes
+    def __init__(self, inp: IO[bytes], max_bytes: int, items: Callable[[dict[str, Any]], list[tuple[str, list[Any]]]],
+                 ahead: int = 2) -> None:
+        self._inp, self._max, self._items = inp, max_bytes, items
         # Set once the served adapter is known (``Adapter.prepares_images``): its CPU work per image, done here too.
         self.prepare: Callable[[np.ndarray], np.ndarray] | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
-        self._last: str | None = None
+        self._last: tuple[str, np.ndarray] | None = None  # the last image decoded: the next request may start on it
         threading.Thread(target=self._work, name="harness-worker-reader", daemon=True).start()
 
     def _work(self) -> None:
@@ -74,9 +91,7 @@ class Reader:
                     raise ProtocolError(f"malformed JSON: {exc}") from None
                 if not isinstance(req, dict) or not isinstance(req.get("op"), str):
                     raise ProtocolError("a request is a JSON object with an 'op' string")
-                if req["op"] in ("predict", "predict_many"):
-                    req[_DECODED] = self._decode_ahead(req)
-                self._queue.put(req)
+                self._queue.put((req, self.ready(req) if req["op"] in PREDICT_OPS else None))
                 if req["op"] == "shutdown":
                     return
             except Exception as exc:
@@ -85,27 +100,27 @@ class Reader:
                 self._queue.put(None)
                 return
 
-    def _decode_ahead(self, req: dict[str, Any]) -> dict[str, Any]:
-        items = req.get("items") if req["op"] == "predict_many" else [req]
-        exif = req.get("exif", "ignore")
-        out: dict[str, Any] = {}
-        if exif not in EXIF_CHOICES:  # refused by the request's own handling
-            return out
-        for item in items if isinstance(items, list) else []:
-            path = item.get("image") if isinstance(item, dict) else None
-            if not isinstance(path, str) or not path or path in out:
-                continue
-            try:
+    def ready(self, req: dict[str, Any]) -> Ready:
+        """The model's arguments for a predict request (what the model thread is handed), or its failure."""
+        decoded = 0
+        try:
+            items = self._items(req)
+            exif = req.get("exif", "ignore")  # the suite's image convention (harness.data.images)
+            if exif not in EXIF_CHOICES:
+                raise ProtocolError(f"{req['op']}: 'exif' must be one of {', '.join(EXIF_CHOICES)}, got {exif!r}")
+            args = []
+            for path, queries in items:
                 key = _image_key(path, exif)
-                if key != self._last:  # the same image as the previous request's last: the worker still holds it
-                    # Decoded here, copied out to its array in the answering thread (harness.data.images.Decoded).
-                    d = decode(path, exif)
+                if self._last is None or self._last[0] != key:  # consecutive batches of one image decode it once
+                    self._last = None
+                    image = decode(path, exif).array()  # an ImageError fails the request, named
                     prepare = self.prepare
-                    out[path] = (key, d if prepare is None else prepare(d.array()))
-                self._last = key
-            except Exception:
-                self._last = None
-        return out
+                    self._last = (key, image if prepare is None else prepare(image))
+                    decoded += 1
+                args.append((self._last[1], queries))
+        except Exception as exc:
+            return Ready([], decoded, exc)
+        return Ready(args, decoded)
 
     def next(self) -> Any:
         return self._queue.get()

@@ -61,9 +61,11 @@ class SplitProgress:
 def run_model_split(
     adapter: Adapter, model: str, split: str, samples: list[Sample], log: PredictionLog, done_elsewhere: set[str],
     conv: Conventions, batch_size: int, timeout: float | None = None, fail_fast: bool = False, retry_failed: bool = False,
+    device: str | None = None,
 ) -> SplitProgress:
     """Predict every sample found in no log yet (with ``retry_failed``, also those whose last line
-    failed), appending to ``log``: a new line for an id supersedes its earlier one."""
+    failed), appending to ``log``: a new line for an id supersedes its earlier one. ``device`` is
+    the one the adapter was loaded on (its model thread selects it)."""
     from tqdm import tqdm
 
     from harness.run.predict import predict_batches
@@ -80,7 +82,7 @@ def run_model_split(
     # sample of a zero-cost model), and it is an ordinary object again once the split is done.
     gc.freeze()
     try:
-        for ready in predict_batches(adapter, todo, batch_size, timeout, fail_fast, exif=conv.exif):
+        for ready in predict_batches(adapter, todo, batch_size, timeout, fail_fast, exif=conv.exif, device=device):
             # A batch's lines in one write, before the next batch is asked for (why: PredictionLog.append_many).
             log.append_many(records(ready, conv))
             predicted += len(ready)
@@ -195,7 +197,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                         raise
                     _could_not_run(run_dir, name, exc, shard)
                 else:
-                    _run_model(config, run_dir, suite, splits, samples, shard, name, adapter)
+                    _run_model(config, run_dir, suite, splits, samples, shard, name, adapter, device)
                 adapter.close()  # free this model's memory (and its worker) before the next one loads
     finally:
         for adapter in adapters.values():  # after an error too: no worker outlives the command
@@ -243,7 +245,7 @@ def _has_work(config: RunConfig, run_dir: RunDir, name: str, splits: list[str], 
 
 
 def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[str], samples: dict[str, list[Sample]],
-               shard: Shard | None, name: str, adapter: Adapter) -> None:
+               shard: Shard | None, name: str, adapter: Adapter, device: str) -> None:
     """One loaded model over the chosen splits (this rank's slice of each)."""
     counted = collect_stats(adapter)
     rank = _rank(shard)
@@ -256,7 +258,7 @@ def _run_model(config: RunConfig, run_dir: RunDir, suite: Suite, splits: list[st
             others = _done_elsewhere(run_dir, name, split, log.path, config.retry_failed)
             retried = _failed_ids(run_dir, name, split, mine) if config.retry_failed else 0
             progress = run_model_split(adapter, name, split, mine, log, others, suite.conventions,
-                                       config.batch_size, config.timeout, config.fail_fast, config.retry_failed)
+                                       config.batch_size, config.timeout, config.fail_fast, config.retry_failed, device)
             now_counted = collect_stats(adapter)
             # The engine's own counts where the adapter (or its worker) does not keep them.
             spent = {"samples": progress.predicted, "predict_seconds": round(progress.seconds, 3),

@@ -3,9 +3,14 @@
 Models of this field cannot share an environment (UPSTREAM 3.9), so each may run in its own
 virtualenv as this worker. The protocol is one JSON object per line, one reply per request,
 in order; every reply has ``ok`` and echoes the request's ``id``. The parent may send the next
-request before reading the previous reply (harness.run.remote pipelines two); replies stay in
-request order, and while the model runs a reader thread takes the next request off the pipe and
-decodes its images, so the model never waits for the pipe or the decoder:
+request before reading the previous reply (harness.run.remote keeps a window in flight); replies
+stay in request order. The model runs in the main thread: a reader thread takes the next requests
+off the pipe, checks them and decodes (and prepares) their images while the model runs
+(harness.run.requests), so between two calls the main thread only writes the last reply and takes
+the next ready request. The reply is written before the next call starts, on purpose: a worker
+that dies on a batch (a segfault, the OOM killer) has then answered every batch before it, and
+the parent fails exactly the batch it died on. (Encoding and writing in another thread would save
+about 0.1 ms a batch of 8, and lose an answer still queued when the next call kills the process.)
 
     {"op": "hello", "protocol": 3, "adapter": "NAME[:ARG]", "options": {...}}   (builds the adapter, runs its check())
         -> {"ok": true, "protocol": 3, "info": {...AdapterInfo}, "multi_image": BOOL, "config": {...}, "runtime": {...}}
@@ -43,13 +48,10 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version
 from typing import IO, Any
 
-import numpy as np
-
 import harness
 from harness.adapter import Adapter
-from harness.data.images import EXIF_CHOICES, Decoded, load_image
 from harness.run.batches import prepared
-from harness.run.requests import _DECODED, ProtocolError, Reader, _image_key, read_request  # noqa: F401 (read_request: re-exported)
+from harness.run.requests import ProtocolError, Reader, Ready, read_request  # noqa: F401 (read_request: re-exported)
 from harness.types import QUERY_META, Prediction, Query
 
 PROTOCOL = 3  # 3: predict_many, pipelined requests; 2: queries without ground truth (1 sent every sample's ground truth)
@@ -124,15 +126,15 @@ def peak_gpu_memory() -> float | None:
 
 
 class Worker:
-    """The state behind the protocol: one adapter, its counters, the last decoded image."""
+    """The state behind the protocol: one adapter and its counters."""
 
     def __init__(self) -> None:
         self.adapter: Adapter | None = None
         self.spec: str | None = None
         self.counters: dict[str, float] = {"samples": 0, "batches": 0, "images": 0, "predict_seconds": 0.0}
-        self._image: tuple[str, np.ndarray] | None = None
 
-    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, req: dict[str, Any], ready: Ready | None = None) -> dict[str, Any]:
+        """The reply's content; a predict request comes with what the reader made ready for it."""
         op = req.get("op")
         if op == "hello":
             return self.hello(req)
@@ -146,10 +148,12 @@ class Worker:
                 raise ProtocolError("'device' must be a string")
             self.adapter.load(device)
             return {"runtime": runtime_info(self.spec)}
-        if op == "predict":
-            return self.predict(req)
-        if op == "predict_many":
-            return self.predict_many(req)
+        if op in ("predict", "predict_many"):
+            if ready is None:
+                raise ProtocolError(f"{op}: no images were made ready for it")  # every predict comes through the Reader
+            if op == "predict_many" and not self.adapter.multi_image:
+                raise ProtocolError(f"adapter {self.spec!r} takes one image per call: send 'predict'")
+            return self._run(ready, op == "predict")
         if op == "stats":
             return {"stats": self.stats()}
         raise ProtocolError(f"unknown op {op!r}")
@@ -179,35 +183,17 @@ class Worker:
                 # Paths and the like as text, exactly as the run's fingerprint serialises them.
                 "config": json.loads(json.dumps(self.adapter.config(), default=str)), "runtime": runtime_info(spec)}
 
-    def _decode(self, path: str, decoded: dict[str, Any], exif: str = "ignore") -> np.ndarray:
-        # Consecutive batches of one image (more sentences than the batch size) decode it once.
-        key = _image_key(path, exif)
-        if self._image is None or self._image[0] != key:
-            ahead = decoded.get(path)
-            if ahead is not None and ahead[0] == key:
-                image = ahead[1].array() if isinstance(ahead[1], Decoded) else ahead[1]
-            else:
-                image = load_image(path, exif)  # an ImageError the reader met is met again here, in the request's reply
-            self._image = (key, image)
-            self.counters["images"] += 1
-        return self._image[1]
-
-    def predict(self, req: dict[str, Any]) -> dict[str, Any]:
-        image_path, queries = self._item(req, "predict")
-        out = self._run([(image_path, queries)], req, lambda items: [self.adapter.predict(*items[0])])  # type: ignore[union-attr]
-        return {**out, "predictions": out["predictions"][0]}
-
-    def predict_many(self, req: dict[str, Any]) -> dict[str, Any]:
-        assert self.adapter is not None
-        if not self.adapter.multi_image:
-            raise ProtocolError(f"adapter {self.spec!r} takes one image per call: send 'predict'")
+    def items(self, req: dict[str, Any]) -> list[tuple[str, list[Query]]]:
+        """A predict request's (image path, queries) per item, checked (in the reader thread)."""
+        if req["op"] == "predict":
+            return [self._item(req, "predict")]
         raw = req.get("items")
         if not isinstance(raw, list) or not raw:
             raise ProtocolError("predict_many needs 'items': a non-empty list of {'image', 'queries'}")
         items = [self._item(item, f"item {i}") for i, item in enumerate(raw)]
         if sum(len(q) for _, q in items) > MAX_SAMPLES:
             raise ProtocolError(f"predict_many carries at most {MAX_SAMPLES} queries")
-        return self._run(items, req, self.adapter.predict_many)
+        return items
 
     def _item(self, data: Any, where: str) -> tuple[str, list[Query]]:
         if not isinstance(data, dict):
@@ -222,16 +208,15 @@ class Worker:
             raise ProtocolError("every query of a batch must be on the request's image")
         return image_path, queries
 
-    def _run(self, items: list[tuple[str, list[Query]]], req: dict[str, Any], call: Any) -> dict[str, Any]:
+    def _run(self, ready: Ready, one_image: bool) -> dict[str, Any]:
         assert self.adapter is not None
+        if ready.failure is not None:
+            raise ready.failure
+        self.counters["images"] += ready.decoded
+        items = ready.items
         start = time.perf_counter()
-        exif = req.get("exif", "ignore")  # the suite's image convention (harness.data.images)
-        if exif not in EXIF_CHOICES:
-            raise ProtocolError(f"{req.get('op')}: 'exif' must be one of {', '.join(EXIF_CHOICES)}, got {exif!r}")
-        decoded = req.get(_DECODED) or {}  # what the reader thread decoded ahead (harness.run.worker.Reader)
-        args = [(self._decode(path, decoded, exif), queries) for path, queries in items]
         try:
-            preds = call(args)
+            preds = [self.adapter.predict(*items[0])] if one_image else self.adapter.predict_many(items)
         except Exception as exc:
             _release_memory_after_oom(exc)
             raise
@@ -245,8 +230,9 @@ class Worker:
         self.counters["samples"] += n
         self.counters["batches"] += 1
         self.counters["predict_seconds"] += elapsed
-        # The per-sample time covers decoding and the model, as in-process; never the pipe.
-        return {"predictions": [[_wire_form(p, elapsed / n) for p in item] for item in preds], "stats": self.stats()}
+        # The per-sample time is the model call's own, as in-process; never the decode (done ahead) nor the pipe.
+        wire = [[_wire_form(p, elapsed / n) for p in item] for item in preds]
+        return {"predictions": wire[0] if one_image else wire, "stats": self.stats()}
 
     def stats(self) -> dict[str, float]:
         out = dict(self.counters)
@@ -281,7 +267,7 @@ def _text_counts(mask: Any) -> Any:
 
 def _release_memory_after_oom(exc: BaseException) -> None:
     """The parent halves the batch on OOM and retries; free this process's cache first."""
-    from harness.run.predict import is_out_of_memory
+    from harness.run.callers import is_out_of_memory
 
     torch = sys.modules.get("torch")
     if torch is not None and is_out_of_memory(exc) and torch.cuda.is_available():
@@ -291,17 +277,17 @@ def _release_memory_after_oom(exc: BaseException) -> None:
 def serve(inp: IO[bytes], out: IO[bytes], max_bytes: int = MAX_LINE_BYTES) -> int:
     """Answer requests until shutdown or EOF (the parent went away); return the exit status."""
     worker = Worker()
-    reader = Reader(inp, max_bytes)
+    reader = Reader(inp, max_bytes, worker.items)
     while True:
         req: Any = None
         try:
-            req = reader.next()
-            if req is None:
+            got = reader.next()
+            if got is None:
                 return 0
-            if isinstance(req, Exception):
-                failure, req = req, None
-                raise failure
-            reply: dict[str, Any] = {"ok": True, **worker.handle(req)}
+            if isinstance(got, Exception):
+                raise got
+            req, ready = got
+            reply: dict[str, Any] = {"ok": True, **worker.handle(req, ready)}
             if req.get("op") == "hello" and worker.adapter is not None and worker.adapter.prepares_images:
                 reader.prepare = functools.partial(prepared, worker.adapter)  # the reader does its CPU work per image too
         except Exception as exc:

@@ -8,7 +8,9 @@ loaded, unwrapped model: upstream's preprocessing, prompts, padding, generation 
 - the default (per image, left padding) and each saving alone (``share_vision``, ``share_prefix``,
   ``reuse_sam_embedding``) give the same generated text, 256x256 logits within 1e-5 of
   ``evaluate_single`` (per sentence, and on the same left-padded batch), and identical masks;
-- the counters show each saving, with values worked out from the prompt lengths.
+- the counters show each saving, with values worked out from the prompt lengths;
+- each sameness claim holds at one and at two intra-op (BLAS) threads (``threads``): a batch's
+  reductions are split by the thread count, so a claim made at one count is not one at another.
 
 Conformance tests: they need $HARNESS_LENS_REPO.
 """
@@ -37,6 +39,15 @@ H, W = 48, 64
 EVEN = ["man", "cat"]  # the same number of tokens (checked below)
 UNEVEN = ["man", "the man on the left in a red coat", "dog"]
 TOL = 1e-5
+THREADS = [1, 2]  # torch's intra-op threads: the upstream run and the adapter's, both at each
+
+
+@pytest.fixture(params=THREADS, ids=lambda n: f"{n}-thread{'s' if n > 1 else ''}")
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
 
 
 def _image(seed: int = 4) -> np.ndarray:
@@ -101,8 +112,9 @@ _LOADED: dict[tuple, LensAdapter] = {}
 
 
 def _adapter(checkpoint, upstream_repo, **options) -> LensAdapter:
-    """One loaded adapter per set of options for the module (its counters are cumulative: use deltas)."""
-    key = (str(checkpoint), tuple(sorted(options.items())))
+    """One loaded adapter per set of options for the module (its counters are cumulative: use deltas), and per
+    intra-op thread count (what it keeps across calls, an image's features, is then computed at that count)."""
+    key = (str(checkpoint), tuple(sorted(options.items())), torch.get_num_threads())
     if key in _LOADED:
         return _LOADED[key]
     a = LensAdapter(checkpoint=str(checkpoint), upstream_repo=str(upstream_repo), sam_config=tiny.TINY_SAM_CONFIG,
@@ -133,8 +145,8 @@ def _upstream_item(image: np.ndarray, problems: list[str]) -> dict:
 
 def upstream_run(model, processor, image: np.ndarray, problems: list[str], padding_side: str | None = None):
     """(upstream's item, what its ``evaluate_single`` computed); ``padding_side`` forces a side (None: the
-    processor's own, as upstream). Cached per model, image, sentences and side."""
-    key = (id(model), image.tobytes(), tuple(problems), padding_side)
+    processor's own, as upstream). Cached per model, image, sentences, side and intra-op thread count."""
+    key = (id(model), image.tobytes(), tuple(problems), padding_side, torch.get_num_threads())
     if key not in _REFERENCE:
         item = _upstream_item(image, problems)
         side = processor.tokenizer.padding_side
@@ -184,7 +196,7 @@ def test_the_batches_are_even_and_uneven(upstream) -> None:
     assert checkpoint_padding_side(processor.tokenizer) == processor.tokenizer.padding_side == "right"
 
 
-def test_upstream_variant_is_evaluate_single_bit_for_bit(checkpoint, upstream_repo, upstream) -> None:
+def test_upstream_variant_is_evaluate_single_bit_for_bit(checkpoint, upstream_repo, upstream, threads) -> None:
     """``variant: refcoco-upstream``: one call per ref, right padding as the checkpoint says; the same
     tokens, the same logits to the last bit, the same masks, for an even and an uneven ref."""
     model, processor = upstream
@@ -219,7 +231,7 @@ CONFIGS = {
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("exprs", [EVEN, UNEVEN], ids=["even", "uneven"])
-def test_savings_keep_upstreams_results(config, exprs, checkpoint, upstream_repo, upstream) -> None:
+def test_savings_keep_upstreams_results(config, exprs, checkpoint, upstream_repo, upstream, threads) -> None:
     """Left padding, per image: texts identical, logits within 1e-5 of evaluate_single on each sentence
     alone and on the same left-padded batch, thresholded masks identical."""
     model, processor = upstream
@@ -455,7 +467,7 @@ MANY_CONFIGS = {"default": {}, "none": CONFIGS["none"], "mask_from_cache": {"mas
 
 
 @pytest.mark.parametrize("config", list(MANY_CONFIGS))
-def test_predict_many_equals_one_image_at_a_time(config, checkpoint, upstream_repo, upstream) -> None:
+def test_predict_many_equals_one_image_at_a_time(config, checkpoint, upstream_repo, upstream, threads) -> None:
     """Two images of different sizes (different prefix lengths: the shorter prefix is left-padded in the
     batch), an uneven and an even set of sentences, in one predict_many call: the same texts and masks as
     one predict call per image, logits within 1e-5; in the default setting also within 1e-5 of
