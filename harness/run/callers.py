@@ -18,9 +18,9 @@ answer; a caller decides where the calls run:
   ``send``/``receive``; the calls run in the worker (harness.run.remote).
 
 Every caller answers ``receive`` with the predictions and the seconds the model's own call took
-(None where the worker times it), and ``recall`` takes back the batches sent but not yet started
-after a failed call, so that an out-of-memory batch's halves run before them, in the order a
-direct call would have run them.
+(for a worker, the wait for its answer: the worker fills in each prediction's own), and
+``recall`` takes back the batches sent but not yet started after a failed call, so that an
+out-of-memory batch's halves run before them, in the order a direct call would have run them.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from harness.types import Prediction
 MODEL_WINDOW = 3
 
 Items = list[tuple[np.ndarray, list[Any]]]
-Answer = tuple[list[list[Prediction]], float | None]
+Answer = tuple[list[list[Prediction]], float]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

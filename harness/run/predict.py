@@ -5,8 +5,8 @@ image's samples; a ``multi_image`` adapter gets up to ``batch_size`` samples spa
 images (harness.run.batches plans both). The next batches are decoded in a background thread,
 and the model runs on a thread of its own (or in its worker) while this thread finalises the
 last batch's answers and the runner scores and logs them (harness.run.callers); predictions
-still come back in the samples' order, so the logs are the same either way. Every failure becomes a failed
-Prediction with its reason: an unreadable image, an adapter exception, a timeout, a wrongly
+still come back in the samples' order, so the logs are the same either way. Every failure
+becomes a failed Prediction with its reason: an unreadable image, an adapter exception, a timeout, a wrongly
 sized or malformed mask, a box that is not four numbers (a non-finite, negative or inverted box
 keeps its mask: scoring's box rule fails its box metric, harness.score.scoring.bad_box). On CUDA out-of-memory the batch is halved and
 retried, down to one sample, and the halvings are recorded. ``fail_fast`` re-raises the first
@@ -235,7 +235,7 @@ def predict_batches(
                         continue
                     fail(job, _failure_message(adapter, job, exc), halvings)
                 else:
-                    per_sample = (seconds or 0.0) / len(job)
+                    per_sample = seconds / len(job)
                     for e, p in zip(job, preds):
                         h, w = e.image.shape[:2]  # type: ignore[union-attr]
                         final = finalize(p, e.sample, adapter, h, w, per_sample)

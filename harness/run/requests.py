@@ -113,6 +113,8 @@ class Reader:
                 key = _image_key(path, exif)
                 if self._last is None or self._last[0] != key:  # consecutive batches of one image decode it once
                     self._last = None
+                    # Copied out here too, not in the model's thread (harness.data.images.Decoded prefers the
+                    # consumer's thread for its heap): there it was model time, a fraction of a ms an image.
                     image = decode(path, exif).array()  # an ImageError fails the request, named
                     prepare = self.prepare
                     self._last = (key, image if prepare is None else prepare(image))
