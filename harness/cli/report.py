@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.cli.options import add_verify_option
@@ -31,7 +32,10 @@ def main(args: argparse.Namespace) -> int:
     from harness.records.reader import verify_option
     from harness.run.finish import report_run
 
-    path, note = report_run(args.run_dir, data_root=args.data_root, verify=verify_option(args.verify))
+    path, note, missing = report_run(args.run_dir, data_root=args.data_root, verify=verify_option(args.verify))
     print(note)
     print(f"report:  {path}")
+    # A report of a run stopped midway renders what is stored; it says so, and how to finish the run.
+    for line in missing:
+        print(f"incomplete: {line} (a `harness run` into {args.run_dir} with the same options predicts the rest)", file=sys.stderr)
     return 0

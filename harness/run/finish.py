@@ -32,6 +32,7 @@ class RunOutcome:
     results_path: Path | None
     report_path: Path | None
     pending: str | None = None  # why results are not written yet (shards still running)
+    missing: tuple[str, ...] = ()  # model/split pairs asked for and not all stored (missing_pairs)
 
 
 def record_data_counts(run: StoredRun, suite: Suite, sizes: Mapping[str, int], counts: Mapping[str, Mapping[str, int]]) -> None:
@@ -60,16 +61,18 @@ def reopen(run_dir: Path, data_root: Path | None = None) -> tuple[StoredRun, dic
     return run, samples
 
 
-def report_run(run_dir: Path, data_root: Path | None = None, verify: int | str | None = VERIFY_DEFAULT) -> tuple[Path, str]:
+def report_run(run_dir: Path, data_root: Path | None = None,
+               verify: int | str | None = VERIFY_DEFAULT) -> tuple[Path, str, tuple[str, ...]]:
     """Recompute results.json from the logs and render the report (refused for logs scored by other scoring
-    code, or a stored score that is not what its mask gives): (the report, what was re-derived)."""
+    code, or a stored score that is not what its mask gives): (the report, what was re-derived, the
+    model/split pairs with samples asked for and not stored)."""
     run, samples = reopen(run_dir, data_root)
     data = run.data_digests()
     run.check_current(data=data)
     note = "scores not re-derived (--verify none)" if verify == "none" else run.rederive(verify if isinstance(verify, int) else None)
     outcome = finish(run, samples, render=True, resume=resume_inputs(data, run.limit, run.data_root))
     assert outcome.report_path is not None
-    return outcome.report_path, note
+    return outcome.report_path, note, outcome.missing
 
 
 def write_results(run: StoredRun, samples: dict[str, list[Sample]]) -> Results:
@@ -168,9 +171,10 @@ def finish(run: StoredRun, samples: dict[str, list[Sample]], render: bool, reuse
         from harness.publish.report import render_report
 
         report = render_report(run, {split: {s.id: s for s in ss} for split, ss in samples.items()}, doc=doc)
-    if missing_pairs(doc):
+    missing = tuple(missing_pairs(doc))
+    if missing:
         run_dir.remove_stamp()  # not finished: the next `harness run` must predict the rest
-        return RunOutcome(run_dir.root, run_dir.results_path, report)
+        return RunOutcome(run_dir.root, run_dir.results_path, report, missing=missing)
     stamp: dict[str, Any] = {"inputs": digest, "results": _stat(run_dir.results_path),
                              "report": _stat(run_dir.report_path) if render else None}
     if fast is not None:
