@@ -45,6 +45,7 @@ class AdapterInfo:
     version: str = "1"
     checkpoints: tuple[str, ...] = field(default_factory=tuple)
     oracle: bool = False
+    reference: bool = False
 
 
 class Adapter(ABC):

@@ -18,7 +18,7 @@ from harness.types import Prediction, Query, Sample
 
 
 class EmptyAdapter(Adapter):
-    info = AdapterInfo(name="empty", description="predicts an empty mask for every sample")
+    info = AdapterInfo(name="empty", description="predicts an empty mask for every sample", reference=True)
     model_thread = False  # a reference point: nothing to overlap (harness.adapter)
 
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
@@ -27,7 +27,8 @@ class EmptyAdapter(Adapter):
 
 
 class FullAdapter(Adapter):
-    info = AdapterInfo(name="full", description="predicts the whole image for every sample", outputs=("mask", "box"))
+    info = AdapterInfo(name="full", description="predicts the whole image for every sample", outputs=("mask", "box"),
+                       reference=True)
     model_thread = False  # a reference point: nothing to overlap (harness.adapter)
 
     def predict(self, image: np.ndarray, queries: Sequence[Query]) -> list[Prediction]:
@@ -38,7 +39,7 @@ class FullAdapter(Adapter):
 
 class OracleBoxAdapter(Adapter):
     info = AdapterInfo(name="oracle-box", description="mask = the ground-truth box (an oracle, not a model)", outputs=("mask", "box"),
-                       oracle=True)
+                       oracle=True, reference=True)
     model_thread = False
 
     # An oracle is given the Samples themselves (AdapterInfo.oracle), hence the narrower signature.

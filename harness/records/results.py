@@ -185,3 +185,9 @@ def average_block(splits: Sequence[str], results: Mapping[str, Mapping[str, Mapp
             out[model] = cgf1.average([by_split[s] for s in splits], found)
     return {"splits": list(splits), "results": out}
 
+
+
+def reference_models(doc: Mapping[str, Any]) -> frozenset[str]:
+    """The models of a results.json that are reference lines (``empty``, ``full``, oracles), not models
+    to rank: their run recorded ``AdapterInfo.reference``. Reports and leaderboards band them apart."""
+    return frozenset(m for m, e in (doc.get("models") or {}).items() if isinstance(e, Mapping) and e.get("reference"))

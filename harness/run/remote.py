@@ -158,7 +158,8 @@ class RemoteAdapter(Adapter):
         hello = self._start(f"starting worker for {self.label}")
         raw = hello["info"]
         self.info = AdapterInfo(name=raw["name"], description=raw["description"], outputs=tuple(raw["outputs"]),  # type: ignore[misc]
-                                box_space=raw["box_space"], version=raw["version"], checkpoints=tuple(raw["checkpoints"]))
+                                box_space=raw["box_space"], version=raw["version"], checkpoints=tuple(raw["checkpoints"]),
+                                reference=bool(raw.get("reference")))
         self.multi_image = bool(hello.get("multi_image"))  # the served adapter's declaration
         self._config: dict[str, Any] = hello["config"]
         self._runtime: dict[str, Any] = hello.get("runtime", {})

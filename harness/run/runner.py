@@ -121,7 +121,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     for a in adapters.values():  # an adapter that decodes images itself (a worker) does it by the suite's convention
         a.exif = suite.conventions.exif
     model_entries = {
-        name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config())}
+        name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config()),
+               # a reference line (empty, full, an oracle): reports never call it the best (AdapterInfo.reference)
+               **({"reference": True} if a.info.reference else {})}
         for (name, a), spec in zip(adapters.items(), config.models)
     }
     try:

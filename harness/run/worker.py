@@ -178,7 +178,7 @@ class Worker:
         info = self.adapter.info
         return {"protocol": PROTOCOL, "info": {"name": info.name, "description": info.description, "outputs": list(info.outputs),
                                                "box_space": info.box_space, "version": info.version,
-                                               "checkpoints": list(info.checkpoints)},
+                                               "checkpoints": list(info.checkpoints), "reference": info.reference},
                 "multi_image": bool(adapter.multi_image),
                 # Paths and the like as text, exactly as the run's fingerprint serialises them.
                 "config": json.loads(json.dumps(self.adapter.config(), default=str)), "runtime": runtime_info(spec)}
