@@ -14,6 +14,7 @@ import difflib
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
@@ -83,9 +84,41 @@ def split_model_name(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
+def shipped_adapters(adapters_dir: Path | None = None) -> dict[str, str]:
+    """Adapter name -> the distribution folder under ``adapters/`` that registers it, read from each folder's
+    pyproject.toml (nothing imported): what a checkout ships whether or not it is installed. Empty for a wheel
+    install (no ``adapters/`` beside the package) and on Python 3.10 (no tomllib)."""
+    root = adapters_dir if adapters_dir is not None else Path(__file__).resolve().parent.parent / "adapters"
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the hint is a courtesy, not worth a dependency
+        return {}
+    found: dict[str, str] = {}
+    for pyproject in sorted(root.glob("*/pyproject.toml")) if root.is_dir() else ():
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            continue  # a broken adapter folder is its own tests' business, not the hint's
+        for name in project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {}):
+            found.setdefault(name, pyproject.parent.name)
+    return found
+
+
+def not_installed_hint(name: str, shipped: dict[str, str] | None = None) -> str:
+    """How to get ``name`` when a distribution shipped in ``adapters/`` provides it, else ''."""
+    dist = (shipped if shipped is not None else shipped_adapters()).get(name)
+    if dist is None:
+        return ""
+    return (f" {name!r} ships in adapters/{dist} but is not installed here: `harness setup {dist}` (upstream checkout, "
+            f"environment, weights) or `harness env create {dist}` (the environment alone) provides it.")
+
+
 def adapter_class(name: str) -> type[Adapter]:
     entries = all_adapters()
     if name not in entries:
+        hint = not_installed_hint(name)
+        if hint:
+            raise UnknownNameError(f"unknown model {name!r}.{hint}")
         raise did_you_mean("model", name, list(entries))
     from harness.adapter import Adapter
 

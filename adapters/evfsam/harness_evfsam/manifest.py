@@ -46,6 +46,14 @@ MODELS: dict[str, Checkpoint] = {
 }
 MODEL_TYPES = ("ori", "sam2")
 
+# What `harness setup evfsam` downloads and `harness doctor evfsam` looks for, per model name.
+DEFAULT_VARIANT = "evf-sam"
+WEIGHTS: dict[str, tuple[str, ...]] = {name: (c.hub_id,) for name, c in MODELS.items()}
+DTYPE = "float16"  # on CUDA, as eval.py --precision fp16 (adapter.py); float32 on CPU
+MEMORY_GB: dict[str, float] = {"evf-sam": 8.0, "evf-sam2": 6.0, "evf-sam-multitask": 8.0, "evf-sam2-multitask": 6.0}
+MEMORY_SOURCE = ("estimate: parameters (1.32B SAM-H, 898M SAM-2 models) x 2 bytes (fp16) plus ~4 GB for SAM's 1024 "
+                 "image features and BEiT-3 activations over a batch of images; not measured")
+
 ENVIRONMENT = {
     "torch": "2.0.1 + torchvision 0.15.2 upstream (requirements.txt, commented); 2.13.0 CPU in the tests",
     "transformers": "unpinned upstream; 4.49.0 here (the release current at the snapshot 9935dc5)",

@@ -35,17 +35,8 @@ from harness.modelkit.llava_adapter import LlavaSamAdapter
 from harness.types import Prediction, PredictionStatus, Query
 
 from harness_glamm import __version__, preprocess, prompts
+from harness_glamm.manifest import CHECKPOINTS, DEFAULT_VARIANT, PROTOCOLS, VARIANTS
 
-CHECKPOINTS = {
-    "refseg": "MBZUAI/GLaMM-RefSeg",  # fine-tuned on RefCOCO/+/g: the referring-segmentation rows
-    "grand": "MBZUAI/GLaMM-GranD-Pretrained",  # pretrained on GranD only: the zero-shot row
-}
-PROTOCOLS = ("deterministic", "glamm")
-VARIANTS: dict[str, dict[str, str]] = {
-    **{name: {"checkpoint": ckpt, "protocol": "deterministic"} for name, ckpt in CHECKPOINTS.items()},
-    **{f"{name}-glamm-protocol": {"checkpoint": ckpt, "protocol": "glamm"} for name, ckpt in CHECKPOINTS.items()},
-}
-DEFAULT_VARIANT = "refseg"
 NOT_DRAWN = "not drawn"
 
 

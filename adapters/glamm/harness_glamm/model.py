@@ -30,11 +30,12 @@ import torch
 from harness.modelkit import llava_sam
 from harness.modelkit.llava_sam import LlavaSamRuntime, WeightsNotLoaded, check_weights_loaded, resolve_dtype, set_special_token_ids
 
+from harness_glamm import manifest
 from harness_glamm.upstream import import_module, resolve_upstream, upstream_commit
 
 __all__ = ["DEFAULT_VISION_TOWER", "GlammRuntime", "WeightsNotLoaded", "load_glamm", "model_args", "resolve_dtype"]
 
-DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14-336"
+DEFAULT_VISION_TOWER = manifest.VISION_TOWER
 
 
 def model_args(seg_token_idx: int, bbox_token_idx: int, vision_tower: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from harness.modelkit.upstream import Upstream, UpstreamError, upstream_commit
 
-from harness_glamm import mmcv_shim
+from harness_glamm import manifest, mmcv_shim
 
 __all__ = ["MMCV_MODES", "UPSTREAM", "UpstreamError", "import_module", "resolve_upstream", "upstream_commit"]
 
@@ -24,7 +24,7 @@ UPSTREAM = Upstream(
     name="GLaMM",
     repository="mbzuai-oryx/groundingLMM",
     env="HARNESS_GLAMM_REPO",
-    revision="e74865f",  # the mbzuai-oryx/groundingLMM commit the adapter was written against (UPSTREAM.md)
+    revision=manifest.UPSTREAM["revision"],  # the mbzuai-oryx/groundingLMM commit the adapter was written against (UPSTREAM.md)
     marker="model/GLaMM.py",
     top_level=("model", "tools"),
     isolation="GLaMM must run in its own worker process (harness env create glamm)",

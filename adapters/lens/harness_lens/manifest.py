@@ -58,6 +58,15 @@ VARIANTS: dict[str, Variant] = {
 }
 DEFAULT_VARIANT = "refcoco"
 
+# What `harness setup lens` downloads and `harness doctor lens` looks for, per variant: the checkpoint
+# holds the whole model (Qwen2.5-VL-3B, SAM2-L and the queries).
+WEIGHTS: dict[str, tuple[str, ...]] = {name: (v.checkpoint,) for name, v in VARIANTS.items()}
+# GPU memory a batch of 8 needs, in GB: an estimate, not a measurement (harness doctor compares free memory with it).
+MEMORY_GB: dict[str, float] = {name: 14.0 for name in VARIANTS}
+DTYPE = "bfloat16"  # on CUDA (model.resolve_dtype); float32 on CPU
+MEMORY_SOURCE = ("estimate: the ~9 GB bf16 checkpoint (Qwen2.5-VL-3B 3.8B + SAM2-L 0.22B parameters x 2 bytes) plus ~5 GB "
+                 "for activations, the KV cache of 768 tokens and SAM2's image features at batch 8; not measured")
+
 # The environment the adapter is tested in (requirements.txt holds the same pins).
 PINS = {
     "transformers": "4.51.3",

@@ -34,20 +34,8 @@ from harness.modelkit.llava_adapter import LlavaSamAdapter
 from harness.types import ParseStatus, Prediction, Query
 
 from harness_lisa import __version__, preprocess, prompts
+from harness_lisa.manifest import CHECKPOINTS, DEFAULT_VARIANT, PROTOCOLS, VARIANTS
 
-CHECKPOINTS = {
-    "7b": "xinlai/LISA-7B-v1",
-    "7b-explanatory": "xinlai/LISA-7B-v1-explanatory",
-    "13b": "xinlai/LISA-13B-llama2-v1",
-    "13b-explanatory": "xinlai/LISA-13B-llama2-v1-explanatory",
-}
-PROTOCOLS = ("teacher_forced", "generate")
-# "<size>" = teacher forcing (LISA's evaluation), "<size>-generate" = chat.py's generation
-VARIANTS: dict[str, dict[str, str]] = {
-    **{name: {"checkpoint": ckpt, "protocol": "teacher_forced"} for name, ckpt in CHECKPOINTS.items()},
-    **{f"{name}-generate": {"checkpoint": ckpt, "protocol": "generate"} for name, ckpt in CHECKPOINTS.items()},
-}
-DEFAULT_VARIANT = "7b"
 MAX_NEW_TOKENS = 512  # chat.py
 
 

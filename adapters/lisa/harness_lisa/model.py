@@ -39,11 +39,12 @@ import torch
 from harness.modelkit import llava_sam
 from harness.modelkit.llava_sam import LlavaSamRuntime, WeightsNotLoaded, check_weights_loaded, resolve_dtype, set_special_token_ids
 
+from harness_lisa import manifest
 from harness_lisa.upstream import import_module, resolve_upstream, upstream_commit
 
 __all__ = ["DEFAULT_VISION_TOWER", "LisaRuntime", "WeightsNotLoaded", "load_lisa", "resolve_dtype"]
 
-DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14"
+DEFAULT_VISION_TOWER = manifest.VISION_TOWER
 
 
 @dataclass

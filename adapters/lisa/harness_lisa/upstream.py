@@ -19,13 +19,15 @@ from types import ModuleType
 
 from harness.modelkit.upstream import Upstream, UpstreamError, upstream_commit
 
+from harness_lisa import manifest
+
 __all__ = ["UPSTREAM", "UpstreamError", "import_module", "resolve_upstream", "upstream_commit"]
 
 UPSTREAM = Upstream(
     name="LISA",
     repository="dvlab-research/LISA",
     env="HARNESS_LISA_REPO",
-    revision="3cb2d43",  # the dvlab-research/LISA commit the adapter was written against (UPSTREAM.md)
+    revision=manifest.UPSTREAM["revision"],  # the dvlab-research/LISA commit the adapter was written against (UPSTREAM.md)
     marker="model/LISA.py",
     top_level=("model", "utils"),
     isolation="LISA must run in its own worker process (harness env create lisa)",

@@ -19,6 +19,14 @@ MODELS = {
     "sa2va-internvl3-8b": "ByteDance/Sa2VA-InternVL3-8B",
     "sa2va-internvl3-14b": "ByteDance/Sa2VA-InternVL3-14B",
 }
+# What `harness setup sa2va` downloads and `harness doctor sa2va` looks for, per model name (remote code included).
+DEFAULT_VARIANT = "sa2va-qwen2.5vl-3b"
+WEIGHTS: dict[str, tuple[str, ...]] = {name: (hub_id,) for name, hub_id in MODELS.items()}
+DTYPE = "bfloat16"  # on CUDA (adapter.resolve_options)
+MEMORY_GB: dict[str, float] = {"sa2va-qwen2.5vl-3b": 12.0, "sa2va-qwen2.5vl-7b": 22.0, "sa2va-qwen3vl-4b": 14.0,
+                               "sa2va-internvl3-2b": 9.0, "sa2va-internvl3-8b": 24.0, "sa2va-internvl3-14b": 38.0}
+MEMORY_SOURCE = ("estimate: the MLLM's parameters plus SAM2-L's 0.22B x 2 bytes (bf16; README: the 3B checkpoint is ~8 GB) "
+                 "plus ~4-8 GB for activations and the KV cache; not measured")
 ENVIRONMENT = {"transformers": "4.57.0 (pyproject extra 'latest'; 4.49.0 'legacy' for the InternVL2.5 line)",
                "torch": ">=2.6 cu124 upstream (2.13.0 CPU in the tests)", "flash_attn": "2.7.3 (optional)",
                "python": "3.11 upstream"}

@@ -34,6 +34,8 @@ from harness.modelkit.counters import update_peak_gpu_memory_mb
 from harness.types import Box, Instance, ParseStatus, Prediction, Query
 from PIL import Image
 
+from harness_sam3 import manifest
+
 
 def _sha256(tensor: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(tensor.detach().float().cpu().numpy()).tobytes()).hexdigest()
@@ -42,7 +44,7 @@ def _sha256(tensor: Any) -> str:
 def _info(name: str, selection: str) -> AdapterInfo:
     """The adapters differ only in how they select among the kept instances."""
     return AdapterInfo(name=name, description=f"SAM 3 (transformers Sam3Model), expression as the text prompt, {selection}",
-                       outputs=("mask", "box", "instances"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
+                       outputs=("mask", "box", "instances"), box_space="pixel", version="1", checkpoints=(manifest.CHECKPOINT,))
 
 
 def kept_instances(outputs: Any, row: int, height: int, width: int, score_threshold: float) -> tuple[Any, Any, Any]:
@@ -67,7 +69,7 @@ class Sam3Base(Adapter):
     Sam3Processor loaded from ``model_path``, the processor's pixels and tokens, ``inputs``."""
 
     VARIANT: ClassVar[dict[str, Any]] = {
-        "model_path": "facebook/sam3",
+        "model_path": manifest.CHECKPOINT,
         "score_threshold": 0.5,  # upstream Sam3Processor confidence_threshold
         "mask_threshold": 0.5,  # on sigmoid(upsampled logits)
         "dtype": "auto",  # float32 everywhere (upstream runs float32 under an optional bf16 autocast)
@@ -112,7 +114,7 @@ class Sam3Adapter(Sam3Base):
 
     info: ClassVar[AdapterInfo] = _info("sam3", "highest-scoring instance")
     VARIANT: ClassVar[dict[str, Any]] = {
-        "model_path": "facebook/sam3",
+        "model_path": manifest.CHECKPOINT,
         "mode": "top1",  # or "union"
         **{k: v for k, v in Sam3Base.VARIANT.items() if k != "model_path"},
     }

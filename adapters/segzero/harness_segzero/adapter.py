@@ -36,8 +36,8 @@ from harness.types import ParseStatus, Prediction, Query
 from PIL import Image
 
 from harness_segzero import parsing, prompts
+from harness_segzero.manifest import MODELS, SAM2_LARGE
 
-SAM2_LARGE = "facebook/sam2-hiera-large"
 
 
 def _sha256(array: Any) -> str:
@@ -57,10 +57,10 @@ class SegZeroAdapter(Adapter):
 
     info: ClassVar[AdapterInfo] = _info(
         "segzero", "Seg-Zero (Qwen2.5-VL-7B reasoning -> JSON box+2 points -> SAM2-L), its single-object prompt",
-        "Ricky06662/Seg-Zero-7B")
+        MODELS["segzero"])
     # Every setting that changes outputs; all of them enter the run's fingerprint.
     VARIANT: ClassVar[dict[str, Any]] = {
-        "model_path": "Ricky06662/Seg-Zero-7B",
+        "model_path": MODELS["segzero"],
         "prompt": "single",  # infer.py / evaluation.py; "multi": VisionReasoner's multi-object prompt and parser
         "max_new_tokens": 1024,
         "sam_model": SAM2_LARGE,  # a hub id for SAM2ImagePredictor.from_pretrained ...
@@ -253,10 +253,10 @@ class VisionReasonerAdapter(SegZeroAdapter):
     info: ClassVar[AdapterInfo] = _info(
         "visionreasoner",
         "VisionReasoner (Qwen2.5-VL-7B multi-object reasoning -> JSON boxes+points -> SAM2-L), segmentation task forced",
-        "Ricky06662/VisionReasoner-7B")
+        MODELS["visionreasoner"])
     VARIANT: ClassVar[dict[str, Any]] = {
         **SegZeroAdapter.VARIANT,
-        "model_path": "Ricky06662/VisionReasoner-7B",
+        "model_path": MODELS["visionreasoner"],
         "prompt": "multi",  # evaluation_visionreasoner.py / infer_multi_object.py
         "max_new_tokens": 2048,
         "sam_bf16_autocast": False,  # VisionReasoner's generate_masks runs SAM without autocast
@@ -268,7 +268,7 @@ class SegZeroSingleAdapter(SegZeroAdapter):
 
     info: ClassVar[AdapterInfo] = _info(
         "segzero-single", "Seg-Zero-7B with its single-object prompt (one box, two points); the same as segzero",
-        "Ricky06662/Seg-Zero-7B")
+        MODELS["segzero-single"])
     VARIANT: ClassVar[dict[str, Any]] = {**SegZeroAdapter.VARIANT, "prompt": "single"}
 
 
@@ -279,9 +279,9 @@ class SegZeroReasonSegAdapter(SegZeroAdapter):
     info: ClassVar[AdapterInfo] = _info(
         "segzero-reasonseg",
         "Seg-Zero as eval_reasonseg.sh runs it: Seg-Zero-7B-Best-on-ReasonSegTest, single-object prompt (one box, two points)",
-        "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest")
+        MODELS["segzero-reasonseg"])
     VARIANT: ClassVar[dict[str, Any]] = {**SegZeroAdapter.VARIANT, "prompt": "single",
-                                         "model_path": "Ricky06662/Seg-Zero-7B-Best-on-ReasonSegTest"}
+                                         "model_path": MODELS["segzero-reasonseg"]}
 
 
 def _has_flash_attn() -> bool:

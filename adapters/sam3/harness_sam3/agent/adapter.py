@@ -37,6 +37,7 @@ from harness.modelkit.counters import update_peak_gpu_memory_mb
 from harness.types import Prediction, Query
 from PIL import Image
 
+from harness_sam3 import manifest
 from harness_sam3.adapter import Sam3Base
 from harness_sam3.agent import transcript
 from harness_sam3.agent.llm import ChatClient, Endpoint, EndpointError, request_messages
@@ -59,7 +60,7 @@ class Sam3AgentAdapter(Sam3Base):
     info: ClassVar[AdapterInfo] = AdapterInfo(
         name="sam3-agent",
         description="SAM 3 Agent: facebookresearch/sam3's agent loop driving transformers' Sam3Model with an OpenAI-compatible LLM",
-        outputs=("mask", "box", "text", "reasoning"), box_space="pixel", version="1", checkpoints=("facebook/sam3",))
+        outputs=("mask", "box", "text", "reasoning"), box_space="pixel", version="1", checkpoints=(manifest.CHECKPOINT,))
     VARIANT: ClassVar[dict[str, Any]] = {
         **Sam3Base.VARIANT,
         "llm_url": "http://127.0.0.1:8000/v1",

@@ -20,13 +20,15 @@ from typing import Any
 
 from harness.modelkit.upstream import Upstream, UpstreamError, upstream_commit
 
+from harness_sam3 import manifest
+
 __all__ = ["UPSTREAM", "AgentCode", "UpstreamError", "load_agent", "upstream_commit"]
 
 UPSTREAM = Upstream(
     name="SAM 3 Agent",
     repository="facebookresearch/sam3",
     env="HARNESS_SAM3_REPO",
-    revision="99d02f2",  # the facebookresearch/sam3 commit the adapter was written against (UPSTREAM-2026.md)
+    revision=manifest.UPSTREAM["revision"],  # the facebookresearch/sam3 commit the adapter was written against (UPSTREAM-2026.md)
     marker="sam3/agent/agent_core.py",
     top_level=("sam3",),
     isolation="SAM 3 Agent must run in its own worker process (another sam3 package is imported here)",
