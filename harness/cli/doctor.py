@@ -36,14 +36,11 @@ def main(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.run import envs
     from harness.run.doctor import FAILED, Check, engine_checks, exit_status, model_checks, probe, torchrun_check
-    from harness.run.manifests import load_manifest, resolve
+    from harness.run.manifests import select
 
-    chosen = [resolve(m) for m in args.models]
-    if args.variant and len(chosen) > 1:
+    if args.variant and len(args.models) > 1:
         raise HarnessError("--variant names one model's variant: check one model at a time with it")
-    manifests = [(load_manifest(dist), args.variant or variant) for dist, variant in chosen]
-    for manifest, variant in manifests:
-        manifest.variant(variant)
+    manifests = [select(m, args.variant) for m in args.models]  # every name checked before anything is done
 
     checks: list[Check] = []
 
@@ -60,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     device, why = (args.device, "--device") if args.device != "auto" else _auto_device(first_python)
     print(f"device   {device} ({why})", flush=True)
     for manifest, variant in manifests:
-        for check in model_checks(manifest, manifest.variant(variant), device):
+        for check in model_checks(manifest, variant, device):
             emit(check)
     count = 0
     if device.startswith("cuda") and first_python is not None:

@@ -26,16 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.run.manifests import load_manifest, resolve
+    from harness.run.manifests import select
     from harness.run.provision import DONE, SetupOptions, Step, human, setup_model
 
-    # Every name is checked before anything is cloned or installed.
-    chosen = [resolve(m) for m in args.models]
-    if args.variant and len(chosen) > 1:
+    if args.variant and len(args.models) > 1:
         raise HarnessError("--variant names one model's variant: set up one model at a time with it")
-    manifests = [(load_manifest(dist), args.variant or variant) for dist, variant in chosen]
-    for manifest, variant in manifests:
-        manifest.variant(variant)
+    manifests = [select(m, args.variant) for m in args.models]  # every name checked before anything is done
     options = SetupOptions(skip_env=args.skip_env, skip_weights=args.skip_weights, python=args.python, installer=args.installer,
                            pip_args=shlex.split(args.pip_args or ""), system_site_packages=args.system_site_packages)
 

@@ -145,3 +145,11 @@ def load_manifest(dist: str, base: Path | None = None) -> ModelManifest:
 def shipped_dists(base: Path | None = None) -> list[str]:
     base = base or adapters_dir()
     return sorted(p.parent.name for p in base.glob("*/pyproject.toml"))
+
+
+def select(model: str, variant: str | None = None, base: Path | None = None) -> tuple[ModelManifest, str]:
+    """The manifest of the distribution ``model`` names, and the variant to use: ``variant`` when given, else the
+    model name when the manifest has it as a variant (``visionreasoner``), else the manifest's default."""
+    dist, named = resolve(model, base)
+    manifest = load_manifest(dist, base)
+    return manifest, manifest.variant(variant or (named if named in manifest.weights else None))

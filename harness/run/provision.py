@@ -177,7 +177,8 @@ def ensure_env(manifest: ModelManifest, checkout: Path | None, options: SetupOpt
     reason = "" if rec is None else f" (it was {envs.status(rec)}: rebuilt)"
     python, note = _interpreter(manifest, options)
     kwargs: dict[str, Any] = {"run": options.run} if options.run is not None else {}
-    rec = envs.create_env(name, python=python, upstream=checkout, installer=options.installer, pip_args=options.pip_args,
+    rec = envs.create_env(name, python=python, upstream=checkout, adapter_dir=manifest.path.parent.parent,
+                          installer=options.installer, pip_args=options.pip_args,
                           system_site_packages=options.system_site_packages, force=rec is not None, **kwargs)
     return DONE, f"created environment {name} ({rec.python}){reason}, providing {', '.join(rec.adapters)}{note}", disk_usage(Path(rec.path))
 
