@@ -142,8 +142,8 @@ def weights_checks(manifest: ModelManifest, variant: str) -> Iterator[Check]:
             continue
         if snapshot is None:
             yield Check(manifest.dist, "weights", FAILED,
-                        f"{repo} is not in the Hugging Face cache ({hub_cache()}): `harness setup {manifest.dist}`"
-                        + ("" if variant == manifest.default_variant else f" --variant {variant}"))
+                        f"{repo} is not in the Hugging Face cache ({hub_cache()}): `harness setup {manifest.dist}"
+                        + ("`" if variant == manifest.default_variant else f" --variant {variant}`"))
         else:
             yield Check(manifest.dist, "weights", OK, f"{repo} ({snapshot})")
 
