@@ -134,7 +134,7 @@ def test_tiny_tests_run_on_the_device_in_the_environment(home: Path) -> None:
 
     check = doctor.tiny_tests_check(manifests.load_manifest("lens"), rec, "cuda", run=run)
     (call,) = calls
-    assert call["cmd"][:3] == [sys.executable, "-m", "pytest"] and "tests/test_sameness_tiny.py" in call["cmd"]
+    assert call["cmd"][:3] == [sys.executable, "-m", "pytest"] and call["cmd"][-3:] == ["-m", "slow", "tests"]
     assert call["env"]["HARNESS_TEST_DEVICE"] == "cuda" and call["env"]["HARNESS_LENS_REPO"] == os.environ.get(
         "HARNESS_LENS_REPO", str(SHARED_LENS))
     assert call["cwd"] == Path(rec.adapter_dir)

@@ -11,6 +11,8 @@
 - ``load_upstream_file``: one file of a checkout loaded as a module under a private name (no
   ``sys.path`` change), for oracles that are plain functions of upstream (e.g. LISA's
   ``utils/data_processing.py get_mask_from_json``).
+- ``test_device``: the device the tiny-model tests load adapters on: ``$HARNESS_TEST_DEVICE`` (``harness doctor
+  --device cuda`` sets it to run them on the GPU), else ``cpu``, what CI runs.
 - ``argparse_defaults``: the literal ``default=`` of every ``add_argument`` of an upstream script,
   read with ``ast`` (the scripts load models in ``main()`` and cannot be imported for this).
 - ``harness.modelkit.conformance``: the pytest hooks that count and police conformance tests.
@@ -98,6 +100,14 @@ def checkout_or_skip(upstream: Upstream) -> Path:
             pytest.fail(f"{problem}; {REQUIRE_ENV} is set, so a conformance test may not skip", pytrace=False)
         pytest.skip(problem)
     return Path(str(raw))
+
+
+def test_device() -> str:
+    """``$HARNESS_TEST_DEVICE`` (e.g. ``cuda``, ``cuda:1``), else ``cpu``."""
+    return os.environ.get("HARNESS_TEST_DEVICE") or "cpu"
+
+
+test_device.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test pytest should collect
 
 
 def argparse_defaults(script: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import make_image
 from harness import masks
+from harness.modelkit.testing import test_device
 from tiny import ARCHITECTURE
 from upstream_eval import collate, eval_masks, load_as_eval, queries, val_dataset, write_refcoco
 
@@ -27,7 +28,7 @@ SENTENCES = [[["The Man on the LEFT ", "a red car", "zebra top left"], ["the big
 
 def adapter_for(checkpoint: Path, model_type: str) -> EvfSamAdapter:
     adapter = EvfSamAdapter(checkpoint=str(checkpoint), model_type=model_type, architecture=ARCHITECTURE[model_type])
-    adapter.load("cpu")
+    adapter.load(test_device())
     return adapter
 
 

@@ -26,6 +26,7 @@ import tiny
 import torch
 import upstream_eval
 from harness import masks
+from harness.modelkit.testing import test_device
 from harness.types import GroundTruth, Query, Sample
 
 from harness_lens import prompts
@@ -119,7 +120,7 @@ def _adapter(checkpoint, upstream_repo, **options) -> LensAdapter:
         return _LOADED[key]
     a = LensAdapter(checkpoint=str(checkpoint), upstream_repo=str(upstream_repo), sam_config=tiny.TINY_SAM_CONFIG,
                     sam_overrides=tiny.tiny_sam_overrides(), **options)
-    a.load("cpu")
+    a.load(test_device())
     _LOADED[key] = a
     return a
 

@@ -13,6 +13,7 @@ import tiny
 import torch
 import upstream_eval
 from harness import masks
+from harness.modelkit.testing import test_device
 from harness.types import ParseStatus, Query
 
 from harness_lens.adapter import LensAdapter
@@ -43,7 +44,7 @@ def samr1(upstream_repo):
 def _adapter(checkpoint, upstream_repo, **options) -> LensAdapter:
     a = LensAdapter(checkpoint=str(checkpoint), upstream_repo=str(upstream_repo), sam_config=tiny.TINY_SAM_CONFIG,
                     sam_overrides=tiny.tiny_sam_overrides(), **options)
-    a.load("cpu")
+    a.load(test_device())
     return a
 
 

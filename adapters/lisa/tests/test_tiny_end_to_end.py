@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from harness import masks
-from harness.modelkit.testing import llama_like_tokenizer, save_tiny_clip, tiny_sam
+from harness.modelkit.testing import llama_like_tokenizer, save_tiny_clip, test_device, tiny_sam
 from harness.types import ParseStatus, Query
 
 from harness_lisa.adapter import LisaAdapter
@@ -48,7 +48,7 @@ def tiny(lisa_repo, tmp_path_factory):
     tok.save_pretrained(ckpt)
     adapter = LisaAdapter(checkpoint=str(ckpt), upstream_repo=str(lisa_repo), vision_tower=str(clip_dir),
                           use_fast_tokenizer=True)
-    adapter.load("cpu")
+    adapter.load(test_device())
     yield adapter
     patch.undo()
 

@@ -21,6 +21,7 @@ import pytest
 import torch
 from conftest import make_image
 from harness import masks
+from harness.modelkit.testing import test_device
 from harness.types import ParseStatus, PredictionStatus, Query
 from PIL import Image
 from tiny import cuda_calls_on_cpu, float32_on_cpu, remote_modules, small_sam2
@@ -94,7 +95,7 @@ def small_sam2_patched(tiny_checkpoint: Path, tiny_checkpoint_qwen3: Path, tiny_
 
 def cpu_adapter(checkpoint: Path, **options: Any) -> Sa2VAAdapter:
     adapter = Sa2VAAdapter(checkpoint=str(checkpoint), dtype="float32", **options)
-    adapter.load("cpu")
+    adapter.load(test_device())
     float32_on_cpu(adapter._loaded.model)
     return adapter
 

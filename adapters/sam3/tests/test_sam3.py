@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from harness import masks
+from harness.modelkit.testing import test_device
 from harness.registry import adapter_class
 from harness.types import ParseStatus, Query
 
@@ -29,7 +30,7 @@ def image() -> np.ndarray:
 def load(path: str, **options) -> Sam3Adapter:
     cls = Sam3UnionAdapter if options.pop("union", False) else Sam3Adapter
     adapter = cls(model_path=path, **options)
-    adapter.load("cpu")
+    adapter.load(test_device())
     return adapter
 
 

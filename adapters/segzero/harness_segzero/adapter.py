@@ -39,7 +39,6 @@ from harness_segzero import parsing, prompts
 from harness_segzero.manifest import MODELS, SAM2_LARGE
 
 
-
 def _sha256(array: Any) -> str:
     data = np.ascontiguousarray(array.detach().float().cpu().numpy() if hasattr(array, "detach") else np.asarray(array))
     return hashlib.sha256(data.tobytes()).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from harness import masks
+from harness.modelkit.testing import test_device
 from harness.registry import adapter_class
 from harness.types import ParseStatus, Query
 
@@ -29,7 +30,7 @@ def image() -> np.ndarray:
 @pytest.fixture(scope="module")
 def loaded(tiny_options):
     adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6, prompt="multi")  # the multi-object parser's paths
-    adapter.load("cpu")
+    adapter.load(test_device())
     return adapter
 
 
@@ -135,7 +136,7 @@ def test_scripted_outputs(loaded, image, script, status, empty, box) -> None:
 @pytest.mark.slow
 def test_chunked_batches_give_the_same_predictions(tiny_options, image) -> None:
     chunked = SegZeroAdapter(**tiny_options, max_new_tokens=6, batch_size=1, prompt="multi")
-    chunked.load("cpu")
+    chunked.load(test_device())
     scripted(chunked, "one")
     preds = chunked.predict(image, [sample("a"), sample("b", 1)])
     assert chunked.stats()["generate_calls"] == 2
@@ -146,7 +147,7 @@ def test_chunked_batches_give_the_same_predictions(tiny_options, image) -> None:
 @pytest.mark.slow
 def test_single_object_variant(tiny_options, image, reference_sam) -> None:
     adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6)  # the default: Seg-Zero's single-object prompt
-    adapter.load("cpu")
+    adapter.load(test_device())
     assert "with bbox and points." in adapter.inputs(image, sample("x"))["prompt"]
     scripted(adapter, "single")
     (p,) = adapter.predict(image, [sample("one man")])
@@ -200,7 +201,7 @@ def test_reasonseg_variant_is_what_eval_reasonseg_sh_runs() -> None:
 @pytest.mark.slow
 def test_several_images_in_one_call_give_the_same_predictions(tiny_options, image) -> None:
     adapter = SegZeroAdapter(**tiny_options, max_new_tokens=6, prompt="multi")
-    adapter.load("cpu")
+    adapter.load(test_device())
     scripted(adapter, "one")
     assert adapter.multi_image
     other = np.ascontiguousarray(image[:, ::-1])

@@ -19,6 +19,7 @@ import pytest
 import torch
 from conftest import make_image, save_png
 from harness import masks
+from harness.modelkit.testing import test_device
 from harness.types import ParseStatus, Query
 from PIL import Image
 from test_prompts import CASES
@@ -113,7 +114,7 @@ def test_masks_equal_upstream_end_to_end(upstream_repo: Path, infer_seg: ModuleT
                                          upstream_model: tuple[Any, Any], tmp_path: Path) -> None:
     model, processor = upstream_model
     adapter = UniPixelAdapter(checkpoint=str(tiny_checkpoint), upstream_repo=str(upstream_repo), sam2_overrides=SAM2_OVERRIDES)
-    adapter.load("cpu")
+    adapter.load(test_device())
     texts = [("The red car.", False), ("a man on the left", False), ("an umbrella", False), (SENTENCES[0], True)]
     distinct = set()
     for k, (height, width) in enumerate([(48, 64), (120, 90)]):
@@ -148,7 +149,7 @@ def test_sharing_changes_nothing(upstream_repo: Path, tiny_checkpoint: Path, tmp
     for share in (True, False):
         adapter = UniPixelAdapter(checkpoint=str(tiny_checkpoint), upstream_repo=str(upstream_repo),
                                   sam2_overrides=SAM2_OVERRIDES, share_vision=share, share_sam2=share)
-        adapter.load("cpu")
+        adapter.load(test_device())
         preds = adapter.predict(decoded(path), queries)
         results[share] = ([p.text for p in preds], [masks.decode(p.mask) for p in preds], adapter.stats())
     (texts_on, masks_on, stats_on), (texts_off, masks_off, stats_off) = results[True], results[False]
@@ -172,7 +173,7 @@ def test_no_mask_is_a_failure_and_upstream_variant_is_zero(upstream_repo: Path, 
     for failure in ("record", "zero-mask"):
         adapter = UniPixelAdapter(checkpoint=str(tiny_checkpoint_no_seg), upstream_repo=str(upstream_repo),
                                   sam2_overrides=SAM2_OVERRIDES, failure=failure)
-        adapter.load("cpu")
+        adapter.load(test_device())
         (pred,) = adapter.predict(decoded(path), [query])
         assert pred.text == "no" and pred.parse_status == ParseStatus.FAILED
         if failure == "record":
