@@ -147,3 +147,11 @@ def test_the_forced_out_of_memory_is_halved_and_every_sample_predicted() -> None
     # the same through a subprocess, as doctor asks a model's environment
     assert doctor.probe(sys.executable, "oom", "cpu")["halvings"] == [1, 1, 1, 1]
     assert "error" in doctor.probe(sys.executable, "nonsense", "cpu")
+
+
+@pytest.mark.slow
+def test_two_ranks_of_the_empty_model_run_and_merge() -> None:
+    """The torchrun check on gloo (CPU): what doctor runs over NCCL on two GPUs."""
+    check = doctor.two_ranks(sys.executable, "cpu")
+    assert check.status == "ok" and "all-reduce over gloo" in check.detail, check.detail
+    assert doctor.torchrun_check(sys.executable, "cuda", 1).status == "skipped"

@@ -269,25 +269,45 @@ TORCHRUN_SUITE = """\
 
 
 def torchrun_check(python: str | None, device: str, device_count: int) -> Check:
-    """Two ranks of ``harness run --models empty`` over NCCL on two GPUs, then the merged results."""
+    """Two ranks over NCCL on two GPUs: an all-reduce, then ``harness run --models empty`` sharded and merged."""
     if not device.startswith("cuda"):
         return Check("engine", "torchrun", SKIPPED, f"--device {device}: the two-process run checks NCCL, which needs CUDA")
     if device_count < 2:
         return Check("engine", "torchrun", SKIPPED, f"{device_count} GPU visible: two NCCL ranks need two GPUs")
     if python is None:
         return Check("engine", "torchrun", SKIPPED, "no interpreter with torch: name a model whose environment to use")
-    torchrun = Path(python).parent / "torchrun"
+    return two_ranks(python, "cuda")
+
+
+def _torchrun(python: str, args: list[str], env: dict[str, str] | None = None) -> tuple[list[str], subprocess.CompletedProcess[str] | str]:
+    cmd = [str(Path(python).parent / "torchrun"), "--nproc-per-node", "2", *args]
+    try:
+        return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False,
+                                   env={**os.environ, **(env or {})})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return cmd, str(exc)
+
+
+def two_ranks(python: str, device: str) -> Check:
+    """From ``python``'s environment, two torchrun ranks: an all-reduce over NCCL (CUDA) or gloo (CPU), then
+    ``harness run --models empty`` on a four-image shapes suite, each rank its shard, rank 0 merging."""
+    backend = "NCCL" if device.startswith("cuda") else "gloo"
+    cmd, res = _torchrun(python, ["-m", "harness.run.doctor_probe", "allreduce", device])
+    if isinstance(res, str) or res.returncode != 0:
+        why = res if isinstance(res, str) else f"exited {res.returncode}: {res.stderr.strip()[-600:]}"
+        return Check("engine", "torchrun", FAILED, f"{' '.join(cmd)} {why}")
+    answers = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    wrong = [a for a in answers if a.get("sum") != a.get("expected")]
+    if len(answers) != 2 or wrong:
+        return Check("engine", "torchrun", FAILED, f"the {backend} all-reduce of 2 ranks answered {answers}")
     with tempfile.TemporaryDirectory() as tmp:
         suite = Path(tmp) / "doctor.yaml"
         suite.write_text(textwrap.dedent(TORCHRUN_SUITE), encoding="utf-8")
         out = Path(tmp) / "run"
-        cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "harness", "run", "--models", "empty", "--suite", str(suite),
-               "--device", "cuda", "--out", str(out), "--no-report"]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False,
-                                 env={**os.environ, "HARNESS_DATA": tmp})
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return Check("engine", "torchrun", FAILED, f"{' '.join(cmd)}: {exc}")
-        if res.returncode != 0 or not (out / "results.json").is_file():
-            return Check("engine", "torchrun", FAILED, f"{' '.join(cmd)} exited {res.returncode}: {res.stderr.strip()[-600:]}")
-    return Check("engine", "torchrun", OK, f"2 ranks over NCCL ran and merged the empty model ({torchrun})")
+        cmd, res = _torchrun(python, ["-m", "harness", "run", "--models", "empty", "--suite", str(suite), "--device", device,
+                                      "--out", str(out), "--no-report"], env={"HARNESS_DATA": tmp})
+        if isinstance(res, str) or res.returncode != 0 or not (out / "results.json").is_file():
+            why = res if isinstance(res, str) else f"exited {res.returncode}: {res.stderr.strip()[-600:]}"
+            return Check("engine", "torchrun", FAILED, f"{' '.join(cmd)} {why}")
+    return Check("engine", "torchrun", OK, f"2 ranks: an all-reduce over {backend}, and the empty model sharded and merged "
+                                           f"by rank 0 ({cmd[0]})")

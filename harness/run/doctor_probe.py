@@ -8,12 +8,15 @@ model will find: that interpreter's torch, CUDA, flash-attn and NCCL. Two questi
 - ``oom DEVICE``: the out-of-memory halving path of harness.run.predict on the device: an adapter whose first
   call on a batch of more than one sample really runs out of memory (on CUDA, an allocation larger than the GPU;
   elsewhere the error torch raises for it, made by hand) and then predicts; the batch must come back halved, every
-  sample predicted, the GPU usable after.
+  sample predicted, the GPU usable after;
+- ``allreduce DEVICE``, under ``torchrun``: an all-reduce across the ranks over NCCL (CUDA, each rank on
+  ``cuda:$LOCAL_RANK``) or gloo (CPU); each rank answers with the sum it got.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -105,13 +108,37 @@ def oom_halving(device: str, batch: int = 4) -> dict[str, Any]:
             "predicted": sum(p.prediction.mask is not None for p in got), "samples": batch}
 
 
+def all_reduce(device: str) -> dict[str, Any]:
+    import torch
+    import torch.distributed as dist
+
+    cuda = device.startswith("cuda")
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    where = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(where)
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend)
+    try:
+        value = torch.full((1,), float(rank + 1), device=where)
+        dist.all_reduce(value)
+        world = dist.get_world_size()
+        return {"rank": rank, "world": world, "backend": backend, "device": str(where), "sum": float(value.item()),
+                "expected": world * (world + 1) / 2}
+    finally:
+        dist.destroy_process_group()
+
+
+QUESTIONS = {"facts": facts, "oom": oom_halving, "allreduce": all_reduce}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] not in ("facts", "oom"):
-        print("usage: python -m harness.run.doctor_probe facts|oom DEVICE", file=sys.stderr)
+    if len(args) != 2 or args[0] not in QUESTIONS:
+        print(f"usage: python -m harness.run.doctor_probe {'|'.join(QUESTIONS)} DEVICE", file=sys.stderr)
         return 2
     try:
-        result = facts(args[1]) if args[0] == "facts" else oom_halving(args[1])
+        result = QUESTIONS[args[0]](args[1])
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
     print(json.dumps(result))
