@@ -8,9 +8,9 @@ The engine's checks need nothing from a model. A model's checks ask its environm
 (harness.run.doctor_probe, a subprocess as the worker is): torch and the device, the dtype the adapter uses on
 CUDA (its manifest's ``DTYPE``), flash-attn or sdpa, free memory against the manifest's ``MEMORY_GB``, NCCL when
 several GPUs are visible, the variant's weights in the Hugging Face cache, the adapter's tiny-model tests on the
-device (the tests each adapter marks ``slow``, under ``HARNESS_TEST_DEVICE``), the out-of-memory halving path with a real
-out-of-memory error, and a two-process torchrun of the ``empty`` model over NCCL. On CPU the device checks are
-skipped, each with its reason.
+device (the tests each adapter marks ``slow``, under ``HARNESS_TEST_DEVICE``), the out-of-memory halving path with a
+real out-of-memory error, and two torchrun ranks (an NCCL all-reduce, the ``empty`` model sharded and merged). On CPU
+the device checks are skipped, each with its reason.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ only, never torch), which ``harness setup`` and ``harness doctor`` execute on th
   upstream repository at the revision the adapter is tested against; absent where none is needed;
 - ``DEFAULT_VARIANT`` and ``WEIGHTS``: variant (or model name) -> the Hugging Face repositories it loads;
 - ``MEMORY_GB`` (variant -> GPU memory it needs) with ``MEMORY_SOURCE`` (where the figure comes from);
-- ``DTYPE``: the dtype the adapter uses on CUDA; ``PYTHON`` (optional): the interpreter version it needs.
+- ``DTYPE``: the dtype the adapter uses on CUDA; ``PYTHON`` (optional): the interpreter version it needs;
+  ``UPSTREAM_NOTE`` (optional): what setup says beside the checkout (a model that needs another revision).
 
 A model name a user types (``lens``, ``visionreasoner``, ``sa2va-qwen2.5vl-7b``) names its distribution through
 the entry points in the distribution's pyproject.toml (harness.registry.shipped_adapters); a name that is also a
@@ -58,6 +59,7 @@ class ModelManifest:
     memory_source: str
     dtype: str
     python: str | None = None
+    upstream_note: str = ""
 
     def variant(self, name: str | None) -> str:
         """``name`` if the manifest knows it, the default when None; a ManifestError listing the known ones else."""
@@ -137,9 +139,10 @@ def load_manifest(dist: str, base: Path | None = None) -> ModelManifest:
     if dtype not in DTYPES:
         raise ManifestError(f"{path}: DTYPE {dtype!r} is not one of {', '.join(DTYPES)}")
     python = getattr(module, "PYTHON", None)
+    note = getattr(module, "UPSTREAM_NOTE", "")
     return ModelManifest(dist=dist, path=path, upstream=upstream, default_variant=default, weights=weights, memory_gb=memory,
                          memory_source=_field(module, path, "MEMORY_SOURCE", str), dtype=dtype,
-                         python=python if isinstance(python, str) else None)
+                         python=python if isinstance(python, str) else None, upstream_note=note if isinstance(note, str) else "")
 
 
 def shipped_dists(base: Path | None = None) -> list[str]:

@@ -261,7 +261,8 @@ def setup_model(manifest: ModelManifest, variant: str | None, options: SetupOpti
     else:
         outcome, checkout, size = ensure_checkout(pin, envs.harness_home())
         verb = "cloned" if outcome == DONE else "already at"
-        done(Step(model, "upstream", outcome, f"{verb} {pin.repo} {pin.revision} in {checkout}", size))
+        note = f"; note: {manifest.upstream_note}" if manifest.upstream_note else ""
+        done(Step(model, "upstream", outcome, f"{verb} {pin.repo} {pin.revision} in {checkout}{note}", size))
     if options.skip_env:
         done(Step(model, "environment", SKIPPED, "--skip-env"))
     else:

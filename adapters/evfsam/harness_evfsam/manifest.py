@@ -48,6 +48,9 @@ MODEL_TYPES = ("ori", "sam2")
 
 # What `harness setup evfsam` downloads and `harness doctor evfsam` looks for, per model name.
 DEFAULT_VARIANT = "evf-sam"
+# What `harness setup` says beside the checkout it makes (UPSTREAM's revision serves every model but evf-sam2).
+UPSTREAM_NOTE = ("evf-sam2 needs a checkout before 9d00853 as well: `git -C CHECKOUT worktree add CHECKOUT-781bee0 781bee0`, "
+                 "then `options: {upstream_repo: CHECKOUT-781bee0}` (adapters/evfsam/README.md)")
 WEIGHTS: dict[str, tuple[str, ...]] = {name: (c.hub_id,) for name, c in MODELS.items()}
 DTYPE = "float16"  # on CUDA, as eval.py --precision fp16 (adapter.py); float32 on CPU
 MEMORY_GB: dict[str, float] = {"evf-sam": 8.0, "evf-sam2": 6.0, "evf-sam-multitask": 8.0, "evf-sam2-multitask": 6.0}
