@@ -181,6 +181,11 @@ def test_setup_command_is_idempotent_and_says_so(tmp_path: Path, upstream: tuple
     out = capsys.readouterr().out
     assert "present  already at acme/widget" in out and "nothing to do: everything was in place" in out
 
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, when huggingface_hub is imported
+    assert main(["setup", "dummy", "--skip-env"]) == 2  # not in the cache, and the Hub may not be asked
+    assert "acme/tiny-model is not in the cache" in capsys.readouterr().err
     populate_cache(hub, "acme/tiny-model", {"config.json": b"{}"})
     assert main(["setup", "dummy", "--skip-env"]) == 0
     out = capsys.readouterr().out

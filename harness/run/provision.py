@@ -235,6 +235,9 @@ def ensure_weights(repo: str, download: Callable[..., str] | None = None) -> tup
     except hub.errors.GatedRepoError as exc:
         raise SetupError(f"{repo} is gated: accept its licence at https://huggingface.co/{repo} with your account, then set "
                          "HF_TOKEN (or `hf auth login`) and run setup again") from exc
+    except hub.errors.LocalEntryNotFoundError as exc:  # HF_HUB_OFFLINE, or no network to the endpoint
+        raise SetupError(f"{repo} is not in the cache ({hub_cache()}) and the Hub could not be asked ({exc}): unset "
+                         "HF_HUB_OFFLINE or check HF_ENDPOINT and the network, or pass --skip-weights") from exc
     except hub.errors.RepositoryNotFoundError as exc:
         raise SetupError(f"{repo} is not on the Hub at {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')} (or is "
                          "private: set HF_TOKEN)") from exc
