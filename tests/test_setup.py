@@ -176,7 +176,8 @@ def test_setup_command_is_idempotent_and_says_so(tmp_path: Path, upstream: tuple
 
     assert main(["setup", "dummy", "--skip-env", "--skip-weights"]) == 0
     out = capsys.readouterr().out
-    assert f"cloned acme/widget {first[:10]}" in out and "--skip-env" in out and "--skip-weights" in out and "set up: dummy" in out
+    assert f"cloned acme/widget {first[:10]} from {base}/acme/widget.git" in out and "set up: dummy" in out
+    assert "environment  skipped  --skip-env" in out and "weights      skipped  --skip-weights" in out
     assert main(["setup", "dummy-too", "--skip-env", "--skip-weights"]) == 0  # a name the distribution registers
     out = capsys.readouterr().out
     assert "present  already at acme/widget" in out and "nothing to do: everything was in place" in out
@@ -199,7 +200,8 @@ def test_setup_moves_a_checkout_to_the_pin_and_refuses_what_it_cannot_fix(tmp_pa
     pin = manifests.UpstreamPin("acme/widget", first[:8], "HARNESS_DUMMY_REPO")
     dest = home / "upstream" / "acme__widget"
     git("clone", "-q", f"{base}/acme/widget.git", str(dest))  # a checkout at the branch's head
-    assert provision.ensure_checkout(pin, home, base)[0] == "done" and git("rev-parse", "HEAD", cwd=dest) == first
+    outcome, _, detail = provision.ensure_checkout(pin, home, base)
+    assert outcome == "done" and detail.startswith("checked out acme/widget") and git("rev-parse", "HEAD", cwd=dest) == first
     (dest / "model.py").write_text("edited\n")
     git("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", "HEAD", cwd=dest)
     other = manifests.UpstreamPin("acme/widget", git("rev-parse", "main", cwd=dest)[:8], "HARNESS_DUMMY_REPO")

@@ -119,8 +119,8 @@ def _check_out(checkout: Path, pin: UpstreamPin, url: str) -> str:
     return head
 
 
-def ensure_checkout(pin: UpstreamPin, home: Path, base: str | None = None) -> tuple[str, Path, int]:
-    """(DONE or PRESENT, the checkout, its disk bytes) with HEAD at the pinned revision."""
+def ensure_checkout(pin: UpstreamPin, home: Path, base: str | None = None) -> tuple[str, Path, str]:
+    """(DONE or PRESENT, the checkout, what was done) with HEAD at the pinned revision."""
     url = git_url(pin, base)
     dest = home / "upstream" / pin.folder
     if dest.exists():
@@ -128,12 +128,12 @@ def ensure_checkout(pin: UpstreamPin, home: Path, base: str | None = None) -> tu
         if head is None:
             raise SetupError(f"{dest} exists and is not a git checkout: move it away or delete it, then run setup again")
         if head.startswith(pin.revision):
-            return PRESENT, dest, disk_usage(dest)
+            return PRESENT, dest, f"already at {pin.repo} {pin.revision} in {dest}"
         if _git(["status", "--porcelain", "--untracked-files=no"], cwd=dest).stdout.strip():
             raise SetupError(f"{dest} is at {head[:12]}, not the pinned {pin.revision}, and has local changes: commit or discard "
                              f"them, or check out {pin.revision} yourself")
         _check_out(dest, pin, url)
-        return DONE, dest, disk_usage(dest)
+        return DONE, dest, f"checked out {pin.repo} {pin.revision} in {dest} (it was at {head[:12]})"
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # an interrupted clone: start again
@@ -146,7 +146,7 @@ def ensure_checkout(pin: UpstreamPin, home: Path, base: str | None = None) -> tu
                          "HARNESS_GIT_BASE to a mirror, or clone it yourself and pass `harness env create --upstream PATH`")
     _check_out(partial, pin, url)
     partial.rename(dest)
-    return DONE, dest, disk_usage(dest)
+    return DONE, dest, f"cloned {pin.repo} {pin.revision} from {url} into {dest}"
 
 
 # --- 2. the environment -------------------------------------------------------------------------------------------
@@ -262,10 +262,9 @@ def setup_model(manifest: ModelManifest, variant: str | None, options: SetupOpti
     if pin is None:
         done(Step(model, "upstream", SKIPPED, "the manifest pins no upstream repository: the model's code comes from PyPI"))
     else:
-        outcome, checkout, size = ensure_checkout(pin, envs.harness_home())
-        verb = "cloned" if outcome == DONE else "already at"
+        outcome, checkout, detail = ensure_checkout(pin, envs.harness_home())
         note = f"; note: {manifest.upstream_note}" if manifest.upstream_note else ""
-        done(Step(model, "upstream", outcome, f"{verb} {pin.repo} {pin.revision} in {checkout}{note}", size))
+        done(Step(model, "upstream", outcome, detail + note, disk_usage(checkout)))
     if options.skip_env:
         done(Step(model, "environment", SKIPPED, "--skip-env"))
     else:
