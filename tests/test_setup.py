@@ -210,7 +210,7 @@ def test_setup_moves_a_checkout_to_the_pin_and_refuses_what_it_cannot_fix(tmp_pa
     with pytest.raises(provision.SetupError, match="has no commit 1234567"):
         provision.ensure_checkout(manifests.UpstreamPin("acme/widget", "1234567", "X"), tmp_path / "home2", base)
     assert not (tmp_path / "home2" / "upstream" / "acme__widget").exists()  # a failed clone leaves nothing behind
-    with pytest.raises(provision.SetupError, match="acme/nothing has no public repository there"):
+    with pytest.raises(provision.SetupError, match="where acme/nothing is not public there"):
         provision.ensure_checkout(manifests.UpstreamPin("acme/nothing", "1234567", "X"), tmp_path / "home3", base)
     (tmp_path / "home4" / "upstream" / "acme__widget").mkdir(parents=True)
     with pytest.raises(provision.SetupError, match="exists and is not a git checkout"):

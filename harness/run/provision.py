@@ -142,8 +142,9 @@ def ensure_checkout(pin: UpstreamPin, home: Path, base: str | None = None) -> tu
     res = _git(["clone", "--quiet", "--no-checkout", url, str(partial)])
     if res.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        raise SetupError(f"git clone {url} failed ({res.stderr.strip()}): {pin.repo} has no public repository there; set "
-                         "HARNESS_GIT_BASE to a mirror, or clone it yourself and pass `harness env create --upstream PATH`")
+        raise SetupError(f"git clone {url} failed: {res.stderr.strip()}. Check the network; where {pin.repo} is not public "
+                         "there, set HARNESS_GIT_BASE to a mirror, or clone it yourself at the revision and pass "
+                         "`harness env create --upstream PATH`")
     _check_out(partial, pin, url)
     partial.rename(dest)
     return DONE, dest, f"cloned {pin.repo} {pin.revision} from {url} into {dest}"
