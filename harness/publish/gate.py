@@ -47,6 +47,7 @@ from harness.data.protocols import of_summary
 from harness.publish import mdtext
 from harness.publish.baseline import Baseline
 from harness.publish.standing import data_text, missing_samples
+from harness.score.cgf1 import COEFFICIENTS
 from harness.score.paired import DEFAULT_ROUNDS, PairScores, paired_spread, point
 
 EXIT_PASS = 0
@@ -55,7 +56,7 @@ EXIT_INCOMPARABLE = 2
 EXIT_INPUT_ERROR = 3
 
 BOOTSTRAPPED = ("ciou", "giou")
-LABELS = {"ciou": "cIoU", "giou": "gIoU"}
+LABELS = {"ciou": "cIoU", "giou": "gIoU", "il_mcc": "IL_MCC x100"}
 _MAX_EXAMPLES = 3
 DEFAULT_CONVENTIONS = Conventions().to_dict()
 # Counts, flags and intervals of a results.json split: not metrics a gate can compare.
@@ -224,10 +225,17 @@ def incomparable(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]
     return reasons
 
 
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
+
+
 def _row(run: Baseline, base: Baseline, model: str, split: str, metric: str, max_drop: float, rounds: int, seed: int,
          two_sided: bool = False) -> Row:
-    b = _value(base.results[model][split].get(metric))
-    r = _value(run.results[model][split].get(metric))
+    # A coefficient (IL_MCC, in [-1, 1]) is gated in percent like every other metric, so --max-drop's
+    # points mean the same for it: a fall of 0.2 in MCC is 20 points, never "within tolerance".
+    scale = 100.0 if metric.split("@")[0] in COEFFICIENTS else 1.0
+    b = _scaled(_value(base.results[model][split].get(metric)), scale)
+    r = _scaled(_value(run.results[model][split].get(metric)), scale)
     n = run.results[model][split].get(f"n_{metric}", run.results[model][split].get("n"))
     if base.results[model][split].get("restricted"):
         if metric not in BOOTSTRAPPED:
