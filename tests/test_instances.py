@@ -238,7 +238,14 @@ def test_the_gate_holds_il_mcc_to_the_same_points_as_every_metric(saco_run: tupl
     was, now = (json.loads((d / "results.json").read_text())["results"]["replay-found"]["sa1b"]["il_mcc"] for d in (base, out))
     assert was - now > 0.05  # these answers are worse at telling present from absent
     capsys.readouterr()
-    assert main(["gate", str(out), "--baseline", str(base), "--metric", "il_mcc", "--splits", "sa1b", "--verify", "none"]) == 1
+    # against the metrics alone (a --metrics-only baseline): the drop decides
+    assert main(["baseline", "save", str(base), "--to", str(tmp_path / "base.json"), "--metrics-only"]) == 0
+    assert main(["gate", str(out), "--baseline", str(tmp_path / "base.json"), "--metric", "il_mcc", "--splits", "sa1b",
+                 "--verify", "none"]) == 1
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if "IL_MCC x100" in line and "sa1b" in line)
-    assert f"{100 * was:.2f}" in row and f"{100 * now:.2f}" in row and "FAIL" in row
+    assert f"{100 * was:.2f}" in row and f"{100 * now:.2f}" in row and "FAIL (tolerance only)" in row
+    # against the run (per-pair matches on both sides): the drop is bootstrapped over the pairs, in the same points
+    main(["gate", str(out), "--baseline", str(base), "--metric", "il_mcc", "--splits", "sa1b", "--verify", "none"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if "IL_MCC x100" in line and "sa1b" in line)
+    assert f"{100 * (now - was):+.2f}" in row and "within tolerance" not in row and "[" in row
