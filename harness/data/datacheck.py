@@ -208,11 +208,11 @@ def render_layout(suite: Suite, source: Source, data_root: Path | None) -> str:
         lines.append("")
         lines.append(f"`harness data fetch {suite.name}` gets:" if table.downloads else
                      f"`harness data fetch {suite.name}` names the pages (nothing here can be downloaded without a person):")
-        for e in table.entries:
+        for item in table.entries:
             state = ""
             if data_root is not None:
-                state = "  [ok]" if (data_root / e.path).exists() else "  [MISSING]"
-            lines.append(f"  {e.path or '.'}{state}\n      {e.what}\n      from {e.where}")
+                state = "  [ok]" if (data_root / item.path).exists() else "  [MISSING]"
+            lines.append(f"  {item.path or '.'}{state}\n      {item.what}\n      from {item.where}")
         if table.source is not None:
             lines.append(f"  (a {table.source['format']} copy, read instead of the files above when none of them is present)")
     return "\n".join(lines)
