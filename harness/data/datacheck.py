@@ -150,8 +150,9 @@ def run_check(suite_name: str, data_root: Path | None, splits: Sequence[str] | N
         bad += bool(rep.problems)
         total += len(rep.problems)
     if bad:
-        print(f"{total} problem(s) in {bad} of {len(names)} split(s); `harness data layout {suite.name}` shows the expected layout",
-              file=out)
+        forward = f"; `harness data fetch {suite_name}` downloads it" if suite.fetch is not None and suite.fetch.downloads else ""
+        print(f"{total} problem(s) in {bad} of {len(names)} split(s); `harness data layout {suite_name}` shows the expected "
+              f"layout{forward}", file=out)
         return 1
     print(f"all {len(names)} split(s) ok", file=out)
     return 0
