@@ -13,7 +13,8 @@ answers huggingface_hub (read from its source: ``HfApi.dataset_info``, ``HfApi.l
 
 ``drop_after[path] = n`` makes the next GET of ``path`` send n bytes of the body and close the
 connection (once); ``serve_instead[path] = bytes`` serves other bytes than the listing describes (a copy
-that does not verify). ``requests`` records (method, path, Range header) of every request.
+that does not verify). ``gated[repo] = token``: the repository answers 403 GatedRepo unless the request
+carries ``Authorization: Bearer <token>``. ``requests`` records (method, path, Range header) of every request.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class StandInHub:
         self.drop_after: dict[str, int] = {}
         self.serve_instead: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.gated: dict[str, str] = {}  # repo -> the token that may read it
         self.endpoint = ""
 
     # -- what the handler serves ---------------------------------------------------------------
@@ -121,9 +123,21 @@ def _handler(hub: StandInHub) -> type[BaseHTTPRequestHandler]:
                 return
             self.wfile.write(part)
 
+        def _refused(self, path: str) -> bool:
+            for repo, token in hub.gated.items():
+                if f"/{repo}/" in path and self.headers.get("Authorization") != f"Bearer {token}":
+                    self.send_response(403)
+                    self.send_header("X-Error-Code", "GatedRepo")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+            return False
+
         def _serve(self, head: bool) -> None:
             path = unquote(urlparse(self.path).path)
             hub.requests.append((self.command, path, self.headers.get("Range")))
+            if self._refused(path):
+                return None
             info = self._repo_and_rest(path, "/api/datasets/", "revision")
             if info and info[0] in hub.repos:
                 return self._json({"id": info[0], "sha": COMMIT, "private": False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def test_fetch_then_check_then_run(hub: StandInHub, tmp_path: Path, capsys: pyte
     # Before: the run's error names the command that gets the data.
     assert main(["run", "--models", "empty", "--suite", str(suite), "--data-root", str(root), "--out", str(tmp_path / "r0"),
                  "--no-report"]) == 2
-    assert f"`harness data fetch {suite}` downloads it" in capsys.readouterr().err
+    assert f"`harness data fetch {suite}` downloads a faithful copy" in capsys.readouterr().err
 
     assert main(["data", "fetch", str(suite), "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
@@ -123,6 +124,24 @@ def test_a_copy_that_does_not_verify_is_named_and_removed(hub: StandInHub, tmp_p
     assert not [p for p in (root / fetch_module.STAGING).rglob("*.parquet")]
     del hub.serve_instead[PARQUET]
     assert main(["data", "fetch", str(suite), "--data-root", str(root)]) == 0
+
+
+def test_a_gated_repository_needs_hf_token(hub: StandInHub, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    suite, root = refcoco_val_suite(tmp_path), tmp_path / "data"
+    hub.gated[REPO] = "hf_secret"
+    assert main(["data", "fetch", str(suite), "--data-root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"{REPO} is gated: accept its terms at https://huggingface.co/datasets/{REPO}" in err and "HF_TOKEN" in err
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert main(["data", "fetch", str(suite), "--data-root", str(root)]) == 0
+
+
+def test_without_huggingface_hub_the_extra_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as when it is not installed
+    assert main(["data", "fetch", "refcoco-m", "--data-root", str(tmp_path)]) == 2
+    assert "needs huggingface_hub: pip install 'harness-seg[hf]'" in capsys.readouterr().err
 
 
 def test_a_suite_without_a_faithful_copy_names_the_page_and_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,7 +31,8 @@ def _reader(suite: Suite, fmt: str, params: dict[str, object], data_root: Path |
     source = source_class(fmt)(params, suite.conventions, data_root, cache_dir())
     name = suite.name if builtin_suites().get(suite.name) == suite.path else str(suite.path)
     if suite.fetch is not None and suite.fetch.downloads:
-        source.way_forward = f"`harness data fetch {name}` downloads it; `harness data layout {name}` shows the layout"
+        what = "a faithful copy that the suite reads in their place" if suite.fetch.source is not None else "it"
+        source.way_forward = f"`harness data fetch {name}` downloads {what}; `harness data layout {name}` shows the layout"
     else:
         source.way_forward = f"see `harness data layout {name}`"
     return source
