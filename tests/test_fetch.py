@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 import sys
 import zipfile
 from pathlib import Path
@@ -135,6 +136,17 @@ def test_a_gated_repository_needs_hf_token(hub: StandInHub, tmp_path: Path, caps
     assert f"{REPO} is gated: accept its terms at https://huggingface.co/datasets/{REPO}" in err and "HF_TOKEN" in err
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     assert main(["data", "fetch", str(suite), "--data-root", str(root)]) == 0
+
+
+def test_an_unreachable_hub_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    assert main(["data", "fetch", "refcoco-m", "--data-root", str(tmp_path / "data")]) == 2
+    assert f"cannot reach http://127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_without_huggingface_hub_the_extra_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -119,18 +119,38 @@ def file_check(path: Path, size: int, sha256: str | None, blob_id: str | None) -
     return None if h.hexdigest() == want else f"{what} {h.hexdigest()} where the publisher lists {want}"
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """A transport failure of huggingface_hub's HTTP client (httpx, httpx2 or requests, by its version): no answer."""
+    return type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
+
+
+def _hub_call(hub: Any, repo: str, what: str, call: Any) -> Any:
+    """``call()``, its Hub failures turned into FetchErrors that say what to do."""
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    try:
+        return call()
+    except hub.errors.GatedRepoError:
+        raise FetchError(f"{repo} is gated: accept its terms at https://huggingface.co/datasets/{repo} while signed in, "
+                         "then set HF_TOKEN (or run `hf auth login`) and run the same command again") from None
+    except hub.errors.LocalEntryNotFoundError as exc:  # hf_hub_download could not reach the Hub
+        raise FetchError(f"{what}: cannot reach {endpoint} ({exc}); check the network or HF_ENDPOINT and run the same "
+                         "command again") from None
+    except hub.errors.HfHubHTTPError as exc:
+        raise FetchError(f"{what}: {exc}") from None
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        raise FetchError(f"{what}: cannot reach {endpoint} ({exc}); check the network or HF_ENDPOINT and run the same "
+                         "command again") from None
+
+
 def _hub_files(hub: Any, entry: HubFiles, splits: list[str]) -> tuple[str, list[Any]]:
     """(commit, the repository files the splits need), listed once at one commit."""
     api = hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
-    try:
-        commit = api.dataset_info(entry.repo, revision=entry.revision).sha
-        tree = [f for f in api.list_repo_tree(entry.repo, repo_type="dataset", revision=commit, recursive=True)
-                if isinstance(f, hub.hf_api.RepoFile)]
-    except hub.errors.GatedRepoError:
-        raise FetchError(f"{entry.repo} is gated: accept its terms at https://huggingface.co/datasets/{entry.repo} while "
-                         "signed in, then set HF_TOKEN (or run `hf auth login`) and run the same command again") from None
-    except hub.errors.HfHubHTTPError as exc:
-        raise FetchError(f"{entry.where}: {exc}") from None
+    commit = _hub_call(hub, entry.repo, entry.where, lambda: api.dataset_info(entry.repo, revision=entry.revision).sha)
+    tree = _hub_call(hub, entry.repo, entry.where, lambda: [
+        f for f in api.list_repo_tree(entry.repo, repo_type="dataset", revision=commit, recursive=True)
+        if isinstance(f, hub.hf_api.RepoFile)])
     chosen: list[Any] = []
     for pattern in entry.patterns(splits):
         matched = [f for f in tree if fnmatch(f.path, pattern)]
@@ -158,14 +178,9 @@ def fetch_hub(entry: HubFiles, root: Path, splits: list[str], out: TextIO) -> No
         if final.is_file() and file_check(final, size, sha, blob) is None:
             print(f"  [ok] {final.relative_to(root)} (verified)", file=out)
             continue
-        try:
-            got = Path(hub.hf_hub_download(entry.repo, f.path, repo_type="dataset", revision=commit, local_dir=staging,
-                                           endpoint=os.environ.get("HF_ENDPOINT") or None))
-        except hub.errors.GatedRepoError:
-            raise FetchError(f"{entry.repo} is gated: accept its terms at https://huggingface.co/datasets/{entry.repo} "
-                             "while signed in, set HF_TOKEN, and run the same command again") from None
-        except hub.errors.HfHubHTTPError as exc:
-            raise FetchError(f"{entry.repo}/{f.path}: {exc}") from None
+        got = Path(_hub_call(hub, entry.repo, f"{entry.repo}/{f.path}", lambda f=f: hub.hf_hub_download(
+            entry.repo, f.path, repo_type="dataset", revision=commit, local_dir=staging,
+            endpoint=os.environ.get("HF_ENDPOINT") or None)))
         problem = file_check(got, size, sha, blob)
         if problem:
             got.unlink()
@@ -246,6 +261,8 @@ def _unzip(archive: Path, into: Path, staging: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
     for item in sorted(staging.iterdir()):
         target = into / item.name
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # an empty folder made by hand, or left by a user: the archive's takes its place
         if target.exists():
             raise FetchError(f"{target} already exists: move it away (or finish it by hand), then run the same command again")
         os.replace(item, target)
