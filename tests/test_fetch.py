@@ -19,7 +19,7 @@ from helper_hub import StandInHub, stand_in_hub
 
 from harness.cli import main
 from harness.data import fetch as fetch_module
-from harness.data.suites import load_suite
+from harness.data.suites import SuiteError, load_suite
 
 pytest.importorskip("huggingface_hub")
 pa = pytest.importorskip("pyarrow")
@@ -234,5 +234,9 @@ def test_bad_fetch_tables_name_the_file(tmp_path: Path) -> None:
     raw["fetch"]["files"][0]["into"] = "../outside"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(Exception, match=r"bad.yaml: fetch.files\[0\]: '../outside' must be a path under the data root"):
+    with pytest.raises(SuiteError, match=r"bad.yaml: fetch.files\[0\]: '../outside' must be a path under the data root"):
+        load_suite(str(bad))
+    raw["fetch"]["files"][0].update(into="ricky", hub="Ricky06662/ReasonSeg_val")  # an unfaithful copy is never fetched
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SuiteError, match="Ricky06662/ReasonSeg_val is a copy that cannot give the reference ground truth"):
         load_suite(str(bad))

@@ -39,6 +39,11 @@ from typing import Any
 
 from harness.errors import HarnessError
 
+# Hub copies that cannot give the reference ground truth (harness/data/sources/hf.py says why: boolean masks,
+# ignore regions as target, one flat polygon, mixed splits). A fetch table that names one is refused, so
+# they are never downloaded, silently or not; read one from disk with the hf reader, which warns on it.
+UNFAITHFUL_REPOS = ("Ricky06662/", "lmms-lab/RefCOCO")
+
 
 class FetchTableError(HarnessError):
     """A suite's ``fetch:`` block that cannot be used; the message names the suite file."""
@@ -160,10 +165,14 @@ def _hub(raw: dict[str, Any], where: str, known: list[str]) -> HubFiles:
         raise FetchTableError(f"{where}: files must be a list of globs, or map splits of the suite to globs")
     if not table or any(not isinstance(g, str) or not g for globs in table.values() for g in globs):
         raise FetchTableError(f"{where}: files must name at least one glob, each a non-empty string")
+    repo = _str(raw, "hub", where)
+    if repo.startswith(UNFAITHFUL_REPOS):
+        raise FetchTableError(f"{where}: {repo} is a copy that cannot give the reference ground truth (see "
+                              "harness/data/sources/hf.py): it is not fetched")
     save_as = _str(raw, "as", where, required=False)
     if save_as is not None and "/" in save_as:
         raise FetchTableError(f"{where}: 'as' is a file name, not a path")
-    return HubFiles(repo=_str(raw, "hub", where), files=table, into=_relative(_str(raw, "into", where), where),
+    return HubFiles(repo=repo, files=table, into=_relative(_str(raw, "into", where), where),
                     what=_str(raw, "what", where), flatten=bool(raw.get("flatten", False)), save_as=save_as,
                     revision=str(raw.get("revision") or "main"), splits=_splits(raw, where, known))
 
