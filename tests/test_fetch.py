@@ -96,6 +96,14 @@ def test_fetch_then_check_then_run(hub: StandInHub, tmp_path: Path, capsys: pyte
     assert len([r for r in hub.requests if "/resolve/" in r[1] and r[0] == "GET"]) == before
 
 
+def test_the_suites_own_files_are_not_fetched_over(hub: StandInHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite, root = refcoco_val_suite(tmp_path), tmp_path / "data"
+    write_refer(root)  # the REFER files and COCO images: a run reads these, so the Hub copy is not fetched
+    assert main(["data", "fetch", str(suite), "--data-root", str(root)]) == 0
+    assert "its own refer files are under" in capsys.readouterr().out
+    assert not (root / "hub").exists() and not [r for r in hub.requests if "/resolve/" in r[1]]
+
+
 def test_a_dropped_connection_is_resumed(hub: StandInHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
 

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from harness.data.published import HubFiles, Manual, UrlFile
+from harness.data.samples import holds_own_files
 from harness.data.suites import load_suite
 from harness.errors import HarnessError
 
@@ -69,6 +70,10 @@ def fetch_suite(suite_name: str, data_root: Path | None, splits: Sequence[str] |
                          "or set HARNESS_DATA")
     root = Path(data_root).expanduser().absolute()
     root.mkdir(parents=True, exist_ok=True)
+    if suite.fetch.source is not None and holds_own_files(suite, root):
+        print(f"suite {suite.name}: its own {suite.source_format} files are under {root}, and a run reads them rather than "
+              "a fetched copy: nothing to fetch; checking them", file=out)
+        return datacheck.run_check(suite_name, root, names, decode=False, out=out)
     print(f"suite {suite.name}: fetching {', '.join(names)} into {root}", file=out)
     by_hand: list[Manual] = []
     for entry in suite.fetch.for_splits(names):

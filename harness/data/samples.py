@@ -38,6 +38,11 @@ def _reader(suite: Suite, fmt: str, params: dict[str, object], data_root: Path |
     return source
 
 
+def holds_own_files(suite: Suite, data_root: Path) -> bool:
+    """Whether any of the suite's own annotation files is under ``data_root`` (then a run reads them, not a fetched copy)."""
+    return _holds_any(_reader(suite, suite.source_format, suite.source_params, data_root), suite)
+
+
 def _holds_any(source: Source, suite: Suite) -> bool:
     """Whether any annotation file of any of the suite's splits is on disk for this reader."""
     files = getattr(source, "annotation_files", None)
