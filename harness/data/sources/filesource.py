@@ -94,7 +94,7 @@ class FileSource(Source):
     def root(self) -> Path:
         if self.data_root is None:
             raise SourceError(f"the {self.FORMAT!r} data needs a data root: pass --data-root DIR, set data_root in the run "
-                              "config, or set HARNESS_DATA (see `harness data layout <suite>`)")
+                              f"config, or set HARNESS_DATA ({self.way_forward})")
         return self.data_root
 
     def path(self, rel: str | Path) -> Path:
@@ -130,7 +130,7 @@ class FileSource(Source):
         if missing:
             raise SourceError(f"{self.FORMAT} split {split!r}: missing file(s): {', '.join(missing[:5])}"
                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-                              + " (see `harness data layout <suite>`)")
+                              + f" ({self.way_forward})")
         hasher = FileHasher(self.cache_dir)
         digests = [hasher.digest(f) for f in files]
         hasher.save()
