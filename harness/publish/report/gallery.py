@@ -50,7 +50,7 @@ THUMB_WIDTH = 256
 FILL_ALPHA = 0.4  # the model's mask: translucent, so the object under it stays visible
 _BLACK = np.array([0, 0, 0], dtype=np.float64)
 _WHITE = np.array([255, 255, 255], dtype=np.float64)
-DASH_PX = 3  # the ground truth's dashes: this many pixels white, then as many black
+DASH_PX = 4  # the ground truth's dashes: this many pixels white, then as many black
 
 
 def sample_iou(record: Record) -> float | None:
@@ -272,8 +272,10 @@ def _dashed(out: np.ndarray, edges: np.ndarray) -> None:
     """Draw ``edges`` as a dashed outline, white dashes on black, with a black halo: visible on any colour."""
     if not edges.any():
         return
-    out[_dilate(edges)] = 0.35 * out[_dilate(edges)] + 0.65 * _BLACK
-    ys, xs = np.nonzero(edges)
+    line = _dilate(edges)  # three pixels wide: one-pixel dashes smear into the image in a JPEG thumbnail
+    halo = _dilate(line) & ~line
+    out[halo] = 0.4 * out[halo] + 0.6 * _BLACK
+    ys, xs = np.nonzero(line)
     white = (xs // DASH_PX + ys // DASH_PX) % 2 == 0  # dashes along rows and columns, whatever the outline's direction
     out[ys[white], xs[white]] = _WHITE
     out[ys[~white], xs[~white]] = _BLACK
