@@ -379,6 +379,18 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
     return out, sources.items
 
 
+def _cited(rendered: Sequence[dict[str, Any]], sources: Sequence[str]) -> list[str]:
+    """The sources the shown tables cite (those with a measured row), numbered afresh in order of citation;
+    their cells' ``ref`` renumbered to match. A layout reduced to its one-line note cites nothing."""
+    kept = _Sources()
+    for t in rendered:
+        for row in t["rows"]:
+            for cell in row["cells"]:
+                if cell.get("ref"):
+                    cell["ref"] = kept.ref(sources[cell["ref"] - 1]) if t["measured"] else None
+    return kept.items
+
+
 def _render(template: str, out: Path, **context: Any) -> None:
     from markupsafe import Markup
 
@@ -422,7 +434,7 @@ def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None =
         _render("leaderboard.html.j2", out / bench["href"], nav=nav, bench=bench,
                 page=benchmark_page(bench["runs"], aliases, pub, pub_models))
     rendered, sources = paper_tables(runs, tables, aliases, pub, pub_models)
-    _render("leaderboard_tables.html.j2", out / "tables.html", nav=nav, tables=rendered, sources=sources)
+    _render("leaderboard_tables.html.j2", out / "tables.html", nav=nav, tables=rendered, sources=_cited(rendered, sources))
     _render("leaderboard_index.html.j2", out / "index.html", nav=nav, runs=runs, aliases=aliases)
     (out / ".nojekyll").touch()  # GitHub Pages: serve the files as they are
     return out / "index.html"
