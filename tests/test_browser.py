@@ -193,13 +193,15 @@ def test_leaderboard_sorts_switches_and_has_no_console_errors(site: Path, browse
     browser.click("#table-ciou thead th[data-col='2']")  # the val column: best first, within each band
     values = [float(v) for v in _column(browser, "table-ciou", 2, "reference")]
     assert values == sorted(values, reverse=True) and values[0] > values[-1]
-    assert browser.js("document.querySelector('#table-ciou tbody.models tr th').textContent.trim()") == "shapes-reasoner"
-    assert browser.js("document.querySelector('#table-ciou tbody.reference tr:last-child th').textContent.trim()") == "empty"
+    assert browser.js("document.querySelector('#table-ciou tbody.models tr th').dataset.name") == "shapes-reasoner"
+    assert browser.js("document.querySelector('#table-ciou tbody.reference tr:last-child th').dataset.name") == "empty"
     browser.click("#table-ciou thead th[data-col='2']")  # again: ascending
     assert [float(v) for v in _column(browser, "table-ciou", 2, "reference")] == sorted(values)
     browser.click("#table-ciou thead th[data-col='0']")  # by name, the bands kept
-    assert browser.js("Array.from(document.querySelectorAll('#table-ciou tbody tr:not(.band-head) th')).map(t => t.textContent.trim())") \
+    assert browser.js("Array.from(document.querySelectorAll('#table-ciou tbody tr:not(.band-head) th')).map(t => t.dataset.name)") \
         == ["shapes-reasoner", "empty", "oracle-box"]
+    # a --limit run: every row says so (the cells say how much)
+    assert browser.js("document.querySelectorAll('#table-ciou tbody tr:not(.band-head) th .row-badge').length") == 3
 
     browser.click(".metric-switch button[data-metric='giou']")
     assert browser.js("document.querySelector('.metric-view[data-metric=ciou]').hidden") is True
