@@ -119,6 +119,8 @@ def test_gallery_shows_reasoning_beside_masks_in_each_models_colour(default_run:
     browser.click("#gallery details.fold summary")
     opened = browser.js(f"(() => {{ const t = {folded}.querySelector('.reasoning-text'); return [t.clientHeight, t.scrollHeight]; }})()")
     assert opened[0] >= opened[1] > clamped[0]
+    browser.click("#gallery details.fold summary")  # and a second click folds it again
+    assert browser.js(f"{folded}.querySelector('.reasoning-text').clientHeight") == clamped[0]
     # The stated box in pixels, naming the space the model answered in (shapes-reasoner answers norm1000).
     boxes = browser.js("Array.from(document.querySelectorAll('#gallery .model-panel .box')).map(b => b.textContent)")
     assert any("px (model answered [" in b and "in norm1000)" in b for b in boxes), boxes
