@@ -195,3 +195,11 @@ def box_to_pixels(box: Box, space: BoxSpace, width: int, height: int) -> Box:
     else:
         raise ValueError(f"unknown box space {space!r}")
     return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+def box_from_pixels(box: Box, space: BoxSpace, width: int, height: int) -> Box:
+    """The inverse of ``box_to_pixels``: a box of original pixels in an adapter's declared space (what
+    the model answered, for a reader comparing the report with the model's own text)."""
+    sx, sy = box_to_pixels((1.0, 1.0, 1.0, 1.0), space, width, height)[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1 / sx, y1 / sy, x2 / sx, y2 / sy)

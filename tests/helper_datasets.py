@@ -245,6 +245,32 @@ def write_grefcoco(root: Path) -> Path:
     return d
 
 
+# ----------------------------------------------------------------------------- jxu124/refcoco-benchmark rows
+
+
+def jpeg_bytes(h: int, w: int, value: int = 90) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(np.full((h, w, 3), value, dtype=np.uint8)).save(b, format="JPEG")
+    return b.getvalue()
+
+
+def benchmark_rows(split: str = "val") -> list[dict[str, Any]]:
+    """jxu124/refcoco-benchmark: one row per image, ref_list of {ann_info, ref_info}."""
+    rows = []
+    for image_id, (h, w) in REFER_IMAGES.items():
+        refs = [r for r in REFER_REFS if r["image_id"] == image_id and r["split"] == split]
+        if not refs:
+            continue
+        ref_list = [{"ann_info": {"id": r["ann_id"], "image_id": image_id, "iscrowd": 0, "category_id": 1, "area": 1.0,
+                                  "bbox": [float(v) for v in REFER_ANNS[r["ann_id"]]["bbox"]],
+                                  "segmentation": [[float(v) for v in p] for p in REFER_ANNS[r["ann_id"]]["segmentation"]]},
+                     "ref_info": {**r, "file_name": coco_name(image_id), "sent_ids": [s["sent_id"] for s in r["sentences"]]}}
+                    for r in refs]
+        rows.append({"ref_list": ref_list, "image_info": {"id": image_id, "height": h, "width": w, "file_name": coco_name(image_id)},
+                     "image": {"bytes": jpeg_bytes(h, w), "path": coco_name(image_id)}})
+    return rows
+
+
 # ----------------------------------------------------------------------------- RefCOCO-M rows
 
 

@@ -178,9 +178,10 @@ def browser(tmp_path: Path) -> Any:
     b.close()
 
 
-def _column(browser: Browser, table: str, col: int) -> list[str]:
-    """The sort keys of one column, top to bottom."""
-    return browser.js(f"Array.from(document.querySelectorAll('#{table} tbody tr')).map(r => r.cells[{col}].dataset.sort)")  # type: ignore[no-any-return]
+def _column(browser: Browser, table: str, col: int, band: str = "") -> list[str]:
+    """The sort keys of one column, top to bottom (of one band: models, reference, published)."""
+    rows = f"#{table} tbody{'.' + band if band else ''} tr:not(.band-head)"
+    return browser.js(f"Array.from(document.querySelectorAll('{rows}')).map(r => r.cells[{col}].dataset.sort)")  # type: ignore[no-any-return]
 
 
 def test_leaderboard_sorts_switches_and_has_no_console_errors(site: Path, browser: Browser, tmp_path: Path) -> None:
@@ -189,16 +190,18 @@ def test_leaderboard_sorts_switches_and_has_no_console_errors(site: Path, browse
     assert browser.js("document.querySelector('.metric-switch').hidden") is False
     assert browser.js("document.querySelector('.metric-view[data-metric=giou]').hidden") is True
 
-    browser.click("#table-ciou thead th[data-col='2']")  # the val column: best first
-    values = [float(v) for v in _column(browser, "table-ciou", 2)]
+    browser.click("#table-ciou thead th[data-col='2']")  # the val column: best first, within each band
+    values = [float(v) for v in _column(browser, "table-ciou", 2, "reference")]
     assert values == sorted(values, reverse=True) and values[0] > values[-1]
-    assert browser.js("document.querySelector('#table-ciou tbody tr th').textContent.trim()") in ("shapes-reasoner", "oracle-box")
-    assert browser.js("document.querySelector('#table-ciou tbody tr:last-child th').textContent.trim()") == "empty"
+    assert browser.js("document.querySelector('#table-ciou tbody.models tr th').dataset.name") == "shapes-reasoner"
+    assert browser.js("document.querySelector('#table-ciou tbody.reference tr:last-child th').dataset.name") == "empty"
     browser.click("#table-ciou thead th[data-col='2']")  # again: ascending
-    assert [float(v) for v in _column(browser, "table-ciou", 2)] == sorted(values)
-    browser.click("#table-ciou thead th[data-col='0']")  # by name
-    assert browser.js("Array.from(document.querySelectorAll('#table-ciou tbody th')).map(t => t.textContent.trim())") == \
-        ["empty", "oracle-box", "shapes-reasoner"]
+    assert [float(v) for v in _column(browser, "table-ciou", 2, "reference")] == sorted(values)
+    browser.click("#table-ciou thead th[data-col='0']")  # by name, the bands kept
+    assert browser.js("Array.from(document.querySelectorAll('#table-ciou tbody tr:not(.band-head) th')).map(t => t.dataset.name)") \
+        == ["shapes-reasoner", "empty", "oracle-box"]
+    # a --limit run: every row says so (the cells say how much)
+    assert browser.js("document.querySelectorAll('#table-ciou tbody tr:not(.band-head) th .row-badge').length") == 3
 
     browser.click(".metric-switch button[data-metric='giou']")
     assert browser.js("document.querySelector('.metric-view[data-metric=ciou]').hidden") is True
@@ -213,7 +216,8 @@ def test_leaderboard_sorts_switches_and_has_no_console_errors(site: Path, browse
         assert browser.console_errors() == [], page
         shots += browser.screenshot(f"leaderboard-{page.removesuffix('.html')}", tmp_path)
     browser.click("#paper-refcoco thead th[data-col='9']")  # the paper table's avg column
-    assert browser.js("document.querySelector('#paper-refcoco tbody tr th').textContent.trim()").startswith("LENS-3B")
+    top = browser.js("document.querySelector('#paper-refcoco tbody.published tr:not(.band-head) th').textContent.trim()")
+    assert top.startswith("LENS-3B")  # the published band sorts apart from the measured rows
     assert all(p.stat().st_size > 10_000 for p in shots)
 
 

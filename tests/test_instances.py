@@ -223,3 +223,29 @@ def test_a_one_mask_model_is_one_instance_of_score_one(saco_run: tuple[Any, Path
     keys = [k for k in got["mask"] if k.startswith(("cgf1", "pmf1", "il_", "n_cgf1"))]
     assert keys and all(got["mask"][k] == got["inst"][k] for k in keys)
     assert Conventions(scoring="instances").to_dict()["scoring"] == "instances"
+
+
+def test_the_gate_holds_il_mcc_to_the_same_points_as_every_metric(saco_run: tuple[Any, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """IL_MCC is a coefficient in [-1, 1]; --max-drop is in points: the gate compares it x100, so a fall of 0.1
+    in MCC is a 10-point drop, not "within tolerance" of 0.5."""
+    data, base = saco_run
+    other = tmp_path / "other"
+    other.mkdir()
+    replay = _write(other / "found.jsonl", predictions(data, seed=2, leave_out=0))  # the same model name, other answers
+    out = run(build_config(models=f"replay:{replay}", suite=str(data.suite), data_root=data.root, out=tmp_path / "run2"),
+              render=False).run_dir
+    was, now = (json.loads((d / "results.json").read_text())["results"]["replay-found"]["sa1b"]["il_mcc"] for d in (base, out))
+    assert was - now > 0.05  # these answers are worse at telling present from absent
+    capsys.readouterr()
+    # against the metrics alone (a --metrics-only baseline): the drop decides
+    assert main(["baseline", "save", str(base), "--to", str(tmp_path / "base.json"), "--metrics-only"]) == 0
+    assert main(["gate", str(out), "--baseline", str(tmp_path / "base.json"), "--metric", "il_mcc", "--splits", "sa1b",
+                 "--verify", "none"]) == 1
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if "IL_MCC x100" in line and "sa1b" in line)
+    assert f"{100 * was:.2f}" in row and f"{100 * now:.2f}" in row and "FAIL (tolerance only)" in row
+    # against the run (per-pair matches on both sides): the drop is bootstrapped over the pairs, in the same points
+    main(["gate", str(out), "--baseline", str(base), "--metric", "il_mcc", "--splits", "sa1b", "--verify", "none"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if "IL_MCC x100" in line and "sa1b" in line)
+    assert f"{100 * (now - was):+.2f}" in row and "within tolerance" not in row and "[" in row

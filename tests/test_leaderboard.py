@@ -240,3 +240,42 @@ def test_default_table_columns_name_splits_of_the_builtin_suites() -> None:
             checked += 1
     if not checked:
         pytest.skip("none of the table's suites is built in")
+
+
+def test_rows_are_banded_and_sorted_by_the_metric_and_reference_lines_never_bold(tmp_path: Path) -> None:
+    from harness.publish import leaderboard as lb
+
+    rc = {"weak": {"refcoco_val": (50.0, 51.0), "refcoco_testA": (52.0, 50.0)},
+          "oracle": {"refcoco_val": (90.0, 90.0), "refcoco_testA": (91.0, 91.0)},
+          "strong": {"refcoco_val": (70.0, 71.0), "refcoco_testA": (72.0, 70.0)},
+          "empty": {"refcoco_val": (0.0, 0.0), "refcoco_testA": (0.0, 0.0)}}
+    models = {**{m: {"adapter": m} for m in rc}, "oracle": {"adapter": "oracle-box", "reference": True},
+              "empty": {"adapter": "empty", "reference": True}}  # as `harness run` records AdapterInfo.reference
+    run = write_results(tmp_path / "run", "refcoco", rc, _published("LENS-3B", RC_SPLITS, LENS_T1), models=models)
+    runs = lb.load_runs([run])
+    pub, pub_models = lb._published(runs, lb.load_tables())
+    view = lb.benchmark_page(runs, {}, pub, pub_models)["views"][0]
+    assert [r["label"] for r in view["rows"]] == ["strong", "weak", "oracle", "empty", "LENS-3B"]
+    assert [(b["key"], [r["label"] for r in b["rows"]]) for b in view["bands"]] == \
+        [("models", ["strong", "weak"]), ("reference", ["oracle", "empty"]), ("published", ["LENS-3B"])]
+    best = {r["label"]: [c["best"] for c in r["cells"][:2]] for r in view["rows"]}
+    assert best["strong"] == [True, True] and best["oracle"] == [False, False]  # an oracle is a bound, not the best
+
+    site = tmp_path / "site"
+    build_site([run], site)
+    page = Tables((site / "bench-refcoco.html").read_text()).tables["table-ciou"]
+    assert [row[0] for row in page[1:]] == ["strong", "weak", lb.BANDS[1][1], "oracle", "empty", lb.BANDS[2][1], "LENS-3B"]
+    tables = (site / "tables.html").read_text()
+    assert 'id="paper-refcoco"' in tables and 'id="paper-reasoning"' not in tables  # Table 3: nothing measured
+    assert "No measured row for this layout yet" in tables
+    # Only the sources the shown table cites, numbered from 1.
+    assert re.findall(r'<li id="source-(\d+)">([^<]*)</li>', tables) == [("1", SRC_T1)]
+
+
+def test_row_badges_say_what_is_incomplete() -> None:
+    from harness.publish.leaderboard import _row_badges
+
+    assert _row_badges([{"partial": "", "failed": ""}]) == []
+    assert _row_badges([{"partial": "partial: 40 of 160", "failed": ""}, {"partial": "", "failed": "3 failed"}]) == ["partial", "failures"]
+    assert _row_badges([{"partial": "data: 4 of 200 images", "failed": ""}]) == ["incomplete data"]
+    assert _row_badges([{"partial": "partial: 4 of 16, data: 4 of 200 images", "failed": ""}]) == ["partial", "incomplete data"]

@@ -18,6 +18,7 @@ class S:
     union: np.ndarray
     iou: np.ndarray
     in_ciou: np.ndarray
+    instances: np.ndarray | None = None
 
 
 def scores(inter: list[float], union: list[float], iou: list[float]) -> S:

@@ -156,3 +156,117 @@ def test_rows_of_two_protocols_are_labelled_and_never_compared(tmp_path: Path, m
     assert "(protocol visionreasoner-object)" in pages
     assert main(["report", str(tmp_path / "obj")]) == 0
     assert "(protocol visionreasoner-object)" in (tmp_path / "obj" / "report" / "index.html").read_text()
+
+
+def test_himtok_merges_an_objects_sentences_and_binarises_its_polygons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """val: ref 1 (2 sentences, two overlapping polygons: union M, overlap O) answered with M; ref 2 (1 sentence,
+    box R) answered with nothing. lisa (per sentence, polygons summed: target M - O): IoU (M - O) / M twice and 0,
+    gIoU 2(M - O) / 3M, cIoU 2(M - O) / (2M + R). himtok (per object, merged sentences, gt > 0.5): IoU 1 and 0,
+    gIoU 50, cIoU M / (M + R)."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    write_refer(tmp_path / "data")
+    raw = {**REFER_SUITE, "splits": {"refcoco_val": {"counts": {"images": 1, "objects": 2, "expressions": 3}}},
+           "source": {**REFER_SUITE["source"], "splits": {"refcoco_val": REFER_SUITE["source"]["splits"]["refcoco_val"]}}}
+    suite = _suite(tmp_path, raw)
+
+    def answer(s: Sample) -> Any:
+        return _gt(s) if s.meta["ref_id"] == 1 else _gt(s) & False
+
+    samples = make_source(load_suite(str(suite)), tmp_path / "data").samples("refcoco_val")
+    one = next(s for s in samples if s.meta["ref_id"] == 1)
+    m, o = masks.area(one.gt.mask), masks.area(one.gt.overlap)
+    r = masks.area(next(s for s in samples if s.meta["ref_id"] == 2).gt.mask)
+    assert o > 0  # the fixture's two polygons meet
+    lisa = _scored(tmp_path, suite, None, answer, "lisa")["refcoco_val"]
+    him = _scored(tmp_path, suite, "himtok", answer, "him")["refcoco_val"]
+    assert (lisa["n"], him["n"]) == (3, 2)
+    assert lisa["giou"] == pytest.approx(100 * 2 * (m - o) / (3 * m), abs=1e-4)
+    assert lisa["ciou"] == pytest.approx(100 * 2 * (m - o) / (2 * m + r), abs=1e-6)
+    assert him["giou"] == pytest.approx(50.0, abs=1e-6) and him["ciou"] == pytest.approx(100 * m / (m + r), abs=1e-6)
+    merged = make_source(load_suite(str(suite), "himtok"), tmp_path / "data").samples("refcoco_val")
+    assert [s.expression for s in merged] == ["Meet all the descriptions: 1. man on the left. 2.  The Tall Man . ",
+                                              "Meet all the descriptions: 1. red box. "]
+    # one sample per object: the official expressions count is the objects count, and the data is whole
+    assert load_suite(str(suite), "himtok").splits["refcoco_val"]["counts"] == {"images": 1, "objects": 2, "expressions": 2}
+
+
+def test_himtok_forces_ignore_pixels_into_the_prediction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a_img answered with its target A exactly (its ignore hole G_a excluded from A), b_img (target B inside a large
+    ignore region G_b) with an empty mask. lisa (ignore excluded): IoU 1 and 0, cIoU A / (A + B). himtok
+    (mask_image[gt == 255] = 1, then gt > 0.5): IoU 1 and G_b / (B + G_b), cIoU (A + G_a + G_b) / (A + G_a + B + G_b)."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    write_reasonseg(tmp_path / "data")
+    suite = _suite(tmp_path, REASONSEG_SUITE)
+
+    def answer(s: Sample) -> Any:
+        return _gt(s) if "a_img" in s.image else _gt(s) & False
+
+    samples = make_source(load_suite(str(suite)), tmp_path / "data").samples("val")
+    sa, sb = (next(s for s in samples if k in s.image) for k in ("a_img", "b_img"))
+    a, b = masks.area(sa.gt.mask), masks.area(sb.gt.mask)
+    ga, gb = masks.area(sa.gt.ignore), masks.area(sb.gt.ignore)
+    assert min(a, b, ga, gb) > 0
+    lisa = _scored(tmp_path, suite, None, answer, "lisa")["val"]
+    him = _scored(tmp_path, suite, "himtok", answer, "him")["val"]
+    assert lisa["giou"] == pytest.approx(50.0, abs=1e-4) and lisa["ciou"] == pytest.approx(100 * a / (a + b), abs=1e-6)
+    assert him["giou"] == pytest.approx(100 * (1 + gb / (b + gb)) / 2, abs=1e-6)
+    assert him["ciou"] == pytest.approx(100 * (a + ga + gb) / (a + ga + b + gb), abs=1e-6)
+
+
+def _write_four_sentences(root: Path) -> None:
+    """One image, one object with four sentences (ids 1-4), and a second image whose object has two."""
+    import pickle
+
+    from helper_datasets import COCO_DIR, _sent, coco_name, instances, jpeg
+
+    refs = [{"ref_id": 1, "ann_id": 11, "image_id": 1, "category_id": 1, "split": "val",
+             "sentences": [_sent(i, f"sentence {i}") for i in (1, 2, 3, 4)]},
+            {"ref_id": 2, "ann_id": 21, "image_id": 2, "category_id": 1, "split": "val",
+             "sentences": [_sent(i, f"sentence {i}") for i in (5, 6)]}]
+    anns = {11: {"image_id": 1, "segmentation": [[2, 2, 20, 2, 20, 20, 2, 20]], "bbox": [2, 2, 18, 18]},
+            21: {"image_id": 2, "segmentation": [[1, 1, 9, 1, 9, 9, 1, 9]], "bbox": [1, 1, 8, 8]}}
+    sizes = {1: (24, 24), 2: (12, 12)}
+    d = root / "refer_seg" / "refcoco"
+    d.mkdir(parents=True)
+    (d / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
+    (d / "instances.json").write_text(json.dumps(instances(sizes, anns)))
+    for i, (h, w) in sizes.items():
+        jpeg(root / COCO_DIR / coco_name(i), h, w, seed=i)
+
+
+def test_glamm_3_scores_three_drawn_sentences_per_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Image 1: sentences 1-4 of one object, 1 and 2 answered exactly, 3 and 4 with nothing; image 2: sentences 5 and 6,
+    answered exactly. lisa: gIoU (1 + 1 + 0 + 0 + 1 + 1) / 6 = 66.7. glamm-3: image 1 keeps the three of its four
+    sentences that np.random.RandomState(crc32("0:" + its file name)).choice(4, 3, replace=False) draws, image 2 both
+    of its two (fewer than three): with sentence 3 or 4 left out, gIoU (1 + 1 + 0 + 1 + 1) / 5 = 80; with 1 or 2 left
+    out, (1 + 0 + 0 + 1 + 1) / 5 = 60."""
+    import zlib
+
+    import numpy as np
+    from helper_datasets import coco_name
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    _write_four_sentences(tmp_path / "data")
+    raw = {**REFER_SUITE, "splits": {"refcoco_val": {"counts": {"images": 2, "objects": 2, "expressions": 6}}},
+           "source": {**REFER_SUITE["source"], "splits": {"refcoco_val": REFER_SUITE["source"]["splits"]["refcoco_val"]}}}
+    suite = _suite(tmp_path, raw)
+
+    def answer(s: Sample) -> Any:
+        return _gt(s) & False if s.meta["sent_id"] in (3, 4) else _gt(s)
+
+    rng = np.random.RandomState(zlib.crc32(f"0:{coco_name(1)}".encode()) & 0x7FFFFFFF)
+    left_out = ({1, 2, 3, 4} - {int(i) + 1 for i in rng.choice(list(range(4)), size=3, replace=False)}).pop()
+    lisa = _scored(tmp_path, suite, None, answer, "lisa")["refcoco_val"]
+    glamm = _scored(tmp_path, suite, "glamm-3", answer, "glamm")["refcoco_val"]
+    assert (lisa["n"], glamm["n"]) == (6, 5)
+    assert lisa["giou"] == pytest.approx(400 / 6, abs=1e-4)
+    assert glamm["giou"] == pytest.approx(80.0 if left_out in (3, 4) else 60.0, abs=1e-4)
+    drawn = make_source(load_suite(str(suite), "glamm-3"), tmp_path / "data").samples("refcoco_val")
+    assert sorted(s.meta["sent_id"] for s in drawn) == sorted({1, 2, 3, 4, 5, 6} - {left_out})
+    assert load_suite(str(suite), "glamm-3").splits["refcoco_val"]["counts"] == {"images": 2, "objects": None, "expressions": None}
+
+
+def test_a_sample_unit_a_reader_does_not_enumerate_is_refused(tmp_path: Path) -> None:
+    raw = {**REASONSEG_SUITE, "name": "merged-reasonseg", "conventions": {"sample_unit": "object_merged"}}
+    with pytest.raises(Exception, match=r"format 'reasonseg' has no sample unit 'object_merged'"):
+        make_source(load_suite(str(_suite(tmp_path, raw))), tmp_path / "data")

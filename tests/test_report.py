@@ -179,7 +179,7 @@ def test_report_shows_numbers_plots_and_gallery(run: tuple[Path, dict[str, dict[
     assert "could not parse the answer &lt;json&gt;" in html  # failed prediction's error is shown, escaped
     assert "the thing number" in html
     assert "http://" not in html and "https://" not in html  # self-contained
-    for category in ("worst", "best", "disagreed", "failures"):
+    for category in ("disagreed", "worst", "failures", "typical"):
         assert f'id="gallery-{category}"' in html
 
 
@@ -238,13 +238,13 @@ def test_gallery_selection_is_deterministic(run: tuple[Path, dict[str, dict[str,
     records = {m: {SPLIT: read_records(run_dir / m / f"{SPLIT}.jsonl")} for m in MODELS}
     picks = select(index_records(records), 2)
     assert picks == select(index_records(records), 2)
-    assert picks["failures"] == [(SPLIT, "toy/val/0001")]
-    assert len(picks["worst"]) == 2 and not set(picks["worst"]) & set(picks["best"])
+    assert list(picks["failures"]) == [(SPLIT, "toy/val/0001")]
+    assert len(picks["worst"]) == 2 and not set(picks["worst"]) & set(picks["typical"])
     # ties: samples 0000.. with equal means are ordered by id
     ok = {"mask": {"size": [1, 1], "counts": "01"}}  # a prediction with a mask: not a failure
     tied = {m: {SPLIT: [{"id": i, "score": {"iou": 0.5}, "prediction": ok} for i in ("b", "a", "c")]} for m in ("m1", "m2")}
-    assert select(index_records(tied), 2)["worst"] == [(SPLIT, "a"), (SPLIT, "b")]
-    assert select(index_records(tied), 2)["disagreed"] == []
+    assert list(select(index_records(tied), 2)["worst"]) == [(SPLIT, "a"), (SPLIT, "b")]
+    assert select(index_records(tied), 2)["disagreed"] == {}
 
 
 def test_gallery_covers_every_split_and_shows_no_sample_twice() -> None:
@@ -262,9 +262,10 @@ def test_gallery_covers_every_split_and_shows_no_sample_twice() -> None:
     shown = [key for keys in picks.values() for key in keys]
     assert len(shown) == len(set(shown))  # no sample twice across categories
     assert "box_mask" not in picks  # a stated box against its mask has its own gallery (Reasoning section)
-    for category in ("worst", "best"):
-        assert {split for split, _ in picks[category]} == {"val", "test"}, category
-    assert picks["disagreed"][0] == ("test", "t2")  # spread 0.42, then v5 (0.3)
+    assert {split for split, _ in picks["typical"]} == {"val", "test"}
+    assert list(picks["worst"]) == [("val", "v0"), ("val", "v1")]  # m1's lowest, then m2's lowest not yet shown
+    assert next(iter(picks["disagreed"])) == ("test", "t2")  # spread 0.42, then v5 (0.3)
+    assert picks["disagreed"][("test", "t2")] == "IoU spread 42.0 points (m1 92.0%, m2 50.0%)"
 
 
 def test_precision_curve_matches_metrics(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:

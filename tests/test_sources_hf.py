@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helper_datasets import REFER_ANNS, REFER_IMAGES, REFER_REFS, coco_name, write_refer
+from helper_datasets import benchmark_rows, jpeg_bytes, write_refer
 from PIL import Image
 
 from harness import masks
@@ -21,29 +20,6 @@ from harness.data.sources.refer import ReferSource
 datasets = pytest.importorskip("datasets")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
-
-
-def jpeg_bytes(h: int, w: int, value: int = 90) -> bytes:
-    b = io.BytesIO()
-    Image.fromarray(np.full((h, w, 3), value, dtype=np.uint8)).save(b, format="JPEG")
-    return b.getvalue()
-
-
-def benchmark_rows(split: str = "val") -> list[dict[str, Any]]:
-    """jxu124/refcoco-benchmark: one row per image, ref_list of {ann_info, ref_info}."""
-    rows = []
-    for image_id, (h, w) in REFER_IMAGES.items():
-        refs = [r for r in REFER_REFS if r["image_id"] == image_id and r["split"] == split]
-        if not refs:
-            continue
-        ref_list = [{"ann_info": {"id": r["ann_id"], "image_id": image_id, "iscrowd": 0, "category_id": 1, "area": 1.0,
-                                  "bbox": [float(v) for v in REFER_ANNS[r["ann_id"]]["bbox"]],
-                                  "segmentation": [[float(v) for v in p] for p in REFER_ANNS[r["ann_id"]]["segmentation"]]},
-                     "ref_info": {**r, "file_name": coco_name(image_id), "sent_ids": [s["sent_id"] for s in r["sentences"]]}}
-                    for r in refs]
-        rows.append({"ref_list": ref_list, "image_info": {"id": image_id, "height": h, "width": w, "file_name": coco_name(image_id)},
-                     "image": {"bytes": jpeg_bytes(h, w), "path": coco_name(image_id)}})
-    return rows
 
 
 def test_refcoco_benchmark_from_disk_equals_the_refer_files(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("harness.cli.env", "create, list and remove the models' own Python environments"),
     "rescore": ("harness.cli.rescore",
                 "recompute every stored score from its mask and the ground truth; rewrite the logs and results.json"),
-    "data": ("harness.cli.data", "check a dataset on disk against a suite, or show the layout it expects"),
+    "data": ("harness.cli.data", "fetch a suite's data from where it is published, check it on disk, or show the layout it expects"),
     "setup": ("harness.cli.setup", "clone a model's upstream code at its pinned revision, create its environment, download its weights"),
     "doctor": ("harness.cli.doctor", "check a machine and the models' environments: device, dtype, attention, memory, weights, tests"),
 }

@@ -1,4 +1,5 @@
-"""``harness data check|layout``: a dataset on disk checked against a suite, or the layout a suite expects.
+"""``harness data check|layout|fetch``: a dataset on disk checked against a suite, the layout a suite expects,
+or the suite's data downloaded from where it is published into that layout.
 
 The data root may come from a run config file (harness.run.config.resolve_data_root), which the data stage
 never reads itself.
@@ -24,10 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lay.add_argument("suite", help="a built-in suite name or a suite YAML path")
     add_run_option(lay, "data_root", help="mark what is present under this data root")
     lay.add_argument("--config", type=Path, help="a run config YAML whose data_root to use")
+    get = sub.add_parser("fetch", help="download a suite's data into the layout it expects, verified, then check its counts; "
+                                       "a rerun resumes and skips what is already verified")
+    get.add_argument("suite", help="a built-in suite name or a suite YAML path")
+    add_run_option(get, "data_root", help="where to write (the data root a run reads)")
+    get.add_argument("--config", type=Path, help="a run config YAML whose data_root to use")
+    get.add_argument("--splits", help="comma-separated splits (default: every split of the suite)")
 
 
 def main(args: argparse.Namespace) -> int:
-    return _check(args) if args.data_command == "check" else _layout(args)
+    return {"check": _check, "layout": _layout, "fetch": _fetch}[args.data_command](args)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -40,10 +47,18 @@ def _check(args: argparse.Namespace) -> int:
 
 def _layout(args: argparse.Namespace) -> int:
     from harness.data import datacheck
+    from harness.data.samples import make_source
     from harness.data.suites import load_suite
     from harness.run.config import resolve_data_root
 
     suite = load_suite(args.suite)
     root = resolve_data_root(args.data_root, args.config)
-    print(datacheck.render_layout(suite, datacheck.make_source(suite, root), root))
+    print(datacheck.render_layout(suite, make_source(suite, root, own=True), root))
     return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from harness.data.fetch import fetch_suite
+    from harness.run.config import resolve_data_root
+
+    return fetch_suite(args.suite, resolve_data_root(args.data_root, args.config), csv_list(args.splits))

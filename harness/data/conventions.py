@@ -11,22 +11,22 @@ from typing import Any, Literal
 
 from harness.errors import HarnessError
 
-SampleUnit = Literal["sentence", "first_text", "object"]
+SampleUnit = Literal["sentence", "first_text", "object", "object_merged"]
 EmptyUnion = Literal["one", "zero", "drop"]
 TargetedEmptyUnion = Literal["same", "one", "zero", "drop"]
 FailurePolicy = Literal["zero", "as_empty", "skip_ciou", "drop"]
-IgnoreHandling = Literal["exclude", "background", "foreground"]
+IgnoreHandling = Literal["exclude", "background", "foreground", "true_positive"]
 GtOverlap = Literal["lisa_sum", "binarise"]
 PrecisionOver = Literal["all", "targeted"]
 ExifHandling = Literal["apply", "ignore"]
 Scoring = Literal["mask", "instances"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "sample_unit": ("sentence", "first_text", "object"),
+    "sample_unit": ("sentence", "first_text", "object", "object_merged"),
     "empty_union": ("one", "zero", "drop"),
     "targeted_empty_union": ("same", "one", "zero", "drop"),
     "failure": ("zero", "as_empty", "skip_ciou", "drop"),
-    "ignore": ("exclude", "background", "foreground"),
+    "ignore": ("exclude", "background", "foreground", "true_positive"),
     "gt_overlap": ("lisa_sum", "binarise"),
     "precision_over": ("all", "targeted"),
     "exif": ("apply", "ignore"),
@@ -43,7 +43,9 @@ class Conventions:
     """How a split is scored.
 
     - ``sample_unit``: what one sample is; read by the source that enumerates samples
-      (LISA: every sentence; ReasonSeg: ``first_text``; Ricky06662 copies: ``object``).
+      (LISA: every sentence; ReasonSeg: ``first_text``; Ricky06662 copies: ``object``;
+      HiMTok's ``--text-mode all``: ``object_merged``, one sample per object whose expression is all
+      its sentences in one, ``Meet all the descriptions: 1. s1. 2. s2. ``; REFER-format sources only).
     - ``empty_union``: per-sample IoU when prediction and ground truth are both empty:
       ``one`` (LISA, "no-object target"), ``zero`` (VisionReasoner, GroundingSuite), or
       ``drop`` (left out of gIoU). Such a sample adds nothing to cIoU's sums either way.
@@ -57,7 +59,9 @@ class Conventions:
       empty mask by the normal rules), ``skip_ciou`` (Sa2VA: nothing added to cIoU, 0 in
       gIoU), ``drop`` (left out of everything; Seg-Zero's dropped SAM errors).
     - ``ignore``: pixels of the ignore region: ``exclude`` (LISA: neither target nor
-      prediction), ``background``, ``foreground`` (the Ricky06662 ReasonSeg copies).
+      prediction), ``background``, ``foreground`` (the Ricky06662 ReasonSeg copies: target pixels
+      a prediction may miss), ``true_positive`` (HiMTok's ``mask_image[gt_mask == 255] = 1``: target
+      pixels the prediction is forced to cover, so each one is an intersection pixel).
     - ``gt_overlap``: pixels covered by two polygons of one target: ``lisa_sum`` (LISA sums
       the polygons, value 2 is not target: a predicted pixel there only enters the union)
       or ``binarise`` (labelled non-compatible variant).

@@ -22,8 +22,8 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.data.images import ImageError, header, load_image
-from harness.data.samples import cache_dir, split_counts
-from harness.data.sources import Source, source_class
+from harness.data.samples import make_source, split_counts
+from harness.data.sources import Source
 from harness.data.sources.filesource import Expected
 from harness.data.suites import COUNT_KEYS, Suite, load_suite
 from harness.errors import HarnessError
@@ -38,10 +38,6 @@ class SplitReport:
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def make_source(suite: Suite, data_root: Path | None) -> Source:
-    return source_class(suite.source_format)(suite.source_params, suite.conventions, data_root, cache_dir())
 
 
 def empty_targets(samples: Sequence[Sample]) -> list[str]:
@@ -134,6 +130,9 @@ def run_check(suite_name: str, data_root: Path | None, splits: Sequence[str] | N
     names = suite.select_splits(list(splits or [])) if splits else list(suite.splits)
     source = make_source(suite, data_root)
     print(f"suite {suite.name} (v{suite.version}), data root: {data_root or '(none)'}", file=out)
+    if getattr(source, "FORMAT", suite.source_format) != suite.source_format:
+        print(f"reading the copy `harness data fetch` downloads (format {getattr(source, 'FORMAT', '')}): none of the "
+              f"suite's own {suite.source_format} files is under the data root", file=out)
     checker = ImageChecker(decode, suite.conventions.exif)
     bad = 0
     total = 0
@@ -151,8 +150,9 @@ def run_check(suite_name: str, data_root: Path | None, splits: Sequence[str] | N
         bad += bool(rep.problems)
         total += len(rep.problems)
     if bad:
-        print(f"{total} problem(s) in {bad} of {len(names)} split(s); `harness data layout {suite.name}` shows the expected layout",
-              file=out)
+        forward = f"; `harness data fetch {suite_name}` downloads it" if suite.fetch is not None and suite.fetch.downloads else ""
+        print(f"{total} problem(s) in {bad} of {len(names)} split(s); `harness data layout {suite_name}` shows the expected "
+              f"layout{forward}", file=out)
         return 1
     print(f"all {len(names)} split(s) ok", file=out)
     return 0
@@ -198,9 +198,22 @@ def render_layout(suite: Suite, source: Source, data_root: Path | None) -> str:
     lines.append("")
     lines.append("where to get them:")
     by_source: dict[str, list[str]] = {}
+    table = suite.fetch
     for path in order:
-        by_source.setdefault(entries[path][0].published, []).append(path)
+        covering = table.covering(path) if table is not None else None
+        by_source.setdefault(covering.where if covering is not None else entries[path][0].published, []).append(path)
     for published, paths in by_source.items():
         lines.append(f"  {published}")
         lines.append(f"      -> {', '.join(paths)}")
+    if table is not None:
+        lines.append("")
+        lines.append(f"`harness data fetch {suite.name}` gets:" if table.downloads else
+                     f"`harness data fetch {suite.name}` names the pages (nothing here can be downloaded without a person):")
+        for item in table.entries:
+            state = ""
+            if data_root is not None:
+                state = "  [ok]" if (data_root / item.path).exists() else "  [MISSING]"
+            lines.append(f"  {item.path or '.'}{state}\n      {item.what}\n      from {item.where}")
+        if table.source is not None:
+            lines.append(f"  (a {table.source['format']} copy, read instead of the files above when none of them is present)")
     return "\n".join(lines)

@@ -91,9 +91,36 @@ def _sa2va_test_splits(raw: dict[str, Any], where: str) -> None:
     raw["default_splits"] = list(out_splits)
 
 
+def _restate_expressions(raw: dict[str, Any], rule: str) -> None:
+    """The official ``expressions`` count of each split under a protocol that changes what a sample is:
+    ``objects`` (one sample per object: the objects count) or ``unknown`` (a draw of sentences: neither the
+    expressions nor the objects that keep a sentence have a published count)."""
+    for entry in (raw.get("splits") or {}).values():
+        counts = entry.get("counts") if isinstance(entry, Mapping) else None
+        if isinstance(counts, Mapping):
+            entry["counts"] = {**counts, "expressions": counts.get("objects")} if rule == "objects" else \
+                {**counts, "objects": None, "expressions": None}
+
+
 def _per_object(raw: dict[str, Any], where: str) -> None:
     if raw["source"].get("format") == "refer":
         raw["conventions"]["sample_unit"] = "object"
+        _restate_expressions(raw, "objects")
+
+
+def _merged_per_object(raw: dict[str, Any], where: str) -> None:
+    if raw["source"].get("format") == "refer":
+        _restate_expressions(raw, "objects")
+
+
+GLAMM_PER_IMAGE = 3  # ReferSegmDataset(num_classes_per_sample=3)
+GLAMM_SEED = 0
+
+
+def _glamm_draw(raw: dict[str, Any], where: str) -> None:
+    raw["source"]["per_image"] = GLAMM_PER_IMAGE
+    raw["source"]["draw_seed"] = GLAMM_SEED
+    _restate_expressions(raw, "unknown")
 
 
 _CARD = "model card; split not stated (run_all_evals.py's test assumed, unconfirmed)"
@@ -141,6 +168,21 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("visionreasoner-object", "one sample per object (its first sentence); ReasonSeg's ignore region as foreground",
              "JIA-Lab-research/VisionReasoner c013132 evaluation/calculate_iou_with_bbox_nonobj.py on Ricky06662's HF copies",
              formats=("refer", "reasonseg"), conventions={"reasonseg": {"ignore": "foreground"}}, rewrite=_per_object),
+    Protocol("himtok", "RefCOCO: one sample per object, its sentences merged into one ('Meet all the descriptions: 1. s1. "
+             "2. s2. '), polygons merged (gt > 0.5); ignore pixels forced into the prediction (true positives); "
+             "per-sample I/(U+1e-10)",
+             "yayafengzi/LMM-HiMTok 67e7ecf eval/evaluate_referseg.py (--text-mode all), eval/evaluate_reasonseg.py "
+             "(--text-mode first), eval/seg_dataset.py, eval/predict.py update_metrics",
+             formats=("refer", "reasonseg"),
+             conventions={"refer": {"sample_unit": "object_merged", "gt_overlap": "binarise", "ignore": "true_positive",
+                                    "giou_eps": 1e-10},
+                          "reasonseg": {"sample_unit": "first_text", "ignore": "true_positive", "giou_eps": 1e-10}},
+             rewrite=_merged_per_object),
+    Protocol("glamm-3", f"at most {GLAMM_PER_IMAGE} sentences per image, drawn with np.random.choice (seed {GLAMM_SEED} per "
+             "image; GLaMM's own draw is unseeded), the rest not evaluated",
+             "mbzuai-oryx/groundingLMM e74865f dataset/segm_datasets/RefCOCO_Segm_ds.py ReferSegmDataset "
+             "(num_classes_per_sample=3), eval/referring_seg/infer_and_evaluate.py",
+             formats=("refer",), rewrite=_glamm_draw),
 )}
 
 

@@ -17,6 +17,7 @@ from harness.data.conventions import Conventions
 from harness.data.protocols import DEFAULT as DEFAULT_PROTOCOL
 from harness.data.protocols import ProtocolError, apply_protocol
 from harness.data.protocols import protocol as named
+from harness.data.published import FetchTable, parse_fetch
 from harness.data.yamlfile import read_yaml
 from harness.errors import HarnessError
 from harness.registry import did_you_mean
@@ -55,15 +56,18 @@ class Suite:
     # Splits whose metrics the suite's results also average (results.json ``average``; SA-Co/Gold's
     # "Average" of its seven subsets); published rows name it as split ``average``.
     average: tuple[str, ...] = ()
+    # Where the data is published and how ``harness data fetch`` gets it (harness/data/published.py).
+    fetch: FetchTable | None = None
 
     @property
     def fingerprint(self) -> str:
         """sha256 of what decides the numbers: name, version, source, splits and conventions.
 
-        The description and the published rows are left out, so correcting a published number
-        does not make every stored run and baseline incomparable.
+        The description, the published rows and where the data is published (``fetch``) are left out,
+        so correcting a published number or a download address does not make every stored run and
+        baseline incomparable.
         """
-        scored = {k: v for k, v in self.raw.items() if k not in ("description", "published")}
+        scored = {k: v for k, v in self.raw.items() if k not in ("description", "published", "fetch")}
         canonical = json.dumps(scored, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -158,6 +162,10 @@ def parse_suite(data: Any, path: Path) -> Suite:
         if published[-1].split not in named:
             raise SuiteError(f"{path}: published[{i}] names split {published[-1].split!r}, not a split of the suite"
                              + (f" (nor {AVERAGE!r}, its average)" if average else ""))
+    try:
+        fetch = parse_fetch(data.get("fetch"), str(path), list(splits))
+    except HarnessError as exc:
+        raise SuiteError(str(exc)) from exc
     return Suite(
         name=name,
         version=str(_require(data, "version", (str, int), path)),
@@ -171,6 +179,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
         path=path,
         raw=data,
         average=tuple(average),
+        fetch=fetch,
     )
 
 

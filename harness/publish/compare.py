@@ -2,7 +2,8 @@
 
 For every pair of models (within a run, or across two runs scored under the same suite fingerprint
 and conventions; anything else is refused with exit 2), per split and per slice, the paired
-difference of cIoU and gIoU, **second minus first** in the order the models are listed (run A's
+difference of cIoU and gIoU (on a suite scored on instances, SA-Co/Gold: cgF1, pmF1 and IL_MCC x100,
+over its image–phrase pairs), **second minus first** in the order the models are listed (run A's
 models before run B's), with a paired-bootstrap 95% interval and a two-sided p-value.
 
 Samples are matched by id: both models are scored on the ids they share (the table says how many),
@@ -40,7 +41,15 @@ if TYPE_CHECKING:  # harness.publish.api calls this module: the Run type only, n
     from harness.publish.api import Run
 
 METRICS = ("ciou", "giou")
-LABELS = {"ciou": "cIoU", "giou": "gIoU"}
+# A suite scored on instances (SA-Co/Gold) is compared on its own metrics, over its image–phrase pairs.
+INSTANCE_SUITE_METRICS = ("cgf1", "pmf1", "il_mcc")
+LABELS = {"ciou": "cIoU", "giou": "gIoU", "cgf1": "cgF1", "pmf1": "pmF1", "il_mcc": "IL_MCC x100"}
+
+
+def metrics_of(conventions: Mapping[str, Any]) -> tuple[str, ...]:
+    """The metrics a comparison of runs under these conventions reports, the suite's official one first:
+    cIoU and gIoU, or on a suite scored on instances cgF1, pmF1 and IL_MCC (x100, in points like the rest)."""
+    return INSTANCE_SUITE_METRICS if conventions.get("scoring") == "instances" else METRICS
 ALL = "all"  # the slice column of a whole split's row
 
 
@@ -120,8 +129,7 @@ def sides(runs: Sequence[Run], models: Sequence[str] | None = None) -> list[Side
 
 
 def _restrict(p: PairScores, ids: Sequence[str], pos: Mapping[str, int]) -> PairScores:
-    idx = np.array([pos[i] for i in ids], dtype=np.int64)
-    return PairScores(tuple(ids), p.inter[idx], p.union[idx], p.iou[idx], p.in_ciou[idx])
+    return p.take(np.array([pos[i] for i in ids], dtype=np.int64), ids)
 
 
 def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, membership: Mapping[str, Mapping[str, set[str]]],
@@ -163,9 +171,11 @@ def pair_rows(a: str, sa: PairScores, b: str, sb: PairScores, split: str, member
 
 
 def paired_differences(runs: Sequence[Run], models: Sequence[str] | None = None, splits: Sequence[str] | None = None,
-                       metrics: Sequence[str] = METRICS, rounds: int = DEFAULT_ROUNDS, with_slices: bool = True) -> Comparison:
-    """Every pair of the chosen models x split (x slice) x metric; see the module docstring."""
+                       metrics: Sequence[str] | None = None, rounds: int = DEFAULT_ROUNDS, with_slices: bool = True) -> Comparison:
+    """Every pair of the chosen models x split (x slice) x metric (``metrics_of`` the runs' conventions when
+    None); see the module docstring."""
     check_comparable(runs)
+    metrics = metrics_of(runs[0].conventions) if metrics is None else metrics
     chosen = sides(runs, models)
     out = Comparison(rounds=rounds)
     eps = runs[0].eps

@@ -6,7 +6,8 @@ Exit codes (``EXIT_*`` below), stable for CI scripts:
 - 1: at least one did: the drop (run minus baseline, in points) is below ``-max_drop`` *and*
   its paired-bootstrap 95% interval lies entirely below zero. Where the baseline has no
   per-sample scores (``--metrics-only`` baselines, a plain results.json) or the metric is not
-  cIoU/gIoU, the drop alone decides (plain tolerance);
+  cIoU/gIoU (or, on a suite scored on instances, cgF1, pmF1 and IL_MCC, bootstrapped over the
+  image–phrase pairs), the drop alone decides (plain tolerance); IL_MCC is gated x100;
 - 2: the two are not comparable, or the gate would check nothing: different suite fingerprint,
   different conventions, different sample ids, a gated model x split missing from the run, an
   unknown metric, model or split name (the valid names are listed), a run that is partial
@@ -47,7 +48,8 @@ from harness.data.protocols import of_summary
 from harness.publish import mdtext
 from harness.publish.baseline import Baseline
 from harness.publish.standing import data_text, missing_samples
-from harness.score.paired import DEFAULT_ROUNDS, PairScores, paired_spread, point
+from harness.score.cgf1 import COEFFICIENTS
+from harness.score.paired import DEFAULT_ROUNDS, INSTANCE_METRICS, PairScores, paired_spread, point, scale
 
 EXIT_PASS = 0
 EXIT_REGRESSION = 1
@@ -55,7 +57,7 @@ EXIT_INCOMPARABLE = 2
 EXIT_INPUT_ERROR = 3
 
 BOOTSTRAPPED = ("ciou", "giou")
-LABELS = {"ciou": "cIoU", "giou": "gIoU"}
+LABELS = {"ciou": "cIoU", "giou": "gIoU", "cgf1": "cgF1", "pmf1": "pmF1", "il_mcc": "IL_MCC x100"}
 _MAX_EXAMPLES = 3
 DEFAULT_CONVENTIONS = Conventions().to_dict()
 # Counts, flags and intervals of a results.json split: not metrics a gate can compare.
@@ -154,8 +156,7 @@ def partial_reasons(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, st
 
 def _restrict(p: PairScores, ids: Sequence[str]) -> PairScores:
     keep = set(ids)
-    mask = np.array([i in keep for i in p.ids], dtype=bool)
-    return PairScores(tuple(i for i in p.ids if i in keep), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
+    return p.take(np.array([i in keep for i in p.ids], dtype=bool), [i for i in p.ids if i in keep])
 
 
 def _subset_baseline(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]) -> tuple[Baseline, list[str]]:
@@ -170,10 +171,11 @@ def _subset_baseline(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, s
         sub = _restrict(bs, rs.ids)
         eps = float(base.conventions.get("ciou_eps", 1e-10))
         scores[model][split] = sub
-        results[model][split] = {"ciou": point(sub, "ciou", eps), "giou": point(sub, "giou", eps), "n": len(sub.ids),
-                                 "restricted": True}
+        recomputed = [*BOOTSTRAPPED, *(INSTANCE_METRICS if sub.instances is not None else ())]
+        # in results.json's units (IL_MCC a coefficient): _row scales them as it scales a stored value
+        results[model][split] = {**{m: point(sub, m, eps) / scale(m) for m in recomputed}, "n": len(sub.ids), "restricted": True}
         notes.append(f"{model}/{split}: baseline recomputed on the run's {len(sub.ids)} of its {len(bs.ids)} samples "
-                     "(cIoU and gIoU only)")
+                     f"({', '.join(LABELS.get(m, m) for m in recomputed)} only)")
     return Baseline(base.where, base.suite, base.conventions, base.models, results, base.ids, scores, base.from_run), notes
 
 
@@ -224,13 +226,23 @@ def incomparable(run: Baseline, base: Baseline, pairs: Sequence[tuple[str, str]]
     return reasons
 
 
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
+
+
 def _row(run: Baseline, base: Baseline, model: str, split: str, metric: str, max_drop: float, rounds: int, seed: int,
          two_sided: bool = False) -> Row:
-    b = _value(base.results[model][split].get(metric))
-    r = _value(run.results[model][split].get(metric))
+    # A coefficient (IL_MCC, in [-1, 1]) is gated in percent like every other metric, so --max-drop's
+    # points mean the same for it: a fall of 0.2 in MCC is 20 points, never "within tolerance".
+    times = 100.0 if metric.split("@")[0] in COEFFICIENTS else 1.0
+    b = _scaled(_value(base.results[model][split].get(metric)), times)
+    r = _scaled(_value(run.results[model][split].get(metric)), times)
     n = run.results[model][split].get(f"n_{metric}", run.results[model][split].get("n"))
+    rs, bs = run.scores.get(model, {}).get(split), base.scores.get(model, {}).get(split)
+    paired = rs is not None and bs is not None and (
+        metric in BOOTSTRAPPED or (metric in INSTANCE_METRICS and rs.instances is not None and bs.instances is not None))
     if base.results[model][split].get("restricted"):
-        if metric not in BOOTSTRAPPED:
+        if not paired:
             return Row(model, split, metric, None, r, None, None, n, False, "not gated (partial run: not recomputable)")
         eps = float(run.conventions.get("ciou_eps", 1e-10))
         r = _value(point(run.scores[model][split], metric, eps))  # both sides by the same reduction
@@ -239,9 +251,9 @@ def _row(run: Baseline, base: Baseline, model: str, split: str, metric: str, max
     if r is None:
         return Row(model, split, metric, b, r, None, None, n, True, "❌ FAIL: the run has no value")
     delta = r - b
-    rs, bs = run.scores.get(model, {}).get(split), base.scores.get(model, {}).get(split)
     ci = None
-    if metric in BOOTSTRAPPED and rs is not None and bs is not None:
+    if paired:
+        assert rs is not None and bs is not None
         eps = float(run.conventions.get("ciou_eps", 1e-10))
         lo, hi = paired_spread(rs, bs, metric, eps, rounds, seed)
         ci = (delta + lo, delta + hi)

@@ -34,6 +34,7 @@ from harness.errors import HarnessError
 from harness.files import write_json_atomic, write_text_atomic
 from harness.publish.standing import failed_text, is_clean, partial_text
 from harness.records.reader import StoredRun
+from harness.records.results import reference_models
 from harness.records.store import RESULTS_NAME, RunDir
 from harness.resources import resource_dir
 
@@ -252,17 +253,50 @@ def _published_cell(pub: Mapping[str, Any] | None, sources: _Sources) -> dict[st
 
 
 def _mark_best(rows: list[dict[str, Any]], n_cols: int) -> None:
-    """Bold the best complete measured number per column; a partial or failing one never is, however high."""
+    """Bold the best complete measured number per column among the models; a partial or failing one never is,
+    however high, and neither is a reference line's (an oracle is a bound, not a contender)."""
     for i in range(n_cols):
-        ranked = [r["cells"][i] for r in rows if not r["published"] and r["cells"][i]["sort"] and not r["cells"][i]["tier"]]
+        ranked = [r["cells"][i] for r in rows if r["band"] == "models" and r["cells"][i]["sort"] and not r["cells"][i]["tier"]]
         top = max((float(c["sort"]) for c in ranked), default=None)
         for c in ranked:
             c["best"] = float(c["sort"]) == top
 
 
-def _complete_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Measured rows with fewer partial or failing numbers first (stable): a partial run never ranks above a complete one."""
-    return sorted(rows, key=lambda r: sum(c["tier"] for c in r["cells"]))
+# The bands of a leaderboard table, in order: the models ranked, the reference lines (``empty``, ``full``,
+# oracles: AdapterInfo.reference, as results.json records it), the published numbers. Each band sorts apart.
+BANDS: tuple[tuple[str, str], ...] = (
+    ("models", "Models"),
+    ("reference", "Reference lines: trivial baselines and oracles (bounds, not ranked with the models)"),
+    ("published", "Published numbers (not measured here)"),
+)
+
+
+def _banded(rows: list[dict[str, Any]], avg: bool = False) -> list[dict[str, Any]]:
+    """The rows by band, each band sorted by the table's metric: complete rows first (a partial run never ranks
+    above a complete one), then by the row's mean over the columns shown (its ``avg`` where the table has one),
+    highest first, rows without a number last; ties keep their order. Sets each row's ``mean``, ``sort`` and ``badges``."""
+    order = {key: i for i, (key, _) in enumerate(BANDS)}
+    for r in rows:
+        nums = [float(c["num"]) for c in r["cells"] if c["num"] is not None]
+        r["mean"] = (r["avg"]["num"] if avg and r.get("avg") else None) or (sum(nums) / len(nums) if nums else None)
+        r["sort"] = "" if r["mean"] is None else f"{r['mean']:.6f}"
+        r["badges"] = _row_badges(r["cells"]) if not r["published"] else []
+    return sorted(rows, key=lambda r: (order[r["band"]], sum(c["tier"] for c in r["cells"]), r["mean"] is None, -(r["mean"] or 0.0)))
+
+
+def _row_badges(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a row's header says of its numbers: ``partial`` (a --limit cut or samples without a prediction),
+    ``incomplete data`` (a copy of the data short of the suite's counts), ``failures``; the cells say how many."""
+    texts = [str(c["partial"]) for c in cells if c["partial"]]
+    badges = ["partial"] if any(not t.startswith("data:") or ", data:" in t for t in texts) else []
+    badges += ["incomplete data"] if any("data:" in t for t in texts) else []
+    return badges + (["failures"] if any(c["failed"] for c in cells) else [])
+
+
+def _bands(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The template's view of banded rows: the non-empty bands with their label."""
+    return [{"key": key, "label": label, "rows": [r for r in rows if r["band"] == key]} for key, label in BANDS
+            if any(r["band"] == key for r in rows)]
 
 
 def benchmark_page(runs: Sequence[RunEntry], aliases: Mapping[str, str], pub: Mapping[PubKey, dict[str, Any]],
@@ -283,14 +317,15 @@ def benchmark_page(runs: Sequence[RunEntry], aliases: Mapping[str, str], pub: Ma
             for model, by_split in run.doc["results"].items():
                 alias = _alias(model, run, aliases, pub_models.get(name, []))
                 cells = [_measured(by_split.get(s), metric, pub.get((name, alias or "", s, metric)), alias) for s in splits]
-                rows.append({"label": model, "published": False, "run": run, "alias": alias, "cells": cells})
-        rows = _complete_first(rows)
-        _mark_best(rows, len(splits))
+                band = "reference" if model in reference_models(run.doc) else "models"
+                rows.append({"label": model, "published": False, "band": band, "run": run, "alias": alias, "cells": cells})
         for pm in pub_models.get(name, []):
             cells = [_published_cell(pub.get((name, pm, s, metric)), sources) for s in splits]
             if any(c["sort"] for c in cells):
-                rows.append({"label": pm, "published": True, "run": None, "alias": None, "cells": cells})
-        views.append({"key": metric, "label": label, "rows": rows})
+                rows.append({"label": pm, "published": True, "band": "published", "run": None, "alias": None, "cells": cells})
+        rows = _banded(rows)
+        _mark_best(rows, len(splits))
+        views.append({"key": metric, "label": label, "rows": rows, "bands": _bands(rows)})
     return {"suite": suite, "splits": splits, "views": views, "sources": sources.items, "runs": list(runs)}
 
 
@@ -321,12 +356,13 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
                 alias = _alias(model, run, aliases, pub_models.get(col.suite, []))
                 cells.append(_measured(res, col.metric, pub.get((col.suite, alias or "", col.split, col.metric)), alias))
             run_links = list({id(r): r for r, _ in hits.values()}.values())
-            rows.append({"label": model, "published": False, "runs": run_links, "cells": cells})
+            band = "reference" if any(model in reference_models(r.doc) for r in run_links) else "models"
+            rows.append({"label": model, "published": False, "band": band, "runs": run_links, "cells": cells})
         names = list(dict.fromkeys(m for col in cols for m in pub_models.get(col.suite, [])))
         for pm in names:
             cells = [_published_cell(pub.get((c.suite, pm, c.split, c.metric)), sources) for c in cols]
             if any(c["sort"] for c in cells):
-                rows.append({"label": pm, "published": True, "runs": [], "cells": cells})
+                rows.append({"label": pm, "published": True, "band": "published", "runs": [], "cells": cells})
         for row in rows:
             if table.average:
                 vals = [float(c["num"]) for c in row["cells"] if c["num"] is not None]
@@ -334,10 +370,25 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
                 row["avg"] = {"value": _CELL["value"] if avg is None else f"{avg:.1f}", "sort": "" if avg is None else f"{avg:.6f}",
                               "num": avg,  # an average over a partial value is partial too
                               "partial": "partial" if avg is not None and any(c["partial"] for c in row["cells"]) else ""}
-        rows = [*_complete_first([r for r in rows if not r["published"]]), *(r for r in rows if r["published"])]
+        rows = _banded(rows, avg=table.average)
         _mark_best(rows, len(cols))
-        out.append({"table": table, "rows": rows, "columns": cols})
+        # A layout without any measured row is a page of published numbers: the page names it in one line instead.
+        measured = any(not r["published"] and any(c["num"] is not None for c in r["cells"]) for r in rows)
+        out.append({"table": table, "rows": rows, "bands": _bands(rows), "columns": cols, "measured": measured,
+                    "n_published": sum(r["published"] for r in rows)})
     return out, sources.items
+
+
+def _cited(rendered: Sequence[dict[str, Any]], sources: Sequence[str]) -> list[str]:
+    """The sources the shown tables cite (those with a measured row), numbered afresh in order of citation;
+    their cells' ``ref`` renumbered to match. A layout reduced to its one-line note cites nothing."""
+    kept = _Sources()
+    for t in rendered:
+        for row in t["rows"]:
+            for cell in row["cells"]:
+                if cell.get("ref"):
+                    cell["ref"] = kept.ref(sources[cell["ref"] - 1]) if t["measured"] else None
+    return kept.items
 
 
 def _render(template: str, out: Path, **context: Any) -> None:
@@ -383,7 +434,7 @@ def build_site(run_paths: Sequence[Path], out: Path, aliases_file: Path | None =
         _render("leaderboard.html.j2", out / bench["href"], nav=nav, bench=bench,
                 page=benchmark_page(bench["runs"], aliases, pub, pub_models))
     rendered, sources = paper_tables(runs, tables, aliases, pub, pub_models)
-    _render("leaderboard_tables.html.j2", out / "tables.html", nav=nav, tables=rendered, sources=sources)
+    _render("leaderboard_tables.html.j2", out / "tables.html", nav=nav, tables=rendered, sources=_cited(rendered, sources))
     _render("leaderboard_index.html.j2", out / "index.html", nav=nav, runs=runs, aliases=aliases)
     (out / ".nojekyll").touch()  # GitHub Pages: serve the files as they are
     return out / "index.html"

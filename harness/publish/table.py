@@ -5,10 +5,10 @@ Table 1, RefCOCO/+/g cIoU; ``lens-table3`` its Table 3, ReasonSeg and GroundingS
 layout file in that format (every table in it, or the one chosen with ``--table ID``). Cells are
 filled exactly as the leaderboard's tables page fills them (``leaderboard.paper_tables``): measured
 rows by model name (a later run wins a cell), then the published rows of the suites, marked with a
-dagger and their sources. The best measured value of each column is bold (Markdown ``**``, LaTeX
-``\\textbf``); a published number is never bold. ``--intervals`` adds each measured value's
-bootstrap 95% interval; a cell of a split not fully predicted is marked with an asterisk, and so is
-an average over such a cell (CSV: the ``partial`` column names them).
+dagger and their sources. The best measured value of a model in each column is bold (Markdown ``**``,
+LaTeX ``\\textbf``); a published number, and a reference line's (``empty``, ``full``, an oracle), never is.
+``--intervals`` adds each measured value's bootstrap 95% interval; a cell of a split not fully predicted
+is marked with an asterisk, and so is an average over such a cell (CSV: the ``partial`` column names them).
 
 LaTeX uses booktabs rules (``\\toprule``, ``\\cmidrule``, ``\\midrule``, ``\\bottomrule``) and
 escapes model names; ``--standalone`` wraps it in a document that compiles with pdflatex. CSV
@@ -119,7 +119,7 @@ def markdown(rendered: dict[str, Any], sources: Sequence[str], decimals: int = 1
         lines.append("| " + " | ".join([label, *cells]) + " |")
     cited, partial = _notes(rendered, sources)
     lines.append("")
-    lines.append("Measured by the harness, in percent; best measured value per column in bold."
+    lines.append("Measured by the harness, in percent; best measured value of a model (not a reference line) per column in bold."
                  + (" Intervals: bootstrap 95%." if intervals else ""))
     if cited:
         lines.append(f"{DAGGER} published, not measured: " + "; ".join(_md(c) for c in cited))

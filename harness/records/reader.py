@@ -134,7 +134,8 @@ class StoredRun:
         if unusable is not None:
             raise StoreError(f"{self.log_path(model, split)}: the record of {unusable!r} has no usable score; "
                              f"run `harness rescore {self.root}`")
-        return PairScores.from_rows({i: e.row for i, e in entries.items() if e.row is not None})
+        return PairScores.from_rows({i: e.row for i, e in entries.items() if e.row is not None},
+                                    {i: e.instances for i, e in entries.items()})
 
     def records(self, model: str, split: str) -> list[dict[str, Any]]:
         """The full records of one log, the last of each id (as on resume), in the order ids first appear."""

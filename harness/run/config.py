@@ -33,6 +33,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.data.protocols import PROTOCOLS
+from harness.data.protocols import protocol as protocol_named
 from harness.errors import HarnessError
 from harness.run.sharding import Shard, parse_shard
 
@@ -148,8 +150,8 @@ class RunConfig:
         "on resume, predict again the samples recorded as failed (new lines supersede the failed ones)", flag="--retry-failed",
         type=bool, in_file=False))
     protocol: str | None = field(default=None, metadata=_option(
-        "score the suite under a paper's own protocol (lisa, sa2va-runner, unipixel, visionreasoner-object; docs/protocols.md)",
-        flag="--protocol"))
+        f"score the suite under a paper's own protocol ({', '.join(PROTOCOLS)}; docs/protocols.md)",
+        flag="--protocol", check=lambda name, _: protocol_named(name).name))
 
 
 def run_options() -> list[tuple[str, RunOption]]:

@@ -123,7 +123,9 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
     model_entries = {
         name: {"adapter": spec.adapter, "description": a.info.description, "config": a.config(), "fingerprint": fingerprint(a.config()),
                # a reference line (empty, full, an oracle): reports never call it the best (AdapterInfo.reference)
-               **({"reference": True} if a.info.reference else {})}
+               **({"reference": True} if a.info.reference else {}),
+               # boxes are stored in pixels; the report names the space the model answered in (pixel: the default)
+               **({"box_space": a.info.box_space} if a.info.box_space != "pixel" else {})}
         for (name, a), spec in zip(adapters.items(), config.models)
     }
     try:

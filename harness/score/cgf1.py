@@ -64,12 +64,37 @@ def metric_names() -> list[str]:
 
 def table(matches: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """One row per pair (an ``InstanceMatch.to_json()``, as stored) of the counts the metrics sum."""
-    out = np.zeros((len(matches), _WIDTH), dtype=np.float64)
-    if not matches:
+    return table_of(counts(matches))
+
+
+def counts(matches: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
+    """``[n_dt, n_gt, tp at each threshold]`` per pair (an ``InstanceMatch.to_json()`` or None), as int64;
+    a row of -1 where a sample has no match (it is not scored on instances)."""
+    out = np.full((len(matches), 2 + _K), -1, dtype=np.int64)
+    for k, m in enumerate(matches):
+        if m is not None:
+            out[k, 0], out[k, 1], out[k, 2:] = m["n_dt"], m["n_gt"], m["tp"]
+    return out
+
+
+def table_of(raw: np.ndarray) -> np.ndarray:
+    """``table`` from ``counts``' rows; a row without a match (-1) is a row of zeros: it adds to no sum."""
+    out = np.zeros((raw.shape[0], _WIDTH), dtype=np.float64)
+    scored = raw[:, 0] >= 0
+    if not scored.any():
         return out
-    n_dt = np.array([m["n_dt"] for m in matches], dtype=np.int64)
-    n_gt = np.array([m["n_gt"] for m in matches], dtype=np.int64)
-    tp = np.array([m["tp"] for m in matches], dtype=np.int64).reshape(len(matches), _K)
+    n_dt, n_gt, tp = raw[scored, 0], raw[scored, 1], raw[scored, 2:]
+    out[scored] = _rows(n_dt, n_gt, tp)
+    return out
+
+
+def value(sums: np.ndarray, name: str) -> np.ndarray:
+    """Metric ``name`` (in its published units) from ``table`` columns summed (..., width)."""
+    return _scaled(name, 1.0) * _from_sums(sums)[name]
+
+
+def _rows(n_dt: np.ndarray, n_gt: np.ndarray, tp: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(n_dt), _WIDTH), dtype=np.float64)
     positive = (n_gt > 0) & (n_dt > 0)
     out[:, _IL] = np.stack([positive, (n_gt == 0) & (n_dt == 0), (n_gt == 0) & (n_dt > 0), (n_gt > 0) & (n_dt == 0)], axis=1)
     fp, fn = n_dt[:, None] - tp, n_gt[:, None] - tp

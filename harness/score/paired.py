@@ -1,4 +1,10 @@
-"""Paired bootstrap of a cIoU or gIoU difference between two sets of per-sample scores.
+"""Paired bootstrap of a difference between two sets of per-sample scores: cIoU, gIoU, and where the
+samples are scored on instances (SA-Co/Gold) cgF1, pmF1 and IL_MCC.
+
+Every metric here is a function of per-sample columns summed over the drawn samples: cIoU of
+(intersection, union), gIoU of (IoU, 1), the instance metrics of ``harness.score.cgf1.table``'s
+columns (SA-Co's counts per image–phrase pair). IL_MCC, a coefficient in [-1, 1], is given x100 here,
+so a difference of it is in points like every other (``scale``).
 
 One implementation shared by ``harness gate`` (and, later, ``harness compare``). Samples are
 paired by id: both sides hold the same ids in the same (sorted) order, and every resample
@@ -17,14 +23,16 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from harness.score import cgf1
 from harness.score.metrics import ScoreArrays
 from harness.types import SampleScore
 
 DEFAULT_ROUNDS = 1000
+INSTANCE_METRICS = ("cgf1", "pmf1", "il_mcc")  # need the samples' instance matches (Columns.instances)
 
 
 class Scores(Protocol):
@@ -41,28 +49,62 @@ class Scores(Protocol):
     def iou(self) -> np.ndarray: ...  # NaN where the sample is left out of gIoU
     @property
     def in_ciou(self) -> np.ndarray: ...
+    @property
+    def instances(self) -> np.ndarray | None: ...  # cgf1.counts rows; None where no sample is scored on instances
+
+
+def scale(metric: str) -> float:
+    """What a metric's published value is multiplied by here: 100 for a coefficient (IL_MCC), else 1."""
+    return 100.0 if metric in cgf1.COEFFICIENTS else 1.0
 
 
 def point(p: Scores, metric: str, eps: float) -> float:
+    if metric in INSTANCE_METRICS:
+        return float(_value(cgf1.table_of(_matches(p, metric)).sum(axis=0)[None, :], metric, eps)[0])
     if metric == "ciou":
         return float(100.0 * p.inter[p.in_ciou].sum() / (p.union[p.in_ciou].sum() + eps))
     kept = p.iou[~np.isnan(p.iou)]
     return float(100.0 * kept.mean()) if kept.size else math.nan
 
 
+def _matches(p: Scores, metric: str) -> np.ndarray:
+    if p.instances is None:
+        raise ValueError(f"{metric} needs the samples' instance matches, and these scores have none (a suite scored on masks)")
+    return p.instances
+
+
 def _columns(p: Scores, metric: str) -> list[np.ndarray]:
-    """(numerator, denominator) per sample whose resampled sums give the metric (see ``resampled``)."""
+    """The per-sample columns whose resampled sums give the metric (``_value``): cIoU's (intersection, union),
+    gIoU's (IoU, 1), an instance metric's ``cgf1.table`` columns."""
+    if metric in INSTANCE_METRICS:
+        return list(cgf1.table_of(_matches(p, metric)).T)
     if metric == "ciou":
         return [np.where(p.in_ciou, p.inter, 0.0), np.where(p.in_ciou, p.union, 0.0)]
     kept = ~np.isnan(p.iou)
     return [np.where(kept, p.iou, 0.0), kept.astype(np.float64)]
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, metric: str, eps: float) -> np.ndarray:
+def _value(sums: np.ndarray, metric: str, eps: float) -> np.ndarray:
+    """The metric (percent; IL_MCC x100) from its columns' sums, (rounds, width) -> (rounds,)."""
+    if metric in INSTANCE_METRICS:
+        return np.asarray(scale(metric) * cgf1.value(sums, metric))
+    num, den = sums[:, 0], sums[:, 1]
     if metric == "ciou":
         return np.asarray(100.0 * num / (den + eps))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(100.0 * num / den)
+
+
+def _layout(run: Scores, base: Scores, metrics: Sequence[str]) -> tuple[list[np.ndarray], list[tuple[slice, slice]]]:
+    """The columns of every metric, run's then base's, side by side, and where each metric's two sides lie."""
+    columns: list[np.ndarray] = []
+    where = []
+    for m in metrics:
+        r, b = _columns(run, m), _columns(base, m)
+        start = len(columns)
+        columns += r + b
+        where.append((slice(start, start + len(r)), slice(start + len(r), start + len(r) + len(b))))
+    return columns, where
 
 
 def deviations_by_metric(run: Scores, base: Scores, metrics: Sequence[str], eps: float = 1e-10, rounds: int = DEFAULT_ROUNDS,
@@ -74,7 +116,8 @@ def deviations_by_metric(run: Scores, base: Scores, metrics: Sequence[str], eps:
     centers = {m: point(run, m, eps) - point(base, m, eps) for m in metrics}
     if idx is None and (n < 2 or rounds <= 0):
         return {m: (centers[m], np.zeros(0)) for m in metrics}
-    table = np.stack([c for m in metrics for side in (run, base) for c in _columns(side, m)], axis=1)  # (n, 4 per metric)
+    columns, where = _layout(run, base, metrics)
+    table = np.stack(columns, axis=1)  # (n, the metrics' columns)
 
     def deltas(draw: np.ndarray) -> np.ndarray:
         # A resample's sums are (how often each sample was drawn) @ table: one bincount and one matrix product
@@ -82,8 +125,7 @@ def deviations_by_metric(run: Scores, base: Scores, metrics: Sequence[str], eps:
         rows = draw.shape[0]
         counts = np.bincount((draw + (np.arange(rows) * n)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
         sums = counts.astype(np.float64) @ table
-        return np.stack([_ratio(sums[:, 4 * j], sums[:, 4 * j + 1], m, eps) - _ratio(sums[:, 4 * j + 2], sums[:, 4 * j + 3], m, eps)
-                         for j, m in enumerate(metrics)], axis=1)
+        return np.stack([_value(sums[:, r], m, eps) - _value(sums[:, b], m, eps) for m, (r, b) in zip(metrics, where)], axis=1)
 
     if idx is not None:
         got = deltas(np.asarray(idx))
@@ -98,6 +140,9 @@ def deviations_by_metric(run: Scores, base: Scores, metrics: Sequence[str], eps:
     return out
 
 
+_C = TypeVar("_C", bound="Columns")
+
+
 @dataclass(frozen=True)
 class Columns:
     """The per-sample columns the bootstrap reads (a concrete ``Scores``): the one holder of them,
@@ -108,15 +153,22 @@ class Columns:
     union: np.ndarray
     iou: np.ndarray
     in_ciou: np.ndarray
+    instances: np.ndarray | None = None  # cgf1.counts rows (a row of -1: no match); None: no sample has one
 
     @classmethod
     def subset(cls, p: Scores, mask: np.ndarray) -> Columns:
-        return Columns(tuple(compress(p.ids, np.asarray(mask).tolist())), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
+        return Columns(tuple(compress(p.ids, np.asarray(mask).tolist())), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask],
+                       None if p.instances is None else p.instances[mask])
+
+    def take(self: _C, idx: np.ndarray, ids: Sequence[str]) -> _C:
+        """The samples at ``idx`` (positions or a boolean mask), now named ``ids``; the same class."""
+        return type(self)(tuple(ids), self.inter[idx], self.union[idx], self.iou[idx], self.in_ciou[idx],
+                          None if self.instances is None else self.instances[idx])
 
 
 def _part(p: Scores, mask: np.ndarray) -> Columns:
     """The columns of the samples in ``mask``, without their ids (for ``point``)."""
-    return Columns((), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask])
+    return Columns((), p.inter[mask], p.union[mask], p.iou[mask], p.in_ciou[mask], None if p.instances is None else p.instances[mask])
 
 
 def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray], metrics: Sequence[str], eps: float = 1e-10,
@@ -132,8 +184,9 @@ def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray],
     centers = [{m: point(_part(run, g), m, eps) - point(_part(base, g), m, eps) for m in metrics} for g in groups]
     if n < 2 or rounds <= 0 or not groups:
         return [{m: (c[m], np.zeros(0)) for m in metrics} for c in centers]
-    # Per metric 4 columns (run num/den, base num/den), then a column of ones: how many of the group were drawn.
-    table = np.stack([*(c for m in metrics for side in (run, base) for c in _columns(side, m)), np.ones(n)], axis=1)
+    # Per metric its columns (run's, then base's), then a column of ones: how many of the group were drawn.
+    columns_, where = _layout(run, base, metrics)
+    table = np.stack([*columns_, np.ones(n)], axis=1)
     width = table.shape[1]
     # The groups' tables side by side (n x width per group) would be 100 MB for 14 slices of 100k
     # samples: they are multiplied in blocks of at most 16 MB, built once when one block holds them
@@ -170,9 +223,9 @@ def deviations_by_group(run: Scores, base: Scores, groups: Sequence[np.ndarray],
     out = []
     for k, center in enumerate(centers):
         res = {}
-        for j, m in enumerate(metrics):
-            c = k * width + 4 * j
-            delta = _ratio(sums[:, c], sums[:, c + 1], m, eps) - _ratio(sums[:, c + 2], sums[:, c + 3], m, eps)
+        group = sums[:, k * width:(k + 1) * width]
+        for m, (r, b) in zip(metrics, where):
+            delta = _value(group[:, r], m, eps) - _value(group[:, b], m, eps)
             delta = np.where(sums[:, k * width + width - 1] > 0, delta, np.nan)  # none of the group drawn: no value
             dev = delta - center[m]
             res[m] = (center[m], dev[~np.isnan(dev)])
@@ -224,20 +277,24 @@ class PairScores(Columns):
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> PairScores:
         by_id = {str(r["id"]): r for r in records}  # last write wins, as on resume
         ids = sorted(by_id)
-        return cls.of(ids, ScoreArrays.of([SampleScore.from_json(by_id[i]["score"]) for i in ids]))
+        scores = [SampleScore.from_json(by_id[i]["score"]) for i in ids]
+        return cls.of(ids, ScoreArrays.of(scores), [None if s.instances is None else s.instances.to_json() for s in scores])
 
     @classmethod
-    def from_rows(cls, rows: Mapping[str, Sequence[Any]]) -> PairScores:
-        """From a log's score index: id -> the SampleScore's fields in declaration order."""
+    def from_rows(cls, rows: Mapping[str, Sequence[Any]], matches: Mapping[str, Mapping[str, Any] | None] | None = None) -> PairScores:
+        """From a log's score index: id -> the SampleScore's fields in declaration order, and id -> the
+        stored instance match (``InstanceMatch.to_json``, None where the sample has none)."""
         ids = sorted(rows)
-        return cls.of(ids, ScoreArrays.of_rows([rows[i] for i in ids]))
+        return cls.of(ids, ScoreArrays.of_rows([rows[i] for i in ids]), None if matches is None else [matches.get(i) for i in ids])
 
     @classmethod
-    def of(cls, ids: Sequence[str], arr: ScoreArrays) -> PairScores:
+    def of(cls, ids: Sequence[str], arr: ScoreArrays, matches: Sequence[Mapping[str, Any] | None] | None = None) -> PairScores:
+        raw = None if matches is None or all(m is None for m in matches) else cgf1.counts(matches)
         if arr.not_drawn.any():  # samples the protocol left out are in no metric, so in no comparison
             ids = [i for i, left_out in zip(ids, arr.not_drawn) if not left_out]
+            raw = None if raw is None else raw[~arr.not_drawn]
             arr = arr.subset(~arr.not_drawn)
-        return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou)
+        return cls(tuple(ids), arr.inter, arr.union, arr.iou, arr.in_ciou, raw)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -246,6 +303,9 @@ class PairScores(Columns):
             "union": [int(v) for v in self.union],
             "iou": [None if np.isnan(v) else float(v) for v in self.iou],
             "in_ciou": [int(v) for v in self.in_ciou],
+            # [n_dt, n_gt, tp at each threshold], or null where the sample has no match: what cgF1's bootstrap needs
+            **({"instances": [None if row[0] < 0 else [int(v) for v in row] for row in self.instances]}
+               if self.instances is not None else {}),
         }
 
     @classmethod
@@ -254,10 +314,18 @@ class PairScores(Columns):
         cols = {k: data[k] for k in ("inter", "union", "iou", "in_ciou")}
         if any(len(v) != n for v in cols.values()):
             raise ValueError("columns of different lengths")
+        raw = None
+        if data.get("instances") is not None:
+            rows = data["instances"]
+            width = 2 + len(cgf1.IOU_THRESHOLDS)
+            if len(rows) != n or any(r is not None and (len(r) != width or min(r) < 0) for r in rows):
+                raise ValueError(f"instances must hold one row of {width} counts (or null) per sample")
+            raw = np.array([[-1] * width if r is None else r for r in rows], dtype=np.int64)
         return cls(
             ids=tuple(str(i) for i in data["ids"]),
             inter=np.asarray(cols["inter"], dtype=np.float64),
             union=np.asarray(cols["union"], dtype=np.float64),
             iou=np.array([np.nan if v is None else v for v in cols["iou"]], dtype=np.float64),
             in_ciou=np.asarray(cols["in_ciou"], dtype=bool),
+            instances=raw,
         )

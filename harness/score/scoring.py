@@ -52,6 +52,11 @@ def intersection_union(pred: masks.RLE, gt: GroundTruth, conv: Conventions,
         elif conv.ignore == "foreground":
             inter += p_ign
             gt_area += masks.area(gt.ignore)
+        elif conv.ignore == "true_positive":  # G joins the target and the prediction: P ∪ G against M ∪ G
+            g_area = masks.area(gt.ignore)
+            inter += g_area
+            p_area += g_area - p_ign
+            gt_area += g_area
     union = p_area + gt_area - inter
     return inter, union, gt_area, p_area
 

@@ -82,3 +82,18 @@ def test_template_options_checked(bad) -> None:
 
     with pytest.raises(ValueError):
         GlammAdapter(**bad)
+
+
+def test_the_engines_glamm_3_protocol_draws_the_same_sentences() -> None:
+    """``--protocol glamm-3`` (harness/data/sources/refer.py ``drawn_per_image``) keeps, per image, the sentences this
+    adapter's own protocol draws with the same seed: a GLaMM run under either scores the same subset."""
+    from harness.data.sources.refer import drawn_per_image
+    from harness.types import GroundTruth, Sample
+
+    gt = GroundTruth(mask={"size": [2, 2], "counts": "4"})
+    for n in (2, 3, 7):
+        samples = [Sample(id=f"s{i}", image="/d/COCO_train2014_000000000042.jpg", expression=f"e{i}", gt=gt, dataset="refcoco",
+                          split="val") for i in range(n)]
+        kept = {s.id for s in drawn_per_image(samples, 3, seed=0)}
+        own = prompts.draw(n, FAKE, seed=0, image_key="COCO_train2014_000000000042.jpg").indices
+        assert kept == {f"s{i}" for i in own}

@@ -42,6 +42,10 @@ class Source(ABC):
     directory for derived files (generated images, parsed indexes).
     """
 
+    # What an error about missing data tells the user to do; the suite sets it (harness.data.samples.make_source),
+    # naming `harness data fetch SUITE` where that command can download the data.
+    way_forward = "see `harness data layout <suite>`"
+
     def __init__(self, params: dict[str, Any], conventions: Conventions, data_root: Path | None, cache_dir: Path) -> None:
         self.params = params
         self.conventions = conventions

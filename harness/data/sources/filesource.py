@@ -52,10 +52,15 @@ class FileSource(Source):
     FORMAT: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1  # bump when parsing changes: it is part of the cache key
     DEFAULTS: ClassVar[dict[str, Any]] = {}  # every accepted parameter with its default
+    # the sample units (Conventions.sample_unit) the reader enumerates; another is refused, never read as one of these
+    SAMPLE_UNITS: ClassVar[tuple[str, ...]] = ("sentence", "first_text", "object")
 
     def __init__(self, params: dict[str, Any], conventions: Conventions, data_root: Path | None, cache_dir: Path) -> None:
         super().__init__(dict(params), conventions, Path(data_root).expanduser().absolute() if data_root else None,
                          Path(cache_dir).expanduser().absolute())
+        if conventions.sample_unit not in self.SAMPLE_UNITS:
+            raise SourceError(f"format {self.FORMAT!r} has no sample unit {conventions.sample_unit!r} "
+                              f"(it reads {', '.join(self.SAMPLE_UNITS)})")
         known = set(self.DEFAULTS) | {"splits"}
         self._check_keys(self.params, known, f"source parameters of format {self.FORMAT!r}")
         splits = self.params.get("splits") or {}
@@ -89,7 +94,7 @@ class FileSource(Source):
     def root(self) -> Path:
         if self.data_root is None:
             raise SourceError(f"the {self.FORMAT!r} data needs a data root: pass --data-root DIR, set data_root in the run "
-                              "config, or set HARNESS_DATA (see `harness data layout <suite>`)")
+                              f"config, or set HARNESS_DATA ({self.way_forward})")
         return self.data_root
 
     def path(self, rel: str | Path) -> Path:
@@ -125,7 +130,7 @@ class FileSource(Source):
         if missing:
             raise SourceError(f"{self.FORMAT} split {split!r}: missing file(s): {', '.join(missing[:5])}"
                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-                              + " (see `harness data layout <suite>`)")
+                              + f" ({self.way_forward})")
         hasher = FileHasher(self.cache_dir)
         digests = [hasher.digest(f) for f in files]
         hasher.save()

@@ -34,8 +34,11 @@ per ref with its first sentence, id ``{dataset}/{split_by}/{split}/{ref_id}``.
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from harness import masks
 from harness.data import safe_pickle
@@ -147,7 +150,37 @@ def sentences_of(ref: dict[str, Any], unit: str) -> list[tuple[str | None, dict[
     sents = ref["sentences"]
     if unit == "sentence":
         return [(str(s.get("sent_id", i)), s) for i, s in enumerate(sents)]
+    if unit == "object_merged" and sents:
+        return [(None, merged_sentence(sents))]
     return [(None, sents[0])] if sents else []
+
+
+def merged_sentence(sents: list[dict[str, Any]]) -> dict[str, Any]:
+    """All of an object's sentences as one (HiMTok eval/seg_dataset.py ``ReferSegDataset``, ``text_mode='all'``):
+    ``Meet all the descriptions: 1. s1. 2. s2. `` with each ``sent`` as stored, the trailing space included.
+    ``raw`` is built the same way from the raw texts, for ``text: sent_raw``."""
+    def join(key: str) -> str:
+        return "Meet all the descriptions: " + "".join(f"{i + 1}. {s.get(key, s.get('sent', ''))}. " for i, s in enumerate(sents))
+    return {"sent": join("sent"), "raw": join("raw"), "sent_ids": [s.get("sent_id") for s in sents]}
+
+
+def drawn_per_image(samples: list[Sample], per_image: int, seed: int) -> list[Sample]:
+    """GLaMM's sampling (groundingLMM dataset/segm_datasets/RefCOCO_Segm_ds.py ``ReferSegmDataset.__getitem__``):
+    per image, its sentences over its refs in order, and when there are at least ``per_image`` of them,
+    ``np.random.choice(range(n), size=per_image, replace=False)`` of them, else all. GLaMM's draw is unseeded;
+    here each image's generator is ``RandomState(crc32(f"{seed}:{image file name}"))``, the seeding the GLaMM
+    adapter's own protocol uses, so one seed is one fixed, reproducible subset. Samples keep their order."""
+    by_image: dict[str, list[int]] = {}
+    for k, s in enumerate(samples):
+        by_image.setdefault(s.image, []).append(k)
+    keep: set[int] = set()
+    for image, ks in by_image.items():
+        if len(ks) >= per_image:
+            rng = np.random.RandomState(zlib.crc32(f"{seed}:{Path(image).name}".encode()) & 0x7FFFFFFF)
+            keep.update(ks[int(i)] for i in rng.choice(list(range(len(ks))), size=per_image, replace=False))
+        else:
+            keep.update(ks)
+    return [s for k, s in enumerate(samples) if k in keep]
 
 
 def false_premise(sent: dict[str, Any]) -> bool:
@@ -175,13 +208,24 @@ class ReferSource(FileSource):
         # FP-RefCOCO(+/g) (SESAME): a sentence flagged ``is_false_premise: true`` (or ``exist: false``) names
         # an object that is not in the image: a no-target sample with an empty ground truth.
         "false_premise": False,
+        # GLaMM's protocol (``glamm-3``): at most this many sentences per image, drawn with ``draw_seed``
+        # (``drawn_per_image``); None: every sample.
+        "per_image": None,
+        "draw_seed": 0,
     }
+    SAMPLE_UNITS: ClassVar[tuple[str, ...]] = ("sentence", "first_text", "object", "object_merged")
 
     def spec(self, split: str) -> dict[str, Any]:
         spec = super().spec(split)
         spec["split_by"] = spec["split_by"] or default_split_by(spec["dataset"])
         if not spec["false_premise"]:  # left out when off, so every other REFER suite keeps its data digest
             del spec["false_premise"]
+        if spec["per_image"] is None:  # the same: only a drawing suite's digest says how it draws
+            del spec["per_image"], spec["draw_seed"]
+        elif not isinstance(spec["per_image"], int) or isinstance(spec["per_image"], bool) or spec["per_image"] < 1 \
+                or not isinstance(spec["draw_seed"], int):
+            raise SourceError(f"source parameters per_image={spec['per_image']!r} and draw_seed={spec['draw_seed']!r} "
+                              "must be a positive integer and an integer")
         if spec["text"] not in TEXT_MODES:
             raise SourceError(f"source parameter text={spec['text']!r} is not one of {', '.join(TEXT_MODES)}")
         return spec
@@ -238,6 +282,8 @@ class ReferSource(FileSource):
             out.extend(self._samples_of(ref, prefix, unit, image, gt, spec, split, meta_base))
         if not out:
             raise SourceError(f"{refs_path}: no ref has split {spec['split']!r}")
+        if spec.get("per_image") is not None:
+            out = drawn_per_image(out, int(spec["per_image"]), int(spec["draw_seed"]))
         return out, notes
 
     def _samples_of(self, ref: dict[str, Any], prefix: str, unit: str, image: str, gt: GroundTruth,

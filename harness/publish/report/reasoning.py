@@ -2,7 +2,7 @@
 the samples whose stated box and predicted mask disagree most (harness/score/reasoning.py defines both).
 
 Absent when the run has no such block (no model wrote text). The gallery reuses the sample
-gallery's panels (image, ground truth, the mask in red, the stated box in yellow) and adds the
+gallery's panels (image, ground truth, the mask and the stated box in the model's colour) and adds the
 two boxes and their IoU; only the picked samples' masks are decoded.
 """
 
@@ -81,6 +81,7 @@ def disagreements(
     samples: Mapping[str, Mapping[str, Sample]] | None,
     per_model: int,
     exif: str = "ignore",
+    look: gallery.Look | None = None,
 ) -> list[dict[str, Any]]:
     """Per model with text, its ``per_model`` samples of lowest stated-box vs mask IoU over all splits,
     among those that disagree (IoU below ``AGREE_AT``); no entries for a model whose boxes all agree.
@@ -89,6 +90,8 @@ def disagreements(
     the log is not read a second time; the panels are the sample gallery's, for that model alone.
     """
     thumbs = gallery.Thumbnailer(exif=exif)  # the suite's image convention, as the sample gallery
+    look = look or gallery.Look.of(models, {}, ())
+    anchors: set[str] = set()  # ids apart from the sample gallery's ("reasoning-…"): one sample may be in both
     out = []
     for model in models:
         by_split = (block.get("results") or {}).get(model) or {}
@@ -105,7 +108,8 @@ def disagreements(
             continue
         iou_of = {(split, sid): v for v, sid, split in ranked}
         # build_entries draws panels per gallery category; one category holds this model's picks.
-        (section,) = gallery.build_entries({"worst": picks}, index, [model], samples, thumbs)
+        (section,) = gallery.build_entries({"worst": picks}, index, [model], samples, thumbs, look=look,
+                                           anchor_prefix=f"reasoning-{model}", anchors=anchors)
         for key, item in zip(picks, section["entries"], strict=True):
             pred = index[key][model].get("prediction") or {}
             mask = pred.get("mask")
@@ -131,6 +135,7 @@ def section(
     samples: Mapping[str, Mapping[str, Sample]] | None,
     per_model: int,
     exif: str = "ignore",
+    look: gallery.Look | None = None,
 ) -> dict[str, Any] | None:
     """Template data for the Reasoning section, or None when results.json has no reasoning block."""
     if not block or not block.get("results"):
@@ -142,5 +147,5 @@ def section(
         "groups": [GROUP_LABELS[g] for g in GROUPS],
         "group_columns": GROUP_COLUMNS,
         "tables": tables(block, models, splits),
-        "gallery": disagreements(block, index, with_text, samples, per_model, exif),
+        "gallery": disagreements(block, index, with_text, samples, per_model, exif, look),
     }

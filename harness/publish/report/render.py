@@ -11,7 +11,7 @@ thought, errors) is escaped by Jinja's autoescape and never marked safe: a model
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from harness.publish.report import reasoning as reasoning_section
 from harness.publish.report import sections as analysis
 from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
 from harness.records.reader import StoredRun
+from harness.records.results import reference_models
 from harness.records.score_index import IndexEntry
 from harness.resources import resource_dir
 from harness.score.paired import PairScores
@@ -221,7 +222,7 @@ def _failures(entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]]) -> 
 
 
 def _picked_records(
-    picks: Mapping[str, Sequence[gallery.Key]], run: StoredRun, entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]],
+    picks: Mapping[str, Iterable[gallery.Key]], run: StoredRun, entries: Mapping[str, Mapping[str, Mapping[str, IndexEntry]]],
 ) -> dict[gallery.Key, dict[str, dict[str, Any]]]:
     """The full records of the gallery's samples only, read by offset: (split, id) -> model -> record."""
     keys = {k for ks in picks.values() for k in ks}
@@ -307,15 +308,17 @@ def render_report(
         for split, latest in by_split.items():
             for sid, entry in latest.items():
                 by_sample.setdefault((split, sid), {})[model] = entry
-    picks = gallery.select(by_sample, gallery_per_category)
+    reference = reference_models(doc)  # reference lines: drawn in greys, never deciding a pick
+    picks = gallery.select(by_sample, gallery_per_category, reference)
     del by_sample
     if samples is None:
         notes.append("No samples were given to the renderer, so the gallery shows text only (no images or masks).")
     exif = str(conventions.get("exif", "ignore"))
     # Only the records shown are read whole: the gallery's picks and the reasoning section's.
     shown = _picked_records({**picks, "reasoning": reasoning_section.wanted(doc.get("reasoning"))}, run, entries)
-    sections = gallery.build_entries(picks, shown, models, samples, gallery.Thumbnailer(exif=exif), run.conventions)
-    reasoning = reasoning_section.section(doc.get("reasoning"), shown, models, splits, samples, gallery_per_category, exif)
+    look = gallery.Look.of(models, manifest.get("models") or {}, reference)
+    sections = gallery.build_entries(picks, shown, models, samples, gallery.Thumbnailer(exif=exif), run.conventions, look)
+    reasoning = reasoning_section.section(doc.get("reasoning"), shown, models, splits, samples, gallery_per_category, exif, look)
 
     # The paired differences from the same score index (no mask), by the bootstrap `harness compare` uses.
     # Only where a split has two models to pair: a one-model report builds none.
@@ -355,6 +358,7 @@ def render_report(
         "events": manifest.get("events") or [],
         "has_images": samples is not None,
         "per_category": gallery_per_category,
+        "gallery_colours": [{"model": m, "colour": look.colour(m)} for m in models],
         "notes": notes,
     }
     html = _environment().get_template("report.html.j2").render(**context)
