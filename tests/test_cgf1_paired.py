@@ -99,3 +99,19 @@ def test_compare_and_gate_on_an_instance_suite_use_its_metrics(tmp_path: Path, m
     main(["gate", str(runs[1]), "--baseline", str(runs[0]), "--metric", "cgf1", "--verify", "none"])
     row = next(line for line in capsys.readouterr().out.splitlines() if "crowded" in line and "cgF1" in line)
     assert "[" in row and "tolerance only" not in row
+
+
+def test_the_leaderboard_of_an_instance_suite_leads_with_its_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SA-Co run's benchmark page: cgF1, pmF1 and IL_MCC before cIoU, IL_MCC printed as the coefficient it is."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    data = write_saco(tmp_path / "data")
+    replay = tmp_path / "m.jsonl"
+    replay.write_text("".join(json.dumps({"id": k, **v}) + "\n" for k, v in predictions(data, leave_out=0).items()))
+    out = run(build_config(models=f"replay:{replay}", suite=str(data.suite), data_root=data.root, out=tmp_path / "run"),
+              render=False).run_dir
+    res = json.loads((out / "results.json").read_text())["results"]["replay-m"]["crowded"]
+    assert main(["leaderboard", str(out), "--out", str(tmp_path / "site")]) == 0
+    page = next((tmp_path / "site").glob("bench-*.html")).read_text()
+    assert page.index("cgF1") < page.index("IL_MCC") < page.index("cIoU")
+    assert f">{res['il_mcc']:.2f}<" in page.replace(" ", "") or f"{res['il_mcc']:.2f}" in page
+    assert f"{res['cgf1']:.1f}" in page

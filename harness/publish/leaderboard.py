@@ -37,8 +37,20 @@ from harness.records.reader import StoredRun
 from harness.records.results import reference_models
 from harness.records.store import RESULTS_NAME, RunDir
 from harness.resources import resource_dir
+from harness.score.cgf1 import COEFFICIENTS
 
 METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
+# A suite scored on instances (SA-Co/Gold) leads with its own metrics; IL_MCC is a coefficient, printed as published.
+INSTANCE_METRICS = (("cgf1", "cgF1"), ("pmf1", "pmF1"), ("il_mcc", "IL_MCC"), *METRICS)
+
+
+def metrics_of(conventions: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The (key, label) views of a benchmark page, the suite's official metric first."""
+    return INSTANCE_METRICS if conventions.get("scoring") == "instances" else METRICS
+
+
+def _kind(metric: str) -> str:
+    return "coef" if metric in COEFFICIENTS else "pct"
 PubKey = tuple[str, str, str, str]  # suite, published model, split, metric
 
 
@@ -151,8 +163,8 @@ def load_tables(path: Path | None = None) -> list[Table]:
                 cols = []
                 for c in g["columns"]:
                     metric = str(c.get("metric") or g.get("metric") or t.get("metric") or "ciou")
-                    if metric not in dict(METRICS):
-                        raise ValueError(f"metric {metric!r} is not one of {', '.join(dict(METRICS))}")
+                    if metric not in dict(INSTANCE_METRICS):
+                        raise ValueError(f"metric {metric!r} is not one of {', '.join(dict(INSTANCE_METRICS))}")
                     suite = c.get("suite") or g.get("suite") or t.get("suite")
                     if not suite:
                         raise ValueError(f"column {c.get('label')!r} of {g.get('label')!r} names no suite")
@@ -225,9 +237,10 @@ def _measured(res: Mapping[str, Any] | None, metric: str, pub: Mapping[str, Any]
     value = _num(res.get(metric))
     ci = res.get(f"{metric}_ci95")
     n = res.get(f"n_{metric}")
+    digits = 2 if _kind(metric) == "coef" else 1
     cell = {
-        **_CELL, "value": _fmt(value), "sort": "" if value is None else f"{value:.6f}",
-        "ci": f"[{ci[0]:.1f}, {ci[1]:.1f}]" if isinstance(ci, list) and len(ci) == 2 else "",
+        **_CELL, "value": _fmt(value, _kind(metric)), "sort": "" if value is None else f"{value:.6f}",
+        "ci": f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if isinstance(ci, list) and len(ci) == 2 else "",
         "num": value, "ci95": tuple(ci) if isinstance(ci, list) and len(ci) == 2 else None,
         "n": "" if n is None else f"n={int(n)}",
         "partial": partial_text(res), "failed": failed_text(res),
@@ -236,12 +249,12 @@ def _measured(res: Mapping[str, Any] | None, metric: str, pub: Mapping[str, Any]
     pv = _num((pub or {}).get("value"))
     if value is not None and pv is not None:
         d = value - pv
-        cell.update(delta=f"Δ {d:+.1f}", delta_class="up" if d >= 0 else "down",
-                    delta_title=f"measured − published {alias} ({pv:.1f}; {(pub or {}).get('source', '')})")
+        cell.update(delta=f"Δ {d:+.{digits}f}", delta_class="up" if d >= 0 else "down",
+                    delta_title=f"measured − published {alias} ({pv:.{digits}f}; {(pub or {}).get('source', '')})")
     return cell
 
 
-def _published_cell(pub: Mapping[str, Any] | None, sources: _Sources) -> dict[str, Any]:
+def _published_cell(pub: Mapping[str, Any] | None, sources: _Sources, metric: str = "ciou") -> dict[str, Any]:
     """A published value with its numbered source."""
     from harness.publish.report.render import _fmt
 
@@ -249,7 +262,7 @@ def _published_cell(pub: Mapping[str, Any] | None, sources: _Sources) -> dict[st
     if pub is None or value is None:
         return dict(_CELL)
     src = str(pub.get("source", ""))
-    return {**_CELL, "value": _fmt(value), "sort": f"{value:.6f}", "ref": sources.ref(src), "source": src, "num": value}
+    return {**_CELL, "value": _fmt(value, _kind(metric)), "sort": f"{value:.6f}", "ref": sources.ref(src), "source": src, "num": value}
 
 
 def _mark_best(rows: list[dict[str, Any]], n_cols: int) -> None:
@@ -311,7 +324,7 @@ def benchmark_page(runs: Sequence[RunEntry], aliases: Mapping[str, str], pub: Ma
     splits = list(dict.fromkeys([*splits, *(k[2] for k in pub if k[0] == name)]))
     sources = _Sources()
     views = []
-    for metric, label in METRICS:
+    for metric, label in metrics_of(runs[0].doc.get("conventions") or {}):
         rows: list[dict[str, Any]] = []
         for run in runs:
             for model, by_split in run.doc["results"].items():
@@ -320,7 +333,7 @@ def benchmark_page(runs: Sequence[RunEntry], aliases: Mapping[str, str], pub: Ma
                 band = "reference" if model in reference_models(run.doc) else "models"
                 rows.append({"label": model, "published": False, "band": band, "run": run, "alias": alias, "cells": cells})
         for pm in pub_models.get(name, []):
-            cells = [_published_cell(pub.get((name, pm, s, metric)), sources) for s in splits]
+            cells = [_published_cell(pub.get((name, pm, s, metric)), sources, metric) for s in splits]
             if any(c["sort"] for c in cells):
                 rows.append({"label": pm, "published": True, "band": "published", "run": None, "alias": None, "cells": cells})
         rows = _banded(rows)
@@ -360,7 +373,7 @@ def paper_tables(runs: Sequence[RunEntry], tables: Sequence[Table], aliases: Map
             rows.append({"label": model, "published": False, "band": band, "runs": run_links, "cells": cells})
         names = list(dict.fromkeys(m for col in cols for m in pub_models.get(col.suite, [])))
         for pm in names:
-            cells = [_published_cell(pub.get((c.suite, pm, c.split, c.metric)), sources) for c in cols]
+            cells = [_published_cell(pub.get((c.suite, pm, c.split, c.metric)), sources, c.metric) for c in cols]
             if any(c["sort"] for c in cells):
                 rows.append({"label": pm, "published": True, "band": "published", "runs": [], "cells": cells})
         for row in rows:
