@@ -12,12 +12,13 @@ caller's map), so a model has one colour across the report; legends sit outside 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 import matplotlib
 
@@ -36,8 +37,10 @@ CURVE_THRESHOLDS: np.ndarray = np.round(np.arange(0.5, 0.951, 0.05), 2)
 _PNG_DPI = 200  # the PNG beside the report is for print
 # SVG ids are hashed from this salt, not at random, and no date is written: the same run renders the same bytes.
 matplotlib.rcParams["svg.hashsalt"] = "harness-report"
-_STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
-          "legend.fontsize": 9}
+_STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
+          "legend.fontsize": 10}
+P = ParamSpec("P")
+R = TypeVar("R")
 FIGSIZE = (7.0, 3.6)  # inches: about 700 px wide at the SVG's 100 px per inch, shown at the column's width
 
 
@@ -78,9 +81,11 @@ class FigureWriter:
     def __call__(self, fig: Figure, name: str, alt: str) -> Drawn:
         svg, png = io.BytesIO(), io.BytesIO()
         try:
-            fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
+            # The tight box (what bbox_inches="tight" draws the figure once more to find) is found once for both files.
+            box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)  # type: ignore[attr-defined]
+            fig.savefig(svg, format="svg", bbox_inches=box, metadata={"Date": None})
             if self.directory is not None:
-                fig.savefig(png, format="png", dpi=_PNG_DPI, bbox_inches="tight")
+                fig.savefig(png, format="png", dpi=_PNG_DPI, bbox_inches=box)
         finally:
             plt.close(fig)
         files: tuple[str, ...] = ()
@@ -104,10 +109,17 @@ class FigureWriter:
                 p.unlink()
 
 
+def _styled(draw: Callable[P, R]) -> Callable[P, R]:
+    """Draw under the report's font sizes (text takes them when it is created, so the whole drawing runs in them)."""
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with plt.rc_context(cast(Any, _STYLE)):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
 def _figure(width: float = FIGSIZE[0], height: float = FIGSIZE[1]) -> tuple[Figure, Any]:
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(width, height))
-    return fig, ax
+    return plt.subplots(figsize=(width, height))
 
 
 def _finish(ax: Any, grid_axis: str = "both") -> None:
@@ -182,6 +194,7 @@ def _label(text: str) -> str:
     return " " + text if text.startswith("_") else text
 
 
+@_styled
 def metric_bars(split: str, models: Sequence[str], results: Mapping[str, Mapping[str, Any]], colours: Mapping[str, str]) -> Figure | None:
     """Per model, cIoU (solid) and gIoU (hatched) bars in the model's colour, with their bootstrap 95% intervals.
 
@@ -223,6 +236,7 @@ def metric_bars(split: str, models: Sequence[str], results: Mapping[str, Mapping
     return fig
 
 
+@_styled
 def iou_histogram(split: str, columns: Mapping[str, ScoreColumns], colours: Mapping[str, str]) -> Figure | None:
     """Distribution of per-sample IoU per model (step outlines so several models stay legible).
 
@@ -247,6 +261,7 @@ def iou_histogram(split: str, columns: Mapping[str, ScoreColumns], colours: Mapp
     return fig
 
 
+@_styled
 def precision_plot(split: str, columns: Mapping[str, ScoreColumns], conventions: Mapping[str, Any],
                    colours: Mapping[str, str]) -> Figure | None:
     """Precision vs IoU threshold (0.50-0.95) per model: how fast each model's hits decay."""
@@ -266,6 +281,7 @@ def precision_plot(split: str, columns: Mapping[str, ScoreColumns], conventions:
     return fig
 
 
+@_styled
 def slice_differences(split: str, first: str, second: str, rows: Sequence[Any], colour: str) -> Figure | None:
     """Per-slice paired differences ``first − second`` of cIoU (circles) and gIoU (squares) with their 95%
     intervals, one row per slice, in the first model's colour.

@@ -13,11 +13,12 @@ from harness.publish.compare import LABELS
 
 
 def _heat(value: float | None) -> str:
-    """A background colour from pale red (0) to pale green (100); the value stays readable on it."""
+    """A background from near-white (0) to mid blue (100): one hue, so it reads the same under the common
+    colour-vision deficiencies (a red-to-green scale does not); the value stays readable on it."""
     if value is None:
         return ""
     v = max(0.0, min(100.0, float(value))) / 100.0
-    return f"background: hsl({int(120 * v)}, 55%, {88 - 6 * v:.0f}%)"
+    return f"background: hsl(205, 70%, {96 - 30 * v:.0f}%)"
 
 
 def slices_section(doc: Mapping[str, Any], models: Sequence[str], splits: Sequence[str]) -> list[dict[str, Any]]:
