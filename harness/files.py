@@ -25,17 +25,26 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_lines_atomic(path, [text])
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``write_text_atomic`` for bytes (a figure)."""
+    _write_atomic(path, [data], "wb")
+
+
 def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
     """``write_text_atomic`` for text made piece by piece (a rewritten log never sits in memory whole).
     If producing the pieces raises, the file is left as it was."""
+    _write_atomic(path, lines, "w")
+
+
+def _write_atomic(path: Path, pieces: Iterable[Any], mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:  # a read-only or full directory: named by the file meant, not the temporary one
         raise naming(exc, path) from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            fh.writelines(pieces)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared or served
         os.replace(tmp, path)
     except BaseException as exc:

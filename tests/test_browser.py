@@ -236,12 +236,12 @@ def test_run_report_via_the_leaderboard_link(site: Path, browser: Browser, tmp_p
     assert browser.js("document.querySelectorAll('#reasoning .sample img').length > 0 || "
                       "document.querySelector('#reasoning').textContent.includes('None: every box')")
     assert browser.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    browser.click("table.details thead th:nth-child(4)")  # cIoU column of the first details table
+    browser.click("table.details thead tr:last-child th:nth-child(4)")  # cIoU column of the first details table (below its group row)
     col = browser.js("Array.from(document.querySelector('table.details').tBodies[0].rows).map(r => parseFloat(r.cells[3].textContent))")
     assert col == sorted(col)
-    # the analysis sections: slice heat map, pairwise table and per-slice plot, reasoning table
+    # the analysis sections: slice heat map, pairwise heat map and per-slice plot, reasoning table
     assert browser.js("document.querySelectorAll('#slices table.slices td.heat').length") > 0
-    assert browser.js("document.querySelectorAll('#pairwise tbody tr').length") > 0
+    assert browser.js("document.querySelectorAll('#pairwise table.pair-heat tbody tr').length") > 0
     assert browser.js("Array.from(document.querySelectorAll('#pairwise img')).every(i => i.complete && i.naturalWidth > 0)")
     assert browser.js("document.querySelectorAll('#pairwise img').length") > 0
     assert browser.js("document.querySelectorAll('#reasoning tbody tr').length") > 0
@@ -273,10 +273,10 @@ def test_saco_report_leads_with_cgf1_and_its_average(saco_report: Path, browser:
     first = "document.querySelectorAll('#leaderboard table')[0]"
     assert browser.js(f"Array.from({first}.tHead.rows[0].cells).map(c => c.textContent.trim())") == ["Model", "crowded", "sa1b", "average"]
     rows = browser.js(f"Array.from({first}.tBodies[0].rows).map(r => r.cells[0].textContent.trim())")
-    assert rows == ["replay-found", "empty", "(published) SAM 3"]
+    assert rows == ["replay-found", "empty reference", "(published) SAM 3"]  # empty is badged a reference line
     mcc = browser.js("document.querySelectorAll('#leaderboard table')[2].tBodies[0].rows[0].cells[1].querySelector('.v').textContent")
     assert -1 <= float(mcc) <= 1 and len(mcc.split(".")[1]) == 2  # a coefficient, two decimals
-    assert "cgF1" in browser.js("Array.from(document.querySelectorAll('table.details')[0].tHead.rows[0].cells).map(c => c.textContent)")
+    assert "cgF1" in browser.js("Array.from(document.querySelectorAll('table.details')[0].tHead.rows[1].cells).map(c => c.textContent)")
     assert browser.js("document.querySelectorAll('#gallery .sample img').length") > 0
     assert browser.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     assert browser.console_errors() == []
@@ -308,7 +308,7 @@ def test_the_new_suites_reports_render(name: str, browser: Browser, tmp_path: Pa
 
         report = _fixture_report(tmp_path, write_fp_refer, mini_suite(tmp_path), "oracle-box,full")
     browser.open(report.as_uri())
-    columns = browser.js("Array.from(document.querySelectorAll('table.details')[0].tHead.rows[0].cells).map(c => c.textContent)")
+    columns = browser.js("Array.from(document.querySelectorAll('table.details')[0].tHead.rows[1].cells).map(c => c.textContent)")
     assert ("exist acc" in columns) == (name == "fp-refcoco")
     assert browser.js("document.querySelectorAll('#gallery .sample img').length") > 0
     assert browser.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")

@@ -11,6 +11,7 @@ import pytest
 
 import harness
 from harness.cli import main
+from harness.score.paired import p_text
 
 LAYOUT = """\
 tables:
@@ -47,11 +48,14 @@ def test_compare_api_and_table_give_the_same_paired_difference(isolated: Path, c
         line = re.search(rf"^shapes-reasoner\s+oracle-box\s+val\s+\(all\)\s+{label}\s+(\S+)\s+(\S+)\s+(\S+)\s+\[(\S+), (\S+)\]", cli, re.M)
         assert line is not None
         assert [float(x) for x in line.groups()] == pytest.approx([d.a_value, d.b_value, d.delta, d.ci_lo, d.ci_hi], abs=0.005)
-        # the report's pairwise table: the same difference, interval and p-value
-        cells = [f"<td>shapes-reasoner</td><td>oracle-box</td><td>{label}</td>", f'<td class="num">{d.delta:+.2f}</td>',
-                 f'<td class="num">[{d.ci_lo:+.2f}, {d.ci_hi:+.2f}]</td><td class="num">{d.p:.3f}</td>']
-        row = next(line for line in pairwise.split("<tr") if cells[0] in line)
-        assert all(c in row for c in cells), row
+        # the report's heat map of paired differences (row - column): the same difference, interval and p-value
+        heat = pairwise.split('<span class="sub">— ' + label + "</span>", 1)[1].split("</table>", 1)[0]
+        assert (f'title="oracle-box − shapes-reasoner = {d.delta:+.1f} [{d.ci_lo:+.1f}, {d.ci_hi:+.1f}], '
+                f'p {p_text(d.p, 1000)}, n={d.n}"') in heat
+        # and its headline: the one model against the reference line, the other way round
+        headline = html[html.index('<section id="headline"'):html.index("</section>")]
+        assert f'<strong class="delta">{-d.delta:+.1f}</strong>' in headline
+        assert f'<span class="ci">[{-d.ci_hi:+.1f}, {-d.ci_lo:+.1f}]</span> <span class="p">p {p_text(d.p, 1000)}</span>' in headline
         # the LaTeX table shows the same two values
         for model, value in (("shapes-reasoner", d.a_value), ("oracle-box", d.b_value)):
             assert f"{value:.2f}" in next(t for t in tex.splitlines() if t.startswith(model + " & "))

@@ -173,8 +173,10 @@ def test_report_shows_numbers_plots_and_gallery(run: tuple[Path, dict[str, dict[
     assert "(published) LISA-7B" in html and "74.1" in html and "LISA paper, Table 1" in html
     for name, value in Conventions().to_dict().items():  # every convention is stated
         assert name in html and str(value) in html
-    # three plots and the pairwise per-slice plot of the one pair; thumbnails
-    assert html.count("data:image/png;base64,") == 3 + 1 and html.count("data:image/jpeg;base64,") >= 4
+    # three plots and the per-slice plot of the one pair (SVG), each also written beside the report; thumbnails
+    assert html.count("data:image/svg+xml;base64,") == 3 + 1 and html.count("data:image/jpeg;base64,") >= 4
+    figures = sorted(p.name for p in (run_dir / "report" / "figures").iterdir())
+    assert len(figures) == 2 * (3 + 1) and {p.rsplit(".", 1)[1] for p in figures} == {"png", "svg"}
     assert "alpha reasoning for sample" in html
     assert "could not parse the answer &lt;json&gt;" in html  # failed prediction's error is shown, escaped
     assert "the thing number" in html
@@ -197,7 +199,8 @@ def test_model_text_is_escaped(run: tuple[Path, dict[str, dict[str, Sample]]]) -
 def test_renders_without_samples(run: tuple[Path, dict[str, dict[str, Sample]]]) -> None:
     run_dir, _ = run
     html = _render(run_dir, None).read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == 3 + 1  # the plots and the pairwise plot, no thumbnails
+    assert html.count("data:image/svg+xml;base64,") == 3 + 1  # the plots and the pairwise plot, no thumbnails
+    assert "data:image/jpeg;base64," not in html
     assert "gallery shows text only" in html
     assert "the thing number" in html and "61.2" in html
 

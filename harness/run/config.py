@@ -152,6 +152,11 @@ class RunConfig:
     protocol: str | None = field(default=None, metadata=_option(
         f"score the suite under a paper's own protocol ({', '.join(PROTOCOLS)}; docs/protocols.md)",
         flag="--protocol", check=lambda name, _: protocol_named(name).name))
+    # A way of reading the results, not of producing them: it changes the report only (its headline and its
+    # per-slice plots), so a resumed run takes the latest one, like --limit.
+    focus: str | None = field(default=None, metadata=_option(
+        "the report's headline compares this model with each other one (the MODEL-vs-everyone view) instead of naming "
+        "the best", flag="--focus"))
 
 
 def run_options() -> list[tuple[str, RunOption]]:
@@ -275,4 +280,8 @@ def build_config(config_file: Path | None = None, **flags: Any) -> RunConfig:
     file_models: dict[str, Any] = data.get("models") or {}
     names = _as_list(flags.get("models")) or list(file_models) or list(DEFAULT_MODELS)
     values = {name: resolve(name, flags.get(name), data, str(config_file)) for name in _OPTIONS if name != "models"}
-    return RunConfig(models=_model_specs(names, file_models, where), **values)
+    models = _model_specs(names, file_models, where)
+    if values["focus"] is not None and values["focus"] not in {m.name for m in models}:
+        source = "--focus" if _given(flags.get("focus")) else f"{config_file}: focus"
+        raise ConfigError(f"{source} {values['focus']!r} is not a model of this run (models: {', '.join(m.name for m in models)})")
+    return RunConfig(models=models, **values)

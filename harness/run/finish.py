@@ -18,6 +18,7 @@ from typing import Any
 import harness
 from harness.data.samples import cache_dir, load_samples
 from harness.data.suites import Suite
+from harness.errors import HarnessError
 from harness.files import write_json_atomic
 from harness.records.manifest import COUNTS_KEY, updating
 from harness.records.reader import VERIFY_DEFAULT, StoredRun
@@ -61,18 +62,34 @@ def reopen(run_dir: Path, data_root: Path | None = None) -> tuple[StoredRun, dic
     return run, samples
 
 
-def report_run(run_dir: Path, data_root: Path | None = None,
-               verify: int | str | None = VERIFY_DEFAULT) -> tuple[Path, str, tuple[str, ...]]:
+def report_run(run_dir: Path, data_root: Path | None = None, verify: int | str | None = VERIFY_DEFAULT,
+               focus: str | None = None) -> tuple[Path, str, tuple[str, ...]]:
     """Recompute results.json from the logs and render the report (refused for logs scored by other scoring
     code, or a stored score that is not what its mask gives): (the report, what was re-derived, the
-    model/split pairs with samples asked for and not stored)."""
+    model/split pairs with samples asked for and not stored). ``focus`` (a model of the run; "" for none)
+    becomes the run's ``focus`` (the manifest's config, as ``harness run --focus`` records it) before rendering."""
     run, samples = reopen(run_dir, data_root)
+    if focus is not None:
+        set_focus(run, focus or None)
     data = run.data_digests()
     run.check_current(data=data)
     note = "scores not re-derived (--verify none)" if verify == "none" else run.rederive(verify if isinstance(verify, int) else None)
     outcome = finish(run, samples, render=True, resume=resume_inputs(data, run.limit, run.data_root))
     assert outcome.report_path is not None
     return outcome.report_path, note, outcome.missing
+
+
+def set_focus(run: StoredRun, focus: str | None) -> None:
+    """Record the model the report's headline compares with each other one (None: name the best); a model
+    the run does not hold is refused with the ones it does."""
+    models = list(run.manifest.get("models") or {})
+    if focus is not None and focus not in models:
+        raise HarnessError(f"--focus {focus!r} is not a model of {run.root} (models: {', '.join(models) or 'none'})")
+    if (run.manifest.get("config") or {}).get("focus") == focus:
+        return
+    with updating(run.dir) as manifest:
+        manifest.doc.setdefault("config", {})["focus"] = focus
+    run.manifest = manifest.doc
 
 
 def write_results(run: StoredRun, samples: dict[str, list[Sample]]) -> Results:

@@ -142,6 +142,7 @@ def run(config: RunConfig, argv: list[str] | None = None, render: bool = True) -
                 # Results (and report, gate, summary) cover the first --limit samples of this command:
                 # the limit the stored samples are scored under is the latest one, not the first run's.
                 m.doc["config"]["limit"] = config.limit
+                m.doc["config"]["focus"] = config.focus  # the report's view, the latest command's (harness.run.config)
                 # Never append to (or finish) logs scored by other scoring code, or against other ground
                 # truth than the current data: refused before anything is predicted.
                 check_current(run_dir, m.doc, suite.conventions, data=data)

@@ -80,7 +80,17 @@ class SliceSet:
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "min_n": self.min_n, "fingerprint": self.fingerprint(),
                 "word_lists": {k: list(v) for k, v in self.word_lists.items()},
-                "families": [{"name": f.name, "by": f.by, "description": f.description, **dict(f.params)} for f in self.families]}
+                "families": [{"name": f.name, "by": f.by, "description": f.description, **_plain(dict(f.params))} for f in self.families]}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, as JSON gives them back: ``from_json`` reads the in-memory document (the report rendered
+    by ``harness run``) exactly as it reads results.json from disk."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _bins(value: Any, where: str) -> list[tuple[int, int | None]]:

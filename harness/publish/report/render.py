@@ -20,7 +20,9 @@ from markupsafe import Markup
 
 from harness.data.suites import AVERAGE
 from harness.files import write_text_atomic
+from harness.publish.colours import model_colours
 from harness.publish.report import gallery, plots
+from harness.publish.report import pairwise as pairs_section
 from harness.publish.report import reasoning as reasoning_section
 from harness.publish.report import sections as analysis
 from harness.publish.standing import failed_text, is_clean, partial_text, standing_text
@@ -28,7 +30,7 @@ from harness.records.reader import StoredRun
 from harness.records.results import reference_models
 from harness.records.score_index import IndexEntry
 from harness.resources import resource_dir
-from harness.score.paired import PairScores
+from harness.score.paired import DEFAULT_ROUNDS, PairScores
 from harness.types import Sample
 
 LEADERBOARD_METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
@@ -67,6 +69,11 @@ INSTANCE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("il_fpr", "IL FPR", "pct"),
     ("positive_macro_f1", "pos. macro F1", "pct"),
 )
+# The details table's column groups (a header row above the columns): counts, then what each metric measures.
+DETAIL_GROUPS = {"n": "count", "n_failed": "count", "ciou": "mask", "giou": "mask",
+                 **{f"prec@{t}": "mask precision" for t in ("0.5", "0.6", "0.7", "0.8", "0.9")},
+                 "box_acc@0.5": "box", "box_miou": "box", "n_acc": "no-target", "t_acc": "no-target", "fp_rate": "no-target",
+                 "exist_acc": "no-target", "parse_failure_rate": "answer", **{k: "instances (SA-Co)" for k, _, _ in INSTANCE_COLUMNS}}
 DASH = "–"
 # Counts stated under a split's details table, where non-zero: (results.json key, label, why it matters).
 DETAIL_COUNTS: tuple[tuple[str, str, str], ...] = (
@@ -103,6 +110,7 @@ def _leaderboards(
     splits: Sequence[str],
     status: Mapping[str, Mapping[str, str]],
     average: Mapping[str, Any] | None = None,
+    reference: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One models x splits table per metric, plus the published rows and their sources. A run of a suite scored
     on instances leads with cgF1, pmF1 and IL_MCC, with a column for the suite's ``average`` (results.json)."""
@@ -156,7 +164,7 @@ def _leaderboards(
                         "best": not _missing(v) and float(v) == best.get(s),
                     }
                 )
-            table_rows.append({"label": m, "published": False, "cells": cells})
+            table_rows.append({"label": m, "published": False, "reference": m in reference, "cells": cells})
         mine = [p for p in pub if p["metric"] == key and p["split"] in columns]
         for model in dict.fromkeys(p["model"] for p in mine):
             cells = []
@@ -189,7 +197,14 @@ def _details(results: Mapping[str, Mapping[str, Mapping[str, Any]]], models: Seq
     rows = [{"model": m, "cells": [_fmt(data.get(m, {}).get(k), kind) for k, _, kind in shown]} for m in models]
     notes = [f"{m}: {label}: {int(data[m][key])} ({why})" for m in models if m in data
              for key, label, why in DETAIL_COUNTS if data[m].get(key)]
-    return {"split": split, "columns": [label for _, label, _ in shown], "rows": rows, "notes": notes}
+    groups: list[dict[str, Any]] = []
+    for key, _, _ in shown:  # consecutive columns of one group share its header cell
+        name = DETAIL_GROUPS.get(key, "")
+        if groups and groups[-1]["name"] == name:
+            groups[-1]["span"] += 1
+        else:
+            groups.append({"name": name, "span": 1})
+    return {"split": split, "columns": [label for _, label, _ in shown], "groups": groups, "rows": rows, "notes": notes}
 
 
 def _efficiency(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -283,25 +298,19 @@ def render_report(
             if (model, split) in wanted:  # the model x splits the run was asked for, nothing else
                 entries.setdefault(model, {})[split] = run.entries(model, split)
 
-    leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status, doc.get("average"))
+    reference = reference_models(doc)  # empty, full, oracles: reference lines, never "best"
+    leaderboards, sources = _leaderboards(results, doc.get("published") or [], models, splits, status, doc.get("average"), reference)
+    colours = model_colours(models, reference)  # one colour per model, in every plot
+    draw = plots.FigureWriter(run.dir.report_path.parent / "figures")
     figures = []
     for split in splits:
         columns = {m: plots.ScoreColumns.of_rows([e.row for e in entries[m][split].values()])
                    for m in models if entries.get(m, {}).get(split)}
-        figures.append(
-            {
-                "split": split,
-                "images": [
-                    uri
-                    for uri in (
-                        plots.metric_bars(split, models, {m: results.get(m, {}).get(split, {}) for m in models}),
-                        plots.iou_histogram(split, columns),
-                        plots.precision_plot(split, columns, conventions),
-                    )
-                    if uri
-                ],
-            }
-        )
+        drawn = [(plots.metric_bars(split, models, {m: results.get(m, {}).get(split, {}) for m in models}, colours), "metrics",
+                  f"cIoU and gIoU per model on {split}"),
+                 (plots.iou_histogram(split, columns, colours), "iou-histogram", f"per-sample IoU per model on {split}"),
+                 (plots.precision_plot(split, columns, conventions, colours), "precision", f"precision per IoU threshold on {split}")]
+        figures.append({"split": split, "images": [draw(fig, f"{split}-{name}", alt) for fig, name, alt in drawn if fig is not None]})
 
     by_sample: dict[gallery.Key, dict[str, IndexEntry]] = {}
     for model, by_split in entries.items():
@@ -325,8 +334,24 @@ def render_report(
     paired_splits = {split for split in splits if sum(split in by_split for by_split in entries.values()) >= 2}
     pair_scores = {m: {split: PairScores.from_rows({sid: e.row for sid, e in latest.items() if e.row is not None})
                        for split, latest in by_split.items() if split in paired_splits} for m, by_split in entries.items()}
-    pairwise, pairwise_notes = analysis.pairwise_section(doc, pair_scores, models, splits, samples,
-                                                         int((manifest.get("config") or {}).get("bootstrap_rounds", 1000)))
+    rounds = int((manifest.get("config") or {}).get("bootstrap_rounds", DEFAULT_ROUNDS))
+    pairs, pairwise_notes = pairs_section.compute(doc, pair_scores, models, splits, samples, reference, rounds)
+    focus = (manifest.get("config") or {}).get("focus")
+    if focus is not None and focus not in models:
+        notes.append(f"The focus model {focus!r} is not a model of this run; the headline names the best model instead.")
+        focus = None
+    pairwise = []
+    for sp in pairs:
+        plotted = pairs_section.plotted_pairs(sp, results, reference, focus)
+        pair_figures = [draw(fig, f"{sp.split}-{first}-vs-{second}", f"{first} − {second} per slice on {sp.split}")
+                        for first, second in plotted
+                        if (fig := plots.slice_differences(sp.split, first, second, sp.pair(first, second), colours[first])) is not None]
+        # The other pairs' slices as tables in collapsed sections: no figure drawn for pairs few will open.
+        rest = [{"first": b, "second": a, "rows": pairs_section.slice_table(sp.pair(b, a), rounds)}
+                for i, a in enumerate(sp.models) for b in sp.models[i + 1:]
+                if not (a in reference and b in reference) and (b, a) not in plotted and (a, b) not in plotted]
+        pairwise.append({"split": sp.split, "figures": pair_figures, "rest": rest, "notes": sp.notes})
+    draw.finish()
     suite = doc.get("suite") or manifest.get("suite") or {}
     context = {
         "css": Markup((resource_dir("reports") / "report.css").read_text(encoding="utf-8")),  # our own file, not model text
@@ -344,6 +369,12 @@ def render_report(
         "splits": splits,
         "conventions": [(str(k), "null" if v is None else str(v)) for k, v in conventions.items()],
         "leaderboards": leaderboards,
+        "headline": pairs_section.headline(pairs, results, splits, reference, focus, rounds),
+        "focus": focus,
+        "heat_maps": pairs_section.heat_maps(pairs, reference, rounds),
+        "colours": colours,
+        "reference": sorted(reference),
+        "rounds": rounds,
         "standing": _standing(results, manifest, models, splits),
         "sources": sources,
         "details": [_details(results, models, s) for s in splits],

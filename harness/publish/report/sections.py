@@ -1,9 +1,7 @@
-"""The report's analysis sections: slices (a heat map of model x slice) and pairwise differences.
+"""The report's slice section: a heat map of model x slice, from results.json ("slices").
 
-Numbers come from results.json ("slices") and, for the pairwise section, from the same paired
-bootstrap as ``harness compare`` (``compare.pair_rows``) over the score index the report has
-already read, so the report, the CLI and ``harness.load_run`` print the same differences. (The
-Reasoning section is harness/publish/report/reasoning.py.)
+(The headline and the pairwise differences are harness/publish/report/pairwise.py, the Reasoning
+section harness/publish/report/reasoning.py.)
 """
 
 from __future__ import annotations
@@ -11,21 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.publish.compare import ALL, LABELS, METRICS, Comparison, pair_rows
-from harness.publish.report import plots
-from harness.score.paired import DEFAULT_ROUNDS, PairScores
-from harness.score.slices import SliceError, SliceSet, assign
-from harness.types import Sample
-
-MAX_PAIR_PLOTS = 6  # per split; every pair is in the table
+from harness.publish.compare import LABELS
 
 
 def _heat(value: float | None) -> str:
-    """A background colour from pale red (0) to pale green (100); the value stays readable on it."""
+    """A background from near-white (0) to mid blue (100): one hue, so it reads the same under the common
+    colour-vision deficiencies (a red-to-green scale does not); the value stays readable on it."""
     if value is None:
         return ""
     v = max(0.0, min(100.0, float(value))) / 100.0
-    return f"background: hsl({int(120 * v)}, 55%, {88 - 6 * v:.0f}%)"
+    return f"background: hsl(205, 70%, {96 - 30 * v:.0f}%)"
 
 
 def slices_section(doc: Mapping[str, Any], models: Sequence[str], splits: Sequence[str]) -> list[dict[str, Any]]:
@@ -58,49 +51,3 @@ def slices_section(doc: Mapping[str, Any], models: Sequence[str], splits: Sequen
             out.append({"split": split, "metric": label, "groups": groups, "labels": [lab for _, lab in columns], "rows": rows,
                         "min_n": min_n})
     return out
-
-
-def pairwise_section(doc: Mapping[str, Any], pair_scores: Mapping[str, Mapping[str, PairScores]], models: Sequence[str],
-                     splits: Sequence[str], samples: Mapping[str, Mapping[str, Sample]] | None,
-                     rounds: int = DEFAULT_ROUNDS) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per split: the whole-split paired differences of every pair, and a per-slice plot of each pair."""
-    eps = float((doc.get("conventions") or {}).get("ciou_eps", 1e-10))
-    defs = None
-    notes: list[str] = []
-    try:
-        if (doc.get("slices") or {}).get("definitions"):
-            defs = SliceSet.from_json(doc["slices"]["definitions"])
-    except SliceError as exc:
-        notes.append(f"Pairwise slices left out: {exc}")
-    out = []
-    for split in splits:
-        have = [m for m in models if split in pair_scores.get(m, {}) and pair_scores[m][split].ids]
-        if len(have) < 2:
-            continue
-        membership: dict[str, dict[str, set[str]]] = {}
-        if defs is not None and samples is not None and split in samples:
-            ordered = list(samples[split].values())
-            membership = {f: {lab: {ordered[i].id for i in mask.nonzero()[0]} for lab, mask in by.items()}
-                          for f, by in assign(ordered, defs).items()}
-        comparison = Comparison(rounds=rounds)
-        scores = {m: pair_scores[m][split] for m in have}
-        for i, a in enumerate(have):
-            for b in have[i + 1:]:
-                pair_rows(a, scores[a], b, scores[b], split, membership, eps, defs.min_n if defs else 2, rounds, METRICS, comparison)
-        whole = [d for d in comparison.rows if d.family == ALL]
-        table = [{"a": d.a, "b": d.b, "metric": LABELS[d.metric], "a_value": f"{d.a_value:.2f}", "b_value": f"{d.b_value:.2f}",
-                  "delta": f"{d.delta:+.2f}", "ci": f"[{d.ci_lo:+.2f}, {d.ci_hi:+.2f}]" if d.ci_lo is not None else "–",
-                  "p": "–" if d.p is None else f"{d.p:.3f}", "n": d.n,
-                  "significant": d.ci_lo is not None and d.ci_hi is not None and (d.ci_lo > 0 or d.ci_hi < 0)}
-                 for d in whole]
-        figures = []
-        pairs = list(dict.fromkeys((d.a, d.b) for d in comparison.rows))
-        for a, b in pairs[:MAX_PAIR_PLOTS]:
-            rows = [d for d in comparison.rows if (d.a, d.b) == (a, b)]
-            uri = plots.slice_differences(split, a, b, rows)
-            if uri:
-                figures.append(uri)
-        if len(pairs) > MAX_PAIR_PLOTS:
-            notes.append(f"{split}: per-slice plots of the first {MAX_PAIR_PLOTS} of {len(pairs)} pairs (every pair is in the table)")
-        out.append({"split": split, "rows": table, "figures": figures, "notes": comparison.notes})
-    return out, notes
