@@ -115,3 +115,27 @@ def test_the_leaderboard_of_an_instance_suite_leads_with_its_metrics(tmp_path: P
     assert page.index("cgF1") < page.index("IL_MCC") < page.index("cIoU")
     assert f">{res['il_mcc']:.2f}<" in page.replace(" ", "") or f"{res['il_mcc']:.2f}" in page
     assert f"{res['cgf1']:.1f}" in page
+
+
+def test_the_report_of_an_instance_suite_heads_with_cgf1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two models on SA-Co data in one run: the report's headline ranks them by cgF1 (then pmF1, IL_MCC x100), and its
+    margin is the difference of the cgF1 values results.json holds."""
+    import html
+    import re
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    data = write_saco(tmp_path / "data")
+    specs = []
+    for name, seed in (("m1", 1), ("m2", 2)):
+        replay = tmp_path / f"{name}.jsonl"
+        replay.write_text("".join(json.dumps({"id": k, **v}) + "\n" for k, v in predictions(data, seed=seed, leave_out=0).items()))
+        specs.append(f"replay:{replay}")
+    out = run(build_config(models=",".join(specs), suite=str(data.suite), data_root=data.root, out=tmp_path / "run"),
+              render=True).run_dir
+    res = json.loads((out / "results.json").read_text())["results"]
+    a, b = (res[m]["crowded"]["cgf1"] for m in ("replay-m1", "replay-m2"))
+    page = (out / "report" / "index.html").read_text()
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page[page.index('id="headline"'):])))
+    crowded = text[text.index("crowded"):]
+    first = crowded[:crowded.index("pmF1")]
+    assert "cgF1" in first and f"by {abs(a - b):+.1f}" in first  # best minus runner-up

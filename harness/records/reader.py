@@ -37,6 +37,7 @@ from harness.errors import HarnessError
 from harness.records import versions
 from harness.records.invariants import UntrustedRunError, check_entries
 from harness.records.score_index import IndexEntry, ScoreIndex
+from harness.records.score_index import pair_scores as scores_of
 from harness.records.store import RunDir, StoreError, iter_records, read_json
 from harness.score.paired import PairScores
 from harness.score.schema import Results, check_results
@@ -134,8 +135,7 @@ class StoredRun:
         if unusable is not None:
             raise StoreError(f"{self.log_path(model, split)}: the record of {unusable!r} has no usable score; "
                              f"run `harness rescore {self.root}`")
-        return PairScores.from_rows({i: e.row for i, e in entries.items() if e.row is not None},
-                                    {i: e.instances for i, e in entries.items()})
+        return scores_of(entries)
 
     def records(self, model: str, split: str) -> list[dict[str, Any]]:
         """The full records of one log, the last of each id (as on resume), in the order ids first appear."""

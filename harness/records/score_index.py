@@ -22,7 +22,7 @@ rewritten or cut, an index of another format) it is rebuilt from the log, once, 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, NamedTuple
 from harness.errors import HarnessError
 from harness.files import naming, write_text_atomic
 from harness.records import logline
+from harness.score.paired import PairScores
 from harness.types import SCORE_ROW_FIELDS, InstanceMatch, SampleScore
 
 FORMAT = 3  # 2: the mask's pixel count (h*w of its RLE header) at the end of each line; 3: the instance match after it
@@ -311,4 +312,11 @@ def write_merged(log_path: Path, lines: list[bytes], entries: list[IndexEntry]) 
     write_text_atomic(log_path, b"".join(lines).decode("utf-8"))
     write_text_atomic(index_path(log_path), _HEADER + "".join(map(_line, placed)))
     return ScoreIndex(log_path, placed, _stat(log_path))
+
+
+def pair_scores(entries: Mapping[str, IndexEntry]) -> PairScores:
+    """The paired bootstrap's columns of one log's entries (id -> entry), sorted by id: the scalar scores and,
+    on a suite scored on instances, each sample's match. Entries without a usable score are left out."""
+    return PairScores.from_rows({i: e.row for i, e in entries.items() if e.row is not None},
+                                {i: e.instances for i, e in entries.items() if e.row is not None})
 

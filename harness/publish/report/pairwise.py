@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.publish.compare import ALL, LABELS, METRICS, Comparison, Difference, pair_rows
+from harness.publish.compare import ALL, LABELS, METRICS, Comparison, Difference, metrics_of, pair_rows
 from harness.publish.standing import is_clean, partial_text
 from harness.score.paired import DEFAULT_ROUNDS, PairScores, p_text
 from harness.score.slices import SliceError, SliceSet, assign
@@ -51,6 +51,7 @@ class SplitPairs:
     models: list[str]  # the models with scores on the split, report order
     rows: list[Difference]
     notes: list[str]
+    metrics: tuple[str, ...] = METRICS  # what the split is compared on, its suite's official metric first (compare.metrics_of)
 
     def between(self, first: str, second: str, family: str = ALL, label: str = ALL) -> dict[str, Difference]:
         """metric -> the difference ``first − second`` on the whole split (or one slice)."""
@@ -70,6 +71,7 @@ def compute(doc: Mapping[str, Any], pair_scores: Mapping[str, Mapping[str, PairS
             rounds: int = DEFAULT_ROUNDS) -> tuple[list[SplitPairs], list[str]]:
     """The paired differences of every split with two models or more (slices where the samples are given)."""
     eps = float((doc.get("conventions") or {}).get("ciou_eps", 1e-10))
+    metrics = metrics_of(doc.get("conventions") or {})
     defs = None
     notes: list[str] = []
     try:
@@ -93,13 +95,16 @@ def compute(doc: Mapping[str, Any], pair_scores: Mapping[str, Mapping[str, PairS
             for b in have[i + 1:]:
                 if a in reference and b in reference:
                     continue
-                pair_rows(a, scores[a], b, scores[b], split, membership, eps, defs.min_n if defs else 2, rounds, METRICS, comparison)
-        out.append(SplitPairs(split, have, comparison.rows, comparison.notes))
+                pair_rows(a, scores[a], b, scores[b], split, membership, eps, defs.min_n if defs else 2, rounds, metrics, comparison)
+        out.append(SplitPairs(split, have, comparison.rows, comparison.notes, metrics))
     return out, notes
 
 
 def _signed(v: float | None) -> str:
-    return DASH if v is None or math.isnan(v) else f"{v:+.1f}"
+    if v is None or math.isnan(v):
+        return DASH
+    text = f"{v:+.1f}"
+    return "+0.0" if text == "-0.0" else text  # a value that rounds to 0 has no sign to show
 
 
 def _value(v: float | None) -> str:
@@ -148,7 +153,7 @@ def headline(pairs: Sequence[SplitPairs], results: Mapping[str, Mapping[str, Map
             for other in [m for m in have if m != focus_here and not (focus_here in reference and m in reference)]:
                 diffs = sp.between(focus_here, other)
                 entry["rows"].append({"other": other, "reference": other in reference,
-                                      "metrics": [{"metric": LABELS[k], **_claim(diffs[k], rounds)} for k in METRICS if k in diffs]})
+                                      "metrics": [{"metric": LABELS[k], **_claim(diffs[k], rounds)} for k in sp.metrics if k in diffs]})
         elif focus is not None and focus not in have:
             entry["message"] = f"{focus} (the focus) has no scores on this split."
         elif len(real) < 2 or sp is None:
@@ -156,7 +161,7 @@ def headline(pairs: Sequence[SplitPairs], results: Mapping[str, Mapping[str, Map
             entry["message"] = (f"Fewer than two models to rank on this split (models: {named}"
                                 + (f"; reference lines, never ranked: {', '.join(refs)}" if refs else "") + "): no best model to name.")
         else:
-            for key in METRICS:
+            for key in sp.metrics:
                 order = ranked(results, real, split, key)
                 if len(order) < 2:
                     continue
@@ -185,7 +190,7 @@ def heat_maps(pairs: Sequence[SplitPairs], reference: Collection[str], rounds: i
     marked where its interval excludes 0; a pair of two reference lines (never computed) is left blank."""
     out = []
     for sp in pairs:
-        for key in METRICS:
+        for key in sp.metrics:
             cells: dict[tuple[str, str], Difference] = {}
             for r in sp.models:
                 for c in sp.models:
@@ -215,12 +220,12 @@ def heat_maps(pairs: Sequence[SplitPairs], reference: Collection[str], rounds: i
 def plotted_pairs(sp: SplitPairs, results: Mapping[str, Mapping[str, Mapping[str, Any]]], reference: Collection[str],
                   focus: str | None) -> list[tuple[str, str]]:
     """The pairs (first, second) drawn per slice: the focus against each other model, else the best model and its
-    runner-up by the first metric (cIoU), or a lone model and the best reference line; never two reference lines."""
+    runner-up by the first metric (cIoU; cgF1 on SA-Co), or a lone model and the best reference line; never two reference lines."""
     if focus is not None and focus in sp.models:
         return [(focus, m) for m in sp.models if m != focus and not (focus in reference and m in reference)]
-    order = ranked(results, [m for m in sp.models if m not in reference], sp.split, METRICS[0])
+    order = ranked(results, [m for m in sp.models if m not in reference], sp.split, sp.metrics[0])
     if len(order) == 1:  # one model: against the strongest reference line (how far from the oracle, say)
-        refs = ranked(results, [m for m in sp.models if m in reference], sp.split, METRICS[0])
+        refs = ranked(results, [m for m in sp.models if m in reference], sp.split, sp.metrics[0])
         return [(order[0], refs[0])] if refs else []
     return [(order[0], order[1])] if len(order) >= 2 else []
 

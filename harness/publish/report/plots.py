@@ -283,8 +283,9 @@ def precision_plot(split: str, columns: Mapping[str, ScoreColumns], conventions:
 
 @_styled
 def slice_differences(split: str, first: str, second: str, rows: Sequence[Any], colour: str) -> Figure | None:
-    """Per-slice paired differences ``first − second`` of cIoU (circles) and gIoU (squares) with their 95%
-    intervals, one row per slice, in the first model's colour.
+    """Per-slice paired differences ``first − second`` of the comparison's first two metrics (cIoU as circles and
+    gIoU as squares; cgF1 and pmF1 on a suite scored on instances) with their 95% intervals, one row per slice,
+    in the first model's colour.
 
     ``rows`` are ``harness.publish.compare.Difference`` oriented so that ``b`` is ``first``; a slice without an
     interval (too few samples) is drawn as a hollow marker. The legend sits above the axes, clear of the data.
@@ -295,8 +296,11 @@ def slice_differences(split: str, first: str, second: str, rows: Sequence[Any], 
     fig, ax = _figure(FIGSIZE[0], 1.2 + 0.3 * len(labels))
     y = np.arange(len(labels))[::-1]
     pos = {lab: y[k] for k, lab in enumerate(labels)}
-    for metric, marker, shift in (("ciou", "o", 0.15), ("giou", "s", -0.15)):
-        name = {"ciou": "cIoU", "giou": "gIoU"}[metric]
+    from harness.publish.compare import LABELS
+
+    shown = list(dict.fromkeys(d.metric for d in rows))[:2]
+    for metric, marker, shift in zip(shown, ("o", "s"), (0.15, -0.15)):
+        name = LABELS.get(metric, metric)
         mine = [d for d in rows if d.metric == metric]
         with_ci = [d for d in mine if d.ci_lo is not None]
         without = [d for d in mine if d.ci_lo is None]

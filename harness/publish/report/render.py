@@ -29,8 +29,9 @@ from harness.publish.standing import failed_text, is_clean, partial_text, standi
 from harness.records.reader import StoredRun
 from harness.records.results import reference_models
 from harness.records.score_index import IndexEntry
+from harness.records.score_index import pair_scores as scores_of
 from harness.resources import resource_dir
-from harness.score.paired import DEFAULT_ROUNDS, PairScores
+from harness.score.paired import DEFAULT_ROUNDS
 from harness.types import Sample
 
 LEADERBOARD_METRICS = (("ciou", "cIoU"), ("giou", "gIoU"))
@@ -332,8 +333,8 @@ def render_report(
     # The paired differences from the same score index (no mask), by the bootstrap `harness compare` uses.
     # Only where a split has two models to pair: a one-model report builds none.
     paired_splits = {split for split in splits if sum(split in by_split for by_split in entries.values()) >= 2}
-    pair_scores = {m: {split: PairScores.from_rows({sid: e.row for sid, e in latest.items() if e.row is not None})
-                       for split, latest in by_split.items() if split in paired_splits} for m, by_split in entries.items()}
+    pair_scores = {m: {split: scores_of(latest) for split, latest in by_split.items() if split in paired_splits}
+                   for m, by_split in entries.items()}
     rounds = int((manifest.get("config") or {}).get("bootstrap_rounds", DEFAULT_ROUNDS))
     pairs, pairwise_notes = pairs_section.compute(doc, pair_scores, models, splits, samples, reference, rounds)
     focus = (manifest.get("config") or {}).get("focus")

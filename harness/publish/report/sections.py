@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.publish.compare import LABELS
+from harness.publish.compare import LABELS, METRICS
 
 
 def _heat(value: float | None) -> str:
@@ -37,7 +37,8 @@ def slices_section(doc: Mapping[str, Any], models: Sequence[str], splits: Sequen
         families = list(dict.fromkeys(f for f, _ in columns))
         groups = [{"family": f, "span": sum(1 for g, _ in columns if g == f)} for f in families]
         columns.sort(key=lambda c: families.index(c[0]))
-        for metric, label in LABELS.items():
+        for metric in METRICS:  # slices hold the mask metrics
+            label = LABELS[metric]
             rows = []
             for m in models:
                 cells = []
