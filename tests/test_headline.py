@@ -161,3 +161,16 @@ def test_fewer_than_two_models_is_said_plainly(tmp_path: Path, monkeypatch: pyte
     assert text.count("Fewer than two models to rank on this split (models: none; reference lines, never ranked: "
                       "oracle-box, empty): no best model to name.") == 2
     assert " leads " not in text
+
+
+def test_the_reports_leaderboard_bands_reference_lines_below_the_models_and_never_bolds_them(tmp_path: Path) -> None:
+    """The default four models: shapes-reasoner first (the only model), then oracle-box, full, empty by cIoU;
+    oracle-box scores above shapes-reasoner on no split here, yet only a model's number may be bold."""
+    from harness.publish.report.render import _leaderboards
+
+    results = {"empty": {"val": {"ciou": 0.0}}, "full": {"val": {"ciou": 3.4}}, "oracle-box": {"val": {"ciou": 95.0}},
+               "shapes-reasoner": {"val": {"ciou": 87.6}}}
+    tables, _ = _leaderboards(results, [], list(results), ["val"], {}, None, frozenset({"empty", "full", "oracle-box"}))
+    rows = tables[0]["rows"]
+    assert [r["label"] for r in rows] == ["shapes-reasoner", "oracle-box", "full", "empty"]
+    assert [c["best"] for r in rows for c in r["cells"]] == [True, False, False, False]

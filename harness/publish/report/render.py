@@ -137,14 +137,15 @@ def _leaderboards(
         kind = KIND.get(key, "pct")
         instance_metric = key in {k for k, _ in INSTANCE_LEADERBOARD_METRICS}
         columns = [*splits, AVERAGE] if averaged and instance_metric else list(splits)
-        # Bold goes to the best complete number only: a partial or failing one is never shown as best.
+        # Bold goes to the best complete number of a model only: a partial or failing one is never shown as best,
+        # nor a reference line's (an oracle is a bound, not a contender).
         best: dict[str, float] = {}
         for s in columns:
-            for m in models:
+            for m in (m for m in models if m not in reference):
                 x: Any = outcome(m, s).get(key)
                 if not _missing(x) and clean(m, s):
                     best[s] = max(best.get(s, float(x)), float(x))
-        table_rows = []
+        table_rows: list[dict[str, Any]] = []
         for m in models:
             cells = []
             for s in columns:
@@ -165,7 +166,12 @@ def _leaderboards(
                         "best": not _missing(v) and float(v) == best.get(s),
                     }
                 )
-            table_rows.append({"label": m, "published": False, "reference": m in reference, "cells": cells})
+            values = [float(res[key]) for s in columns if not _missing((res := outcome(m, s)).get(key))]
+            table_rows.append({"label": m, "published": False, "reference": m in reference, "cells": cells,
+                               "complete": all(c["status"] == "done" and not c["partial"] and not c["failed"] for c in cells),
+                               "mean": sum(values) / len(values) if values else None})
+        # The models first, then the reference lines; each band by its mean over the columns, complete rows first.
+        table_rows.sort(key=lambda r: (bool(r["reference"]), not r["complete"], r["mean"] is None, -(r["mean"] or 0.0)))
         mine = [p for p in pub if p["metric"] == key and p["split"] in columns]
         for model in dict.fromkeys(p["model"] for p in mine):
             cells = []
