@@ -24,7 +24,7 @@ def _auto_device(python: str | None) -> tuple[str, str]:
     from harness.run.doctor import probe
 
     if python is None:
-        return "cpu", "no model named and no torch in the engine's environment"
+        return "cpu", "no environment of a named model to ask and no torch in the engine's environment"
     facts = probe(python, "facts", "cuda")
     if facts.get("cuda_available"):
         return "cuda", f"{python} sees CUDA"
