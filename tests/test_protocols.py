@@ -270,3 +270,25 @@ def test_a_sample_unit_a_reader_does_not_enumerate_is_refused(tmp_path: Path) ->
     raw = {**REASONSEG_SUITE, "name": "merged-reasonseg", "conventions": {"sample_unit": "object_merged"}}
     with pytest.raises(Exception, match=r"format 'reasonseg' has no sample unit 'object_merged'"):
         make_source(load_suite(str(_suite(tmp_path, raw))), tmp_path / "data")
+
+
+def test_every_protocol_loads_on_every_builtin_suite_it_applies_to() -> None:
+    """A protocol rewrites the suite's own source; the fetched copy's reader (``fetch``) is not rewritten, so it is
+    left out under a protocol rather than checked against splits the protocol renamed (sa2va-runner's ``*_test``)."""
+    from harness.data.protocols import PROTOCOLS
+    from harness.data.suites import builtin_suites
+
+    loaded = 0
+    for suite in builtin_suites():
+        for name, p in PROTOCOLS.items():
+            fmt = str((load_suite(suite).raw.get("source") or {}).get("format"))
+            if fmt not in p.formats:
+                continue
+            try:
+                under = load_suite(suite, name)
+            except SuiteError as exc:  # FP-RefCOCO has val splits only: nothing for sa2va-runner's test splits
+                assert "evaluates the test splits, and this suite has none" in str(exc)
+                continue
+            assert under.fetch is None or name == "lisa"
+            loaded += 1
+    assert loaded >= 10

@@ -46,6 +46,9 @@ class Protocol:
     def apply(self, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         """The suite definition ``raw`` under this protocol (a new mapping; ``raw`` is not changed)."""
         out = copy.deepcopy(dict(raw))
+        # The Hub copy `harness data fetch` downloads is read by another reader (its own format and splits), which a
+        # protocol's rewrite of the suite's own source does not reach: under a protocol the suite reads its own files.
+        out.pop("fetch", None)
         fmt = str((out.get("source") or {}).get("format"))
         if fmt not in self.formats:
             raise ProtocolError(f"{where}: protocol {self.name!r} applies to suites of format {', '.join(self.formats)}, "
