@@ -57,3 +57,18 @@ def write_suite(tmp_path: Path, val: int = 4, test: int = 3, **conventions: str)
 
 def results_of(out: Path) -> dict[str, Any]:
     return json.loads((out / "results.json").read_text())["results"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default `harness run` (the shapes suite, its four default models), with its report: what a new user sees."""
+    from harness.run.config import build_config
+    from harness.run.runner import run
+
+    root = tmp_path_factory.mktemp("default-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(root / "cache"))
+        outcome = run(build_config(out=root / "run"))
+    assert outcome.report_path is not None
+    return outcome.run_dir
+

@@ -126,10 +126,18 @@ class Browser:
                 errors.append(json.dumps(p["entry"])[:500])
         return errors
 
-    def screenshot(self, name: str, directory: Path) -> list[Path]:
+    def screenshot(self, name: str, directory: Path, selector: str | None = None, width: int = 1280,
+                   max_height: int = 2400) -> list[Path]:
+        """A PNG of the page (or of one element, from its top), at most ``width`` x ``max_height`` CSS pixels, in
+        ``directory`` and in $HARNESS_SCREENSHOT_DIR when set (for the closing note of a change)."""
         self.js("window.scrollTo(0, 0)")
+        top, height = self.js(
+            "(() => { const e = %s; const r = e.getBoundingClientRect(); return [r.top + window.scrollY, r.height]; })()"
+            % (f"document.querySelector({json.dumps(selector)})" if selector else "document.documentElement"))
         size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": min(size["width"], 1280), "height": min(size["height"], 2400), "scale": 1}
+        if selector is None:
+            height = size["height"]
+        clip = {"x": 0, "y": top, "width": min(size["width"], width), "height": min(height, max_height), "scale": 1}
         data = base64.b64decode(self.call("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True},
                                           session=True)["data"])
         paths = [directory / f"{name}.png"]
@@ -154,6 +162,18 @@ class Browser:
         os.close(self._from_chrome)
 
 
+def leaderboard_site(root: Path, runs: list[Path], title: str) -> Path:
+    """The leaderboard of ``runs`` and, beside them, a crafted RefCOCO results.json (LENS measured, with published
+    rows) for the paper-table page; returns the site's folder."""
+    published = _published("LENS-3B", RC_SPLITS, LENS_T1)
+    published += _published("Seg-Zero-3B", RC_SPLITS, [None, 79.3, None, None, 73.7, None, 71.5, None])
+    measured = {"lens": {s: (v - 0.8, v + 1.0) for s, v in zip(RC_SPLITS, LENS_T1)}}
+    crafted = write_results(root / "refcoco-run", "refcoco", measured, published)
+    aliases = root / "aliases.yaml"
+    aliases.write_text("lens: LENS-3B\n")
+    return build_site([*runs, crafted], root / "site", aliases_file=aliases, title=title).parent
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real shapes run (three models, a few images per split, with its report) and its leaderboard."""
@@ -161,14 +181,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_CACHE", str(root / "cache"))
         out = run(build_config(models="shapes-reasoner,oracle-box,empty", suite="shapes", limit=24, out=root / "shapes-run")).run_dir
-    # A crafted RefCOCO results.json beside it, with published rows, for the paper-table page.
-    published = _published("LENS-3B", RC_SPLITS, LENS_T1)
-    published += _published("Seg-Zero-3B", RC_SPLITS, [None, 79.3, None, None, 73.7, None, 71.5, None])
-    measured = {"lens": {s: (v - 0.8, v + 1.0) for s, v in zip(RC_SPLITS, LENS_T1)}}
-    crafted = write_results(root / "refcoco-run", "refcoco", measured, published)
-    aliases = root / "aliases.yaml"
-    aliases.write_text("lens: LENS-3B\n")
-    return build_site([out, crafted], root / "site", aliases_file=aliases, title="Browser test").parent
+    return leaderboard_site(root, [out], "Browser test")
 
 
 @pytest.fixture()

@@ -9,20 +9,16 @@ The Chromium driver is tests/test_browser.py's; skipped where Chromium is absent
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import CHROMIUM, Browser
-from test_leaderboard import LENS_T1, RC_SPLITS, _published, write_results
+from test_browser import CHROMIUM, Browser, leaderboard_site
+from test_leaderboard import RC_SPLITS
 
 from harness.publish.colours import model_colours
-from harness.publish.leaderboard import build_site
-from harness.run.config import DEFAULT_MODELS, build_config
-from harness.run.runner import run
+from harness.run.config import DEFAULT_MODELS
 
 WIDTH = 1400
 MAX_SHOT = 16_000  # Chromium's largest capture, in CSS pixels
@@ -34,27 +30,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default `harness run` (the shapes suite, its four models), with its report."""
-    root = tmp_path_factory.mktemp("gallery")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HARNESS_CACHE", str(root / "cache"))
-        outcome = run(build_config(out=root / "run"))
-    assert outcome.report_path is not None
-    return outcome.run_dir
-
-
-@pytest.fixture(scope="module")
 def site(default_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A leaderboard of the default run and a crafted RefCOCO run (LENS measured, with published rows)."""
-    root = tmp_path_factory.mktemp("board")
-    published = _published("LENS-3B", RC_SPLITS, LENS_T1)
-    published += _published("Seg-Zero-3B", RC_SPLITS, [None, 79.3, None, None, 73.7, None, 71.5, None])
-    measured = {"lens": {s: (v - 0.8, v + 1.0) for s, v in zip(RC_SPLITS, LENS_T1)}}
-    crafted = write_results(root / "refcoco-run", "refcoco", measured, published)
-    aliases = root / "aliases.yaml"
-    aliases.write_text("lens: LENS-3B\n")
-    return build_site([default_run, crafted], root / "site", aliases_file=aliases, title="Gallery test").parent
+    return leaderboard_site(tmp_path_factory.mktemp("board"), [default_run], "Gallery test")
 
 
 @pytest.fixture()
@@ -68,20 +46,7 @@ def browser(tmp_path: Path) -> Any:
 
 def shoot(browser: Browser, name: str, directory: Path, selector: str | None = None) -> list[Path]:
     """A full-page screenshot at the viewport's width (or of one element, from its top), capped at MAX_SHOT px high."""
-    top, height = browser.js(
-        "(() => { const e = %s; const r = e.getBoundingClientRect(); return [r.top + window.scrollY, r.height]; })()"
-        % (f"document.querySelector({json.dumps(selector)})" if selector else "document.documentElement"))
-    size = browser.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
-    clip = {"x": 0, "y": top, "width": size["width"], "height": min(height, MAX_SHOT), "scale": 1}
-    shot = browser.call("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}, session=True)
-    data = base64.b64decode(shot["data"])
-    paths = [directory / f"{name}.png"]
-    if os.environ.get("HARNESS_SCREENSHOT_DIR"):
-        paths.append(Path(os.environ["HARNESS_SCREENSHOT_DIR"]) / f"{name}.png")
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return paths
+    return browser.screenshot(name, directory, selector, width=10**6, max_height=MAX_SHOT)
 
 
 # How many pixels of an image are near an RGB colour (JPEG shifts colours a little): drawn on a canvas.

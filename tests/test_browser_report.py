@@ -7,8 +7,6 @@ HARNESS_SCREENSHOT_DIR is set, there too (report-*.png).
 
 from __future__ import annotations
 
-import base64
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +14,11 @@ import pytest
 from test_browser import Browser
 from test_browser import pytestmark as browser_marks
 
-from harness.run.config import build_config
 from harness.run.finish import report_run
-from harness.run.runner import run
 
 pytestmark = browser_marks
 WIDTH = 1400
 FIRST_SCREEN = 900
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default `harness run` (shapes suite, its four default models), with its report."""
-    root = tmp_path_factory.mktemp("default-run")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HARNESS_CACHE", str(root / "cache"))
-        outcome = run(build_config(out=root / "run"))
-    assert outcome.report_path is not None
-    return outcome.run_dir
 
 
 @pytest.fixture()
@@ -47,18 +32,7 @@ def browser(tmp_path: Path) -> Any:
 
 def full_page(browser: Browser, name: str, directory: Path) -> list[Path]:
     """A screenshot of the whole page at the viewport's width."""
-    browser.js("window.scrollTo(0, 0)")
-    size = browser.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": WIDTH, "height": size["height"], "scale": 1}
-    data = base64.b64decode(browser.call("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True},
-                                         session=True)["data"])
-    paths = [directory / f"{name}.png"]
-    if os.environ.get("HARNESS_SCREENSHOT_DIR"):
-        paths.append(Path(os.environ["HARNESS_SCREENSHOT_DIR"]) / f"{name}.png")
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return paths
+    return browser.screenshot(name, directory, width=WIDTH, max_height=10**6)
 
 
 # Every header cell whose text is cut (its content wider than its box) and every plot narrower than 600 px.
