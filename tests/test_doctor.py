@@ -26,6 +26,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    for var in [v for v in os.environ if v.startswith("HARNESS_") and v.endswith("_REPO")]:  # CI names the upstream checkouts
+        monkeypatch.delenv(var)
     return tmp_path / "home"
 
 

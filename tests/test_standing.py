@@ -70,7 +70,7 @@ def _rows(html: str, table: str) -> list[tuple[str, bool, str]]:
     """(run link, bold, badges) of each measured row of one leaderboard table, in page order."""
     body = html.split(f'id="table-{table}"')[1].split("</table>")[0]
     out = []
-    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S):
         run = re.search(r'href="runs/([^/]+)/', row)
         cell = re.search(r'<td class="num([^"]*)"[^>]*>(.*?)</td>', row, re.S)
         if run and cell:
