@@ -288,6 +288,20 @@ def _torchrun(python: str, args: list[str], env: dict[str, str] | None = None) -
         return cmd, str(exc)
 
 
+def _json_objects(text: str) -> list[Any]:
+    """Every JSON object in ``text``, wherever it starts (torchrun may prefix or join the ranks' lines)."""
+    decoder, out, at = json.JSONDecoder(), [], text.find("{")
+    while at != -1:
+        try:
+            obj, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            end = at + 1
+        else:
+            out.append(obj)
+        at = text.find("{", end)
+    return out
+
+
 def two_ranks(python: str, device: str) -> Check:
     """From ``python``'s environment, two torchrun ranks: an all-reduce over NCCL (CUDA) or gloo (CPU), then
     ``harness run --models empty`` on a four-image shapes suite, each rank its shard, rank 0 merging."""
@@ -296,7 +310,7 @@ def two_ranks(python: str, device: str) -> Check:
     if isinstance(res, str) or res.returncode != 0:
         why = res if isinstance(res, str) else f"exited {res.returncode}: {res.stderr.strip()[-600:]}"
         return Check("engine", "torchrun", FAILED, f"{' '.join(cmd)} {why}")
-    answers = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    answers = _json_objects(res.stdout)
     wrong = [a for a in answers if a.get("sum") != a.get("expected")]
     if len(answers) != 2 or wrong:
         return Check("engine", "torchrun", FAILED, f"the {backend} all-reduce of 2 ranks answered {answers}")

@@ -141,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = QUESTIONS[args[0]](args[1])
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
-    print(json.dumps(result))
+    # One write of the whole line: two torchrun ranks share a stdout pipe, and a line written in one write of
+    # under PIPE_BUF bytes is never interleaved with the other rank's.
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
     return 0
 
 
