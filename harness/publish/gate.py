@@ -47,8 +47,8 @@ from harness.data.conventions import Conventions
 from harness.data.protocols import of_summary
 from harness.publish import mdtext
 from harness.publish.baseline import Baseline
+from harness.publish.compare import LABELS  # one name per metric, as compare prints it
 from harness.publish.standing import data_text, missing_samples
-from harness.score.cgf1 import COEFFICIENTS
 from harness.score.paired import DEFAULT_ROUNDS, INSTANCE_METRICS, PairScores, paired_spread, point, scale
 
 EXIT_PASS = 0
@@ -57,7 +57,6 @@ EXIT_INCOMPARABLE = 2
 EXIT_INPUT_ERROR = 3
 
 BOOTSTRAPPED = ("ciou", "giou")
-LABELS = {"ciou": "cIoU", "giou": "gIoU", "cgf1": "cgF1", "pmf1": "pmF1", "il_mcc": "IL_MCC x100"}
 _MAX_EXAMPLES = 3
 DEFAULT_CONVENTIONS = Conventions().to_dict()
 # Counts, flags and intervals of a results.json split: not metrics a gate can compare.
@@ -234,7 +233,7 @@ def _row(run: Baseline, base: Baseline, model: str, split: str, metric: str, max
          two_sided: bool = False) -> Row:
     # A coefficient (IL_MCC, in [-1, 1]) is gated in percent like every other metric, so --max-drop's
     # points mean the same for it: a fall of 0.2 in MCC is 20 points, never "within tolerance".
-    times = 100.0 if metric.split("@")[0] in COEFFICIENTS else 1.0
+    times = scale(metric.split("@")[0])
     b = _scaled(_value(base.results[model][split].get(metric)), times)
     r = _scaled(_value(run.results[model][split].get(metric)), times)
     n = run.results[model][split].get(f"n_{metric}", run.results[model][split].get("n"))
